@@ -1,0 +1,1 @@
+"""wayview.api: the HTTP layer (the only package importing the web framework)."""

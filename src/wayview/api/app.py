@@ -1,0 +1,253 @@
+"""wayview.api.app: create_app() builds the ASGI application; the wrapper applies the global rules.
+
+Per request, in the order of spec §1.9: OPTIONS → preflight; path normalisation (repeated and
+trailing slashes, never a redirect); route; authentication (graph routes); handler; errors → the
+Graph envelope. CORS headers and `x-fb-trace-id` go on every response, errors included.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from wayview.api import graph as graph_routes
+from wayview.api import media
+from wayview.api.errors import envelope, shape_of
+from wayview.auth.service import Authenticator
+from wayview.blobs import BlobStore, open_blobs
+from wayview.errors import MissingScope, NodeNotFound
+from wayview.graph.service import Graph
+from wayview.model.entities import Principal
+from wayview.settings import Settings
+from wayview.store import Store, open_store
+
+log = logging.getLogger("wayview")
+access_log = logging.getLogger("wayview.access")
+
+Handler = Callable[["Context", Request, "re.Match[str]"], Awaitable[Response]]
+_SLASHES = re.compile(r"/{2,}")
+_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&]*")
+_AUTH_SCHEMES = ("oauth ", "bearer ")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route: a full-path regex, the methods it serves, whether it needs a token."""
+
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    handler: Handler
+    auth: bool = True
+
+
+@dataclass(slots=True)
+class Context:
+    """What a handler needs: services, settings and the caller."""
+
+    settings: Settings
+    store: Store
+    blobs: BlobStore
+    graph: Graph
+    principal: Principal | None = None
+
+
+def _routes() -> list[Route]:
+    get = frozenset({"GET", "HEAD"})
+    r = re.compile
+    return [
+        Route(r(r"/media/images/(?P<id>[0-9]{1,16})/(?P<variant>[a-z0-9_]+)\.jpg"), get,
+              media.image_variant, auth=False),
+        Route(r(r"/healthz"), get, graph_routes.healthz, auth=False),
+        Route(r(r"/me"), get, graph_routes.me),
+        Route(r(r"/images"), get, graph_routes.images),
+        Route(r(r"/image_ids"), get, graph_routes.image_ids),
+        Route(r(r"/map_features"), get, graph_routes.map_features),
+        Route(r(r"/detections"), get, graph_routes.detections),
+        Route(r(r"/"), get, graph_routes.many),
+        Route(r(r"/ids=(?P<ids>[^/]*)"), get, graph_routes.many),
+        Route(r(r"/(?P<id>[0-9]+)/detections"), get, graph_routes.detections_of),
+        Route(r(r"/(?P<id>[0-9]+)"), get, graph_routes.node),
+    ]
+
+
+def normalise_path(path: str) -> str:
+    """Collapse repeated slashes and drop a trailing one (spec §1.6).
+
+    >>> normalise_path("//123/detections/"), normalise_path("/")
+    ('/123/detections', '/')
+    """
+    path = _SLASHES.sub("/", path)
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    return path
+
+
+def token_from(request: Request) -> str | None:
+    """The token of a request: the `Authorization` header wins over `?access_token=`."""
+    header = request.headers.get("authorization")
+    if header:
+        lowered = header[:7].lower()
+        for scheme in _AUTH_SCHEMES:
+            if lowered.startswith(scheme):
+                return header[len(scheme):].strip() or None
+        return header.strip() or None
+    return request.query_params.get("access_token") or None
+
+
+def new_trace_id() -> str:
+    """A fresh 23-character base64url id for `fbtrace_id` / `x-fb-trace-id`."""
+    return secrets.token_urlsafe(18)[:23]
+
+
+class WayviewApp:
+    """The ASGI application: global rules around a small regex router."""
+
+    def __init__(
+        self, settings: Settings, store: Store | None, blobs: BlobStore | None
+    ) -> None:
+        self.settings = settings
+        self._owns_store = store is None
+        self.store: Store = store if store is not None else open_store(settings)
+        self.blobs: BlobStore = blobs if blobs is not None else open_blobs(settings)
+        self.graph = Graph(self.store, settings)
+        self.auth = Authenticator(self.store, cache_s=settings.auth.token_cache_s)
+        self.routes = _routes()
+        origins = settings.cors.allowed_origins.strip()
+        self._allowed_origins = None if origins == "*" else {
+            o.strip() for o in origins.split(",") if o.strip()
+        }
+        self._expose = (b"access-control-expose-headers", b"x-app-usage, Retry-After, x-fb-trace-id")
+
+    # -- ASGI --------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self._owns_store:
+                        await self.store.open()
+                except Exception as exc:  # report start-up failure to the server
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._owns_store:
+                    await self.store.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        if self._allowed_origins is None:
+            return [(b"access-control-allow-origin", b"*"), self._expose]
+        origin = next((v for k, v in scope["headers"] if k == b"origin"), b"").decode("latin-1")
+        if origin in self._allowed_origins:
+            return [(b"access-control-allow-origin", origin.encode("latin-1")),
+                    (b"vary", b"Origin"), self._expose]
+        return [(b"vary", b"Origin")]
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        trace_id = new_trace_id()
+        extra = self._cors_headers(scope)
+        extra.append((b"x-fb-trace-id", trace_id.encode()))
+        status_seen = 0
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status_seen
+            if message["type"] == "http.response.start":
+                status_seen = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        method = scope["method"]
+        if method == "OPTIONS":
+            await self._preflight(scope, send_with_headers)
+        else:
+            path = normalise_path(scope["path"])
+            scope = {**scope, "path": path}
+            try:
+                response = await self._dispatch(scope, receive, method, path)
+            except Exception as exc:
+                if shape_of(exc).status >= 500:
+                    log.error("request failed [trace %s]", trace_id, exc_info=exc)
+                status, body, headers = envelope(exc, trace_id)
+                response = Response(body, status_code=status,
+                                    media_type="application/json; charset=UTF-8")
+                for k, v in headers:
+                    response.headers.append(k.decode(), v.decode())
+            await response(scope, receive, send_with_headers)
+        if access_log.isEnabledFor(logging.INFO):
+            query = _TOKEN_IN_QUERY.sub(r"\1[redacted]",
+                                        scope.get("query_string", b"").decode("latin-1"))
+            access_log.info("%s %s%s %d %.1fms trace=%s", method, scope["path"],
+                            f"?{query}" if query else "", status_seen,
+                            (time.perf_counter() - started) * 1000, trace_id)
+
+    async def _preflight(self, scope: Scope, send: Send) -> None:
+        requested = next(
+            (v for k, v in scope["headers"] if k == b"access-control-request-headers"), b""
+        )
+        allow_headers = requested or b"Authorization, Content-Type, Accept"
+        headers = [
+            (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+            (b"access-control-allow-headers", allow_headers),
+            (b"access-control-max-age", b"86400"),
+            (b"content-length", b"0"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _dispatch(self, scope: Scope, receive: Receive, method: str, path: str) -> Response:
+        request = Request(scope, receive)
+        for route in self.routes:
+            match = route.pattern.fullmatch(path)
+            if match is None:
+                continue
+            ctx = Context(self.settings, self.store, self.blobs, self.graph)
+            if route.auth:
+                ctx.principal = await self.auth.authenticate(token_from(request))
+                if "read" not in ctx.principal.scopes:
+                    raise MissingScope("read")
+            if method not in route.methods:
+                raise NodeNotFound(path.strip("/").split("/")[0], method.lower())
+            return await route.handler(ctx, request, match)
+        # Unknown path: authenticate first so a probe cannot tell paths apart (spec §1.9).
+        principal = await self.auth.authenticate(token_from(request))
+        if "read" not in principal.scopes:
+            raise MissingScope("read")
+        raise NodeNotFound(path.strip("/").split("/")[0], method.lower())
+
+
+def create_app(
+    settings: Settings, *, store: Store | None = None, blobs: BlobStore | None = None
+) -> WayviewApp:
+    """Build the ASGI app. Anything not injected is opened in lifespan from `settings`."""
+    return WayviewApp(settings, store, blobs)
+
+
+def app_from_env() -> Any:
+    """Factory for the ASGI server (`serve`): settings from `WAYVIEW_SERVER_SETTINGS` or env."""
+    import os
+
+    raw = os.environ.get("WAYVIEW_SERVER_SETTINGS")
+    settings = Settings.model_validate_json(raw) if raw else Settings()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(settings)

@@ -1,0 +1,1 @@
+"""wayview.auth: tokens, secrets and passwords."""

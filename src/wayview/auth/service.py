@@ -1,0 +1,50 @@
+"""wayview.auth.service: resolve a token text to a Principal (with a short in-process cache)."""
+
+from __future__ import annotations
+
+import time
+
+from wayview.auth.tokens import hash_token
+from wayview.errors import AppNotAuthorized, TokenExpired, Unauthenticated
+from wayview.model.entities import Principal, Token
+from wayview.store.base import Store
+
+_CACHE_MAX = 10_000
+
+
+class Authenticator:
+    """Validates tokens against the store; remembers valid ones for `cache_s` seconds."""
+
+    def __init__(self, store: Store, *, cache_s: float = 5.0) -> None:
+        self.store = store
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Token]] = {}
+
+    async def authenticate(self, token_text: str | None) -> Principal:
+        """The principal behind a token; raises E1–E4 errors."""
+        if not token_text:
+            raise Unauthenticated()
+        key = hash_token(token_text)
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            token = cached[1]
+        else:
+            found = await self.store.get_token(key)
+            if found is None:
+                raise Unauthenticated()
+            token = found
+            if self.cache_s > 0:
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache.clear()
+                self._cache[key] = (now + self.cache_s, token)
+        if token.revoked or token.app_disabled:
+            raise AppNotAuthorized(token.app_id)
+        if token.expires_at_ms is not None and token.expires_at_ms <= time.time() * 1000:
+            raise TokenExpired()
+        return Principal(app_id=token.app_id, scopes=frozenset(token.scopes),
+                         user_id=token.user_id)
+
+    def forget(self, token_text: str) -> None:
+        """Drop a token from the cache (after a revocation in this process)."""
+        self._cache.pop(hash_token(token_text), None)

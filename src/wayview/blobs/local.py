@@ -1,0 +1,64 @@
+"""wayview.blobs.local: a BlobStore on a local folder (the embedded default)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from wayview.blobs.base import check_key
+
+
+class LocalBlobs:
+    """Objects as files under `root`; writes go to a temp file, fsync, then rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _write(self, key: str, write: object) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)  # type: ignore[operator]
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` atomically."""
+        self._write(key, lambda fh: fh.write(data))
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Copy a file into the store atomically."""
+
+        def copy(fh: object) -> None:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, fh)  # type: ignore[misc]
+
+        self._write(key, copy)
+
+    def get_bytes(self, key: str) -> bytes:
+        """The object's bytes."""
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        """Whether the object exists."""
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Remove the object if present."""
+        self._path(key).unlink(missing_ok=True)
+
+    def local_path(self, key: str) -> Path | None:
+        """The file serving this object."""
+        return self._path(key)

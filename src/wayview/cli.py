@@ -1,0 +1,272 @@
+"""wayview.cli: the `wayview` command (serve is the default; admin commands print JSON on --json)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from wayview import __version__
+from wayview.errors import WayviewError
+from wayview.settings import Settings
+
+T = TypeVar("T")
+
+
+class DefaultGroup(click.Group):
+    """A group that runs `serve` when no sub-command is named."""
+
+    default_command = "serve"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Insert the default command when the first argument is not a command."""
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "--version")):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def make_settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    """Settings from the environment, with command-line values on top."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+def run_with_store(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Open the store, run `fn(store)`, close it; domain errors become clean CLI errors."""
+    from wayview.store import open_store
+
+    async def main() -> T:
+        store = open_store(settings)
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except WayviewError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def emit(as_json: bool, obj: dict[str, Any], text: str) -> None:
+    """Print exactly one JSON object with --json, else human text."""
+    click.echo(json.dumps(obj) if as_json else text)
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Data folder (database and blobs). Default: $WAYVIEW_DATA_DIR or ./wayview-data.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+@click.group(cls=DefaultGroup)
+@click.version_option(__version__, prog_name="wayview")
+def cli() -> None:
+    """wayview: a self-hostable street-level imagery server speaking the Mapillary API v4.
+
+    Every setting can also come from a WAYVIEW_* environment variable (nested with __), e.g.
+    WAYVIEW_SEARCH__MAX_BBOX_AREA_DEG2=0.05. See docs/configuration.md.
+    """
+
+
+@cli.command()
+@click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (default 8080).")
+@click.option("--workers", type=int, default=None, help="Server processes (default 1).")
+@click.option("--public-base-url", default=None,
+              help="Base of absolute URLs in responses (default http://HOST:PORT).")
+@data_dir_option
+@click.option("--get", "get_path", metavar="PATH", default=None,
+              help="Answer one GET in-process, print the body, exit (status ≥ 400 → exit 1).")
+def serve(host: str | None, port: int | None, workers: int | None,
+          public_base_url: str | None, data_dir: Path | None, get_path: str | None) -> None:
+    """Serve the API (creates and migrates the data folder on first run)."""
+    settings = make_settings(data_dir, host=host, port=port, workers=workers,
+                             public_base_url=public_base_url)
+    if get_path is not None:
+        status, body = asyncio.run(_get_once(settings, get_path))
+        click.echo(body)
+        sys.exit(0 if status < 400 else 1)
+    run_with_store(settings, lambda store: asyncio.sleep(0))  # create + migrate before forking
+    click.echo(f"wayview {__version__} serving {settings.base_url} "
+               f"(data: {settings.data_dir.resolve()})", err=True)
+    from wayview.server import run_server
+
+    run_server(settings)
+
+
+async def _get_once(settings: Settings, path: str) -> tuple[int, str]:
+    import httpx
+
+    from wayview.api.app import create_app
+    from wayview.store import open_store
+
+    store = open_store(settings)
+    await store.open()
+    try:
+        app = create_app(settings, store=store)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=settings.base_url) as client:
+            response = await client.get(path)
+        return response.status_code, response.text
+    finally:
+        await store.close()
+
+
+@cli.group()
+def users() -> None:
+    """Manage users."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--email", default=None, help="E-mail address (unique).")
+@click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@data_dir_option
+@json_option
+def users_create(name: str, email: str | None, password_stdin: bool, data_dir: Path | None,
+                 as_json: bool) -> None:
+    """Create a user NAME."""
+    from wayview.auth.tokens import hash_password
+
+    password_hash = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if len(password) < 8:
+            raise click.ClickException("the password must have at least 8 characters")
+        password_hash = hash_password(password)
+    user = run_with_store(make_settings(data_dir), lambda s: s.create_user(
+        name, email=email, password_hash=password_hash))
+    emit(as_json, {"id": str(user.id), "username": user.username},
+         f"created user {user.username} (id {user.id})")
+
+
+@cli.group()
+def orgs() -> None:
+    """Manage organizations."""
+
+
+@orgs.command("create")
+@click.argument("slug")
+@click.option("--name", default="", help="Display name.")
+@click.option("--description", default="", help="Description.")
+@click.option("--member", "members", multiple=True, help="Username of a member (repeatable).")
+@data_dir_option
+@json_option
+def orgs_create(slug: str, name: str, description: str, members: tuple[str, ...],
+                data_dir: Path | None, as_json: bool) -> None:
+    """Create an organization SLUG."""
+
+    async def run(store: Any) -> Any:
+        found = [await store.get_user_by_username(m) for m in members]
+        missing = [m for m, u in zip(members, found, strict=True) if u is None]
+        if missing:
+            raise click.ClickException(f"unknown user {missing[0]!r}")
+        org = await store.create_organization(slug, name=name or slug, description=description)
+        for user in found:
+            await store.add_organization_member(org.id, user.id)
+        return org
+
+    org = run_with_store(make_settings(data_dir), run)
+    emit(as_json, {"id": str(org.id), "slug": org.slug, "name": org.name,
+                   "members": list(members)},
+         f"created organization {org.slug} (id {org.id})")
+
+
+@cli.group()
+def apps() -> None:
+    """Manage developer applications."""
+
+
+@apps.command("create")
+@click.argument("name")
+@click.option("--owner", required=True, help="Username of the owner.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="OAuth callback URL.")
+@click.option("--scope", "scope", default=None, help="Allowed scopes: read,write,upload.")
+@click.option("--client-token", default=None,
+              help="Register this exact client token (MLY|<app id>|<secret>), e.g. the one "
+                   "iD or mapillary_tools ship.")
+@data_dir_option
+@json_option
+def apps_create(name: str, owner: str, redirect_uris: tuple[str, ...], scope: str | None,
+                client_token: str | None, data_dir: Path | None, as_json: bool) -> None:
+    """Register an application NAME; prints its client token and secret once."""
+    from wayview.auth.tokens import create_app, parse_scopes
+
+    async def run(store: Any) -> Any:
+        user = await store.get_user_by_username(owner)
+        if user is None:
+            raise click.ClickException(f"unknown user {owner!r}")
+        return await create_app(store, name, owner=user, redirect_uris=redirect_uris,
+                                scopes=parse_scopes(scope), client_token=client_token)
+
+    new = run_with_store(make_settings(data_dir), run)
+    emit(as_json, {"app_id": str(new.app.id), "name": new.app.name,
+                   "client_token": new.client_token, "client_secret": new.client_secret,
+                   "scopes": list(new.app.scopes)},
+         f"app {new.app.id}\nclient token:  {new.client_token}\n"
+         f"client secret: {new.client_secret}\n(store them now: only hashes are kept)")
+
+
+@cli.group()
+def tokens() -> None:
+    """Issue user access tokens."""
+
+
+@tokens.command("create")
+@click.option("--user", "username", required=True, help="Username the token acts for.")
+@click.option("--app", "app_id", type=int, default=None, help="App id (default: built-in app).")
+@click.option("--scope", "scope", default=None, help="Scopes: read,write,upload (default all).")
+@data_dir_option
+@json_option
+def tokens_create(username: str, app_id: int | None, scope: str | None, data_dir: Path | None,
+                  as_json: bool) -> None:
+    """Issue a user access token (shown once)."""
+    from wayview.auth.tokens import issue_user_token, parse_scopes
+
+    settings = make_settings(data_dir)
+
+    async def run(store: Any) -> Any:
+        user = await store.get_user_by_username(username)
+        if user is None:
+            raise click.ClickException(f"unknown user {username!r}")
+        app = None
+        if app_id is not None:
+            app = await store.get_app(app_id)
+            if app is None:
+                raise click.ClickException(f"unknown app {app_id}")
+        return await issue_user_token(store, user, app=app, scopes=parse_scopes(scope),
+                                      ttl_s=settings.oauth.token_ttl_s)
+
+    issued = run_with_store(settings, run)
+    emit(as_json, {"access_token": issued.access_token, "expires_in": issued.expires_in,
+                   "app_id": str(issued.app_id), "scopes": list(issued.scopes)},
+         issued.access_token)
+
+
+def _register_optional() -> None:
+    """Attach the commands that live beside their services."""
+    try:
+        from wayview.ingest.cli import import_command
+    except ImportError:  # pragma: no cover - during development of the importer
+        pass
+    else:
+        cli.add_command(import_command, "import")
+    try:
+        from wayview.demo import demo_command
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        cli.add_command(demo_command, "demo")
+
+
+_register_optional()

@@ -1,0 +1,114 @@
+"""wayview.errors: the domain exception tree (no HTTP here; api/errors.py maps it to statuses).
+
+    WayviewError
+    ├── Unauthenticated          no / unknown token (E1, E2)
+    │   ├── TokenExpired         E3
+    │   ├── AppNotAuthorized     E4
+    │   └── UserTokenRequired    E5
+    ├── MissingScope             E6
+    ├── NodeNotFound             E7 (also unsupported operation / unknown path / wrong method)
+    ├── UnknownField             E8
+    ├── InvalidParameter         E9, E11, E12
+    ├── MissingParameter         E10
+    ├── Conflict                 a write that collides with stored data (CLI only)
+    ├── StoreUnavailable         the database cannot be used right now (E17)
+    └── InvalidInput             bad input to a service (CLI / import), never reaches HTTP as 500
+"""
+
+from __future__ import annotations
+
+
+class WayviewError(Exception):
+    """Base of every error raised on purpose."""
+
+    message: str = "An unknown error has occurred."
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)
+
+
+class Unauthenticated(WayviewError):
+    """No token, or a token that matches nothing (E1/E2)."""
+
+    message = "Invalid OAuth 2.0 Access Token"
+
+
+class TokenExpired(Unauthenticated):
+    """The user token has expired (E3)."""
+
+    message = "Error validating access token: Session has expired."
+
+
+class AppNotAuthorized(Unauthenticated):
+    """The token was revoked or its app disabled (E4)."""
+
+    def __init__(self, app_id: int) -> None:
+        super().__init__(
+            "Error validating access token: The user has not authorized application "
+            f"{app_id}."
+        )
+
+
+class UserTokenRequired(Unauthenticated):
+    """A client token was used where a user token is needed (E5)."""
+
+    message = "Error validating access token: A user access token is required for this request."
+
+
+class MissingScope(WayviewError):
+    """The token lacks a scope (E6)."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"Permissions error: the access token does not have the '{scope}' scope.")
+        self.scope = scope
+
+
+class NodeNotFound(WayviewError):
+    """Unknown id, invisible node, unsupported operation or path (E7)."""
+
+    def __init__(self, node_id: str, method: str = "get") -> None:
+        super().__init__(
+            f"Unsupported {method} request. Object with ID '{node_id}' does not exist, "
+            "cannot be loaded due to missing permissions, or does not support this operation"
+        )
+        self.node_id = node_id
+
+
+class UnknownField(WayviewError):
+    """A requested field does not exist on the node type (E8)."""
+
+    def __init__(self, field: str, node_type: str) -> None:
+        super().__init__(f"Tried accessing nonexisting field ({field}) on node type ({node_type})")
+        self.field = field
+        self.node_type = node_type
+
+
+class InvalidParameter(WayviewError):
+    """A parameter value is malformed or out of range (E9, E11, E12)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"Invalid parameter {name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class MissingParameter(WayviewError):
+    """A required parameter is absent (E10)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Missing required parameter {name}")
+        self.name = name
+
+
+class Conflict(WayviewError):
+    """A write collides with stored data (a duplicate name, an id already taken)."""
+
+
+class InvalidInput(WayviewError):
+    """Input to a service (CLI, import) that cannot be used."""
+
+
+class StoreUnavailable(WayviewError):
+    """The database could not be used (locked too long, disk error) (E17)."""

@@ -1,0 +1,1 @@
+"""wayview.graph: the Graph (entity) API use cases, independent of HTTP."""

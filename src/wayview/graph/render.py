@@ -1,0 +1,229 @@
+"""wayview.graph.render: turn entities plus a field tree into Graph API JSON objects.
+
+References are loaded in batches per level (one store call per reference per response), so a
+2,000-row search with `creator,organization{name},detections` costs a handful of queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from wayview.blobs.base import THUMB_WIDTHS
+from wayview.model.detection_geometry import encode_polygon
+from wayview.model.entities import Detection, Image, MapFeature, Organization, User
+from wayview.model.fields import NODE_TYPES, FieldTree, selection
+from wayview.store.base import Store
+
+Json = dict[str, Any]
+DEFAULT_CAMERA_PARAMETERS = [0.85, 0.0, 0.0]  # what MapillaryJS assumes (spec §3.2)
+_MISSING = object()
+
+
+def iso_utc(ms: int) -> str:
+    """Milliseconds → `2021-05-22T15:20:45+0000` (spec §3.4).
+
+    >>> iso_utc(1621696845000)
+    '2021-05-22T15:20:45+0000'
+    """
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+def point(lon: float, lat: float) -> Json:
+    """A GeoJSON Point."""
+    return {"type": "Point", "coordinates": [lon, lat]}
+
+
+def _image_scalar(base_url: str) -> Callable[[Image, str], Any]:
+    def get(im: Image, name: str) -> Any:
+        match name:
+            case "id":
+                return str(im.id)
+            case "geometry":
+                return point(im.lon, im.lat)
+            case "computed_geometry":
+                if im.computed_lon is not None and im.computed_lat is not None:
+                    return point(im.computed_lon, im.computed_lat)
+                return point(im.lon, im.lat)
+            case "altitude":
+                return im.altitude_m
+            case "computed_altitude":
+                return im.computed_altitude_m if im.computed_altitude_m is not None \
+                    else im.altitude_m
+            case "compass_angle":
+                return im.compass_angle_deg
+            case "computed_compass_angle":
+                return im.computed_compass_angle_deg \
+                    if im.computed_compass_angle_deg is not None else im.compass_angle_deg
+            case "camera_type":
+                return im.camera_type
+            case "camera_parameters":
+                if im.camera_type == "spherical":
+                    return None
+                return list(im.camera_parameters) if im.camera_parameters \
+                    else DEFAULT_CAMERA_PARAMETERS
+            case "captured_at":
+                return im.captured_at_ms
+            case "exif_orientation":
+                return im.exif_orientation
+            case "width":
+                return im.width
+            case "height":
+                return im.height
+            case "make":
+                return im.make or None
+            case "model":
+                return im.model or None
+            case "is_pano":
+                return im.is_pano
+            case "sequence":
+                return im.sequence_id
+            case "quality_score":
+                return im.quality_score
+            case "thumb_256_url" | "thumb_1024_url" | "thumb_2048_url" | "thumb_original_url":
+                variant = name.removesuffix("_url")
+                if variant != "thumb_original":
+                    assert variant in THUMB_WIDTHS
+                else:
+                    variant = "original"
+                return f"{base_url}/media/images/{im.id}/{variant}.jpg"
+            case _:
+                # atomic_scale, computed_rotation, merge_cc: only with a reconstruction.
+                return None
+
+    return get
+
+
+def _feature_scalar(f: MapFeature, name: str) -> Any:
+    match name:
+        case "id":
+            return str(f.id)
+        case "object_value":
+            return f.object_value
+        case "object_type":
+            return f.object_type
+        case "geometry":
+            return point(f.lon, f.lat)
+        case "aligned_direction":
+            return f.aligned_direction_deg
+        case "first_seen_at":
+            return iso_utc(f.first_seen_at_ms)
+        case "last_seen_at":
+            return iso_utc(f.last_seen_at_ms)
+    return None
+
+
+def _detection_scalar(d: Detection, name: str) -> Any:
+    match name:
+        case "id":
+            return str(d.id)
+        case "value":
+            return d.value
+        case "geometry":
+            return encode_polygon(d.geometry)
+        case "created_at":
+            return iso_utc(d.created_at_ms)
+    return None
+
+
+def _organization_scalar(o: Organization, name: str) -> Any:
+    if name == "id":
+        return str(o.id)
+    value = getattr(o, name, None)
+    return value or None
+
+
+def _user_scalar(u: User, name: str) -> Any:
+    if name == "id":
+        return str(u.id)
+    if name == "username":
+        return u.username or None
+    return None
+
+
+class Renderer:
+    """Renders entities of one node type for a field tree, loading references in batches."""
+
+    def __init__(self, store: Store, base_url: str) -> None:
+        self.store = store
+        self.base_url = base_url
+        self._scalars: dict[str, Callable[[Any, str], Any]] = {
+            "Image": _image_scalar(base_url),
+            "MapFeature": _feature_scalar,
+            "Detection": _detection_scalar,
+            "Organization": _organization_scalar,
+            "User": _user_scalar,
+        }
+
+    async def render(self, node_type: str, items: Sequence[Any], tree: FieldTree) -> list[Json]:
+        """One JSON object per item with the requested fields (+ `id`), absent values omitted."""
+        spec = NODE_TYPES[node_type]
+        scalar = self._scalars[node_type]
+        ref_values: dict[str, list[Any]] = {}
+        for name, sub in tree.items():
+            ref = spec.refs.get(name)
+            if ref is not None:
+                ref_values[name] = await self._load_ref(node_type, name, items,
+                                                        selection(sub, ref))
+        out = []
+        for index, item in enumerate(items):
+            obj: Json = {}
+            for name in tree:
+                value = ref_values[name][index] if name in ref_values else scalar(item, name)
+                if value is not None:
+                    obj[name] = value
+            if "id" in spec.scalars and "id" not in obj:
+                obj["id"] = scalar(item, "id")
+            out.append(obj)
+        return out
+
+    async def _load_ref(
+        self, node_type: str, name: str, items: Sequence[Any], sub: FieldTree
+    ) -> list[Any]:
+        """The rendered value of reference `name` for each item (None = omit)."""
+        key = (node_type, name)
+        if key == ("Image", "creator"):
+            users = [User(id=im.creator_id, username=im.creator_username) for im in items]
+            return list(await self.render("User", users, sub))
+        if key == ("Image", "organization"):
+            org_ids = {im.organization_id for im in items if im.organization_id is not None}
+            if set(sub) <= {"id"}:
+                orgs = {oid: Organization(id=oid, slug="") for oid in org_ids}
+            else:
+                orgs = await self.store.get_organizations(sorted(org_ids))
+            return await self._render_optional("Organization", items, sub,
+                                               lambda im: orgs.get(im.organization_id))
+        if key == ("Image", "detections"):
+            by_image = await self.store.detections_for_images([im.id for im in items])
+            return await self._render_edges("Detection", [by_image.get(im.id, [])
+                                                          for im in items], sub)
+        if key == ("MapFeature", "images"):
+            ids_by_feature = await self.store.image_ids_for_features([f.id for f in items])
+            wanted = sorted({i for ids in ids_by_feature.values() for i in ids})
+            images = await self.store.get_images(wanted)
+            groups = [[images[i] for i in ids_by_feature.get(f.id, []) if i in images]
+                      for f in items]
+            return await self._render_edges("Image", groups, sub)
+        if key == ("Detection", "image"):
+            images = await self.store.get_images(sorted({d.image_id for d in items}))
+            return await self._render_optional("Image", items, sub,
+                                               lambda d: images.get(d.image_id))
+        # mesh, sfm_cluster: only with a reconstruction (never {"url": null}, spec §3.2).
+        return [None] * len(items)
+
+    async def _render_optional(
+        self, node_type: str, items: Sequence[Any], sub: FieldTree,
+        pick: Callable[[Any], Any],
+    ) -> list[Any]:
+        targets = [pick(item) for item in items]
+        present = [t for t in targets if t is not None]
+        rendered = iter(await self.render(node_type, present, sub))
+        return [next(rendered) if t is not None else None for t in targets]
+
+    async def _render_edges(
+        self, node_type: str, groups: list[list[Any]], sub: FieldTree
+    ) -> list[Any]:
+        flat = [x for group in groups for x in group]
+        rendered = iter(await self.render(node_type, flat, sub))
+        return [{"data": [next(rendered) for _ in group]} for group in groups]

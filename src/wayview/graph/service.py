@@ -1,0 +1,164 @@
+"""wayview.graph.service: the Graph API use cases (lookups, searches) over the store.
+
+Order of checks inside each use (spec §1.9): node lookup → field validation → parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wayview.errors import MissingParameter, NodeNotFound, UserTokenRequired
+from wayview.graph import params
+from wayview.graph.render import Json, Renderer
+from wayview.ids import is_sequence_key, parse_id
+from wayview.model.entities import ImageSearch, Principal
+from wayview.model.fields import FieldTree, parse_fields, validate
+from wayview.settings import Settings
+from wayview.store.base import Store
+
+#: store node kind → Graph node type (apps are nodes but not visible through the graph).
+VISIBLE_KINDS = {
+    "image": "Image", "map_feature": "MapFeature", "detection": "Detection",
+    "organization": "Organization", "user": "User",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """A search result: rendered rows plus the cursor of the next page, if any."""
+
+    data: list[Json]
+    after: str | None = None
+
+
+class Graph:
+    """Graph API operations; every method raises domain errors, never HTTP ones."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.renderer = Renderer(store, settings.base_url)
+
+    async def _load(self, kind: str, node_id: int) -> Any:
+        loaders = {
+            "image": self.store.get_images, "map_feature": self.store.get_map_features,
+            "detection": self.store.get_detections, "organization": self.store.get_organizations,
+            "user": self.store.get_users,
+        }
+        return (await loaders[kind]([node_id])).get(node_id)
+
+    async def node(self, id_text: str, fields: str | None, *, method: str = "get") -> Json:
+        """GET /{id}: one node of any visible type."""
+        node_id = parse_id(id_text)
+        kinds = await self.store.node_kinds([node_id]) if node_id is not None else {}
+        kind = kinds.get(node_id) if node_id is not None else None
+        if kind not in VISIBLE_KINDS or node_id is None:
+            raise NodeNotFound(id_text, method)
+        entity = await self._load(kind, node_id)
+        if entity is None:
+            raise NodeNotFound(id_text, method)
+        node_type = VISIBLE_KINDS[kind]
+        tree = parse_fields(fields)
+        validate(tree, node_type)
+        return (await self.renderer.render(node_type, [entity], tree))[0]
+
+    async def me(self, principal: Principal, fields: str | None) -> Json:
+        """GET /me: the user behind a user token (E5 for client tokens)."""
+        if principal.user_id is None:
+            raise UserTokenRequired()
+        user = (await self.store.get_users([principal.user_id])).get(principal.user_id)
+        if user is None:
+            raise UserTokenRequired()
+        tree = parse_fields(fields)
+        validate(tree, "User")
+        return (await self.renderer.render("User", [user], tree))[0]
+
+    async def many(self, ids_text: str, fields: str | None) -> Json:
+        """GET /?ids=A,B: an object keyed by id; unknown ids are omitted (spec §3.8)."""
+        wanted = params.parse_id_list("ids", ids_text, self.settings.ids.max_per_request)
+        if not wanted:
+            raise MissingParameter("ids")
+        tree = parse_fields(fields)
+        kinds = await self.store.node_kinds(wanted)
+        by_type: dict[str, list[int]] = {}
+        for node_id in dict.fromkeys(wanted):
+            kind = kinds.get(node_id)
+            if kind in VISIBLE_KINDS:
+                by_type.setdefault(VISIBLE_KINDS[kind], []).append(node_id)
+        for node_type in by_type:
+            validate(tree, node_type)
+        rendered: dict[int, Json] = {}
+        loaders = {
+            "Image": self.store.get_images, "MapFeature": self.store.get_map_features,
+            "Detection": self.store.get_detections,
+            "Organization": self.store.get_organizations, "User": self.store.get_users,
+        }
+        for node_type, node_ids in by_type.items():
+            found = await loaders[node_type](node_ids)
+            present = [found[i] for i in node_ids if i in found]
+            for entity, obj in zip(
+                present, await self.renderer.render(node_type, present, tree), strict=True
+            ):
+                rendered[entity.id] = obj
+        return {str(i): rendered[i] for i in dict.fromkeys(wanted) if i in rendered}
+
+    async def images(self, q: params.Query) -> Collection:
+        """GET /images: image search (spec §3.9–3.10)."""
+        tree = parse_fields(q.get("fields"))
+        validate(tree, "Image")
+        search = params.image_search(q, self.settings)
+        return await self._image_collection(search, tree)
+
+    async def _image_collection(self, search: ImageSearch, tree: FieldTree) -> Collection:
+        page = await self.store.search_images(search)
+        data = await self.renderer.render("Image", page.items, tree)
+        after = params.encode_cursor(page.next_after) if page.next_after else None
+        return Collection(data, after)
+
+    async def image_ids(self, q: params.Query) -> Collection:
+        """GET /image_ids?sequence_id=: every image of a sequence in capture order."""
+        sequence_id = q.get("sequence_id", "").strip()
+        if not sequence_id:
+            raise MissingParameter("sequence_id")
+        tree = parse_fields(q.get("fields"))
+        validate(tree, "Image")
+        if not is_sequence_key(sequence_id):
+            return Collection([])
+        return await self._image_collection(ImageSearch(sequence_ids=(sequence_id,)), tree)
+
+    async def map_features(self, q: params.Query) -> Collection:
+        """GET /map_features (spec §3.11)."""
+        tree = parse_fields(q.get("fields"))
+        validate(tree, "MapFeature")
+        page = await self.store.search_map_features(params.map_feature_search(q, self.settings))
+        data = await self.renderer.render("MapFeature", page.items, tree)
+        return Collection(data, params.encode_cursor(page.next_after)
+                          if page.next_after else None)
+
+    async def detections(self, q: params.Query) -> Collection:
+        """GET /detections (spec §3.11)."""
+        tree = parse_fields(q.get("fields"))
+        validate(tree, "Detection")
+        page = await self.store.search_detections(params.detection_search(q, self.settings))
+        data = await self.renderer.render("Detection", page.items, tree)
+        return Collection(data, params.encode_cursor(page.next_after)
+                          if page.next_after else None)
+
+    async def detections_of(self, id_text: str, fields: str | None) -> Collection:
+        """GET /{image_id}/detections and GET /{map_feature_id}/detections (complete)."""
+        node_id = parse_id(id_text)
+        kind = (await self.store.node_kinds([node_id])).get(node_id) if node_id else None
+        if node_id is None or kind not in ("image", "map_feature"):
+            raise NodeNotFound(id_text)
+        if kind == "image":
+            if not await self.store.get_images([node_id]):
+                raise NodeNotFound(id_text)
+            found = (await self.store.detections_for_images([node_id]))[node_id]
+        else:
+            if not await self.store.get_map_features([node_id]):
+                raise NodeNotFound(id_text)
+            found = (await self.store.detections_for_features([node_id]))[node_id]
+        tree = parse_fields(fields)
+        validate(tree, "Detection")
+        return Collection(await self.renderer.render("Detection", found, tree))

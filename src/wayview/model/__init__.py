@@ -1,0 +1,1 @@
+"""wayview.model: pure domain objects and rules (no IO, no framework, no driver)."""

@@ -1,0 +1,203 @@
+"""wayview.model.entities: the domain objects (frozen dataclasses, no IO)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+CAMERA_TYPES = ("perspective", "fisheye", "spherical")
+OBJECT_TYPES = ("trafficsign", "point")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A contributor account."""
+
+    id: int
+    username: str
+    email: str | None = None
+    created_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    """An organization that can own images."""
+
+    id: int
+    slug: str
+    name: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    """An ordered run of images by one creator with one camera."""
+
+    id: str
+    creator_id: int
+    organization_id: int | None = None
+    created_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """One street-level photo and its metadata.
+
+    Positions are WGS84 degrees; `compass_angle_deg` is 0 ≤ a < 360. `computed_*` are None until
+    the processing pipeline produces them (the Graph API then falls back to the originals).
+    `creator_username` is filled on read (a join), never written.
+    """
+
+    id: int
+    sequence_id: str
+    creator_id: int
+    captured_at_ms: int
+    lon: float
+    lat: float
+    width: int
+    height: int
+    altitude_m: float | None = None
+    compass_angle_deg: float | None = None
+    camera_type: str = "perspective"
+    camera_parameters: tuple[float, float, float] | None = None
+    exif_orientation: int = 1
+    make: str | None = None
+    model: str | None = None
+    is_pano: bool = False
+    organization_id: int | None = None
+    quality_score: float | None = None
+    computed_lon: float | None = None
+    computed_lat: float | None = None
+    computed_altitude_m: float | None = None
+    computed_compass_angle_deg: float | None = None
+    content_sha256: str = ""
+    created_at_ms: int = 0
+    creator_username: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MapFeature:
+    """A map object (traffic sign or point) derived from detections."""
+
+    id: int
+    object_value: str
+    object_type: str
+    lon: float
+    lat: float
+    first_seen_at_ms: int
+    last_seen_at_ms: int
+    aligned_direction_deg: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A segmentation of an object in one image.
+
+    `geometry` holds the normalised polygon rings (u, v in 0..1, origin top-left, y down);
+    the API encodes it as the base64 MVT of spec §5.
+    """
+
+    id: int
+    image_id: int
+    value: str
+    geometry: tuple[tuple[tuple[float, float], ...], ...]
+    created_at_ms: int
+    map_feature_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """A developer application: the owner of client tokens and of the tokens it obtains."""
+
+    id: int
+    name: str
+    owner_id: int | None
+    scopes: tuple[str, ...] = ("read", "write", "upload")
+    redirect_uris: tuple[str, ...] = ()
+    builtin: bool = False
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A stored token (only its hash is kept). `user_id` is None for client tokens."""
+
+    app_id: int
+    kind: str  # "client" or "user"
+    scopes: tuple[str, ...]
+    user_id: int | None = None
+    expires_at_ms: int | None = None
+    revoked: bool = False
+    app_disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: resolved from a valid token."""
+
+    app_id: int
+    scopes: frozenset[str]
+    user_id: int | None = None
+    username: str | None = None
+
+    @property
+    def is_user(self) -> bool:
+        """Whether this is a user (not a client) token."""
+        return self.user_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSearch:
+    """Filters of GET /images (spec §3.9); all combine with AND."""
+
+    bbox: tuple[float, float, float, float] | None = None
+    start_captured_at_ms: int | None = None
+    end_captured_at_ms: int | None = None
+    organization_id: int | None = None
+    sequence_ids: tuple[str, ...] | None = None
+    creator_username: str | None = None
+    image_ids: tuple[int, ...] | None = None
+    s2_range: tuple[int, int] | None = None
+    is_pano: bool | None = None
+    make: str | None = None
+    model: str | None = None
+    camera_type: str | None = None
+    limit: int | None = None
+    after: tuple[int, int] | None = None  # keyset cursor (captured_at_ms, id)
+
+
+@dataclass(frozen=True, slots=True)
+class MapFeatureSearch:
+    """Filters of GET /map_features (spec §3.11)."""
+
+    bbox: tuple[float, float, float, float]
+    object_values: tuple[str, ...] | None = None
+    object_type: str | None = None
+    start_first_seen_at_ms: int | None = None
+    end_first_seen_at_ms: int | None = None
+    start_last_seen_at_ms: int | None = None
+    end_last_seen_at_ms: int | None = None
+    limit: int = 2000
+    after: int | None = None  # keyset cursor (id)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionSearch:
+    """Filters of GET /detections (spec §3.11)."""
+
+    bbox: tuple[float, float, float, float]
+    values: tuple[str, ...] | None = None
+    start_captured_at_ms: int | None = None
+    end_captured_at_ms: int | None = None
+    limit: int = 2000
+    after: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a search; `next_after` is set when more rows exist."""
+
+    items: list[T] = field(default_factory=list)
+    next_after: tuple[int, ...] | None = None

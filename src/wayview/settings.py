@@ -1,0 +1,119 @@
+"""wayview.settings: one pydantic-settings tree (WAYVIEW_ prefix, `__` nesting), never built at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SearchSettings(BaseModel):
+    """Limits of the search endpoints (spec §3.9)."""
+
+    max_bbox_area_deg2: float = Field(
+        0.01, ge=0, description="Largest bbox area in square degrees (0 = unlimited)."
+    )
+    default_limit: int = Field(2000, ge=1, description="Rows returned when `limit` is absent.")
+    max_limit: int = Field(2000, ge=1, description="Larger `limit` values are clamped to this.")
+
+
+class IdsSettings(BaseModel):
+    """Multi-id lookups: GET /?ids= (spec §3.8)."""
+
+    max_per_request: int = Field(100, ge=1, description="Most ids accepted by `GET /?ids=`.")
+
+
+class ImageIdsSettings(BaseModel):
+    """`GET /images?image_ids=` (spec §3.10)."""
+
+    max_per_request: int = Field(
+        2000, ge=1, description="Most ids accepted by `GET /images?image_ids=`."
+    )
+
+
+class CorsSettings(BaseModel):
+    """Cross-origin headers (spec §1.7)."""
+
+    allowed_origins: str = Field(
+        "*", description="`*` or a comma-separated list of origins allowed to read responses."
+    )
+
+
+class AuthSettings(BaseModel):
+    """Token validation."""
+
+    token_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a validated token is remembered in process (0 = look up every time).",
+    )
+
+
+class OAuthSettings(BaseModel):
+    """Lifetimes of OAuth artefacts (spec §7)."""
+
+    token_ttl_s: int = Field(5_184_000, ge=60, description="Lifetime of user access tokens.")
+
+
+class ImportSettings(BaseModel):
+    """`wayview import`: how images are cut into sequences."""
+
+    max_time_gap_s: float = Field(
+        60.0, gt=0, description="A capture-time gap above this starts a new sequence."
+    )
+    max_distance_gap_m: float = Field(
+        100.0, gt=0, description="A jump above this distance starts a new sequence."
+    )
+    max_sequence_length: int = Field(
+        1000, ge=1, description="Longer runs are split into sequences of this many images."
+    )
+
+
+class Settings(BaseSettings):
+    """All wayview settings. Environment: `WAYVIEW_<NAME>`, nested with `__`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WAYVIEW_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        Path("wayview-data"), description="Folder for the SQLite database and the blob store."
+    )
+    host: str = Field("127.0.0.1", description="Address `serve` listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port `serve` listens on.")
+    workers: int = Field(1, ge=1, description="Server processes started by `serve`.")
+    public_base_url: str = Field(
+        "",
+        description="Base of every absolute URL the server emits (thumbnails, paging). "
+        "Empty = http://<host>:<port>.",
+    )
+    search: SearchSettings = SearchSettings()
+    ids: IdsSettings = IdsSettings()
+    image_ids: ImageIdsSettings = ImageIdsSettings()
+    cors: CorsSettings = CorsSettings()
+    auth: AuthSettings = AuthSettings()
+    oauth: OAuthSettings = OAuthSettings()
+    imports: ImportSettings = ImportSettings()
+    asset_max_age_s: int = Field(
+        31_536_000, ge=0, description="`Cache-Control: max-age` of thumbnails and originals."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL without a trailing slash."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite database file inside `data_dir`."""
+        return self.data_dir / "wayview.db"
+
+    @property
+    def blobs_path(self) -> Path:
+        """The local blob folder inside `data_dir`."""
+        return self.data_dir / "blobs"

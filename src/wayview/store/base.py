@@ -1,0 +1,143 @@
+"""wayview.store.base: the Store protocol, one method per use; every backend implements it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence as Seq
+from typing import Protocol
+
+from wayview.model.entities import (
+    App,
+    Detection,
+    DetectionSearch,
+    Image,
+    ImageSearch,
+    MapFeature,
+    MapFeatureSearch,
+    Organization,
+    Page,
+    Sequence,
+    Token,
+    User,
+)
+
+#: Node kinds sharing the one id space (spec §1.3).
+NODE_KINDS = ("image", "map_feature", "detection", "organization", "user", "app")
+
+
+class Store(Protocol):
+    """Persistence for every entity. Methods return model objects, never rows.
+
+    All methods are coroutines; implementations never block the event loop.
+    """
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and migrate to the newest schema. Called by app lifespan and the CLI."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+    # -- nodes -----------------------------------------------------------------------------
+    async def reserve_ids(self, kind: str, count: int) -> list[int]:
+        """Mint `count` fresh node ids of `kind` in the shared id space. Called by ingest/CLI."""
+
+    async def node_kinds(self, ids: Seq[int]) -> dict[int, str]:
+        """The kind of each known id. Called by GET /{id} and GET /?ids=."""
+
+    # -- users, organizations --------------------------------------------------------------
+    async def create_user(
+        self, username: str, *, email: str | None = None, password_hash: str | None = None
+    ) -> User:
+        """Create a user; raises Conflict if the username (case-insensitive) is taken."""
+
+    async def get_users(self, ids: Seq[int]) -> dict[int, User]:
+        """Users by id. Called by GET /{id}, /me and nested `creator` fields."""
+
+    async def get_user_by_username(self, username: str) -> User | None:
+        """A user by name (case-insensitive). Called by the CLI and creator searches."""
+
+    async def create_organization(
+        self, slug: str, *, name: str = "", description: str = ""
+    ) -> Organization:
+        """Create an organization; raises Conflict if the slug is taken."""
+
+    async def get_organizations(self, ids: Seq[int]) -> dict[int, Organization]:
+        """Organizations by id. Called by GET /{id} and nested `organization` fields."""
+
+    async def add_organization_member(self, organization_id: int, user_id: int) -> None:
+        """Make a user a member (idempotent)."""
+
+    async def is_organization_member(self, organization_id: int, user_id: int) -> bool:
+        """Whether the user belongs to the organization. Called by import and finish_upload."""
+
+    # -- apps and tokens -------------------------------------------------------------------
+    async def create_app(
+        self,
+        app: App,
+        *,
+        client_token_hash: str,
+        client_secret_hash: str,
+    ) -> App:
+        """Store an app with the hashes of its client token and secret (its id is reserved)."""
+
+    async def get_app(self, app_id: int) -> App | None:
+        """An app by id."""
+
+    async def get_builtin_app(self) -> App | None:
+        """The app that CLI-issued tokens belong to, if created."""
+
+    async def create_token(self, token_hash: str, token: Token) -> None:
+        """Store a token by the hash of its text."""
+
+    async def get_token(self, token_hash: str) -> Token | None:
+        """A token by the hash of its text. Called for every authenticated request."""
+
+    async def revoke_token(self, token_hash: str) -> bool:
+        """Revoke a token; False if unknown."""
+
+    # -- images and sequences --------------------------------------------------------------
+    async def insert_sequence(self, sequence: Sequence, images: Seq[Image]) -> None:
+        """Insert a sequence and its images atomically (ids reserved with reserve_ids)."""
+
+    async def find_images_by_sha256(self, hashes: Iterable[str]) -> dict[str, int]:
+        """Image ids already stored for these content hashes. Called by import (dedup)."""
+
+    async def get_images(self, ids: Seq[int]) -> dict[int, Image]:
+        """Images by id, with `creator_username` filled. Called by GET /{id} and lookups."""
+
+    async def search_images(self, q: ImageSearch) -> Page[Image]:
+        """Filtered images ordered by (captured_at, id), at most `q.limit` (None = all).
+
+        Called by GET /images, /image_ids. With `q.image_ids` the order is the request order.
+        """
+
+    async def count_images(self) -> int:
+        """How many images are stored. Called by the CLI and the demo."""
+
+    # -- map features and detections -------------------------------------------------------
+    async def insert_map_features(self, features: Seq[MapFeature]) -> None:
+        """Insert map features (ids reserved with reserve_ids)."""
+
+    async def insert_detections(self, detections: Seq[Detection]) -> None:
+        """Insert detections (ids reserved with reserve_ids)."""
+
+    async def get_map_features(self, ids: Seq[int]) -> dict[int, MapFeature]:
+        """Map features by id. Called by GET /{id}."""
+
+    async def get_detections(self, ids: Seq[int]) -> dict[int, Detection]:
+        """Detections by id. Called by GET /{id}."""
+
+    async def search_map_features(self, q: MapFeatureSearch) -> Page[MapFeature]:
+        """Map features in a bbox, ordered by id. Called by GET /map_features."""
+
+    async def search_detections(self, q: DetectionSearch) -> Page[Detection]:
+        """Detections whose image lies in a bbox, ordered by id. Called by GET /detections."""
+
+    async def detections_for_images(self, image_ids: Seq[int]) -> dict[int, list[Detection]]:
+        """Each image's detections ordered by id. Called by GET /{image_id}/detections."""
+
+    async def detections_for_features(self, feature_ids: Seq[int]) -> dict[int, list[Detection]]:
+        """Each feature's detections, newest image first. Called by GET /{feature}/detections."""
+
+    async def image_ids_for_features(self, feature_ids: Seq[int]) -> dict[int, list[int]]:
+        """Ids of the images that saw each feature (by capture time). Called by `images` edges."""

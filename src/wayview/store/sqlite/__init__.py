@@ -1,0 +1,1 @@
+"""wayview.store.sqlite: the embedded SQLite backend."""

@@ -1,0 +1,122 @@
+"""wayview.store.sqlite.connection: one writer thread, thread-local readers, WAL; loop never blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from wayview.errors import Conflict, StoreUnavailable
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn sqlite3 exceptions into domain errors at the store boundary (STYLE rule 7)."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise Conflict(str(exc)) from exc
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(f"database error: {exc}") from exc
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                           isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute("PRAGMA mmap_size = 1073741824")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+class Database:
+    """An SQLite file with one writer thread and a pool of reader threads.
+
+    `await db.read(fn)` runs `fn(conn)` on a reader thread's own connection; `await db.write(fn)`
+    runs it on the single writer thread inside a transaction (committed when `fn` returns,
+    rolled back when it raises).
+    """
+
+    def __init__(self, path: Path, *, readers: int = 4) -> None:
+        self.path = Path(path)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wayview-sqlite-w")
+        self._readers = ThreadPoolExecutor(max_workers=readers,
+                                           thread_name_prefix="wayview-sqlite-r")
+        self._local = threading.local()
+        self._write_conn: sqlite3.Connection | None = None
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Create the file and switch it to WAL (synchronous; call before serving)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path, readonly=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._write_conn is None:
+            self._write_conn = _connect(self.path, readonly=False)
+            with self._lock:
+                self._all.append(self._write_conn)
+        conn = self._write_conn
+        with translate_errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with translate_errors():
+            return fn(self._reader())
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only function on a reader thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, fn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a function in a write transaction on the writer thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._run_write, fn)
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a write transaction from a non-async caller (migrations at start-up)."""
+        return self._writer.submit(self._run_write, fn).result()
+
+    def close(self) -> None:
+        """Stop the threads and close every connection."""
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._write_conn = None

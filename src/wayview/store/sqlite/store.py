@@ -1,0 +1,781 @@
+"""wayview.store.sqlite.store: SqliteStore, the embedded implementation of the Store protocol."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence as Seq
+from pathlib import Path
+from typing import Any
+
+from wayview import ids as id_mint
+from wayview.errors import Conflict
+from wayview.model.entities import (
+    App,
+    Detection,
+    DetectionSearch,
+    Image,
+    ImageSearch,
+    MapFeature,
+    MapFeatureSearch,
+    Organization,
+    Page,
+    Sequence,
+    Token,
+    User,
+)
+from wayview.model.s2 import leaf_cell
+from wayview.store.base import NODE_KINDS
+from wayview.store.migrate import load_migrations
+from wayview.store.sqlite.connection import Database
+
+# SQLite allows 32,766 host parameters; batch below that.
+_BATCH = 900
+
+_IMAGE_COLUMNS = (
+    "i.id, i.sequence_id, i.creator_id, i.captured_at_ms, i.lon, i.lat, i.width, i.height,"
+    " i.altitude_m, i.compass_angle_deg, i.camera_type, i.camera_parameters,"
+    " i.exif_orientation, i.make, i.model, i.is_pano, i.organization_id, i.quality_score,"
+    " i.computed_lon, i.computed_lat, i.computed_altitude_m, i.computed_compass_deg,"
+    " i.content_sha256, i.created_at_ms, u.username"
+)
+_IMAGE_FROM = "images i JOIN users u ON u.id = i.creator_id"
+
+SQL_INSERT_IMAGE = (
+    "INSERT INTO images (id, sequence_id, creator_id, organization_id, captured_at_ms, lon, lat,"
+    " altitude_m, compass_angle_deg, computed_lon, computed_lat, computed_altitude_m,"
+    " computed_compass_deg, camera_type, camera_parameters, exif_orientation, width, height,"
+    " make, model, is_pano, quality_score, s2_leaf, content_sha256, created_at_ms)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+SQL_INSERT_RTREE = "INSERT INTO {table} (id, min_lon, max_lon, min_lat, max_lat) VALUES (?,?,?,?,?)"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _image_from_row(r: tuple[Any, ...]) -> Image:
+    params = json.loads(r[11]) if r[11] else None
+    return Image(
+        id=r[0], sequence_id=r[1], creator_id=r[2], captured_at_ms=r[3], lon=r[4], lat=r[5],
+        width=r[6], height=r[7], altitude_m=r[8], compass_angle_deg=r[9], camera_type=r[10],
+        camera_parameters=tuple(params) if params else None,  # type: ignore[arg-type]
+        exif_orientation=r[12], make=r[13], model=r[14], is_pano=bool(r[15]),
+        organization_id=r[16], quality_score=r[17], computed_lon=r[18], computed_lat=r[19],
+        computed_altitude_m=r[20], computed_compass_angle_deg=r[21], content_sha256=r[22],
+        created_at_ms=r[23], creator_username=r[24],
+    )
+
+
+def _feature_from_row(r: tuple[Any, ...]) -> MapFeature:
+    return MapFeature(
+        id=r[0], object_value=r[1], object_type=r[2], lon=r[3], lat=r[4],
+        aligned_direction_deg=r[5], first_seen_at_ms=r[6], last_seen_at_ms=r[7],
+    )
+
+
+_FEATURE_COLUMNS = (
+    "f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,"
+    " f.first_seen_at_ms, f.last_seen_at_ms"
+)
+_DETECTION_COLUMNS = "d.id, d.image_id, d.value, d.geometry, d.created_at_ms, d.map_feature_id"
+
+
+def _detection_from_row(r: tuple[Any, ...]) -> Detection:
+    rings = tuple(tuple((float(u), float(v)) for u, v in ring) for ring in json.loads(r[3]))
+    return Detection(
+        id=r[0], image_id=r[1], value=r[2], geometry=rings, created_at_ms=r[4],
+        map_feature_id=r[5],
+    )
+
+
+def _chunks(values: Seq[Any], size: int = _BATCH) -> Iterable[Seq[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _glob_to_like(pattern: str) -> str:
+    """`*` wildcards (spec §3.11) to a GLOB pattern with other GLOB metacharacters escaped."""
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append("*")
+        elif ch in "?[]":
+            out.append(f"[{ch}]")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _values_clause(column: str, values: tuple[str, ...], params: list[Any]) -> str:
+    parts = []
+    for value in values:
+        if "*" in value:
+            parts.append(f"{column} GLOB ?")
+            params.append(_glob_to_like(value))
+        else:
+            parts.append(f"{column} = ?")
+            params.append(value)
+    return "(" + " OR ".join(parts) + ")"
+
+
+class SqliteStore:
+    """The Store protocol on one SQLite file (WAL, one writer thread, reader threads)."""
+
+    def __init__(self, path: Path, *, readers: int = 4) -> None:
+        self.db = Database(path, readers=readers)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create the file if needed and apply pending migrations."""
+        self.db.open()
+        await self.db.write(self._migrate)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for migration in load_migrations("wayview.store.sqlite"):
+            if migration.version in done:
+                continue
+            for statement in migration.sql.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                (migration.version, migration.name, _now_ms()),
+            )
+
+    async def schema_version(self) -> int:
+        """The newest applied migration."""
+        row = await self.db.read(
+            lambda c: c.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        )
+        return int(row[0] or 0)
+
+    async def close(self) -> None:
+        """Stop threads and close connections."""
+        self.db.close()
+
+    # -- nodes -----------------------------------------------------------------------------
+    async def reserve_ids(self, kind: str, count: int) -> list[int]:
+        """Mint fresh ids in the shared id space, retrying on the rare collision."""
+        if kind not in NODE_KINDS:
+            raise ValueError(f"unknown node kind {kind!r}")
+
+        def run(conn: sqlite3.Connection) -> list[int]:
+            out: list[int] = []
+            while len(out) < count:
+                candidate = id_mint.new_id()
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO nodes (id, kind) VALUES (?, ?)", (candidate, kind)
+                )
+                if cur.rowcount:
+                    out.append(candidate)
+            return out
+
+        return await self.db.write(run)
+
+    async def _claim_id(self, kind: str, node_id: int) -> None:
+        """Register a caller-chosen id (apps with a fixed client token)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT kind FROM nodes WHERE id = ?", (node_id,)).fetchone()
+            if row is not None:
+                raise Conflict(f"id {node_id} is already used by a {row[0]}")
+            conn.execute("INSERT INTO nodes (id, kind) VALUES (?, ?)", (node_id, kind))
+
+        await self.db.write(run)
+
+    async def node_kinds(self, ids: Seq[int]) -> dict[int, str]:
+        """Kinds of known ids."""
+        if not ids:
+            return {}
+
+        def run(conn: sqlite3.Connection) -> dict[int, str]:
+            out: dict[int, str] = {}
+            for chunk in _chunks(list(ids)):
+                sql = f"SELECT id, kind FROM nodes WHERE id IN ({_placeholders(len(chunk))})"
+                out.update(conn.execute(sql, chunk).fetchall())
+            return out
+
+        return await self.db.read(run)
+
+    # -- users, organizations --------------------------------------------------------------
+    async def create_user(
+        self, username: str, *, email: str | None = None, password_hash: str | None = None
+    ) -> User:
+        """Create a user (username unique, case-insensitive)."""
+        (user_id,) = await self.reserve_ids("user", 1)
+        now = _now_ms()
+
+        def run(conn: sqlite3.Connection) -> None:
+            taken = conn.execute(
+                "SELECT 1 FROM users WHERE username = ? COLLATE NOCASE", (username,)
+            ).fetchone()
+            if taken:
+                raise Conflict(f"username {username!r} is taken")
+            if email and conn.execute(
+                "SELECT 1 FROM users WHERE email = ? COLLATE NOCASE", (email,)
+            ).fetchone():
+                raise Conflict(f"email {email!r} is already registered")
+            conn.execute(
+                "INSERT INTO users (id, username, email, password_hash, created_at_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (user_id, username, email, password_hash, now),
+            )
+
+        await self.db.write(run)
+        return User(id=user_id, username=username, email=email, created_at_ms=now)
+
+    async def get_users(self, ids: Seq[int]) -> dict[int, User]:
+        """Users by id."""
+
+        def run(conn: sqlite3.Connection) -> dict[int, User]:
+            out = {}
+            for chunk in _chunks(list(ids)):
+                sql = (
+                    "SELECT id, username, email, created_at_ms FROM users"
+                    f" WHERE id IN ({_placeholders(len(chunk))})"
+                )
+                for r in conn.execute(sql, chunk):
+                    out[r[0]] = User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3])
+            return out
+
+        return await self.db.read(run) if ids else {}
+
+    async def get_user_by_username(self, username: str) -> User | None:
+        """A user by name, case-insensitive."""
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT id, username, email, created_at_ms FROM users"
+                " WHERE username = ? COLLATE NOCASE",
+                (username,),
+            ).fetchone()
+        )
+        return User(id=row[0], username=row[1], email=row[2], created_at_ms=row[3]) if row else None
+
+    async def create_organization(
+        self, slug: str, *, name: str = "", description: str = ""
+    ) -> Organization:
+        """Create an organization (slug unique)."""
+        (org_id,) = await self.reserve_ids("organization", 1)
+
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute(
+                "SELECT 1 FROM organizations WHERE slug = ? COLLATE NOCASE", (slug,)
+            ).fetchone():
+                raise Conflict(f"organization slug {slug!r} is taken")
+            conn.execute(
+                "INSERT INTO organizations (id, slug, name, description) VALUES (?, ?, ?, ?)",
+                (org_id, slug, name, description),
+            )
+
+        await self.db.write(run)
+        return Organization(id=org_id, slug=slug, name=name, description=description)
+
+    async def get_organizations(self, ids: Seq[int]) -> dict[int, Organization]:
+        """Organizations by id."""
+
+        def run(conn: sqlite3.Connection) -> dict[int, Organization]:
+            out = {}
+            for chunk in _chunks(list(ids)):
+                sql = (
+                    "SELECT id, slug, name, description FROM organizations"
+                    f" WHERE id IN ({_placeholders(len(chunk))})"
+                )
+                for r in conn.execute(sql, chunk):
+                    out[r[0]] = Organization(id=r[0], slug=r[1], name=r[2], description=r[3])
+            return out
+
+        return await self.db.read(run) if ids else {}
+
+    async def add_organization_member(self, organization_id: int, user_id: int) -> None:
+        """Add a member (idempotent)."""
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT OR IGNORE INTO organization_members VALUES (?, ?)",
+                (organization_id, user_id),
+            )
+        )
+
+    async def is_organization_member(self, organization_id: int, user_id: int) -> bool:
+        """Membership test."""
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT 1 FROM organization_members WHERE organization_id = ? AND user_id = ?",
+                (organization_id, user_id),
+            ).fetchone()
+        )
+        return row is not None
+
+    # -- apps and tokens -------------------------------------------------------------------
+    async def create_app(
+        self, app: App, *, client_token_hash: str, client_secret_hash: str
+    ) -> App:
+        """Store an app and its client token (hashes only)."""
+        kinds = await self.node_kinds([app.id])
+        if app.id not in kinds:
+            await self._claim_id("app", app.id)
+        elif kinds[app.id] != "app":
+            raise Conflict(f"id {app.id} is already used by a {kinds[app.id]}")
+        now = _now_ms()
+
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM apps WHERE id = ?", (app.id,)).fetchone():
+                raise Conflict(f"app {app.id} already exists")
+            if app.builtin and conn.execute("SELECT 1 FROM apps WHERE builtin = 1").fetchone():
+                raise Conflict("the built-in app already exists")
+            conn.execute(
+                "INSERT INTO apps (id, name, owner_id, scopes, redirect_uris, client_secret_hash,"
+                " builtin, disabled, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (app.id, app.name, app.owner_id, ",".join(app.scopes),
+                 "\n".join(app.redirect_uris), client_secret_hash, int(app.builtin),
+                 int(app.disabled), now),
+            )
+            conn.execute(
+                "INSERT INTO tokens (token_hash, kind, app_id, user_id, scopes, created_at_ms)"
+                " VALUES (?, 'client', ?, NULL, 'read', ?)",
+                (client_token_hash, app.id, now),
+            )
+
+        await self.db.write(run)
+        return app
+
+    @staticmethod
+    def _app_from_row(r: tuple[Any, ...]) -> App:
+        return App(
+            id=r[0], name=r[1], owner_id=r[2], scopes=tuple(s for s in r[3].split(",") if s),
+            redirect_uris=tuple(u for u in r[4].split("\n") if u), builtin=bool(r[5]),
+            disabled=bool(r[6]),
+        )
+
+    _APP_SQL = "SELECT id, name, owner_id, scopes, redirect_uris, builtin, disabled FROM apps"
+
+    async def get_app(self, app_id: int) -> App | None:
+        """An app by id."""
+        row = await self.db.read(
+            lambda c: c.execute(self._APP_SQL + " WHERE id = ?", (app_id,)).fetchone()
+        )
+        return self._app_from_row(row) if row else None
+
+    async def get_builtin_app(self) -> App | None:
+        """The built-in app, if created."""
+        row = await self.db.read(
+            lambda c: c.execute(self._APP_SQL + " WHERE builtin = 1").fetchone()
+        )
+        return self._app_from_row(row) if row else None
+
+    async def create_token(self, token_hash: str, token: Token) -> None:
+        """Store a user token by hash."""
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT INTO tokens (token_hash, kind, app_id, user_id, scopes, expires_at_ms,"
+                " created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_hash, token.kind, token.app_id, token.user_id, ",".join(token.scopes),
+                 token.expires_at_ms, _now_ms()),
+            )
+        )
+
+    async def get_token(self, token_hash: str) -> Token | None:
+        """A token by hash, with its app's disabled flag."""
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT t.app_id, t.kind, t.scopes, t.user_id, t.expires_at_ms,"
+                " t.revoked_at_ms, a.disabled FROM tokens t JOIN apps a ON a.id = t.app_id"
+                " WHERE t.token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return Token(
+            app_id=row[0], kind=row[1], scopes=tuple(s for s in row[2].split(",") if s),
+            user_id=row[3], expires_at_ms=row[4], revoked=row[5] is not None,
+            app_disabled=bool(row[6]),
+        )
+
+    async def revoke_token(self, token_hash: str) -> bool:
+        """Mark a token revoked."""
+        cur = await self.db.write(
+            lambda c: c.execute(
+                "UPDATE tokens SET revoked_at_ms = ? WHERE token_hash = ? AND revoked_at_ms IS NULL",
+                (_now_ms(), token_hash),
+            )
+        )
+        return bool(cur.rowcount)
+
+    # -- images and sequences --------------------------------------------------------------
+    async def insert_sequence(self, sequence: Sequence, images: Seq[Image]) -> None:
+        """Insert a sequence and its images in one transaction."""
+        now = _now_ms()
+        rows = []
+        boxes = []
+        for im in images:
+            if im.sequence_id != sequence.id:
+                raise ValueError(f"image {im.id} belongs to {im.sequence_id}, not {sequence.id}")
+            rows.append((
+                im.id, sequence.id, im.creator_id, im.organization_id, im.captured_at_ms,
+                im.lon, im.lat, im.altitude_m, im.compass_angle_deg, im.computed_lon,
+                im.computed_lat, im.computed_altitude_m, im.computed_compass_angle_deg,
+                im.camera_type,
+                json.dumps(list(im.camera_parameters)) if im.camera_parameters else None,
+                im.exif_orientation, im.width, im.height, im.make, im.model, int(im.is_pano),
+                im.quality_score, leaf_cell(im.lat, im.lon), im.content_sha256,
+                im.created_at_ms or now,
+            ))
+            boxes.append((im.id, im.lon, im.lon, im.lat, im.lat))
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO sequences (id, creator_id, organization_id, created_at_ms)"
+                " VALUES (?, ?, ?, ?)",
+                (sequence.id, sequence.creator_id, sequence.organization_id,
+                 sequence.created_at_ms or now),
+            )
+            conn.executemany(SQL_INSERT_IMAGE, rows)
+            conn.executemany(SQL_INSERT_RTREE.format(table="images_rtree"), boxes)
+
+        await self.db.write(run)
+
+    async def find_images_by_sha256(self, hashes: Iterable[str]) -> dict[str, int]:
+        """Stored image ids for content hashes."""
+        wanted = list(dict.fromkeys(hashes))
+
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for chunk in _chunks(wanted):
+                sql = (
+                    "SELECT content_sha256, id FROM images"
+                    f" WHERE content_sha256 IN ({_placeholders(len(chunk))})"
+                )
+                out.update(conn.execute(sql, chunk).fetchall())
+            return out
+
+        return await self.db.read(run) if wanted else {}
+
+    async def get_images(self, ids: Seq[int]) -> dict[int, Image]:
+        """Images by id with the creator's username."""
+        if not ids:
+            return {}
+        if len(ids) == 1:
+            image_id = ids[0]
+            row = await self.db.read(
+                lambda c: c.execute(
+                    f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM} WHERE i.id = ?", (image_id,)
+                ).fetchone()
+            )
+            return {image_id: _image_from_row(row)} if row else {}
+
+        def run(conn: sqlite3.Connection) -> dict[int, Image]:
+            out = {}
+            for chunk in _chunks(list(ids)):
+                sql = (
+                    f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM}"
+                    f" WHERE i.id IN ({_placeholders(len(chunk))})"
+                )
+                for r in conn.execute(sql, chunk):
+                    out[r[0]] = _image_from_row(r)
+            return out
+
+        return await self.db.read(run)
+
+    async def search_images(self, q: ImageSearch) -> Page[Image]:
+        """Filtered images; see the protocol for order and limit rules."""
+        if q.image_ids is not None:
+            return await self._images_by_ids(q)
+        where: list[str] = []
+        params: list[Any] = []
+        source = _IMAGE_FROM
+        if q.bbox is not None:
+            west, south, east, north = q.bbox
+            source = (
+                "images_rtree r JOIN images i ON i.id = r.id JOIN users u ON u.id = i.creator_id"
+            )
+            # R*Tree bounds are float32: widen slightly, then recheck on the exact columns.
+            where.append(
+                "r.min_lon >= ? AND r.max_lon <= ? AND r.min_lat >= ? AND r.max_lat <= ?"
+                " AND i.lon BETWEEN ? AND ? AND i.lat BETWEEN ? AND ?"
+            )
+            pad = 1e-4
+            params += [west - pad, east + pad, south - pad, north + pad, west, east, south, north]
+        if q.s2_range is not None:
+            where.append("i.s2_leaf BETWEEN ? AND ?")
+            params += list(q.s2_range)
+        if q.sequence_ids is not None:
+            where.append(f"i.sequence_id IN ({_placeholders(len(q.sequence_ids))})")
+            params += list(q.sequence_ids)
+        if q.organization_id is not None:
+            where.append("i.organization_id = ?")
+            params.append(q.organization_id)
+        if q.creator_username is not None:
+            where.append("u.username = ? COLLATE NOCASE")
+            params.append(q.creator_username)
+        self._common_image_filters(q, where, params)
+        if q.after is not None:
+            where.append("(i.captured_at_ms, i.id) > (?, ?)")
+            params += list(q.after)
+        sql = f"SELECT {_IMAGE_COLUMNS} FROM {source}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY i.captured_at_ms, i.id"
+        if q.limit is not None:
+            sql += " LIMIT ?"
+            params.append(q.limit + 1)
+        rows = await self.db.read(lambda c: c.execute(sql, params).fetchall())
+        items = [_image_from_row(r) for r in rows]
+        next_after = None
+        if q.limit is not None and len(items) > q.limit:
+            items = items[: q.limit]
+            next_after = (items[-1].captured_at_ms, items[-1].id)
+        return Page(items=items, next_after=next_after)
+
+    @staticmethod
+    def _common_image_filters(q: ImageSearch, where: list[str], params: list[Any]) -> None:
+        if q.start_captured_at_ms is not None:
+            where.append("i.captured_at_ms >= ?")
+            params.append(q.start_captured_at_ms)
+        if q.end_captured_at_ms is not None:
+            where.append("i.captured_at_ms < ?")
+            params.append(q.end_captured_at_ms)
+        if q.is_pano is not None:
+            where.append("i.is_pano = ?")
+            params.append(int(q.is_pano))
+        if q.make is not None:
+            where.append("i.make = ? COLLATE NOCASE")
+            params.append(q.make)
+        if q.model is not None:
+            where.append("i.model = ? COLLATE NOCASE")
+            params.append(q.model)
+        if q.camera_type is not None:
+            where.append("i.camera_type = ?")
+            params.append(q.camera_type)
+
+    async def _images_by_ids(self, q: ImageSearch) -> Page[Image]:
+        assert q.image_ids is not None
+        found = await self.get_images(list(dict.fromkeys(q.image_ids)))
+        items = []
+        for image_id in dict.fromkeys(q.image_ids):
+            im = found.get(image_id)
+            if im is not None and _matches(im, q):
+                items.append(im)
+        return Page(items=items)
+
+    async def count_images(self) -> int:
+        """Number of stored images."""
+        row = await self.db.read(lambda c: c.execute("SELECT COUNT(*) FROM images").fetchone())
+        return int(row[0])
+
+    # -- map features and detections -------------------------------------------------------
+    async def insert_map_features(self, features: Seq[MapFeature]) -> None:
+        """Insert map features and index their positions."""
+        rows = [
+            (f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,
+             f.first_seen_at_ms, f.last_seen_at_ms)
+            for f in features
+        ]
+        boxes = [(f.id, f.lon, f.lon, f.lat, f.lat) for f in features]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany("INSERT INTO map_features VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany(SQL_INSERT_RTREE.format(table="map_features_rtree"), boxes)
+
+        await self.db.write(run)
+
+    async def insert_detections(self, detections: Seq[Detection]) -> None:
+        """Insert detections."""
+        rows = [
+            (d.id, d.image_id, d.map_feature_id, d.value,
+             json.dumps([[list(p) for p in ring] for ring in d.geometry]), d.created_at_ms)
+            for d in detections
+        ]
+        await self.db.write(
+            lambda c: c.executemany("INSERT INTO detections VALUES (?, ?, ?, ?, ?, ?)", rows)
+        )
+
+    async def get_map_features(self, ids: Seq[int]) -> dict[int, MapFeature]:
+        """Map features by id."""
+
+        def run(conn: sqlite3.Connection) -> dict[int, MapFeature]:
+            out = {}
+            for chunk in _chunks(list(ids)):
+                sql = (
+                    f"SELECT {_FEATURE_COLUMNS} FROM map_features f"
+                    f" WHERE f.id IN ({_placeholders(len(chunk))})"
+                )
+                for r in conn.execute(sql, chunk):
+                    out[r[0]] = _feature_from_row(r)
+            return out
+
+        return await self.db.read(run) if ids else {}
+
+    async def get_detections(self, ids: Seq[int]) -> dict[int, Detection]:
+        """Detections by id."""
+
+        def run(conn: sqlite3.Connection) -> dict[int, Detection]:
+            out = {}
+            for chunk in _chunks(list(ids)):
+                sql = (
+                    f"SELECT {_DETECTION_COLUMNS} FROM detections d"
+                    f" WHERE d.id IN ({_placeholders(len(chunk))})"
+                )
+                for r in conn.execute(sql, chunk):
+                    out[r[0]] = _detection_from_row(r)
+            return out
+
+        return await self.db.read(run) if ids else {}
+
+    async def search_map_features(self, q: MapFeatureSearch) -> Page[MapFeature]:
+        """Map features in a bbox, by id."""
+        west, south, east, north = q.bbox
+        pad = 1e-4
+        where = [
+            "r.min_lon >= ? AND r.max_lon <= ? AND r.min_lat >= ? AND r.max_lat <= ?",
+            "f.lon BETWEEN ? AND ? AND f.lat BETWEEN ? AND ?",
+        ]
+        params: list[Any] = [west - pad, east + pad, south - pad, north + pad,
+                             west, east, south, north]
+        if q.object_values:
+            where.append(_values_clause("f.object_value", q.object_values, params))
+        if q.object_type is not None:
+            where.append("f.object_type = ?")
+            params.append(q.object_type)
+        for column, start, end in (
+            ("f.first_seen_at_ms", q.start_first_seen_at_ms, q.end_first_seen_at_ms),
+            ("f.last_seen_at_ms", q.start_last_seen_at_ms, q.end_last_seen_at_ms),
+        ):
+            if start is not None:
+                where.append(f"{column} >= ?")
+                params.append(start)
+            if end is not None:
+                where.append(f"{column} < ?")
+                params.append(end)
+        if q.after is not None:
+            where.append("f.id > ?")
+            params.append(q.after)
+        sql = (
+            f"SELECT {_FEATURE_COLUMNS} FROM map_features_rtree r"
+            " JOIN map_features f ON f.id = r.id WHERE " + " AND ".join(where)
+            + " ORDER BY f.id LIMIT ?"
+        )
+        params.append(q.limit + 1)
+        rows = await self.db.read(lambda c: c.execute(sql, params).fetchall())
+        items = [_feature_from_row(r) for r in rows]
+        if len(items) > q.limit:
+            items = items[: q.limit]
+            return Page(items=items, next_after=(items[-1].id,))
+        return Page(items=items)
+
+    async def search_detections(self, q: DetectionSearch) -> Page[Detection]:
+        """Detections whose image is in a bbox, by id."""
+        west, south, east, north = q.bbox
+        pad = 1e-4
+        where = [
+            "r.min_lon >= ? AND r.max_lon <= ? AND r.min_lat >= ? AND r.max_lat <= ?",
+            "i.lon BETWEEN ? AND ? AND i.lat BETWEEN ? AND ?",
+        ]
+        params: list[Any] = [west - pad, east + pad, south - pad, north + pad,
+                             west, east, south, north]
+        if q.values:
+            where.append(_values_clause("d.value", q.values, params))
+        if q.start_captured_at_ms is not None:
+            where.append("i.captured_at_ms >= ?")
+            params.append(q.start_captured_at_ms)
+        if q.end_captured_at_ms is not None:
+            where.append("i.captured_at_ms < ?")
+            params.append(q.end_captured_at_ms)
+        if q.after is not None:
+            where.append("d.id > ?")
+            params.append(q.after)
+        sql = (
+            f"SELECT {_DETECTION_COLUMNS} FROM images_rtree r JOIN images i ON i.id = r.id"
+            " JOIN detections d ON d.image_id = i.id WHERE " + " AND ".join(where)
+            + " ORDER BY d.id LIMIT ?"
+        )
+        params.append(q.limit + 1)
+        rows = await self.db.read(lambda c: c.execute(sql, params).fetchall())
+        items = [_detection_from_row(r) for r in rows]
+        if len(items) > q.limit:
+            items = items[: q.limit]
+            return Page(items=items, next_after=(items[-1].id,))
+        return Page(items=items)
+
+    async def detections_for_images(self, image_ids: Seq[int]) -> dict[int, list[Detection]]:
+        """Detections per image, by id."""
+
+        def run(conn: sqlite3.Connection) -> dict[int, list[Detection]]:
+            out: dict[int, list[Detection]] = {i: [] for i in image_ids}
+            for chunk in _chunks(list(image_ids)):
+                sql = (
+                    f"SELECT {_DETECTION_COLUMNS} FROM detections d"
+                    f" WHERE d.image_id IN ({_placeholders(len(chunk))}) ORDER BY d.id"
+                )
+                for r in conn.execute(sql, chunk):
+                    out[r[1]].append(_detection_from_row(r))
+            return out
+
+        return await self.db.read(run) if image_ids else {}
+
+    async def detections_for_features(self, feature_ids: Seq[int]) -> dict[int, list[Detection]]:
+        """Detections per map feature, newest image first."""
+
+        def run(conn: sqlite3.Connection) -> dict[int, list[Detection]]:
+            out: dict[int, list[Detection]] = {f: [] for f in feature_ids}
+            for chunk in _chunks(list(feature_ids)):
+                sql = (
+                    f"SELECT {_DETECTION_COLUMNS} FROM detections d"
+                    " JOIN images i ON i.id = d.image_id"
+                    f" WHERE d.map_feature_id IN ({_placeholders(len(chunk))})"
+                    " ORDER BY i.captured_at_ms DESC, d.id"
+                )
+                for r in conn.execute(sql, chunk):
+                    out[r[5]].append(_detection_from_row(r))
+            return out
+
+        return await self.db.read(run) if feature_ids else {}
+
+    async def image_ids_for_features(self, feature_ids: Seq[int]) -> dict[int, list[int]]:
+        """Images that saw each feature, by capture time."""
+
+        def run(conn: sqlite3.Connection) -> dict[int, list[int]]:
+            out: dict[int, list[int]] = {f: [] for f in feature_ids}
+            for chunk in _chunks(list(feature_ids)):
+                sql = (
+                    "SELECT DISTINCT d.map_feature_id, i.id, i.captured_at_ms FROM detections d"
+                    " JOIN images i ON i.id = d.image_id"
+                    f" WHERE d.map_feature_id IN ({_placeholders(len(chunk))})"
+                    " ORDER BY i.captured_at_ms, i.id"
+                )
+                for fid, iid, _ in conn.execute(sql, chunk):
+                    out[fid].append(iid)
+            return out
+
+        return await self.db.read(run) if feature_ids else {}
+
+
+def _matches(im: Image, q: ImageSearch) -> bool:
+    """Apply the non-id filters of an `image_ids=` search in Python (the set is small)."""
+    checks = [
+        q.bbox is None or (q.bbox[0] <= im.lon <= q.bbox[2] and q.bbox[1] <= im.lat <= q.bbox[3]),
+        q.start_captured_at_ms is None or im.captured_at_ms >= q.start_captured_at_ms,
+        q.end_captured_at_ms is None or im.captured_at_ms < q.end_captured_at_ms,
+        q.organization_id is None or im.organization_id == q.organization_id,
+        q.sequence_ids is None or im.sequence_id in q.sequence_ids,
+        q.creator_username is None or im.creator_username.lower() == q.creator_username.lower(),
+        q.is_pano is None or im.is_pano == q.is_pano,
+        q.make is None or (im.make or "").lower() == q.make.lower(),
+        q.model is None or (im.model or "").lower() == q.model.lower(),
+        q.camera_type is None or im.camera_type == q.camera_type,
+    ]
+    if q.s2_range is not None:
+        checks.append(q.s2_range[0] <= leaf_cell(im.lat, im.lon) <= q.s2_range[1])
+    return all(checks)
