@@ -59,7 +59,7 @@ def encode_polygon(rings: Sequence[Sequence[tuple[float, float]]]) -> str:
     as MVT 2.x requires; degenerate rings are dropped.
 
     >>> encode_polygon([[(0.1, 0.1), (0.2, 0.1), (0.2, 0.2)]])[:8]
-    'GiYKBm1w'
+    'GiJ4AgoG'
     """
     commands: list[int] = []
     cx = cy = 0
