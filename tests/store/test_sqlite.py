@@ -1,0 +1,31 @@
+"""SQLite specifics: migrations are recorded and idempotent; secrets are never stored in clear."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from wayview.store.sqlite.store import SqliteStore
+from wayview.testing import seed
+
+
+async def test_sqlite_migrations_apply_once(tmp_path):
+    path = tmp_path / "w.db"
+    for _ in range(2):
+        store = SqliteStore(path)
+        await store.open()
+        assert await store.schema_version() == 1
+        await store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (1,)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_sqlite_no_token_or_secret_in_clear(tmp_path):
+    store = SqliteStore(tmp_path / "w.db")
+    await store.open()
+    world = await seed(store)
+    await store.close()
+    raw = (tmp_path / "w.db").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("w.db-*"))
+    for secret in (world.client_token, world.user_token, world.bob_token):
+        assert secret.encode() not in raw
