@@ -1,4 +1,4 @@
-"""wayview.cli: the `wayview` command (serve is the default; admin commands print JSON on --json)."""
+"""wayview.cli: the `wayview` command (`serve` is the default; admin commands print JSON)."""
 
 from __future__ import annotations
 

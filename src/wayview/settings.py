@@ -1,4 +1,4 @@
-"""wayview.settings: one pydantic-settings tree (WAYVIEW_ prefix, `__` nesting), never built at import."""
+"""wayview.settings: one pydantic-settings tree (WAYVIEW_ prefix, `__` nesting)."""
 
 from __future__ import annotations
 

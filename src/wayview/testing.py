@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Sequence as Seq
+from collections.abc import AsyncIterator
+from collections.abc import Sequence as Seq
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings on a temporary data folder, ignoring any `.env` of the developer."""
     values: dict[str, Any] = {"data_dir": tmp_path / "data", "public_base_url": BASE_URL}
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @asynccontextmanager

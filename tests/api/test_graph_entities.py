@@ -26,15 +26,19 @@ def auth(token: str) -> dict[str, str]:
 
 async def test_image_fields_render_as_spec_example(client: httpx.AsyncClient, seeded: Seeded):
     im = seeded.images[0]
-    r = await client.get(f"/{im.id}?fields=captured_at,make,creator,geometry,sequence",
-                         headers=auth(seeded.client_token))
+    r = await client.get(
+        f"/{im.id}?fields=captured_at,make,creator,geometry,sequence",
+        headers=auth(seeded.client_token),
+    )
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/json; charset=UTF-8"
     assert r.json() == {
-        "captured_at": im.captured_at_ms, "make": "TestMake",
+        "captured_at": im.captured_at_ms,
+        "make": "TestMake",
         "creator": {"id": str(seeded.alice.id), "username": "alice"},
         "geometry": {"type": "Point", "coordinates": [im.lon, im.lat]},
-        "sequence": im.sequence_id, "id": str(im.id),
+        "sequence": im.sequence_id,
+        "id": str(im.id),
     }
 
 
@@ -65,25 +69,36 @@ async def test_image_all_sdk_fields_are_literal_eval_safe(client, seeded):
 
 async def test_image_spherical_omits_camera_parameters_and_reports_pano(client, seeded):
     pano = next(im for im in seeded.images if im.is_pano)
-    r = await client.get(f"/{pano.id}?fields=camera_type,camera_parameters,is_pano,organization",
-                         headers=auth(seeded.client_token))
-    assert r.json() == {"camera_type": "spherical", "is_pano": True,
-                        "organization": {"id": str(seeded.org.id)}, "id": str(pano.id)}
+    r = await client.get(
+        f"/{pano.id}?fields=camera_type,camera_parameters,is_pano,organization",
+        headers=auth(seeded.client_token),
+    )
+    assert r.json() == {
+        "camera_type": "spherical",
+        "is_pano": True,
+        "organization": {"id": str(seeded.org.id)},
+        "id": str(pano.id),
+    }
 
 
 async def test_image_unknown_values_are_omitted(client, seeded):
     bob_image = next(im for im in seeded.images if im.creator_id == seeded.bob.id)
-    r = await client.get(f"/{bob_image.id}?fields=compass_angle,altitude,organization,"
-                         "camera_parameters", headers=auth(seeded.client_token))
+    r = await client.get(
+        f"/{bob_image.id}?fields=compass_angle,altitude,organization,camera_parameters",
+        headers=auth(seeded.client_token),
+    )
     assert r.json() == {"camera_parameters": [0.5, -0.01, 0.002], "id": str(bob_image.id)}
 
 
-@pytest.mark.parametrize("selector,expected", [
-    ("creator{username}", {"username": "alice"}),
-    ("creator.username", {"username": "alice"}),
-    ("creator", {"username": "alice"}),
-    ("creator{id}", {}),
-])
+@pytest.mark.parametrize(
+    "selector,expected",
+    [
+        ("creator{username}", {"username": "alice"}),
+        ("creator.username", {"username": "alice"}),
+        ("creator", {"username": "alice"}),
+        ("creator{id}", {}),
+    ],
+)
 async def test_nested_selectors_all_forms(client, seeded, selector, expected):
     im = seeded.images[0]
     r = await client.get(f"/{im.id}?fields={selector}", headers=auth(seeded.client_token))
@@ -92,44 +107,58 @@ async def test_nested_selectors_all_forms(client, seeded, selector, expected):
 
 async def test_nested_organization_fields_load_the_organization(client, seeded):
     pano = next(im for im in seeded.images if im.is_pano)
-    r = await client.get(f"/{pano.id}?fields=organization{{slug,name}}",
-                         headers=auth(seeded.client_token))
-    assert r.json()["organization"] == {"id": str(seeded.org.id), "slug": "acme",
-                                        "name": "Acme Mapping"}
+    r = await client.get(
+        f"/{pano.id}?fields=organization{{slug,name}}", headers=auth(seeded.client_token)
+    )
+    assert r.json()["organization"] == {
+        "id": str(seeded.org.id),
+        "slug": "acme",
+        "name": "Acme Mapping",
+    }
 
 
 async def test_detections_edge_depth_two(client, seeded):
     det = seeded.detections[0]
-    r = await client.get(f"/{det.image_id}?fields=detections{{value,image{{id}}}}",
-                         headers=auth(seeded.client_token))
-    assert r.json()["detections"] == {"data": [
-        {"value": "regulatory--stop--g1", "image": {"id": str(det.image_id)}, "id": str(det.id)}
-    ]}
+    r = await client.get(
+        f"/{det.image_id}?fields=detections{{value,image{{id}}}}", headers=auth(seeded.client_token)
+    )
+    assert r.json()["detections"] == {
+        "data": [
+            {"value": "regulatory--stop--g1", "image": {"id": str(det.image_id)}, "id": str(det.id)}
+        ]
+    }
 
 
 async def test_map_feature_fields(client, seeded):
     f = seeded.features[0]
-    r = await client.get(f"/{f.id}?fields=object_value,object_type,geometry,aligned_direction,"
-                         "first_seen_at,last_seen_at,images", headers=auth(seeded.client_token))
+    r = await client.get(
+        f"/{f.id}?fields=object_value,object_type,geometry,aligned_direction,"
+        "first_seen_at,last_seen_at,images",
+        headers=auth(seeded.client_token),
+    )
     data = r.json()
     assert data["object_value"] == "regulatory--stop--g1"
     assert data["object_type"] == "trafficsign"
     assert data["first_seen_at"].endswith("+0000") and "T" in data["first_seen_at"]
     assert data["aligned_direction"] == 90.0
     assert [i["id"] for i in data["images"]["data"]] == [
-        str(seeded.detections[0].image_id), str(seeded.detections[1].image_id)]
+        str(seeded.detections[0].image_id),
+        str(seeded.detections[1].image_id),
+    ]
     assert set(data["images"]["data"][0]) == {"id", "geometry"}
 
 
 async def test_detection_node_and_geometry_encoding(client, seeded):
     det = seeded.detections[0]
-    r = await client.get(f"/{det.id}?fields=value,geometry,image,created_at",
-                         headers=auth(seeded.client_token))
+    r = await client.get(
+        f"/{det.id}?fields=value,geometry,image,created_at", headers=auth(seeded.client_token)
+    )
     data = r.json()
     assert data["created_at"] == "2021-05-20T17:29:01+0000"
     assert set(data["image"]) == {"id", "geometry"}
-    tile = mapbox_vector_tile.decode(base64.b64decode(data["geometry"]),
-                                     default_options={"y_coord_down": True})
+    tile = mapbox_vector_tile.decode(
+        base64.b64decode(data["geometry"]), default_options={"y_coord_down": True}
+    )
     layer = tile["mpy-or"]
     assert layer["extent"] == 4096 and len(layer["features"]) == 1
     ring = layer["features"][0]["geometry"]["coordinates"][0]
@@ -137,10 +166,15 @@ async def test_detection_node_and_geometry_encoding(client, seeded):
 
 
 async def test_organization_and_user_nodes(client, seeded):
-    r = await client.get(f"/{seeded.org.id}?fields=slug,description,name",
-                         headers=auth(seeded.user_token))
-    assert r.json() == {"slug": "acme", "description": "Test org", "name": "Acme Mapping",
-                        "id": str(seeded.org.id)}
+    r = await client.get(
+        f"/{seeded.org.id}?fields=slug,description,name", headers=auth(seeded.user_token)
+    )
+    assert r.json() == {
+        "slug": "acme",
+        "description": "Test org",
+        "name": "Acme Mapping",
+        "id": str(seeded.org.id),
+    }
     r = await client.get(f"/{seeded.bob.id}?fields=username,id", headers=auth(seeded.user_token))
     assert r.json() == {"username": "bob", "id": str(seeded.bob.id)}
 
@@ -154,7 +188,8 @@ async def test_me_with_client_token_is_e5(client, seeded):
     r = await client.get("/me?fields=id,username", headers=auth(seeded.client_token))
     assert r.status_code == 401
     assert r.json()["error"]["message"] == (
-        "Error validating access token: A user access token is required for this request.")
+        "Error validating access token: A user access token is required for this request."
+    )
 
 
 async def test_multi_ids_keyed_by_id_and_unknown_omitted(client, seeded):

@@ -55,15 +55,27 @@ async def test_store_image_round_trip_keeps_every_field(store):
     user = await store.create_user("u")
     (iid,) = await store.reserve_ids("image", 1)
     seq = Sequence(id="bbbbbbbbbbbbbbbbbbbbbb", creator_id=user.id)
-    image = make_image(id=iid, sequence_id=seq.id, creator_id=user.id, camera_type="fisheye",
-                       camera_parameters=(0.6, -0.1, 0.01), exif_orientation=6, is_pano=False,
-                       quality_score=0.7, computed_lon=13.4051, computed_lat=52.5201,
-                       computed_altitude_m=36.0, computed_compass_angle_deg=44.0,
-                       content_sha256="x", created_at_ms=123)
+    image = make_image(
+        id=iid,
+        sequence_id=seq.id,
+        creator_id=user.id,
+        camera_type="fisheye",
+        camera_parameters=(0.6, -0.1, 0.01),
+        exif_orientation=6,
+        is_pano=False,
+        quality_score=0.7,
+        computed_lon=13.4051,
+        computed_lat=52.5201,
+        computed_altitude_m=36.0,
+        computed_compass_angle_deg=44.0,
+        content_sha256="x",
+        created_at_ms=123,
+    )
     await store.insert_sequence(seq, [image])
     got = (await store.get_images([iid]))[iid]
     assert got.creator_username == "u"
     from dataclasses import replace
+
     assert replace(got, creator_username="") == image
 
 
@@ -75,7 +87,8 @@ async def test_store_search_orders_and_pages_with_keyset(store):
     seen = [im.id for im in page.items]
     while page.next_after:
         page = await store.search_images(
-            ImageSearch(bbox=(12.9, 51.9, 13.1, 52.1), limit=3, after=page.next_after))
+            ImageSearch(bbox=(12.9, 51.9, 13.1, 52.1), limit=3, after=page.next_after)
+        )
         seen += [im.id for im in page.items]
     assert seen == sorted(im.id for im in images)
 
@@ -83,8 +96,9 @@ async def test_store_search_orders_and_pages_with_keyset(store):
 async def test_store_bbox_recheck_is_exact(store):
     user = await store.create_user("u")
     (im,) = await add_sequence(store, user, [(13.123456789, 52.987654321)], start_ms=0)
-    hit = await store.search_images(ImageSearch(bbox=(13.123456789, 52.987654321,
-                                                      13.123456789, 52.987654321)))
+    hit = await store.search_images(
+        ImageSearch(bbox=(13.123456789, 52.987654321, 13.123456789, 52.987654321))
+    )
     miss = await store.search_images(ImageSearch(bbox=(13.1234568, 52.0, 13.2, 53.0)))
     assert [i.id for i in hit.items] == [im.id] and miss.items == []
 
@@ -93,14 +107,31 @@ async def test_store_feature_search_glob_is_literal_except_star(store):
     ids = await store.reserve_ids("map_feature", 2)
     from wayview.model.entities import MapFeature
 
-    await store.insert_map_features([
-        MapFeature(id=ids[0], object_value="a[b]?c--x", object_type="point", lon=1.0, lat=1.0,
-                   first_seen_at_ms=0, last_seen_at_ms=0),
-        MapFeature(id=ids[1], object_value="abc--x", object_type="point", lon=1.0, lat=1.0,
-                   first_seen_at_ms=0, last_seen_at_ms=0),
-    ])
+    await store.insert_map_features(
+        [
+            MapFeature(
+                id=ids[0],
+                object_value="a[b]?c--x",
+                object_type="point",
+                lon=1.0,
+                lat=1.0,
+                first_seen_at_ms=0,
+                last_seen_at_ms=0,
+            ),
+            MapFeature(
+                id=ids[1],
+                object_value="abc--x",
+                object_type="point",
+                lon=1.0,
+                lat=1.0,
+                first_seen_at_ms=0,
+                last_seen_at_ms=0,
+            ),
+        ]
+    )
     page = await store.search_map_features(
-        MapFeatureSearch(bbox=(0.9, 0.9, 1.1, 1.1), object_values=("a[b]?*",)))
+        MapFeatureSearch(bbox=(0.9, 0.9, 1.1, 1.1), object_values=("a[b]?*",))
+    )
     assert [f.id for f in page.items] == [ids[0]]
 
 

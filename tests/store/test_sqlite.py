@@ -26,6 +26,7 @@ async def test_sqlite_no_token_or_secret_in_clear(tmp_path):
     world = await seed(store)
     await store.close()
     raw = (tmp_path / "w.db").read_bytes() + b"".join(
-        p.read_bytes() for p in tmp_path.glob("w.db-*"))
+        p.read_bytes() for p in tmp_path.glob("w.db-*")
+    )
     for secret in (world.client_token, world.user_token, world.bob_token):
         assert secret.encode() not in raw

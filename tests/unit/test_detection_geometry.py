@@ -25,7 +25,7 @@ def test_detection_geometry_layer_and_exterior_winding():
     (feature,) = layer["features"]
     assert feature["id"] == 1 and feature["geometry"]["type"] == "Polygon"
     ring = feature["geometry"]["coordinates"][0]
-    area = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:]))
+    area = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:], strict=False))
     assert area > 0
 
 
@@ -34,8 +34,11 @@ def test_detection_geometry_coordinates_stay_in_extent(points):
     tile = decode(encode_polygon([points]))
     for feature in tile.get("mpy-or", {}).get("features", []):
         geometry = feature["geometry"]
-        polys = geometry["coordinates"] if geometry["type"] == "MultiPolygon" \
+        polys = (
+            geometry["coordinates"]
+            if geometry["type"] == "MultiPolygon"
             else [geometry["coordinates"]]
+        )
         for poly in polys:
             for ring in poly:
                 assert all(0 <= x <= 4096 and 0 <= y <= 4096 for x, y in ring)

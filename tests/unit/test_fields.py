@@ -8,17 +8,22 @@ from wayview.errors import InvalidParameter, UnknownField
 from wayview.model.fields import parse_fields, validate
 
 
-@pytest.mark.parametrize("text,tree", [
-    ("", {}),
-    ("id,", {"id": None}),
-    (" id , make ", {"id": None, "make": None}),
-    ("creator{id,username}", {"creator": {"id": None, "username": None}}),
-    ("creator.username,creator{id}", {"creator": {"username": None, "id": None}}),
-    ("detections{value,image{id,geometry}}",
-     {"detections": {"value": None, "image": {"id": None, "geometry": None}}}),
-    ("detections.image.id", {"detections": {"image": {"id": None}}}),
-    ("creator,creator{username}", {"creator": {"username": None}}),
-])
+@pytest.mark.parametrize(
+    "text,tree",
+    [
+        ("", {}),
+        ("id,", {"id": None}),
+        (" id , make ", {"id": None, "make": None}),
+        ("creator{id,username}", {"creator": {"id": None, "username": None}}),
+        ("creator.username,creator{id}", {"creator": {"username": None, "id": None}}),
+        (
+            "detections{value,image{id,geometry}}",
+            {"detections": {"value": None, "image": {"id": None, "geometry": None}}},
+        ),
+        ("detections.image.id", {"detections": {"image": {"id": None}}}),
+        ("creator,creator{username}", {"creator": {"username": None}}),
+    ],
+)
 def test_fields_parse_forms(text, tree):
     assert parse_fields(text) == tree
 

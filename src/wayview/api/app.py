@@ -125,7 +125,8 @@ class WayviewApp:
         self._allowed_origins = None if origins == "*" else {
             o.strip() for o in origins.split(",") if o.strip()
         }
-        self._expose = (b"access-control-expose-headers", b"x-app-usage, Retry-After, x-fb-trace-id")
+        self._expose = (b"access-control-expose-headers",
+                        b"x-app-usage, Retry-After, x-fb-trace-id")
 
     # -- ASGI --------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

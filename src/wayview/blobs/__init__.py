@@ -6,7 +6,9 @@ from wayview.blobs.base import IMAGE_VARIANTS, THUMB_WIDTHS, BlobStore, image_bl
 from wayview.blobs.local import LocalBlobs
 from wayview.settings import Settings
 
-__all__ = ["IMAGE_VARIANTS", "THUMB_WIDTHS", "BlobStore", "LocalBlobs", "image_blob_key", "open_blobs"]
+__all__ = [
+    "IMAGE_VARIANTS", "THUMB_WIDTHS", "BlobStore", "LocalBlobs", "image_blob_key", "open_blobs",
+]
 
 
 def open_blobs(settings: Settings) -> BlobStore:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from wayview.blobs.base import check_key
 
@@ -20,13 +22,13 @@ class LocalBlobs:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _write(self, key: str, write: object) -> None:
+    def _write(self, key: str, write: Callable[[BinaryIO], object]) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                write(fh)  # type: ignore[operator]
+                write(fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
@@ -41,9 +43,9 @@ class LocalBlobs:
     def put_file(self, key: str, path: Path) -> None:
         """Copy a file into the store atomically."""
 
-        def copy(fh: object) -> None:
+        def copy(fh: BinaryIO) -> None:
             with open(path, "rb") as src:
-                shutil.copyfileobj(src, fh)  # type: ignore[misc]
+                shutil.copyfileobj(src, fh)
 
         self._write(key, copy)
 

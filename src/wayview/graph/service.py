@@ -5,6 +5,7 @@ Order of checks inside each use (spec §1.9): node lookup → field validation �
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ class Graph:
         self.renderer = Renderer(store, settings.base_url)
 
     async def _load(self, kind: str, node_id: int) -> Any:
-        loaders = {
+        loaders: dict[str, Callable[[Sequence[int]], Awaitable[dict[int, Any]]]] = {
             "image": self.store.get_images, "map_feature": self.store.get_map_features,
             "detection": self.store.get_detections, "organization": self.store.get_organizations,
             "user": self.store.get_users,
@@ -89,7 +90,7 @@ class Graph:
         for node_type in by_type:
             validate(tree, node_type)
         rendered: dict[int, Json] = {}
-        loaders = {
+        loaders: dict[str, Callable[[Sequence[int]], Awaitable[dict[int, Any]]]] = {
             "Image": self.store.get_images, "MapFeature": self.store.get_map_features,
             "Detection": self.store.get_detections,
             "Organization": self.store.get_organizations, "User": self.store.get_users,

@@ -1,4 +1,4 @@
-"""wayview.store.sqlite.connection: one writer thread, thread-local readers, WAL; loop never blocks."""
+"""wayview.store.sqlite.connection: one writer thread, thread-local readers, WAL."""
 
 from __future__ import annotations
 

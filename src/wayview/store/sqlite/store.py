@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence as Seq
+from collections.abc import Iterable
+from collections.abc import Sequence as Seq
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def _image_from_row(r: tuple[Any, ...]) -> Image:
     return Image(
         id=r[0], sequence_id=r[1], creator_id=r[2], captured_at_ms=r[3], lon=r[4], lat=r[5],
         width=r[6], height=r[7], altitude_m=r[8], compass_angle_deg=r[9], camera_type=r[10],
-        camera_parameters=tuple(params) if params else None,  # type: ignore[arg-type]
+        camera_parameters=(params[0], params[1], params[2]) if params else None,
         exif_orientation=r[12], make=r[13], model=r[14], is_pano=bool(r[15]),
         organization_id=r[16], quality_score=r[17], computed_lon=r[18], computed_lat=r[19],
         computed_altitude_m=r[20], computed_compass_angle_deg=r[21], content_sha256=r[22],
@@ -408,7 +409,8 @@ class SqliteStore:
         """Mark a token revoked."""
         cur = await self.db.write(
             lambda c: c.execute(
-                "UPDATE tokens SET revoked_at_ms = ? WHERE token_hash = ? AND revoked_at_ms IS NULL",
+                "UPDATE tokens SET revoked_at_ms = ?"
+                " WHERE token_hash = ? AND revoked_at_ms IS NULL",
                 (_now_ms(), token_hash),
             )
         )
