@@ -10,6 +10,7 @@
     ├── UnknownField             E8
     ├── InvalidParameter         E9, E11, E12
     ├── MissingParameter         E10
+    ├── TileNotFound             E15 (unknown tileset/version, z/x/y out of range)
     ├── Conflict                 a write that collides with stored data (CLI only)
     ├── StoreUnavailable         the database cannot be used right now (E17)
     └── InvalidInput             bad input to a service (CLI / import), never reaches HTTP as 500
@@ -112,3 +113,9 @@ class InvalidInput(WayviewError):
 
 class StoreUnavailable(WayviewError):
     """The database could not be used (locked too long, disk error) (E17)."""
+
+
+class TileNotFound(WayviewError):
+    """A tile request outside the contract (E15)."""
+
+    message = "Unsupported tile request"

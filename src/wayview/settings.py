@@ -56,6 +56,18 @@ class OAuthSettings(BaseModel):
     token_ttl_s: int = Field(5_184_000, ge=60, description="Lifetime of user access tokens.")
 
 
+class TilesSettings(BaseModel):
+    """Vector tiles (spec §4)."""
+
+    cache_max_age_s: int = Field(
+        300, ge=0, description="`Cache-Control: max-age` of vector tiles, in seconds."
+    )
+    cache_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=0,
+        description="Memory for rendered tiles per server process (0 = no cache).",
+    )
+
+
 class ImportSettings(BaseModel):
     """`wayview import`: how images are cut into sequences."""
 
@@ -95,6 +107,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     oauth: OAuthSettings = OAuthSettings()
     imports: ImportSettings = ImportSettings()
+    tiles: TilesSettings = TilesSettings()
     asset_max_age_s: int = Field(
         31_536_000, ge=0, description="`Cache-Control: max-age` of thumbnails and originals."
     )

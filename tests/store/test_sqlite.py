@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import sqlite3
 
+from wayview.store.migrate import load_migrations
 from wayview.store.sqlite.store import SqliteStore
 from wayview.testing import seed
 
 
 async def test_sqlite_migrations_apply_once(tmp_path):
     path = tmp_path / "w.db"
+    newest = load_migrations("wayview.store.sqlite")[-1].version
+    assert newest >= 2
     for _ in range(2):
         store = SqliteStore(path)
         await store.open()
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == newest
         await store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (1,)
+    count = len(load_migrations("wayview.store.sqlite"))
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations").fetchone() == (count,)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

@@ -21,6 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from wayview.api import graph as graph_routes
 from wayview.api import media
+from wayview.api import tiles as tile_routes
 from wayview.api.errors import envelope, shape_of
 from wayview.auth.service import Authenticator
 from wayview.blobs import BlobStore, open_blobs
@@ -29,6 +30,7 @@ from wayview.graph.service import Graph
 from wayview.model.entities import Principal
 from wayview.settings import Settings
 from wayview.store import Store, open_store
+from wayview.tiles.service import TileService
 
 log = logging.getLogger("wayview")
 access_log = logging.getLogger("wayview.access")
@@ -57,6 +59,7 @@ class Context:
     store: Store
     blobs: BlobStore
     graph: Graph
+    tiles: TileService
     principal: Principal | None = None
 
 
@@ -67,6 +70,9 @@ def _routes() -> list[Route]:
         Route(r(r"/media/images/(?P<id>[0-9]{1,16})/(?P<variant>[a-z0-9_]+)\.jpg"), get,
               media.image_variant, auth=False),
         Route(r(r"/healthz"), get, graph_routes.healthz, auth=False),
+        Route(r(r"/maps/vtp/(?P<tileset>[^/]+)/(?P<version>[^/]+)/(?P<z>[^/]+)/(?P<x>[^/]+)"
+                r"/(?P<y>[^/]+)"), get, tile_routes.tile),
+        Route(r(r"/maps/vtp(/.*)?"), get, tile_routes.not_a_tile),
         Route(r(r"/me"), get, graph_routes.me),
         Route(r(r"/images"), get, graph_routes.images),
         Route(r(r"/image_ids"), get, graph_routes.image_ids),
@@ -119,6 +125,7 @@ class WayviewApp:
         self.store: Store = store if store is not None else open_store(settings)
         self.blobs: BlobStore = blobs if blobs is not None else open_blobs(settings)
         self.graph = Graph(self.store, settings)
+        self.tiles = TileService(self.store, cache_max_bytes=settings.tiles.cache_max_bytes)
         self.auth = Authenticator(self.store, cache_s=settings.auth.token_cache_s)
         self.routes = _routes()
         origins = settings.cors.allowed_origins.strip()
@@ -221,7 +228,7 @@ class WayviewApp:
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue
-            ctx = Context(self.settings, self.store, self.blobs, self.graph)
+            ctx = Context(self.settings, self.store, self.blobs, self.graph, self.tiles)
             if route.auth:
                 ctx.principal = await self.auth.authenticate(token_from(request))
                 if "read" not in ctx.principal.scopes:

@@ -15,6 +15,7 @@ from wayview.errors import (
     MissingScope,
     NodeNotFound,
     StoreUnavailable,
+    TileNotFound,
     Unauthenticated,
     UnknownField,
     WayviewError,
@@ -46,6 +47,7 @@ EXCEPTION_SHAPES: list[tuple[type[Exception], ErrorShape]] = [
     (UnknownField, ErrorShape(400, "MLYApiException", 100)),             # E8
     (InvalidParameter, ErrorShape(400, "MLYApiException", 100)),         # E9, E11, E12
     (MissingParameter, ErrorShape(400, "MLYApiException", 100)),         # E10
+    (TileNotFound, ErrorShape(404, "MLYApiException", 100)),            # E15
     (AssetNotFound, ErrorShape(404, "MLYApiException", 100)),
     (Conflict, ErrorShape(400, "MLYApiException", 100)),
     (InvalidInput, ErrorShape(400, "MLYApiException", 100)),

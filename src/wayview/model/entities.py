@@ -201,3 +201,43 @@ class Page(Generic[T]):
 
     items: list[T] = field(default_factory=list)
     next_after: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TileImageColumns:
+    """Images for a tile layer, column-oriented (cheap for 30,000-image tiles)."""
+
+    ids: tuple[int, ...] = ()
+    lons: tuple[float, ...] = ()
+    lats: tuple[float, ...] = ()
+    captured_at_ms: tuple[int, ...] = ()
+    compass_deg: tuple[int, ...] = ()
+    sequence_ids: tuple[str, ...] = ()
+    is_pano: tuple[int, ...] = ()
+    organization_ids: tuple[int | None, ...] = ()
+    creator_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TileLine:
+    """One sequence's pre-clipped line in a tile, with its first image's properties."""
+
+    sequence_id: str
+    coords: bytes
+    image_id: int
+    captured_at_ms: int
+    is_pano: bool
+    organization_id: int | None
+    creator_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TileFeatureColumns:
+    """Map features for a tile layer, column-oriented."""
+
+    ids: tuple[int, ...] = ()
+    lons: tuple[float, ...] = ()
+    lats: tuple[float, ...] = ()
+    values: tuple[str, ...] = ()
+    first_seen_at_ms: tuple[int, ...] = ()
+    last_seen_at_ms: tuple[int, ...] = ()

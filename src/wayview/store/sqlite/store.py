@@ -23,6 +23,9 @@ from wayview.model.entities import (
     Organization,
     Page,
     Sequence,
+    TileFeatureColumns,
+    TileImageColumns,
+    TileLine,
     Token,
     User,
 )
@@ -30,6 +33,14 @@ from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
 from wayview.store.migrate import load_migrations
 from wayview.store.sqlite.connection import Database
+from wayview.tiles.index import (
+    IMAGE_ZOOM,
+    OVERVIEW_PER_CELL,
+    morton,
+    point_keys,
+    sequence_rows,
+    tile_range,
+)
 
 # SQLite allows 32,766 host parameters; batch below that.
 _BATCH = 900
@@ -47,8 +58,17 @@ SQL_INSERT_IMAGE = (
     "INSERT INTO images (id, sequence_id, creator_id, organization_id, captured_at_ms, lon, lat,"
     " altitude_m, compass_angle_deg, computed_lon, computed_lat, computed_altitude_m,"
     " computed_compass_deg, camera_type, camera_parameters, exif_orientation, width, height,"
-    " make, model, is_pano, quality_score, s2_leaf, content_sha256, created_at_ms)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " make, model, is_pano, quality_score, s2_leaf, content_sha256, created_at_ms, qk,"
+    " tile_compass_deg)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+SQL_BUMP_EPOCH = (
+    "INSERT INTO tile_epochs (grp, z, tile, epoch) VALUES (?, ?, ?, 1)"
+    " ON CONFLICT (grp, z, tile) DO UPDATE SET epoch = epoch + 1"
+)
+_TILE_IMAGE_COLUMNS = (
+    "i.id, i.lon, i.lat, i.captured_at_ms, i.tile_compass_deg, i.sequence_id, i.is_pano,"
+    " i.organization_id, i.creator_id"
 )
 SQL_INSERT_RTREE = "INSERT INTO {table} (id, min_lon, max_lon, min_lat, max_lat) VALUES (?,?,?,?,?)"
 
@@ -418,13 +438,16 @@ class SqliteStore:
 
     # -- images and sequences --------------------------------------------------------------
     async def insert_sequence(self, sequence: Sequence, images: Seq[Image]) -> None:
-        """Insert a sequence and its images in one transaction."""
+        """Insert a sequence, its images and their tile index in one transaction."""
         now = _now_ms()
-        rows = []
-        boxes = []
         for im in images:
             if im.sequence_id != sequence.id:
                 raise ValueError(f"image {im.id} belongs to {im.sequence_id}, not {sequence.id}")
+        ordered = sorted(images, key=lambda im: (im.captured_at_ms, im.id))
+        tiles = sequence_rows(ordered)
+        rows = []
+        boxes = []
+        for im, qk, compass in zip(ordered, tiles.qk, tiles.compass, strict=True):
             rows.append((
                 im.id, sequence.id, im.creator_id, im.organization_id, im.captured_at_ms,
                 im.lon, im.lat, im.altitude_m, im.compass_angle_deg, im.computed_lon,
@@ -433,19 +456,36 @@ class SqliteStore:
                 json.dumps(list(im.camera_parameters)) if im.camera_parameters else None,
                 im.exif_orientation, im.width, im.height, im.make, im.model, int(im.is_pano),
                 im.quality_score, leaf_cell(im.lat, im.lon), im.content_sha256,
-                im.created_at_ms or now,
+                im.created_at_ms or now, qk, compass,
             ))
             boxes.append((im.id, im.lon, im.lon, im.lat, im.lat))
+        first = ordered[0] if ordered else None
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO sequences (id, creator_id, organization_id, created_at_ms)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO sequences (id, creator_id, organization_id, created_at_ms,"
+                " first_image_id, first_captured_at_ms, is_pano) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (sequence.id, sequence.creator_id, sequence.organization_id,
-                 sequence.created_at_ms or now),
+                 sequence.created_at_ms or now, first.id if first else None,
+                 first.captured_at_ms if first else None,
+                 int(any(im.is_pano for im in ordered))),
             )
             conn.executemany(SQL_INSERT_IMAGE, rows)
             conn.executemany(SQL_INSERT_RTREE.format(table="images_rtree"), boxes)
+            conn.executemany(
+                "INSERT OR IGNORE INTO tile_overview (z, cell, sequence_id, image_id)"
+                " SELECT ?1, ?2, ?3, ?4 WHERE (SELECT COUNT(*) FROM tile_overview"
+                " WHERE z = ?1 AND cell = ?2) < ?5",
+                [(z, cell, sequence.id, image_id, OVERVIEW_PER_CELL)
+                 for z, cell, image_id in tiles.overview],
+            )
+            conn.executemany(
+                "INSERT INTO tile_sequence_lines (z, tile, sequence_id, coords)"
+                " VALUES (?, ?, ?, ?)",
+                [(z, tile, sequence.id, blob) for z, tile, blob in tiles.lines],
+            )
+            conn.executemany(SQL_BUMP_EPOCH,
+                             [("images", z, tile) for z, tile in sorted(tiles.touched)])
 
         await self.db.write(run)
 
@@ -579,17 +619,24 @@ class SqliteStore:
 
     # -- map features and detections -------------------------------------------------------
     async def insert_map_features(self, features: Seq[MapFeature]) -> None:
-        """Insert map features and index their positions."""
+        """Insert map features, index their positions and bump their z14 tile epochs."""
+        keys = point_keys([f.lon for f in features], [f.lat for f in features])
         rows = [
             (f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,
-             f.first_seen_at_ms, f.last_seen_at_ms)
-            for f in features
+             f.first_seen_at_ms, f.last_seen_at_ms, qk)
+            for f, qk in zip(features, keys, strict=True)
         ]
         boxes = [(f.id, f.lon, f.lon, f.lat, f.lat) for f in features]
+        shift = 2 * (24 - IMAGE_ZOOM)
+        touched = sorted({qk >> shift for qk in keys})
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.executemany("INSERT INTO map_features VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT INTO map_features (id, object_value, object_type, lon, lat,"
+                " aligned_direction_deg, first_seen_at_ms, last_seen_at_ms, qk)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             conn.executemany(SQL_INSERT_RTREE.format(table="map_features_rtree"), boxes)
+            conn.executemany(SQL_BUMP_EPOCH, [("features", IMAGE_ZOOM, t) for t in touched])
 
         await self.db.write(run)
 
@@ -762,6 +809,58 @@ class SqliteStore:
             return out
 
         return await self.db.read(run) if feature_ids else {}
+
+    # -- vector tiles ----------------------------------------------------------------------
+    async def tile_epoch(self, group: str, z: int, x: int, y: int) -> int:
+        """The write epoch of a tile (0 = never written). Called for every tile request."""
+        key = morton(x, y)
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT epoch FROM tile_epochs WHERE grp = ? AND z = ? AND tile = ?",
+                (group, z, key),
+            ).fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:
+        """Every image inside a tile (the z14 `image` layer)."""
+        low, high = tile_range(z, x, y)
+        sql = (f"SELECT {_TILE_IMAGE_COLUMNS} FROM images i"
+               " WHERE i.qk BETWEEN ? AND ? ORDER BY i.qk")
+        rows = await self.db.read(lambda c: c.execute(sql, (low, high)).fetchall())
+        return TileImageColumns(*zip(*rows)) if rows else TileImageColumns()
+
+    async def tile_overview(self, z: int, x: int, y: int) -> TileImageColumns:
+        """The representative images of a z0–5 tile."""
+        low, high = tile_range(z, x, y, z + 5)
+        sql = (f"SELECT {_TILE_IMAGE_COLUMNS} FROM tile_overview o JOIN images i"
+               " ON i.id = o.image_id WHERE o.z = ? AND o.cell BETWEEN ? AND ? ORDER BY o.cell")
+        rows = await self.db.read(lambda c: c.execute(sql, (z, low, high)).fetchall())
+        return TileImageColumns(*zip(*rows)) if rows else TileImageColumns()
+
+    async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
+        """The pre-clipped sequence lines of a z6–14 tile."""
+        sql = (
+            "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms,"
+            " s.is_pano, s.organization_id, s.creator_id FROM tile_sequence_lines l"
+            " JOIN sequences s ON s.id = l.sequence_id WHERE l.z = ? AND l.tile = ?"
+            " ORDER BY l.sequence_id"
+        )
+        key = morton(x, y)
+        rows = await self.db.read(lambda c: c.execute(sql, (z, key)).fetchall())
+        return [TileLine(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+
+    async def tile_map_features(
+        self, object_type: str, z: int, x: int, y: int
+    ) -> TileFeatureColumns:
+        """Map features of one type inside a tile (z14 `point` / `traffic_sign` layers)."""
+        low, high = tile_range(z, x, y)
+        sql = (
+            "SELECT id, lon, lat, object_value, first_seen_at_ms, last_seen_at_ms"
+            " FROM map_features WHERE object_type = ? AND qk BETWEEN ? AND ? ORDER BY qk"
+        )
+        rows = await self.db.read(lambda c: c.execute(sql, (object_type, low, high)).fetchall())
+        return TileFeatureColumns(*zip(*rows)) if rows else TileFeatureColumns()
 
 
 def _matches(im: Image, q: ImageSearch) -> bool:

@@ -1,0 +1,176 @@
+"""wayview.tiles.service: render a tile from the tile index, with a per-process LRU cache.
+
+A cached tile is reused only while the tile's write epoch (bumped in every write transaction that
+touches it, in the store) is unchanged, so a write followed by a read never returns the old tile,
+in this process or any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wayview.errors import TileNotFound
+from wayview.model.entities import TileFeatureColumns, TileImageColumns, TileLine
+from wayview.store.base import Store
+from wayview.tiles.index import IMAGE_ZOOM, decode_parts
+from wayview.tiles.mvt import Column, LineLayer, PointLayer, encode_tile
+from wayview.tiles.policy import TILE_VERSION, TILESETS, image_layers
+from wayview.tiles.tilemath import is_valid_tile, project
+
+
+@dataclass(slots=True)
+class RenderedTile:
+    """A tile body, its strong ETag, and its gzip form once someone asked for it."""
+
+    body: bytes
+    etag: str
+    epoch: int
+    _gzip: bytes | None = field(default=None, repr=False)
+
+    def gzipped(self) -> bytes:
+        """The body gzip-compressed (computed once)."""
+        if self._gzip is None:
+            compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+            self._gzip = compressor.compress(self.body) + compressor.flush()
+        return self._gzip
+
+    @property
+    def size(self) -> int:
+        """Bytes held in the cache for this tile."""
+        return len(self.body) + len(self._gzip or b"")
+
+
+def parse_tile_request(tileset: str, version: str, z: str, x: str, y: str) -> tuple[int, int, int]:
+    """Validate the URL parts of a tile request (E15 for anything outside the contract)."""
+    if tileset not in TILESETS or version != TILE_VERSION:
+        raise TileNotFound()
+    if not (z.isdigit() and x.isdigit() and y.isdigit()) or len(z) > 2:
+        raise TileNotFound()
+    zi, xi, yi = int(z), int(x), int(y)
+    if not is_valid_tile(zi, xi, yi):
+        raise TileNotFound()
+    return zi, xi, yi
+
+
+def _optional_ints(values: tuple[int | None, ...]) -> Column:
+    present = np.array([v is not None for v in values], dtype=bool)
+    ints = np.array([v if v is not None else 0 for v in values], dtype=np.int64)
+    return Column(ints, None if present.all() else present)
+
+
+def _image_points(name: str, cols: TileImageColumns, z: int, x: int, y: int,
+                  *, detailed: bool) -> PointLayer:
+    px, py = project(np.asarray(cols.lons, dtype=np.float64),
+                     np.asarray(cols.lats, dtype=np.float64), z, x, y)
+    ids = np.asarray(cols.ids, dtype=np.uint64)
+    props: dict[str, Column] = {
+        "id": Column(np.asarray(cols.ids, dtype=np.int64)),
+        "captured_at": Column(np.asarray(cols.captured_at_ms, dtype=np.int64)),
+    }
+    if detailed:
+        props["compass_angle"] = Column(np.asarray(cols.compass_deg, dtype=np.int64))
+    props["sequence_id"] = Column(list(cols.sequence_ids))
+    props["is_pano"] = Column(np.asarray(cols.is_pano, dtype=bool))
+    if detailed:
+        props["organization_id"] = _optional_ints(cols.organization_ids)
+        props["creator_id"] = Column(np.asarray(cols.creator_ids, dtype=np.int64))
+    return PointLayer(name, px, py, ids, props)
+
+
+def _sequence_lines(lines: list[TileLine]) -> LineLayer:
+    return LineLayer(
+        "sequence",
+        [decode_parts(line.coords) for line in lines],
+        None,
+        {
+            "id": Column([line.sequence_id for line in lines]),
+            "image_id": Column(np.array([line.image_id for line in lines], dtype=np.int64)),
+            "captured_at": Column(np.array([line.captured_at_ms for line in lines],
+                                           dtype=np.int64)),
+            "is_pano": Column(np.array([line.is_pano for line in lines], dtype=bool)),
+            "organization_id": _optional_ints(tuple(line.organization_id for line in lines)),
+            "creator_id": Column(np.array([line.creator_id for line in lines], dtype=np.int64)),
+        },
+    )
+
+
+def _feature_points(name: str, cols: TileFeatureColumns, z: int, x: int, y: int) -> PointLayer:
+    px, py = project(np.asarray(cols.lons, dtype=np.float64),
+                     np.asarray(cols.lats, dtype=np.float64), z, x, y)
+    return PointLayer(name, px, py, np.asarray(cols.ids, dtype=np.uint64), {
+        "id": Column(np.asarray(cols.ids, dtype=np.int64)),
+        "value": Column(list(cols.values)),
+        "first_seen_at": Column(np.asarray(cols.first_seen_at_ms, dtype=np.int64)),
+        "last_seen_at": Column(np.asarray(cols.last_seen_at_ms, dtype=np.int64)),
+    })
+
+
+class TileService:
+    """Renders tiles for the API; one instance per process."""
+
+    def __init__(self, store: Store, *, cache_max_bytes: int = 256 * 1024 * 1024) -> None:
+        self.store = store
+        self.cache_max_bytes = cache_max_bytes
+        self._cache: OrderedDict[tuple[str, int, int, int], RenderedTile] = OrderedDict()
+        self._cached_bytes = 0
+        self.renders = 0  # tiles built (not served from cache), for tests and metrics
+
+    async def tile(self, tileset: str, z: int, x: int, y: int) -> RenderedTile:
+        """The current tile (validated coordinates, see `parse_tile_request`)."""
+        spec = TILESETS[tileset]
+        if spec.group == "features" and z != IMAGE_ZOOM:
+            return RenderedTile(b"", '"empty"', 0)
+        epoch = await self.store.tile_epoch(spec.group, z, x, y)
+        if epoch == 0:  # nothing was ever written there
+            return RenderedTile(b"", '"empty"', 0)
+        # Both image tilesets serve the same data until computed positions exist.
+        key = (spec.group if spec.group == "images" else tileset, z, x, y)
+        cached = self._cache.get(key)
+        if cached is not None and cached.epoch == epoch:
+            self._cache.move_to_end(key)
+            return cached
+        body = await self._render(tileset, z, x, y)
+        digest = hashlib.blake2b(body, digest_size=12).hexdigest()
+        tile = RenderedTile(body, f'"{digest}"', epoch)
+        self._remember(key, tile)
+        return tile
+
+    async def _render(self, tileset: str, z: int, x: int, y: int) -> bytes:
+        self.renders += 1
+        spec = TILESETS[tileset]
+        if spec.group == "features":
+            assert spec.object_type is not None and spec.layer is not None
+            cols = await self.store.tile_map_features(spec.object_type, z, x, y)
+            return encode_tile([_feature_points(spec.layer, cols, z, x, y)]) if cols.ids else b""
+        layers: list[PointLayer | LineLayer] = []
+        for name in image_layers(z):
+            if name == "overview":
+                cols = await self.store.tile_overview(z, x, y)
+                if cols.ids:
+                    layers.append(_image_points("overview", cols, z, x, y, detailed=False))
+            elif name == "sequence":
+                lines = await self.store.tile_sequence_lines(z, x, y)
+                if lines:
+                    layers.append(_sequence_lines(lines))
+            else:
+                cols = await self.store.tile_images(z, x, y)
+                if cols.ids:
+                    layers.append(_image_points("image", cols, z, x, y, detailed=True))
+        return encode_tile(layers) if layers else b""
+
+    def _remember(self, key: tuple[str, int, int, int], tile: RenderedTile) -> None:
+        if tile.size > self.cache_max_bytes:
+            return
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._cached_bytes -= old.size
+        self._cache[key] = tile
+        self._cached_bytes += tile.size
+        while self._cached_bytes > self.cache_max_bytes and self._cache:
+            _, evicted = self._cache.popitem(last=False)
+            self._cached_bytes -= evicted.size
