@@ -30,7 +30,17 @@ def test_layers_framework_and_driver_imports_stay_in_their_packages():
             offenders.append(f"{rel} imports the web framework")
         if "sqlite3" in mods and not rel.startswith(("store/sqlite/",)):
             offenders.append(f"{rel} imports sqlite3")
-        if rel.startswith("model/") and any(m.startswith("wayview.") and not m.startswith(
-                ("wayview.model", "wayview.errors", "wayview.ids")) for m in mods):
+        if rel.startswith("model/") and any(
+            m.startswith("wayview.")
+            and not m.startswith(("wayview.model", "wayview.errors", "wayview.ids"))
+            for m in mods
+        ):
             offenders.append(f"{rel}: model/ must not import services or storage")
+        if rel.startswith("store/"):
+            services = ("wayview.api", "wayview.graph", "wayview.ingest", "wayview.pipeline",
+                        "wayview.auth", "wayview.tiles")
+            pure_tiles = ("wayview.tiles.index", "wayview.tiles.tilemath", "wayview.tiles.geometry")
+            for m in mods:
+                if m.startswith(services) and not m.startswith(pure_tiles):
+                    offenders.append(f"{rel} imports the service {m}")
     assert offenders == []

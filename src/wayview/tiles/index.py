@@ -9,6 +9,11 @@ never scan raw images per request (issue: vector tiles):
 - `sequence` lines for z6–14: the line simplified at that zoom, clipped per tile with a buffer,
   in tile pixels;
 - the tiles touched at every zoom, whose epochs the write bumps (cache validation).
+
+This module, `tilemath` and `geometry` are pure (numpy only) and are the only parts of
+`wayview.tiles` that `wayview.store` may import: the store calls `sequence_rows` inside
+`insert_sequence`, so every writer (import, upload, demo, tests) keeps the index in step with
+the images in the same transaction.
 """
 
 from __future__ import annotations
