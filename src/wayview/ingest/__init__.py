@@ -1,0 +1,1 @@
+"""wayview.ingest: read photos, cut them into sequences, store them."""

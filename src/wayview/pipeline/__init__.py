@@ -1,0 +1,1 @@
+"""wayview.pipeline: processing stages (derivatives now; positions, blurring, detections later)."""
