@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
 CAMERA_TYPES = ("perspective", "fisheye", "spherical")
@@ -205,17 +207,25 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class TileImageColumns:
-    """Images for a tile layer, column-oriented (cheap for 30,000-image tiles)."""
+    """Images for a tile layer, column-oriented (cheap for 30,000-image tiles).
 
-    ids: tuple[int, ...] = ()
-    lons: tuple[float, ...] = ()
-    lats: tuple[float, ...] = ()
-    captured_at_ms: tuple[int, ...] = ()
-    compass_deg: tuple[int, ...] = ()
-    sequence_ids: tuple[str, ...] = ()
-    is_pano: tuple[int, ...] = ()
-    organization_ids: tuple[int | None, ...] = ()
-    creator_ids: tuple[int, ...] = ()
+    `codes` are z26 Morton codes of the positions; `sequence_ids[k]` is the sequence of row k
+    through `sequence_index[k]`.
+    """
+
+    ids: np.ndarray
+    codes: np.ndarray
+    captured_at_ms: np.ndarray
+    compass_deg: np.ndarray
+    is_pano: np.ndarray
+    organization_ids: np.ndarray  # 0 = no organization
+    creator_ids: np.ndarray
+    sequence_index: np.ndarray
+    sequence_keys: tuple[str, ...]
+
+    def __len__(self) -> int:
+        """Number of images."""
+        return len(self.ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Computed once per written sequence, in the writer's transaction, so low zooms and dense tiles
 never scan raw images per request (issue: vector tiles):
 
-- `qk` per image: the z24 Morton code of its Web-Mercator position (a tile = one range);
+- `qk` per image: the z26 Morton code of its Web-Mercator position (a tile = one range, and
+  the code alone gives the image's pixel in its z14 tile);
 - overview cells for z0–5: one image per sequence per cell of a 32 × 32 grid per tile, for at
   most `OVERVIEW_PER_CELL` sequences per cell;
 - `sequence` lines for z6–14: the line simplified at that zoom, clipped per tile with a buffer,
@@ -34,7 +35,7 @@ OVERVIEW_GRID_BITS = 5  # 32 × 32 cells per tile
 OVERVIEW_PER_CELL = 4  # sequences represented per cell: at most 4,096 overview points per tile
 SEQUENCE_ZOOMS = range(OVERVIEW_MAX_ZOOM + 1, MAX_ZOOM + 1)  # "sequence" layer, z6–14
 IMAGE_ZOOM = MAX_ZOOM  # "image" layer and map-feature layers
-QK_ZOOM = 24  # resolution of the stored Morton code
+QK_ZOOM = 26  # stored Morton code: z14 tile + 12 bits = exact pixels at extent 4096
 LINE_BUFFER_PX = 64  # sequence lines are clipped to the tile plus this buffer (extent units)
 SIMPLIFY_TOLERANCE_PX = 4.0  # in extent units (4096 per tile): about half a screen pixel
 PART_SEPARATOR = -(2**31)
@@ -58,14 +59,14 @@ def morton(x: int, y: int) -> int:
 
 
 def morton_array(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Vectorised `morton` for coordinates below 2^24.
+    """Vectorised `morton` for coordinates below 2^32.
 
     >>> morton_array(np.array([1, 3]), np.array([0, 3])).tolist()
     [1, 15]
     """
 
     def spread(v: np.ndarray) -> np.ndarray:
-        v = v.astype(np.uint64) & np.uint64(0xFFFFFF)
+        v = v.astype(np.uint64) & np.uint64(0xFFFFFFFF)
         v = (v | (v << np.uint64(16))) & np.uint64(0x0000FFFF0000FFFF)
         v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF00FF00FF)
         v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -74,6 +75,37 @@ def morton_array(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return v
 
     return (spread(x) | (spread(y) << np.uint64(1))).astype(np.int64)
+
+
+def unmorton_array(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of `morton_array`.
+
+    >>> [a.tolist() for a in unmorton_array(np.array([1, 15, 2]))]
+    [[1, 3, 0], [0, 3, 1]]
+    """
+
+    def squeeze(v: np.ndarray) -> np.ndarray:
+        v = v & np.uint64(0x5555555555555555)
+        v = (v | (v >> np.uint64(1))) & np.uint64(0x3333333333333333)
+        v = (v | (v >> np.uint64(2))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+        v = (v | (v >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
+        v = (v | (v >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
+        v = (v | (v >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
+        return v.astype(np.int64)
+
+    u = codes.astype(np.uint64)
+    return squeeze(u), squeeze(u >> np.uint64(1))
+
+
+def tile_pixels(codes: np.ndarray, z: int, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (extent 4096) inside tile (z, x, y) of z26 Morton codes, z ≤ 14.
+
+    >>> [a.tolist() for a in tile_pixels(np.array([tile_range(14, 3, 5)[0]]), 14, 3, 5)]
+    [[0], [0]]
+    """
+    qx, qy = unmorton_array(codes)
+    shift = QK_ZOOM - z - 12  # bits per axis below the extent resolution of zoom z
+    return (qx >> shift) - x * EXTENT, (qy >> shift) - y * EXTENT
 
 
 def tile_range(z: int, x: int, y: int, level: int = QK_ZOOM) -> tuple[int, int]:

@@ -1,14 +1,14 @@
 """wayview.tiles.policy: the four tilesets, which layers each zoom serves, and their properties.
 
-| Tileset                         | Layer          | Zooms | Properties (spec §4.3)                            |
-| ------------------------------- | -------------- | ----- | ------------------------------------------------- |
-| mly1_public, mly1_computed_public | overview     | 0–5   | id, captured_at, sequence_id, is_pano             |
-|                                 | sequence       | 6–14  | id (str), image_id, captured_at, is_pano,         |
-|                                 |                |       | organization_id (if owned), creator_id            |
-|                                 | image          | 14    | id, captured_at, compass_angle, sequence_id,      |
-|                                 |                |       | is_pano, organization_id (if owned), creator_id   |
-| mly_map_feature_point           | point          | 14    | id, value, first_seen_at, last_seen_at            |
-| mly_map_feature_traffic_sign    | traffic_sign   | 14    | id, value, first_seen_at, last_seen_at            |
+mly1_public and mly1_computed_public:
+- `overview` z0–5, points: id, captured_at, sequence_id, is_pano
+- `sequence` z6–14, lines: id (str), image_id, captured_at, is_pano, organization_id (if owned),
+  creator_id
+- `image` z14, points: id, captured_at, compass_angle, sequence_id, is_pano,
+  organization_id (if owned), creator_id
+
+mly_map_feature_point (`point`) and mly_map_feature_traffic_sign (`traffic_sign`), z14 points:
+id, value, first_seen_at, last_seen_at. Property types are those of spec §4.3.
 
 Until the processing pipeline computes positions, `mly1_computed_public` serves the original
 positions and angles (the spec's fallback), so both image tilesets share one index and cache.

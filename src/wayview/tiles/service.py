@@ -17,7 +17,7 @@ import numpy as np
 from wayview.errors import TileNotFound
 from wayview.model.entities import TileFeatureColumns, TileImageColumns, TileLine
 from wayview.store.base import Store
-from wayview.tiles.index import IMAGE_ZOOM, decode_parts
+from wayview.tiles.index import IMAGE_ZOOM, decode_parts, tile_pixels
 from wayview.tiles.mvt import Column, LineLayer, PointLayer, encode_tile
 from wayview.tiles.policy import TILE_VERSION, TILESETS, image_layers
 from wayview.tiles.tilemath import is_valid_tile, project
@@ -65,21 +65,21 @@ def _optional_ints(values: tuple[int | None, ...]) -> Column:
 
 def _image_points(name: str, cols: TileImageColumns, z: int, x: int, y: int,
                   *, detailed: bool) -> PointLayer:
-    px, py = project(np.asarray(cols.lons, dtype=np.float64),
-                     np.asarray(cols.lats, dtype=np.float64), z, x, y)
-    ids = np.asarray(cols.ids, dtype=np.uint64)
+    px, py = tile_pixels(cols.codes, z, x, y)
     props: dict[str, Column] = {
-        "id": Column(np.asarray(cols.ids, dtype=np.int64)),
-        "captured_at": Column(np.asarray(cols.captured_at_ms, dtype=np.int64)),
+        "id": Column(cols.ids),
+        "captured_at": Column(cols.captured_at_ms),
     }
     if detailed:
-        props["compass_angle"] = Column(np.asarray(cols.compass_deg, dtype=np.int64))
-    props["sequence_id"] = Column(list(cols.sequence_ids))
-    props["is_pano"] = Column(np.asarray(cols.is_pano, dtype=bool))
+        props["compass_angle"] = Column(cols.compass_deg)
+    keys = cols.sequence_keys
+    props["sequence_id"] = Column([keys[k] for k in cols.sequence_index.tolist()])
+    props["is_pano"] = Column(cols.is_pano)
     if detailed:
-        props["organization_id"] = _optional_ints(cols.organization_ids)
-        props["creator_id"] = Column(np.asarray(cols.creator_ids, dtype=np.int64))
-    return PointLayer(name, px, py, ids, props)
+        owned = cols.organization_ids != 0
+        props["organization_id"] = Column(cols.organization_ids, None if owned.all() else owned)
+        props["creator_id"] = Column(cols.creator_ids)
+    return PointLayer(name, px, py, cols.ids.astype(np.uint64), props)
 
 
 def _sequence_lines(lines: list[TileLine]) -> LineLayer:
@@ -151,7 +151,7 @@ class TileService:
         for name in image_layers(z):
             if name == "overview":
                 cols = await self.store.tile_overview(z, x, y)
-                if cols.ids:
+                if len(cols):
                     layers.append(_image_points("overview", cols, z, x, y, detailed=False))
             elif name == "sequence":
                 lines = await self.store.tile_sequence_lines(z, x, y)
@@ -159,7 +159,7 @@ class TileService:
                     layers.append(_sequence_lines(lines))
             else:
                 cols = await self.store.tile_images(z, x, y)
-                if cols.ids:
+                if len(cols):
                     layers.append(_image_points("image", cols, z, x, y, detailed=True))
         return encode_tile(layers) if layers else b""
 

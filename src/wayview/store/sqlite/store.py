@@ -10,6 +10,8 @@ from collections.abc import Sequence as Seq
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from wayview import ids as id_mint
 from wayview.errors import Conflict
 from wayview.model.entities import (
@@ -36,6 +38,7 @@ from wayview.store.sqlite.connection import Database
 from wayview.tiles.index import (
     IMAGE_ZOOM,
     OVERVIEW_PER_CELL,
+    QK_ZOOM,
     morton,
     point_keys,
     sequence_rows,
@@ -59,16 +62,16 @@ SQL_INSERT_IMAGE = (
     " altitude_m, compass_angle_deg, computed_lon, computed_lat, computed_altitude_m,"
     " computed_compass_deg, camera_type, camera_parameters, exif_orientation, width, height,"
     " make, model, is_pano, quality_score, s2_leaf, content_sha256, created_at_ms, qk,"
-    " tile_compass_deg)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " tile_compass_deg, sequence_rowid)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 SQL_BUMP_EPOCH = (
     "INSERT INTO tile_epochs (grp, z, tile, epoch) VALUES (?, ?, ?, 1)"
     " ON CONFLICT (grp, z, tile) DO UPDATE SET epoch = epoch + 1"
 )
 _TILE_IMAGE_COLUMNS = (
-    "i.id, i.lon, i.lat, i.captured_at_ms, i.tile_compass_deg, i.sequence_id, i.is_pano,"
-    " i.organization_id, i.creator_id"
+    "i.id, i.qk, i.captured_at_ms, i.tile_compass_deg, i.is_pano, IFNULL(i.organization_id, 0),"
+    " i.creator_id, i.sequence_rowid"
 )
 SQL_INSERT_RTREE = "INSERT INTO {table} (id, min_lon, max_lon, min_lat, max_lat) VALUES (?,?,?,?,?)"
 
@@ -462,7 +465,7 @@ class SqliteStore:
         first = ordered[0] if ordered else None
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
+            cur = conn.execute(
                 "INSERT INTO sequences (id, creator_id, organization_id, created_at_ms,"
                 " first_image_id, first_captured_at_ms, is_pano) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (sequence.id, sequence.creator_id, sequence.organization_id,
@@ -470,7 +473,8 @@ class SqliteStore:
                  first.captured_at_ms if first else None,
                  int(any(im.is_pano for im in ordered))),
             )
-            conn.executemany(SQL_INSERT_IMAGE, rows)
+            rowid = cur.lastrowid
+            conn.executemany(SQL_INSERT_IMAGE, [(*row, rowid) for row in rows])
             conn.executemany(SQL_INSERT_RTREE.format(table="images_rtree"), boxes)
             conn.executemany(
                 "INSERT OR IGNORE INTO tile_overview (z, cell, sequence_id, image_id)"
@@ -627,7 +631,7 @@ class SqliteStore:
             for f, qk in zip(features, keys, strict=True)
         ]
         boxes = [(f.id, f.lon, f.lon, f.lat, f.lat) for f in features]
-        shift = 2 * (24 - IMAGE_ZOOM)
+        shift = 2 * (QK_ZOOM - IMAGE_ZOOM)
         touched = sorted({qk >> shift for qk in keys})
 
         def run(conn: sqlite3.Connection) -> None:
@@ -827,16 +831,15 @@ class SqliteStore:
         low, high = tile_range(z, x, y)
         sql = (f"SELECT {_TILE_IMAGE_COLUMNS} FROM images i"
                " WHERE i.qk BETWEEN ? AND ? ORDER BY i.qk")
-        rows = await self.db.read(lambda c: c.execute(sql, (low, high)).fetchall())
-        return TileImageColumns(*zip(*rows)) if rows else TileImageColumns()
+        return await self.db.read(lambda c: _image_columns(c, sql, (low, high)))
 
     async def tile_overview(self, z: int, x: int, y: int) -> TileImageColumns:
         """The representative images of a z0–5 tile."""
         low, high = tile_range(z, x, y, z + 5)
         sql = (f"SELECT {_TILE_IMAGE_COLUMNS} FROM tile_overview o JOIN images i"
-               " ON i.id = o.image_id WHERE o.z = ? AND o.cell BETWEEN ? AND ? ORDER BY o.cell")
-        rows = await self.db.read(lambda c: c.execute(sql, (z, low, high)).fetchall())
-        return TileImageColumns(*zip(*rows)) if rows else TileImageColumns()
+               " ON i.id = o.image_id WHERE o.z = ? AND o.cell BETWEEN ? AND ?"
+               " ORDER BY o.cell, i.id")
+        return await self.db.read(lambda c: _image_columns(c, sql, (z, low, high)))
 
     async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
         """The pre-clipped sequence lines of a z6–14 tile."""
@@ -860,7 +863,30 @@ class SqliteStore:
             " FROM map_features WHERE object_type = ? AND qk BETWEEN ? AND ? ORDER BY qk"
         )
         rows = await self.db.read(lambda c: c.execute(sql, (object_type, low, high)).fetchall())
-        return TileFeatureColumns(*zip(*rows)) if rows else TileFeatureColumns()
+        return TileFeatureColumns(*zip(*rows, strict=True)) if rows else TileFeatureColumns()
+
+
+def _image_columns(
+    conn: sqlite3.Connection, sql: str, params: tuple[int, ...]
+) -> TileImageColumns:
+    """Run a `_TILE_IMAGE_COLUMNS` query straight into integer arrays (no per-row objects)."""
+    rows = conn.execute(sql, params).fetchall()
+    table = np.array(rows, dtype=np.int64).reshape(-1, 8)
+    rowids, index = np.unique(table[:, 7], return_inverse=True)
+    keys: dict[int, str] = {}
+    wanted = [int(r) for r in rowids]
+    for chunk in _chunks(wanted):
+        found = conn.execute(
+            f"SELECT rowid, id FROM sequences WHERE rowid IN ({_placeholders(len(chunk))})",
+            chunk,
+        )
+        keys.update(found.fetchall())
+    return TileImageColumns(
+        ids=table[:, 0], codes=table[:, 1], captured_at_ms=table[:, 2],
+        compass_deg=table[:, 3], is_pano=table[:, 4].astype(bool),
+        organization_ids=table[:, 5], creator_ids=table[:, 6],
+        sequence_index=index.reshape(-1), sequence_keys=tuple(keys[r] for r in wanted),
+    )
 
 
 def _matches(im: Image, q: ImageSearch) -> bool:
