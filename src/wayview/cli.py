@@ -253,20 +253,13 @@ def tokens_create(username: str, app_id: int | None, scope: str | None, data_dir
          issued.access_token)
 
 
-def _register_optional() -> None:
-    """Attach the commands that live beside their services."""
-    try:
-        from wayview.ingest.cli import import_command
-    except ImportError:  # pragma: no cover - during development of the importer
-        pass
-    else:
-        cli.add_command(import_command, "import")
-    try:
-        from wayview.demo import demo_command
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        cli.add_command(demo_command, "demo")
+def _register_commands() -> None:
+    """Attach the commands that live beside their services (imported lazily by click)."""
+    from wayview.demo import demo_command
+    from wayview.ingest.cli import import_command
+
+    cli.add_command(import_command, "import")
+    cli.add_command(demo_command, "demo")
 
 
-_register_optional()
+_register_commands()
