@@ -4,9 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Two workers by default (the CI machine has 2 cores); the SDK acceptance tests stay on one
-# worker (xdist_group) so its virtualenv and live server are made once.
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+# Two workers by default (the CI machine has 2 cores). `loadfile` keeps each test file on one
+# worker, so each acceptance file builds its world and live server once (`loadgroup` ignores
+# xdist_group under pytest 9.2 with pytest-xdist 3.8).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 DEMO_ARGS ?=
 
 .PHONY: help install run test test-fast lint docs
