@@ -1,8 +1,6 @@
-"""wayview.tiles: XYZ tile math, line clipping/simplification and the MVT 2.1 encoder.
+"""wayview.tiles: vector tiles: XYZ tile math, line geometry, the MVT encoder and tile serving.
 
-Modules (import them directly; this package re-exports nothing and does no work at import):
-
-- `wayview.tiles.tilemath`: pure Web-Mercator XYZ math (bounds, lon/lat → tile, tile pixels).
-- `wayview.tiles.geometry`: `clip_line` and `simplify` for the `sequence` layer.
-- `wayview.tiles.mvt`: `encode_tile`, a numpy-vectorised Mapbox Vector Tile 2.1 encoder.
+Import the modules directly (e.g. `wayview.tiles.mvt.encode_tile`,
+`wayview.tiles.tilemath.project`, `wayview.tiles.geometry.clip_line`); this package re-exports
+nothing and does no work at import.
 """

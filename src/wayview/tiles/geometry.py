@@ -50,7 +50,8 @@ def clip_line(px: npt.ArrayLike, box: Box) -> list[FloatArray]:
     t0 = np.zeros(len(a))
     t1 = np.ones(len(a))
     visible = np.ones(len(a), dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # Tiny deltas overflow to ±inf, which orders correctly; zero deltas are handled as parallel.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for axis, lo, hi in ((0, minx, maxx), (1, miny, maxy)):
             start, delta = a[:, axis], d[:, axis]
             parallel = delta == 0.0

@@ -16,12 +16,13 @@ How it is fast: a feature is a fixed sequence of small parts (field keys, length
 key/value index pair per property, the geometry integers), and all of them are varints. Each part
 is encoded for *all* features at once into a ``(width, n)`` byte matrix whose width is the longest
 varint of that part, with a mask of the bytes actually used (`_varint_cols`). The parts are
-stacked and the mask compresses them into the features' bytes in one step; lengths
-of nested messages are sums of the parts' byte counts, so nothing is encoded twice. Line geometry
-has a variable number of integers per feature, so it is encoded as one flat varint stream and
-interleaved with the fixed part by index arithmetic (`_interleave`). Integer and boolean entries
-of the value table are built the same way; only strings (layer names, keys, string values) go
-through Python ``bytes``.
+stacked and the mask compresses them into the features' bytes in one step; lengths of nested
+messages are sums of the parts' byte counts, so nothing is encoded twice. Line features have a
+variable number of vertices, so every vertex is a column of its own (command, dx, dy) and the
+vertex bytes are interleaved with the features' fixed part by index arithmetic (`_interleave`).
+Integer value-table entries and string headers are built the same way; Python loops run only over
+columns, unique strings and line parts. Numbers are kept in 32 bits where the format allows it
+(geometry, indices, lengths), which halves the memory traffic of large tiles.
 
 Encoding choices (COMPATIBILITY.md §4): layer version 2; integer properties use ``uint_value``
 when ≥ 0 and ``sint_value`` (zigzag) when negative; booleans ``bool_value``; strings
@@ -34,20 +35,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LAYER_VERSION", "MAX_FEATURE_ID", "Column", "LineLayer", "PointLayer", "encode_tile"]
+__all__ = [
+    "LAYER_VERSION",
+    "MAX_COORD",
+    "MAX_FEATURE_ID",
+    "Column",
+    "LineLayer",
+    "PointLayer",
+    "encode_tile",
+]
 
 U8: TypeAlias = npt.NDArray[np.uint8]
+U32: TypeAlias = npt.NDArray[np.uint32]
 U64: TypeAlias = npt.NDArray[np.uint64]
+UInt: TypeAlias = npt.NDArray[np.uint32] | npt.NDArray[np.uint64]
+I32: TypeAlias = npt.NDArray[np.int32]
 I64: TypeAlias = npt.NDArray[np.int64]
 Bools: TypeAlias = npt.NDArray[np.bool_]
 
 MAX_FEATURE_ID = 2**53  # exclusive; ids must survive JavaScript numbers (COMPATIBILITY.md §4.3)
+MAX_COORD = 2**30  # exclusive bound on |tile coordinate|, so that deltas fit in sint32
 LAYER_VERSION = 2
 
 # Field keys, (field_number << 3) | wire_type; wire type 0 = varint, 2 = length-delimited.
@@ -125,13 +137,16 @@ def encode_tile(layers: Sequence[PointLayer | LineLayer], extent: int = 4096) ->
 
     Raises:
         ValueError: a column, id or coordinate array does not match the feature count, a feature
-            id is outside ``0 .. 2**53 - 1``, or two layers share a name.
-        TypeError: a column holds neither integers, booleans nor strings.
+            id is outside ``0 .. 2**53 - 1``, an integer property does not fit in int64, a
+            coordinate is outside ``±MAX_COORD``, or two layers share a name.
+        TypeError: a column holds neither integers, booleans nor strings, or ids or coordinates
+            are not numbers.
 
     One point with feature id 7 at (25, 17), no properties:
 
     >>> import numpy as np
-    >>> encode_tile([PointLayer("p", x=np.array([25]), y=np.array([17]), ids=np.array([7]))]).hex(" ")
+    >>> layer = PointLayer("p", x=np.array([25]), y=np.array([17]), ids=np.array([7]))
+    >>> encode_tile([layer]).hex(" ")
     '1a 13 0a 01 70 12 09 08 07 18 01 22 03 09 32 22 28 80 20 78 02'
     >>> encode_tile([PointLayer("image", x=np.array([]), y=np.array([]))])
     b''
@@ -167,29 +182,43 @@ def _field(key: int, payload: bytes) -> bytes:
     return bytes((key,)) + _varint(len(payload)) + payload
 
 
-def _varint_len(v: U64) -> I64:
+def _varint_len(v: UInt) -> U8:
     """Byte length of the varint of each value (1..10)."""
-    n = np.ones(v.shape, dtype=np.int64)
+    n = np.ones(v.shape, dtype=np.uint8)
     top = int(v.max()) if v.size else 0
     k = 1
     while k < 10 and top >= 1 << (7 * k):
-        n += v >= np.uint64(1 << (7 * k))
+        n += v >= v.dtype.type(1 << (7 * k))
         k += 1
     return n
 
 
-def _zigzag(v: npt.ArrayLike) -> U64:
-    """Zigzag-encode signed 64-bit integers: 0, -1, 1, -2, … → 0, 1, 2, 3, …."""
-    a = np.asarray(v, dtype=np.int64)
-    return ((a << np.int64(1)) ^ (a >> np.int64(63))).view(np.uint64)
+def _zigzag32(v: I32, out: U32 | None = None) -> U32:
+    """Zigzag-encode int32 values as uint32 (MVT geometry parameters): 0, -1, 1, -2 → 0, 1, 2, 3.
+
+    The shift wraps like the C expression ``(n << 1) ^ (n >> 31)``, so every int32 is exact.
+    """
+    res = np.empty(v.shape, dtype=np.uint32) if out is None else out
+    signed = res.view(np.int32)
+    np.left_shift(v, 1, out=signed)
+    signed ^= v >> 31
+    return res
+
+
+def _zigzag64(v: I64) -> U64:
+    """Zigzag-encode int64 values as uint64 (``sint_value``)."""
+    res = np.left_shift(v, 1)
+    res ^= v >> 63
+    return res.view(np.uint64)
 
 
 @dataclass(frozen=True, slots=True)
 class _Cols:
-    """Per-feature bytes, feature ``f`` in column ``f``: ``data`` (width, n), ``valid`` mask.
+    """Per-feature bytes, feature ``f`` in column ``f``: ``data`` (width, n) and a ``valid`` mask.
 
-    ``lens[f]`` is the number of valid bytes of feature ``f``. Features run along the last axis so
-    that every numpy operation loops over features (long) rather than over bytes (a few).
+    A feature's bytes are its valid entries of column ``f`` from top to bottom; ``lens[f]`` counts
+    them. Features run along the last axis so that numpy loops over features (many) rather than
+    over the bytes of one varint (a few).
     """
 
     data: U8
@@ -197,22 +226,32 @@ class _Cols:
     lens: I64
 
 
-def _varint_cols(v: U64, present: Bools | None = None) -> _Cols:
-    """The varint of ``v[f]`` in column ``f``, padded to the longest; absent features are empty."""
-    lens = _varint_len(v)
+def _varint_cols(v: UInt, present: Bools | None = None) -> _Cols:
+    """Varints of ``v`` (shape ``(n,)`` or ``(rows, n)``), each row padded to the longest varint.
+
+    Feature ``f`` gets the varints of ``v[0, f]``, ``v[1, f]``, … in order; entries where
+    ``present`` is false are left out.
+    """
+    v2 = v if v.ndim == 2 else v[None, :]
+    rows, n = v2.shape
+    lens = _varint_len(v2)
     if present is not None:
-        lens = np.where(present, lens, 0)
+        lens *= present.reshape(rows, n)
     width = int(lens.max()) if lens.size else 0
     if width <= 1:
-        return _Cols(v.astype(np.uint8)[None, :], (lens > 0)[None, :], lens)
-    data = np.empty((width, v.size), dtype=np.uint8)
-    valid = np.empty((width, v.size), dtype=bool)
-    low7 = np.uint64(0x7F)
+        return _Cols(v2.astype(np.uint8), lens > 0, lens.sum(axis=0, dtype=np.int64))
+    data = np.empty((rows, width, n), dtype=np.uint8)
+    valid = np.empty((rows, width, n), dtype=bool)
     for k in range(width):
-        data[k] = ((v >> np.uint64(7 * k)) & low7).astype(np.uint8)
-        data[k] |= (lens > k + 1).astype(np.uint8) << np.uint8(7)  # continuation bit
-        np.greater(lens, k, out=valid[k])
-    return _Cols(data, valid, lens)
+        np.greater(lens, k, out=valid[:, k, :])
+    for k in range(width):
+        byte = data[:, k, :]
+        np.copyto(byte, v2 >> v2.dtype.type(7 * k), casting="unsafe")  # keeps the low 8 bits
+        byte &= np.uint8(0x7F)
+        if k + 1 < width:  # continuation bit: the varint has a byte k + 1
+            byte |= valid[:, k + 1, :].view(np.uint8) << np.uint8(7)
+    total = lens.sum(axis=0, dtype=np.int64)
+    return _Cols(data.reshape(rows * width, n), valid.reshape(rows * width, n), total)
 
 
 def _const_cols(raw: bytes, n: int, present: Bools | None = None) -> _Cols:
@@ -221,15 +260,18 @@ def _const_cols(raw: bytes, n: int, present: Bools | None = None) -> _Cols:
     if present is None:
         return _Cols(data, np.ones((len(raw), n), dtype=bool), np.full(n, len(raw), np.int64))
     valid = np.broadcast_to(present[None, :], (len(raw), n))
-    return _Cols(data, valid, np.where(present, len(raw), 0).astype(np.int64))
+    return _Cols(data, valid, present * len(raw))
 
 
 def _join(parts: Sequence[_Cols]) -> _Cols:
     """Parts one after the other: feature ``f`` gets every part's bytes for ``f`` in order."""
+    lens = parts[0].lens.copy()
+    for p in parts[1:]:
+        lens += p.lens
     return _Cols(
         np.concatenate([p.data for p in parts], axis=0),
         np.concatenate([p.valid for p in parts], axis=0),
-        np.sum([p.lens for p in parts], axis=0, dtype=np.int64),
+        lens,
     )
 
 
@@ -238,17 +280,8 @@ def _flat(cols: _Cols) -> U8:
     return np.compress(cols.valid.T.reshape(-1), cols.data.T.reshape(-1))
 
 
-def _flat_varints(v: U64, counts: I64) -> tuple[U8, I64]:
-    """Varints of a flat token stream and the byte count of each run of ``counts`` tokens."""
-    cols = _varint_cols(v)
-    csum = np.zeros(v.size + 1, dtype=np.int64)
-    np.cumsum(cols.lens, out=csum[1:])
-    ends = np.cumsum(counts)
-    return _flat(cols), csum[ends] - csum[ends - counts]
-
-
 def _interleave(a: U8, a_lens: I64, b: U8, b_lens: I64) -> U8:
-    """Per feature, its ``a`` bytes then its ``b`` bytes."""
+    """Per feature, its ``a`` bytes then its ``b`` bytes (``*_lens``: bytes per feature)."""
     total = a_lens + b_lens
     start = np.cumsum(total) - total
     out = np.empty(int(total.sum()), dtype=np.uint8)
@@ -263,9 +296,9 @@ def _interleave(a: U8, a_lens: I64, b: U8, b_lens: I64) -> U8:
 
 @dataclass(frozen=True, slots=True)
 class _Tags:
-    """A layer's tag columns per feature plus its encoded ``keys`` and ``values`` fields."""
+    """Tag bytes per feature (``None`` without properties) and the encoded keys and values."""
 
-    cols: list[_Cols]
+    cols: _Cols | None
     keys: bytes
     values: bytes
 
@@ -279,18 +312,18 @@ def _tags(properties: dict[str, Column], n_all: int, kept: I64 | None) -> _Tags:
     """Key/value index pairs per kept feature, and the deduplicated keys and values tables.
 
     ``kept`` lists the features that are written (``None``: all); lines can lose features.
+    Integer values are deduplicated across all integer columns, strings across string columns.
     """
     n = n_all if kept is None else kept.size
     names: list[str] = []
-    index: list[U64] = []  # value-table index per feature, per key
-    present: list[Bools] = []
+    present: list[Bools | None] = []  # per key: which kept features have a value (None: all)
     ints: list[tuple[int, I64]] = []  # (key number, present values)
     bools: list[tuple[int, Bools]] = []
     strs: list[tuple[int, list[str | None]]] = []
     for name, col in properties.items():
         if len(col.values) != n_all:
             raise ValueError(f"column {name!r} has {len(col.values)} values for {n_all} features")
-        mask = np.ones(n, dtype=bool)
+        mask: Bools | None = None
         if col.present is not None:
             given = np.asarray(col.present, dtype=bool)
             if given.shape != (n_all,):
@@ -298,97 +331,123 @@ def _tags(properties: dict[str, Column], n_all: int, kept: I64 | None) -> _Tags:
             mask = given if kept is None else given[kept]
         if _is_string_column(col.values):
             values = list(col.values) if kept is None else [col.values[i] for i in kept.tolist()]
-            if col.present is not None:
+            if mask is not None:
                 values = [s if p else None for s, p in zip(values, mask.tolist(), strict=True)]
+            mask = None
             if None in values:
                 mask = np.fromiter((s is not None for s in values), dtype=bool, count=n)
-            if mask.any():
-                strs.append((len(names), values))
+            if mask is not None and not mask.any():
+                continue
+            strs.append((len(names), values))
         else:
+            if mask is not None and not mask.any():
+                continue
             arr = np.asarray(col.values)
             arr = arr if kept is None else arr[kept]
-            if not mask.any():
-                continue
+            arr = arr if mask is None else arr[mask]
             if arr.dtype.kind == "b":
-                bools.append((len(names), arr[mask]))
+                bools.append((len(names), arr))
             elif arr.dtype.kind in "iu":
                 if arr.dtype == np.uint64 and arr.size and int(arr.max()) >= 2**63:
                     raise ValueError(f"column {name!r}: integers must fit in int64")
-                ints.append((len(names), arr[mask].astype(np.int64)))
+                ints.append((len(names), arr.astype(np.int64, copy=False)))
             else:
                 raise TypeError(f"column {name!r}: unsupported dtype {arr.dtype}")
-        if not mask.any():
-            continue
         names.append(name)
-        index.append(np.zeros(n, dtype=np.uint64))
         present.append(mask)
+    if not names:
+        return _Tags(None, b"", b"")
 
+    k = len(names)
+    index = np.zeros((k, n), dtype=np.uint32)  # value-table index per key and feature
     values_out: list[bytes] = []
     base = 0
     if ints:
         uniq, inverse = np.unique(np.concatenate([v for _, v in ints]), return_inverse=True)
+        slots = inverse.astype(np.uint32) + np.uint32(base)
         start = 0
         for ki, v in ints:
-            index[ki][present[ki]] = inverse[start : start + v.size] + base
+            _put(index[ki], present[ki], slots[start : start + v.size])
             start += v.size
         values_out.append(_int_values(uniq))
         base += uniq.size
     if bools:
         used = np.zeros(2, dtype=bool)
-        for _, v in bools:
-            used[v.astype(np.intp)] = True
-        slot = (np.cumsum(used) - 1 + base).astype(np.uint64)
-        for ki, v in bools:
-            index[ki][present[ki]] = slot[v.astype(np.intp)]
+        for _, flags in bools:
+            used[flags.astype(np.intp)] = True
+        slot = (np.cumsum(used) - 1 + base).astype(np.uint32)
+        for ki, flags in bools:
+            _put(index[ki], present[ki], slot[flags.astype(np.intp)])
         for flag in np.flatnonzero(used).tolist():
             values_out.append(bytes((_LAYER_VALUES, 2, _VALUE_BOOL, flag)))
         base += int(used.sum())
     if strs:
-        table: dict[str, int] = {}
+        table: dict[str | None, int] = {}
         for ki, values in strs:
             for s in dict.fromkeys(values):
                 if s is not None and s not in table:
                     table[s] = len(table)
-            found = np.fromiter(map(table.get, values, repeat(0)), dtype=np.int64, count=n)
-            index[ki][:] = (found + base).astype(np.uint64)
-        values_out.append(_string_values(list(table)))
+            lookup = {**table, None: 0}  # None: absent, masked out
+            found = np.fromiter(map(lookup.__getitem__, values), dtype=np.uint32, count=n)
+            index[ki] = found + np.uint32(base)
+        values_out.append(_string_values([s for s in table if s is not None]))
 
-    cols: list[_Cols] = []
-    for ki, (idx, mask) in enumerate(zip(index, present, strict=True)):
-        cols.append(_const_cols(_varint(ki), n, mask))
-        cols.append(_varint_cols(idx, mask))
+    # Per key: its index (one byte for up to 127 keys, else a varint) then its value's index.
+    everywhere = all(m is None for m in present)
+    mask = None if everywhere else np.ones((k, n), dtype=bool)
+    if mask is not None:
+        for ki, m in enumerate(present):
+            if m is not None:
+                mask[ki] = m
+    value_cols = _varint_cols(index, mask)
+    key_cols = _varint_cols(np.repeat(np.arange(k, dtype=np.uint32)[:, None], n, axis=1), mask)
+    kw, vw = key_cols.data.shape[0] // k, value_cols.data.shape[0] // k
+    data = np.concatenate(
+        [key_cols.data.reshape(k, kw, n), value_cols.data.reshape(k, vw, n)], axis=1
+    )
+    valid = np.concatenate(
+        [key_cols.valid.reshape(k, kw, n), value_cols.valid.reshape(k, vw, n)], axis=1
+    )
+    cols = _Cols(data.reshape(-1, n), valid.reshape(-1, n), key_cols.lens + value_cols.lens)
     keys = b"".join(_field(_LAYER_KEYS, name.encode()) for name in names)
     return _Tags(cols, keys, b"".join(values_out))
 
 
+def _put(row: U32, mask: Bools | None, values: U32) -> None:
+    """Write ``values`` into ``row`` where ``mask`` is set (everywhere when it is None)."""
+    if mask is None:
+        row[:] = values
+    else:
+        row[mask] = values
+
+
 def _string_values(strings: list[str]) -> bytes:
     """Value-table entries (``string_value``) for unique strings."""
-    encoded = [s.encode() for s in strings]
-    size = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)).astype(np.uint64)
-    n = size.size
-    value = _join([_const_cols(bytes((_VALUE_STRING,)), n), _varint_cols(size)])
-    head = _join(
-        [
-            _const_cols(bytes((_LAYER_VALUES,)), n),
-            _varint_cols(value.lens.astype(np.uint64) + size),
-            value,
-        ]
-    )
+    try:
+        encoded = [s.encode() for s in strings]
+    except AttributeError as exc:
+        raise TypeError("string columns may hold only str and None") from exc
+    size = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    head = np.empty((4, size.size), dtype=np.uint64)  # Layer.values key, length, Value key, size
+    head[0] = _LAYER_VALUES
+    head[1] = 1 + _varint_len(size.astype(np.uint64)) + size
+    head[2] = _VALUE_STRING
+    head[3] = size
+    cols = _varint_cols(head)
     blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    return _interleave(_flat(head), head.lens, blob, size.astype(np.int64)).tobytes()
+    return _interleave(_flat(cols), cols.lens, blob, size).tobytes()
 
 
 def _int_values(uniq: I64) -> bytes:
     """Value-table entries for unique integers: ``uint_value`` if ≥ 0 else ``sint_value``."""
     negative = uniq < 0
-    payload = np.where(negative, _zigzag(uniq), uniq.view(np.uint64))
-    value = _join(
-        [_varint_cols(np.where(negative, _VALUE_SINT, _VALUE_UINT).astype(np.uint64)), _varint_cols(payload)]
-    )
-    n = uniq.size
-    return _flat(
-        _join([_const_cols(bytes((_LAYER_VALUES,)), n), _varint_cols(value.lens.astype(np.uint64)), value])
-    ).tobytes()
+    payload = np.where(negative, _zigzag64(uniq), uniq.view(np.uint64))
+    body = _varint_cols(payload)
+    head = np.empty((3, uniq.size), dtype=np.uint64)  # Layer.values key, length, Value key
+    head[0] = _LAYER_VALUES
+    head[1] = body.lens + 1
+    head[2] = np.where(negative, _VALUE_SINT, _VALUE_UINT)
+    return _flat(_join([_varint_cols(head), body])).tobytes()
 
 
 # --- layers --------------------------------------------------------------------------------------
@@ -409,65 +468,72 @@ def _feature_ids(ids: np.ndarray | None, n_all: int, kept: I64 | None) -> U64 | 
     return out if kept is None else out[kept]
 
 
-def _as_int64(v: npt.ArrayLike) -> I64:
-    """Integer coordinates as int64; float input is rounded to the nearest integer."""
+def _coords(v: npt.ArrayLike) -> I32:
+    """Integer tile coordinates as int32 (floats are rounded), checked to be within ±2**30.
+
+    Geometry parameters are zigzag-encoded *32-bit* deltas (MVT 2.1 §4.3.2); this range keeps
+    every delta between two coordinates inside it.
+    """
     arr = np.asarray(v)
     if arr.dtype.kind == "f":
         arr = np.rint(arr)
-    return arr.astype(np.int64)
+    elif arr.dtype.kind not in "iub" and arr.size:
+        raise TypeError(f"coordinates must be numbers, not {arr.dtype}")
+    if arr.size and (arr.min() <= -MAX_COORD or arr.max() >= MAX_COORD):
+        raise ValueError("tile coordinates must be within ±2**30")
+    return arr.astype(np.int32, copy=False)
 
 
 def _encode_layer(layer: PointLayer | LineLayer, extent: int) -> bytes:
     """One encoded Layer message, or ``b""`` when it has no features."""
     if isinstance(layer, PointLayer):
-        x, y = _as_int64(layer.x).reshape(-1), _as_int64(layer.y).reshape(-1)
+        x, y = _coords(layer.x).reshape(-1), _coords(layer.y).reshape(-1)
         if x.shape != y.shape:
             raise ValueError(f"layer {layer.name!r}: {x.size} x and {y.size} y coordinates")
         n_all, kept = x.size, None
     else:
         n_all = len(layer.lines)
         line_geom = _line_geometry(layer.lines)
-        kept = line_geom.kept
+        kept = line_geom.kept if line_geom.kept.size < n_all else None  # None: all kept
     ids = _feature_ids(layer.ids, n_all, kept)
     n = n_all if kept is None else kept.size
     if n == 0:
         return b""
     tags = _tags(layer.properties, n_all, kept)
 
-    head: list[_Cols] = []
+    body: list[_Cols] = []
     if ids is not None:
-        head += [_const_cols(bytes((_FEATURE_ID,)), n), _varint_cols(ids)]
-    tag_lens = np.sum([c.lens for c in tags.cols], axis=0, dtype=np.int64) if tags.cols else None
-    if tag_lens is not None:
-        has_tags = tag_lens > 0
-        head += [
+        body += [_const_cols(bytes((_FEATURE_ID,)), n), _varint_cols(ids)]
+    if tags.cols is not None:
+        has_tags = tags.cols.lens > 0
+        body += [
             _const_cols(bytes((_FEATURE_TAGS,)), n, has_tags),
-            _varint_cols(tag_lens.astype(np.uint64), has_tags),
-            *tags.cols,
+            _varint_cols(tags.cols.lens.astype(np.uint32), has_tags),
+            tags.cols,
         ]
     if isinstance(layer, PointLayer):
         geom_type = _POINT
-        geom = _join(
-            [
-                _const_cols(bytes((_MOVE_TO_1,)), n),
-                _varint_cols(_zigzag(x)),
-                _varint_cols(_zigzag(y)),
-            ]
-        )
+        point = np.empty((3, n), dtype=np.uint32)
+        point[0] = _MOVE_TO_1
+        _zigzag32(x, out=point[1])
+        _zigzag32(y, out=point[2])
+        geom = _varint_cols(point)
         geom_lens = geom.lens
     else:
         geom_type = _LINESTRING
-        geom_bytes, geom_lens = _flat_varints(line_geom.tokens, line_geom.counts)
-    head += [
+        geom_bytes, geom_lens = _flat(line_geom.vertices), line_geom.lens
+    body += [
         _const_cols(bytes((_FEATURE_TYPE, geom_type, _FEATURE_GEOMETRY)), n),
-        _varint_cols(geom_lens.astype(np.uint64)),
+        _varint_cols(geom_lens.astype(np.uint32)),
     ]
-    body = _join(head)
-    feature_lens = body.lens + geom_lens
+    # Layer.features key and the Feature message length, then the Feature fields.
+    feature_lens = geom_lens.copy()
+    for part in body:
+        feature_lens += part.lens
     framed = [
         _const_cols(bytes((_LAYER_FEATURES,)), n),
-        _varint_cols(feature_lens.astype(np.uint64)),
-        body,
+        _varint_cols(feature_lens.astype(np.uint32)),
+        *body,
     ]
     if isinstance(layer, PointLayer):
         features = _flat(_join([*framed, geom]))
@@ -488,10 +554,10 @@ def _encode_layer(layer: PointLayer | LineLayer, extent: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class _LineGeometry:
-    """Geometry integers of the kept line features, in feature order."""
+    """Encoded geometry of the kept line features: one ``_Cols`` column per vertex."""
 
-    tokens: U64
-    counts: I64  # integers per kept feature
+    vertices: _Cols  # per vertex: its command integer (first two vertices of a part), dx, dy
+    lens: I64  # geometry bytes per kept feature
     kept: I64  # indices of the kept features
 
 
@@ -500,51 +566,53 @@ def _line_geometry(lines: list[list[np.ndarray]]) -> _LineGeometry:
 
     Consecutive duplicate vertices are dropped, then parts with fewer than two vertices, then
     features without parts. The cursor carries over between the parts of one feature (MVT 2.1
-    §4.3.2), so a later part's MoveTo is relative to the previous part's last vertex.
+    §4.3), so a later part's MoveTo is relative to the previous part's last vertex.
     """
-    empty = _LineGeometry(np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64))
+    empty = np.empty(0, dtype=np.int64)
     arrays = [np.asarray(part) for feature in lines for part in feature]
-    if not arrays:
-        return empty
+    try:
+        verts = _coords(np.concatenate(arrays)) if arrays else np.empty((0, 2), np.int32)
+    except ValueError as exc:
+        raise ValueError("line parts must be (n, 2) arrays") from exc
+    if verts.ndim != 2 or verts.shape[1] != 2:
+        raise ValueError(f"line parts must be (n, 2) arrays, not {verts.shape[1:]}")
+    sizes = np.array([len(a) for a in arrays], dtype=np.int64)
     part_feature = np.repeat(np.arange(len(lines)), [len(feature) for feature in lines])
-    sizes = np.array([a.shape[0] if a.ndim else 0 for a in arrays], dtype=np.int64)
-    for a in arrays:
-        if a.size and (a.ndim != 2 or a.shape[1] != 2):
-            raise ValueError(f"line parts must be (n, 2) arrays, not {a.shape}")
-    verts = _as_int64(np.concatenate([a.reshape(-1, 2) for a in arrays]))
-    part_of = np.repeat(np.arange(len(arrays)), sizes)
-    fresh = np.ones(len(verts), dtype=bool)
-    fresh[1:] = (part_of[1:] != part_of[:-1]) | np.any(verts[1:] != verts[:-1], axis=1)
-    part_size = np.bincount(part_of[fresh], minlength=len(arrays))
-    fresh &= (part_size >= 2)[part_of]
-    verts, part_of = verts[fresh], part_of[fresh]
-    if verts.size == 0:
-        return empty
-    feature_of = part_feature[part_of]
-    m = len(verts)
-    new_feature = np.ones(m, dtype=bool)
-    new_feature[1:] = feature_of[1:] != feature_of[:-1]
-    new_part = np.ones(m, dtype=bool)
-    new_part[1:] = part_of[1:] != part_of[:-1]
-    second = np.zeros(m, dtype=bool)
-    second[1:] = new_part[:-1]
-    # Deltas from the previous vertex of the same feature; a feature starts at (0, 0).
-    delta = verts.copy()
-    delta[1:] -= verts[:-1]
-    delta[new_feature] = verts[new_feature]
-    zz = _zigzag(delta)
-    # Each vertex gives its (dx, dy); a part's first vertex is preceded by MoveTo(1), its second
-    # by LineTo(vertices - 1).
-    has_cmd = (new_part | second).astype(np.int64)
-    per_vertex = 2 + has_cmd
-    ends = np.cumsum(per_vertex)
-    at = ends - per_vertex
-    tokens = np.empty(int(ends[-1]), dtype=np.uint64)
-    tokens[at[new_part]] = _MOVE_TO_1
-    line_to = _LINE_TO | ((part_size[part_of[second]] - 1) << 3)
-    tokens[at[second]] = line_to.astype(np.uint64)
-    tokens[at + has_cmd] = zz[:, 0]
-    tokens[at + has_cmd + 1] = zz[:, 1]
-    kept, first_vertex = np.unique(feature_of, return_index=True)
-    counts = np.diff(np.append(at[first_vertex], tokens.size))
-    return _LineGeometry(tokens, counts.astype(np.int64), kept.astype(np.int64))
+    xy = np.ascontiguousarray(verts.T)  # (2, vertices): numpy works along rows from here on
+    starts = np.cumsum(sizes) - sizes
+    repeat = (xy[0, 1:] == xy[0, :-1]) & (xy[1, 1:] == xy[1, :-1])
+    inner = starts[(starts > 0) & (starts < xy.shape[1])]
+    repeat[inner - 1] = False  # the first vertex of a part repeats nothing
+    if repeat.any() or (sizes < 2).any():
+        part_of = np.repeat(np.arange(sizes.size), sizes)
+        fresh = np.ones(xy.shape[1], dtype=bool)
+        fresh[1:] = ~repeat
+        sizes = np.bincount(part_of[fresh], minlength=sizes.size)
+        fresh &= (sizes >= 2)[part_of]
+        xy = np.compress(fresh, xy, axis=1)
+        part_feature = part_feature[sizes >= 2]
+        sizes = sizes[sizes >= 2]
+        starts = np.cumsum(sizes) - sizes
+    m = xy.shape[1]
+    if m == 0:
+        return _LineGeometry(_varint_cols(np.empty((3, 0), np.uint32)), empty, empty)
+    first_part = np.flatnonzero(np.diff(part_feature, prepend=-1))  # first part of each feature
+    feature_start = starts[first_part]
+    # Per vertex: [command], dx, dy. Deltas are from the previous vertex of the same feature (a
+    # feature starts at (0, 0)); a part's first vertex carries MoveTo(1), its second
+    # LineTo(vertices - 1).
+    delta = np.empty_like(xy)
+    np.subtract(xy[:, 1:], xy[:, :-1], out=delta[:, 1:])
+    delta[:, feature_start] = xy[:, feature_start]
+    tokens = np.empty((3, m), dtype=np.uint32)
+    tokens[0, starts] = _MOVE_TO_1
+    tokens[0, starts + 1] = _LINE_TO | ((sizes - 1) << 3)
+    _zigzag32(delta, out=tokens[1:])
+    present = np.ones((3, m), dtype=bool)
+    present[0] = False
+    present[0, starts] = True
+    present[0, starts + 1] = True
+    vertices = _varint_cols(tokens, present)
+    csum = np.cumsum(vertices.lens)
+    lens = np.diff(csum[np.append(feature_start[1:], m) - 1], prepend=0)
+    return _LineGeometry(vertices, lens, part_feature[first_part].astype(np.int64))

@@ -114,8 +114,10 @@ def lnglat_to_tile(lon: float, lat: float, z: int) -> tuple[int, int]:
     A point on a boundary belongs to the tile to its east/south, except on the world's east and
     south edges (``lon = 180``, ``lat ≤ -MAX_LATITUDE``), which belong to the last column/row.
 
-    >>> lnglat_to_tile(0.0, 0.0, 1), lnglat_to_tile(-180.0, 90.0, 3), lnglat_to_tile(180.0, -90.0, 3)
-    ((1, 1), (0, 0), (7, 7))
+    >>> lnglat_to_tile(0.0, 0.0, 1), lnglat_to_tile(-180.0, 90.0, 3)
+    ((1, 1), (0, 0))
+    >>> lnglat_to_tile(180.0, -90.0, 3)
+    (7, 7)
     >>> lnglat_to_tile(2.2945, 48.8584, 14)
     (8296, 5636)
     """
