@@ -17,6 +17,9 @@ from wayview.model.entities import (
     Organization,
     Page,
     Sequence,
+    TileFeatureColumns,
+    TileImageColumns,
+    TileLine,
     Token,
     User,
 )
@@ -142,3 +145,26 @@ class Store(Protocol):
 
     async def image_ids_for_features(self, feature_ids: Seq[int]) -> dict[int, list[int]]:
         """Ids of the images that saw each feature (by capture time). Called by `images` edges."""
+
+    # -- vector tiles ----------------------------------------------------------------------
+    # Writers keep the tile index in step inside insert_sequence / insert_map_features (see
+    # wayview.tiles.index); these reads never scan raw images beyond one tile's range.
+    async def tile_epoch(self, group: str, z: int, x: int, y: int) -> int:
+        """The write epoch of a tile ("images" or "features"; 0 = never written).
+
+        Called by GET /maps/vtp/… for every request (cache validation).
+        """
+
+    async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:
+        """Every image inside a tile. Called by the z14 `image` layer."""
+
+    async def tile_overview(self, z: int, x: int, y: int) -> TileImageColumns:
+        """The representative images of a z0–5 tile. Called by the `overview` layer."""
+
+    async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
+        """The pre-clipped sequence lines of a z6–14 tile. Called by the `sequence` layer."""
+
+    async def tile_map_features(
+        self, object_type: str, z: int, x: int, y: int
+    ) -> TileFeatureColumns:
+        """Map features of one type in a tile. Called by the map-feature tilesets."""

@@ -74,7 +74,8 @@ def morton_array(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         v = (v | (v << np.uint64(1))) & np.uint64(0x5555555555555555)
         return v
 
-    return (spread(x) | (spread(y) << np.uint64(1))).astype(np.int64)
+    codes: np.ndarray = (spread(x) | (spread(y) << np.uint64(1))).astype(np.int64)
+    return codes
 
 
 def unmorton_array(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +187,7 @@ def _points_world(lons: np.ndarray, lats: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.asarray(wx, dtype=np.float64), np.asarray(wy, dtype=np.float64)
 
 
-def point_keys(lons: Sequence[float], lats: Sequence[float]) -> list[int]:
+def point_keys(lons: Sequence[float] | np.ndarray, lats: Sequence[float] | np.ndarray) -> list[int]:
     """z24 Morton codes of points (used for map features and images)."""
     wx, wy = _points_world(np.asarray(lons, dtype=np.float64), np.asarray(lats, dtype=np.float64))
     scale = EXTENT * 2**MAX_ZOOM / 2**QK_ZOOM

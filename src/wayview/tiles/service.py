@@ -145,22 +145,24 @@ class TileService:
         spec = TILESETS[tileset]
         if spec.group == "features":
             assert spec.object_type is not None and spec.layer is not None
-            cols = await self.store.tile_map_features(spec.object_type, z, x, y)
-            return encode_tile([_feature_points(spec.layer, cols, z, x, y)]) if cols.ids else b""
+            features = await self.store.tile_map_features(spec.object_type, z, x, y)
+            if not features.ids:
+                return b""
+            return encode_tile([_feature_points(spec.layer, features, z, x, y)])
         layers: list[PointLayer | LineLayer] = []
         for name in image_layers(z):
             if name == "overview":
-                cols = await self.store.tile_overview(z, x, y)
-                if len(cols):
-                    layers.append(_image_points("overview", cols, z, x, y, detailed=False))
+                overview = await self.store.tile_overview(z, x, y)
+                if len(overview):
+                    layers.append(_image_points("overview", overview, z, x, y, detailed=False))
             elif name == "sequence":
                 lines = await self.store.tile_sequence_lines(z, x, y)
                 if lines:
                     layers.append(_sequence_lines(lines))
             else:
-                cols = await self.store.tile_images(z, x, y)
-                if len(cols):
-                    layers.append(_image_points("image", cols, z, x, y, detailed=True))
+                images = await self.store.tile_images(z, x, y)
+                if len(images):
+                    layers.append(_image_points("image", images, z, x, y, detailed=True))
         return encode_tile(layers) if layers else b""
 
     def _remember(self, key: tuple[str, int, int, int], tile: RenderedTile) -> None:
