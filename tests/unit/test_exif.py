@@ -532,3 +532,13 @@ def test_exif_lund_descriptions_match_the_manifest() -> None:
         assert meta.lon == pytest.approx(entry["lon"], abs=1e-5)
         assert (meta.make, meta.model) == ("Apple", "iPhone4,1")
         assert (meta.width, meta.height) == (entry["width"], entry["height"])
+
+
+def test_exif_positions_carry_no_float_noise():
+    # 55°42'7.0908"N, 13°10'42.135"E: naive DMS arithmetic gives 55.701969666666670...
+    from tests.helpers_jpeg import make_jpeg
+
+    data = make_jpeg(lat=55.7019697, lon=13.1783708)
+    meta = read_photo_metadata(data)
+    assert repr(meta.lat) == repr(round(meta.lat, 9))
+    assert repr(meta.lon) == repr(round(meta.lon, 9))

@@ -477,13 +477,20 @@ def _heading(value: float | None) -> float | None:
     return value % 360.0
 
 
+POSITION_DECIMALS = 9  # 1e-9 degrees is 0.1 mm: far below GPS precision
+
+
 def _valid_position(lat: float, lon: float) -> tuple[float, float] | None:
-    """(lat, lon) if in range; (0, 0) is the "no fix yet" value many cameras write."""
+    """(lat, lon) if in range; (0, 0) is the "no fix yet" value many cameras write.
+
+    Rounded to `POSITION_DECIMALS`, so degree/minute/second arithmetic leaves no float noise
+    (`55.701965300000005`) in the stored and served coordinates.
+    """
     if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
         return None
     if lat == 0.0 and lon == 0.0:
         return None
-    return lat, lon
+    return round(lat, POSITION_DECIMALS), round(lon, POSITION_DECIMALS)
 
 
 def _epoch_ms(moment: datetime) -> int:
