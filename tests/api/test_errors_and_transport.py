@@ -247,7 +247,7 @@ async def test_e16_internal_error_hides_details(settings, store, seeded, caplog)
         def __getattr__(self, name):
             return getattr(store, name)
 
-        async def get_images(self, ids):
+        async def get_node(self, node_id):
             raise RuntimeError("secret internal detail")
 
     app = create_app(settings, store=Broken())

@@ -41,24 +41,13 @@ class Graph:
         self.settings = settings
         self.renderer = Renderer(store, settings.base_url)
 
-    async def _load(self, kind: str, node_id: int) -> Any:
-        loaders: dict[str, Callable[[Sequence[int]], Awaitable[dict[int, Any]]]] = {
-            "image": self.store.get_images, "map_feature": self.store.get_map_features,
-            "detection": self.store.get_detections, "organization": self.store.get_organizations,
-            "user": self.store.get_users,
-        }
-        return (await loaders[kind]([node_id])).get(node_id)
-
     async def node(self, id_text: str, fields: str | None, *, method: str = "get") -> Json:
         """GET /{id}: one node of any visible type."""
         node_id = parse_id(id_text)
-        kinds = await self.store.node_kinds([node_id]) if node_id is not None else {}
-        kind = kinds.get(node_id) if node_id is not None else None
-        if kind not in VISIBLE_KINDS or node_id is None:
+        found = await self.store.get_node(node_id) if node_id is not None else None
+        if found is None or found[0] not in VISIBLE_KINDS:
             raise NodeNotFound(id_text, method)
-        entity = await self._load(kind, node_id)
-        if entity is None:
-            raise NodeNotFound(id_text, method)
+        kind, entity = found
         node_type = VISIBLE_KINDS[kind]
         tree = parse_fields(fields)
         validate(tree, node_type)

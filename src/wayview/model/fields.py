@@ -6,6 +6,7 @@ Wire names (`captured_at`, `thumb_1024_url`) live here and in the renderer only 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from wayview.errors import InvalidParameter, UnknownField
 
@@ -104,14 +105,25 @@ def _merge(tree: FieldTree, name: str, sub: FieldTree | None) -> None:
 
 
 def parse_fields(text: str | None) -> FieldTree:
-    """Parse a `fields` value into a tree.
+    """Parse a `fields` value into a tree (cached: clients repeat the same few selections).
+
+    The returned tree is shared between calls and must not be modified.
 
     >>> parse_fields("id, creator{username},detections.value,,id")
     {'id': None, 'creator': {'username': None}, 'detections': {'value': None}}
     """
-    tree: FieldTree = {}
     if not text:
-        return tree
+        return {}
+    return _parse_cached(text)
+
+
+@lru_cache(maxsize=1024)
+def _parse_cached(text: str) -> FieldTree:
+    return _parse(text)
+
+
+def _parse(text: str) -> FieldTree:
+    tree: FieldTree = {}
     for raw in _split_top(text):
         item = raw.strip()
         if not item:
@@ -120,7 +132,7 @@ def parse_fields(text: str | None) -> FieldTree:
             head, _, rest = item.partition("{")
             if not rest.endswith("}"):
                 raise InvalidParameter("fields", f"malformed selector {item!r}")
-            name, sub = head.strip(), parse_fields(rest[:-1])
+            name, sub = head.strip(), _parse(rest[:-1])
             dotted = name.split(".")
             for part in reversed(dotted[1:]):
                 sub = {part.strip(): sub}

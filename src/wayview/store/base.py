@@ -46,7 +46,10 @@ class Store(Protocol):
         """Mint `count` fresh node ids of `kind` in the shared id space. Called by ingest/CLI."""
 
     async def node_kinds(self, ids: Seq[int]) -> dict[int, str]:
-        """The kind of each known id. Called by GET /{id} and GET /?ids=."""
+        """The kind of each known id. Called by GET /?ids=."""
+
+    async def get_node(self, node_id: int) -> tuple[str, object] | None:
+        """The kind and entity of one node id (one round trip). Called by GET /{id}."""
 
     # -- users, organizations --------------------------------------------------------------
     async def create_user(

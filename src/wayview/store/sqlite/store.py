@@ -234,6 +234,10 @@ class SqliteStore:
 
         return await self.db.read(run)
 
+    async def get_node(self, node_id: int) -> tuple[str, object] | None:
+        """Kind and entity of one node, both read in one reader-thread call."""
+        return await self.db.read(lambda c: _node(c, node_id))
+
     # -- users, organizations --------------------------------------------------------------
     async def create_user(
         self, username: str, *, email: str | None = None, password_hash: str | None = None
@@ -864,6 +868,36 @@ class SqliteStore:
         )
         rows = await self.db.read(lambda c: c.execute(sql, (object_type, low, high)).fetchall())
         return TileFeatureColumns(*zip(*rows, strict=True)) if rows else TileFeatureColumns()
+
+
+def _node(conn: sqlite3.Connection, node_id: int) -> tuple[str, object] | None:
+    """Resolve one node id to (kind, entity) on a reader connection."""
+    row = conn.execute("SELECT kind FROM nodes WHERE id = ?", (node_id,)).fetchone()
+    if row is None:
+        return None
+    kind = row[0]
+    entity: object | None = None
+    if kind == "image":
+        r = conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM} WHERE i.id = ?",
+                         (node_id,)).fetchone()
+        entity = _image_from_row(r) if r else None
+    elif kind == "map_feature":
+        r = conn.execute(f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id = ?",
+                         (node_id,)).fetchone()
+        entity = _feature_from_row(r) if r else None
+    elif kind == "detection":
+        r = conn.execute(f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.id = ?",
+                         (node_id,)).fetchone()
+        entity = _detection_from_row(r) if r else None
+    elif kind == "organization":
+        r = conn.execute("SELECT id, slug, name, description FROM organizations WHERE id = ?",
+                         (node_id,)).fetchone()
+        entity = Organization(id=r[0], slug=r[1], name=r[2], description=r[3]) if r else None
+    elif kind == "user":
+        r = conn.execute("SELECT id, username, email, created_at_ms FROM users WHERE id = ?",
+                         (node_id,)).fetchone()
+        entity = User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3]) if r else None
+    return (kind, entity) if entity is not None else None
 
 
 def _image_columns(
