@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     oauth: OAuthSettings = OAuthSettings()
     imports: ImportSettings = ImportSettings()
     tiles: TilesSettings = TilesSettings()
+    store_inline_point_reads: bool = Field(
+        True,
+        description="Run single-row primary-key reads (node, token, tile epoch) directly on the "
+        "server's event loop instead of a reader thread: ~200 µs less CPU per request. Turn off "
+        "if the database lives on slow or network storage.",
+    )
     asset_max_age_s: int = Field(
         31_536_000, ge=0, description="`Cache-Control: max-age` of thumbnails and originals."
     )

@@ -34,3 +34,18 @@ async def test_sqlite_no_token_or_secret_in_clear(tmp_path):
     )
     for secret in (world.client_token, world.user_token, world.bob_token):
         assert secret.encode() not in raw
+
+
+async def test_sqlite_point_reads_inline_or_threaded_agree(tmp_path):
+    results = []
+    for inline in (True, False):
+        store = SqliteStore(tmp_path / f"p{inline}.db", inline_point_reads=inline)
+        await store.open()
+        world = await seed(store)
+        image = world.images[0]
+        kind, entity = await store.get_node(image.id)
+        assert kind == "image" and entity.id == image.id and entity.creator_username == "alice"
+        assert await store.get_node(1933525276802129) is None
+        results.append((kind, entity.captured_at_ms))
+        await store.close()
+    assert results[0] == results[1]

@@ -13,4 +13,5 @@ def open_store(settings: Settings) -> Store:
     from wayview.store.sqlite.store import SqliteStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(settings.database_path)
+    return SqliteStore(settings.database_path,
+                       inline_point_reads=settings.store_inline_point_reads)

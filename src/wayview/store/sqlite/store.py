@@ -152,8 +152,8 @@ def _values_clause(column: str, values: tuple[str, ...], params: list[Any]) -> s
 class SqliteStore:
     """The Store protocol on one SQLite file (WAL, one writer thread, reader threads)."""
 
-    def __init__(self, path: Path, *, readers: int = 4) -> None:
-        self.db = Database(path, readers=readers)
+    def __init__(self, path: Path, *, readers: int = 4, inline_point_reads: bool = True) -> None:
+        self.db = Database(path, readers=readers, inline_point_reads=inline_point_reads)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -236,7 +236,7 @@ class SqliteStore:
 
     async def get_node(self, node_id: int) -> tuple[str, object] | None:
         """Kind and entity of one node, both read in one reader-thread call."""
-        return await self.db.read(lambda c: _node(c, node_id))
+        return await self.db.read_point(lambda c: _node(c, node_id))
 
     # -- users, organizations --------------------------------------------------------------
     async def create_user(
@@ -416,7 +416,7 @@ class SqliteStore:
 
     async def get_token(self, token_hash: str) -> Token | None:
         """A token by hash, with its app's disabled flag."""
-        row = await self.db.read(
+        row = await self.db.read_point(
             lambda c: c.execute(
                 "SELECT t.app_id, t.kind, t.scopes, t.user_id, t.expires_at_ms,"
                 " t.revoked_at_ms, a.disabled FROM tokens t JOIN apps a ON a.id = t.app_id"
@@ -822,7 +822,7 @@ class SqliteStore:
     async def tile_epoch(self, group: str, z: int, x: int, y: int) -> int:
         """The write epoch of a tile (0 = never written). Called for every tile request."""
         key = morton(x, y)
-        row = await self.db.read(
+        row = await self.db.read_point(
             lambda c: c.execute(
                 "SELECT epoch FROM tile_epochs WHERE grp = ? AND z = ? AND tile = ?",
                 (group, z, key),
