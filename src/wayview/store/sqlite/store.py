@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from collections.abc import Sequence as Seq
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -44,6 +44,8 @@ from wayview.tiles.index import (
     sequence_rows,
     tile_range,
 )
+
+T = TypeVar("T")
 
 # SQLite allows 32,766 host parameters; batch below that.
 _BATCH = 900
@@ -238,6 +240,22 @@ class SqliteStore:
         """Kind and entity of one node, both read in one reader-thread call."""
         return await self.db.read_point(lambda c: _node(c, node_id))
 
+    async def _by_ids(
+        self, select_where_in: str, ids: Seq[int], make: Callable[[tuple[Any, ...]], T]
+    ) -> dict[int, T]:
+        """Rows of `SELECT … WHERE id IN (…)` for `ids`, in batches, made into entities by id."""
+        wanted = list(ids)
+
+        def run(conn: sqlite3.Connection) -> dict[int, T]:
+            out: dict[int, T] = {}
+            for chunk in _chunks(wanted):
+                sql = f"{select_where_in} ({_placeholders(len(chunk))})"
+                for r in conn.execute(sql, chunk):
+                    out[r[0]] = make(r)
+            return out
+
+        return await self.db.read(run) if wanted else {}
+
     # -- users, organizations --------------------------------------------------------------
     async def create_user(
         self, username: str, *, email: str | None = None, password_hash: str | None = None
@@ -267,19 +285,9 @@ class SqliteStore:
 
     async def get_users(self, ids: Seq[int]) -> dict[int, User]:
         """Users by id."""
-
-        def run(conn: sqlite3.Connection) -> dict[int, User]:
-            out = {}
-            for chunk in _chunks(list(ids)):
-                sql = (
-                    "SELECT id, username, email, created_at_ms FROM users"
-                    f" WHERE id IN ({_placeholders(len(chunk))})"
-                )
-                for r in conn.execute(sql, chunk):
-                    out[r[0]] = User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3])
-            return out
-
-        return await self.db.read(run) if ids else {}
+        return await self._by_ids(
+            "SELECT id, username, email, created_at_ms FROM users WHERE id IN",
+            ids, lambda r: User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3]))
 
     async def get_user_by_username(self, username: str) -> User | None:
         """A user by name, case-insensitive."""
@@ -313,19 +321,9 @@ class SqliteStore:
 
     async def get_organizations(self, ids: Seq[int]) -> dict[int, Organization]:
         """Organizations by id."""
-
-        def run(conn: sqlite3.Connection) -> dict[int, Organization]:
-            out = {}
-            for chunk in _chunks(list(ids)):
-                sql = (
-                    "SELECT id, slug, name, description FROM organizations"
-                    f" WHERE id IN ({_placeholders(len(chunk))})"
-                )
-                for r in conn.execute(sql, chunk):
-                    out[r[0]] = Organization(id=r[0], slug=r[1], name=r[2], description=r[3])
-            return out
-
-        return await self.db.read(run) if ids else {}
+        return await self._by_ids(
+            "SELECT id, slug, name, description FROM organizations WHERE id IN",
+            ids, lambda r: Organization(id=r[0], slug=r[1], name=r[2], description=r[3]))
 
     async def add_organization_member(self, organization_id: int, user_id: int) -> None:
         """Add a member (idempotent)."""
@@ -661,35 +659,14 @@ class SqliteStore:
 
     async def get_map_features(self, ids: Seq[int]) -> dict[int, MapFeature]:
         """Map features by id."""
-
-        def run(conn: sqlite3.Connection) -> dict[int, MapFeature]:
-            out = {}
-            for chunk in _chunks(list(ids)):
-                sql = (
-                    f"SELECT {_FEATURE_COLUMNS} FROM map_features f"
-                    f" WHERE f.id IN ({_placeholders(len(chunk))})"
-                )
-                for r in conn.execute(sql, chunk):
-                    out[r[0]] = _feature_from_row(r)
-            return out
-
-        return await self.db.read(run) if ids else {}
+        return await self._by_ids(
+            f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id IN", ids, _feature_from_row)
 
     async def get_detections(self, ids: Seq[int]) -> dict[int, Detection]:
         """Detections by id."""
-
-        def run(conn: sqlite3.Connection) -> dict[int, Detection]:
-            out = {}
-            for chunk in _chunks(list(ids)):
-                sql = (
-                    f"SELECT {_DETECTION_COLUMNS} FROM detections d"
-                    f" WHERE d.id IN ({_placeholders(len(chunk))})"
-                )
-                for r in conn.execute(sql, chunk):
-                    out[r[0]] = _detection_from_row(r)
-            return out
-
-        return await self.db.read(run) if ids else {}
+        return await self._by_ids(
+            f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.id IN", ids,
+            _detection_from_row)
 
     async def search_map_features(self, q: MapFeatureSearch) -> Page[MapFeature]:
         """Map features in a bbox, by id."""
