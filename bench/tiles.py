@@ -592,7 +592,8 @@ def run_wrk_rows(scenarios: list[Scenario], data_dir: Path, args: argparse.Names
                 meter = Meter(server.all_pids)
                 res, cpu = meter.measure(lambda url=server.base_url, paths=s.paths: run_wrk(
                     url, paths, threads=args.threads, connections=args.connections,
-                    duration_s=args.duration, once=True), retries=args.retries, log=log)
+                    duration_s=args.duration, once=True), retries=0, log=log)  # a repeat
+                # on this server would find the tiles cached: a busy machine gets a new server
                 if res.requests != len(s.paths):
                     raise RuntimeError(f"once-only run answered {res.requests} requests, "
                                        f"expected {len(s.paths)}")
@@ -1123,15 +1124,38 @@ def render(scenarios: list[Scenario], counts: dict[str, int], ip: dict[str, Any]
     return "\n".join(lines)
 
 
+def _section_spans(text: str) -> list[tuple[int, int]]:
+    """Where this section is in the file: from its heading to its end marker (a generated
+    section; whatever follows the marker stays) or, without marker, to the next `## ` heading."""
+    spans = []
+    for m in re.finditer(r"^" + re.escape(SECTION) + r"[ \t]*$", text, re.M):
+        if spans and m.start() < spans[-1][1]:
+            continue
+        nxt = re.compile(r"^## ", re.M).search(text, m.end())
+        stop = nxt.start() if nxt else len(text)
+        marker = text.find(END, m.end(), stop)
+        if marker != -1:
+            stop = marker + len(END)
+            stop += text[stop:stop + 1] == "\n"
+        spans.append((m.start(), stop))
+    return spans
+
+
 def write_docs(body: str) -> None:
-    """Replace (or append) this section of docs/performance.md; other sections stay as they are."""
+    """Replace this section of docs/performance.md (every copy of it; the first one's place is
+    kept), or append it; the other sections stay as they are."""
     block = f"{SECTION}\n\n{START}\n{body}\n{END}\n"
-    text = DOC.read_text() if DOC.exists() else "# Performance\n\n"
-    pattern = re.compile(re.escape(SECTION) + r"\n.*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
+    text = DOC.read_text() if DOC.exists() else "# Performance\n"
+    spans = _section_spans(text)
+    if not spans:
         text = text.rstrip("\n") + "\n\n" + block
+    else:
+        for start, stop in reversed(spans[1:]):  # duplicates go
+            text = text[:start] + text[stop:]
+        start, stop = spans[0]
+        rest = text[stop:].lstrip("\n")
+        text = text[:start] + block + ("\n" + rest if rest else "")
+        text = text.rstrip("\n") + "\n"
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
     log(f"updated {DOC.relative_to(REPO)}")
@@ -1164,6 +1188,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="replace the 'Vector tiles (bench/tiles.py)' section of "
                          "docs/performance.md")
     args = ap.parse_args(argv)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds the `with Server(...)` blocks: servers stop
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
     if args.data_dir is None:
         n = args.images
         name = f"{n // 1_000_000}m" if n % 1_000_000 == 0 else (
