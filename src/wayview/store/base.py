@@ -23,12 +23,15 @@ from wayview.model.entities import (
     Token,
     User,
 )
+from wayview.store.parts.accounts import AccountsStore
+from wayview.store.parts.jobs import JobsStore
+from wayview.store.parts.uploads import UploadsStore
 
 #: Node kinds sharing the one id space (spec §1.3).
 NODE_KINDS = ("image", "map_feature", "detection", "organization", "user", "app")
 
 
-class Store(Protocol):
+class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
     """Persistence for every entity. Methods return model objects, never rows.
 
     All methods are coroutines; implementations never block the event loop.

@@ -34,7 +34,10 @@ from wayview.model.entities import (
 from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
 from wayview.store.migrate import load_migrations
+from wayview.store.sqlite.accounts import AccountsMixin
 from wayview.store.sqlite.connection import Database
+from wayview.store.sqlite.jobs import JobsMixin
+from wayview.store.sqlite.uploads import UploadsMixin
 from wayview.tiles.index import (
     IMAGE_ZOOM,
     OVERVIEW_PER_CELL,
@@ -151,7 +154,7 @@ def _values_clause(column: str, values: tuple[str, ...], params: list[Any]) -> s
     return "(" + " OR ".join(parts) + ")"
 
 
-class SqliteStore:
+class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
     """The Store protocol on one SQLite file (WAL, one writer thread, reader threads)."""
 
     def __init__(self, path: Path, *, readers: int = 4, inline_point_reads: bool = True) -> None:
