@@ -118,6 +118,12 @@ class Settings(BaseSettings):
         31_536_000, ge=0, description="`Cache-Control: max-age` of thumbnails and originals."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    secret_key: str = Field(
+        "",
+        description="Server secret for session cookies, CSRF tokens and built-in tokens. Empty = "
+        "generated once into `<data_dir>/secret_key`. Set it (32+ random characters) when "
+        "several hosts serve one deployment.",
+    )
 
     @property
     def base_url(self) -> str:

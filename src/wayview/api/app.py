@@ -45,12 +45,14 @@ _AUTH_SCHEMES = ("oauth ", "bearer ")
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One route: a full-path regex, the methods it serves, whether it needs a token."""
+    """One route: a full-path regex, the methods it serves, whether it needs a token and which
+    scope that token must carry (E6 without it)."""
 
     pattern: re.Pattern[str]
     methods: frozenset[str]
     handler: Handler
     auth: bool = True
+    scope: str = "read"
 
 
 @dataclass(slots=True)
@@ -241,8 +243,8 @@ class WayviewApp:
             ctx = Context(self.settings, self.store, self.blobs, self.graph, self.tiles)
             if route.auth:
                 ctx.principal = await self.auth.authenticate(token_from(request))
-                if "read" not in ctx.principal.scopes:
-                    raise MissingScope("read")
+                if route.scope not in ctx.principal.scopes:
+                    raise MissingScope(route.scope)
             if method not in route.methods:
                 raise NodeNotFound(path.strip("/").split("/")[0], method.lower())
             return await route.handler(ctx, request, match)

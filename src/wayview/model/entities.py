@@ -251,3 +251,22 @@ class TileFeatureColumns:
     values: tuple[str, ...] = ()
     first_seen_at_ms: tuple[int, ...] = ()
     last_seen_at_ms: tuple[int, ...] = ()
+
+
+JOB_STATES = ("queued", "running", "done", "parked")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One unit of background work (a durable queue row). `payload` is JSON-serialisable."""
+
+    id: int
+    kind: str
+    payload: dict[str, object]
+    state: str = "queued"
+    attempts: int = 0
+    run_after_ms: int = 0
+    last_error: str | None = None
+    dedupe_key: str | None = None
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
