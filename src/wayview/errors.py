@@ -119,3 +119,68 @@ class TileNotFound(WayviewError):
     """A tile request outside the contract (E15)."""
 
     message = "Unsupported tile request"
+
+
+class RateLimited(WayviewError):
+    """An app spent its request budget (E14); `retry_after_s` until budget is available."""
+
+    message = "Application request limit reached"
+
+    def __init__(self, retry_after_s: int, usage_percent: int = 100) -> None:
+        super().__init__()
+        self.retry_after_s = max(1, retry_after_s)
+        self.usage_percent = usage_percent
+
+
+class OAuthError(WayviewError):
+    """Base of the `/token` and `/login` errors (OAuthException type, spec §7)."""
+
+
+class InvalidClientSecret(OAuthError):
+    """`/token` without the app's client secret (E18)."""
+
+    message = "Error validating client secret."
+
+
+class InvalidAuthorizationCode(OAuthError):
+    """Unknown, expired, reused or foreign authorization code, or redirect mismatch (E19)."""
+
+    message = "Invalid authorization code."
+
+
+class InvalidOAuthParameter(OAuthError):
+    """A bad or missing `/token` parameter (E20)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"Invalid parameter {name}: {reason}")
+        self.name = name
+
+
+class InvalidCredentials(OAuthError):
+    """`/login` with a wrong email or password, or throttled (E22)."""
+
+    message = "Invalid credentials"
+    user_title = "Wrong email or password"
+    user_msg = "The email or password you entered is incorrect."
+
+
+class PasswordLoginDisabled(WayviewError):
+    """`/login` while `auth.password_login` is off (E23)."""
+
+    message = "Password login is disabled on this server; authenticate with a token."
+
+
+class Forbidden(WayviewError):
+    """A web form without a valid CSRF token, or an action on something not the caller's."""
+
+    message = "Forbidden"
+
+
+class TooManyAttempts(WayviewError):
+    """Sign-in throttled for this account or address; `retry_after_s` until the next try."""
+
+    message = "Too many sign-in attempts. Try again later."
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__()
+        self.retry_after_s = max(1, retry_after_s)

@@ -46,7 +46,11 @@ class AuthSettings(BaseModel):
     token_cache_s: float = Field(
         5.0,
         ge=0,
-        description="Seconds a validated token is remembered in process (0 = look up every time).",
+        description="Seconds a validated token is remembered in process (0 = look up every time). "
+        "A token revoked in another process keeps working for at most this long.",
+    )
+    password_login: bool = Field(
+        True, description="Serve `POST /login` (email + password, used by mapillary_tools)."
     )
 
 
@@ -54,6 +58,47 @@ class OAuthSettings(BaseModel):
     """Lifetimes of OAuth artefacts (spec §7)."""
 
     token_ttl_s: int = Field(5_184_000, ge=60, description="Lifetime of user access tokens.")
+    code_ttl_s: int = Field(
+        600, ge=10, le=3600, description="Lifetime of an authorization code from `/connect`."
+    )
+    refresh_grace_s: int = Field(
+        60, ge=0, description="How long a refreshed access token keeps working after the refresh."
+    )
+
+
+class AccountsSettings(BaseModel):
+    """Web accounts: sign-up, sign-in and sessions."""
+
+    signup_enabled: bool = Field(True, description="Let visitors create accounts at `/signup`.")
+    session_ttl_s: int = Field(
+        1_209_600, ge=300, description="Lifetime of a browser session (signed cookie)."
+    )
+    login_failures_per_account: int = Field(
+        10, ge=0, description="Failed sign-ins allowed per account per throttle window (0 = off)."
+    )
+    login_failures_per_address: int = Field(
+        50, ge=0, description="Failed sign-ins allowed per client address per throttle window "
+        "(0 = off)."
+    )
+    login_throttle_window_s: int = Field(
+        900, ge=1, description="Length of the sign-in throttle window in seconds."
+    )
+    min_password_length: int = Field(10, ge=8, description="Shortest password accepted.")
+
+
+class RateLimitSettings(BaseModel):
+    """Request budgets per app (spec §9); 0 disables a limit."""
+
+    graph_per_minute: int = Field(
+        50_000, ge=0, description="Graph API requests per app per minute."
+    )
+    search_per_minute: int = Field(
+        0, ge=0, description="Search requests per app per minute (0 = share the graph budget)."
+    )
+    tiles_per_day: int = Field(50_000, ge=0, description="Vector tile requests per app per day.")
+    upload_per_minute: int = Field(
+        0, ge=0, description="Upload-service requests per app per minute."
+    )
 
 
 class TilesSettings(BaseModel):
@@ -106,6 +151,8 @@ class Settings(BaseSettings):
     cors: CorsSettings = CorsSettings()
     auth: AuthSettings = AuthSettings()
     oauth: OAuthSettings = OAuthSettings()
+    accounts: AccountsSettings = AccountsSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
     imports: ImportSettings = ImportSettings()
     tiles: TilesSettings = TilesSettings()
     store_inline_point_reads: bool = Field(

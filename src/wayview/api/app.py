@@ -21,15 +21,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from wayview.api import accounts as account_routes
 from wayview.api import graph as graph_routes
 from wayview.api import media
 from wayview.api import tiles as tile_routes
-from wayview.api.errors import envelope, shape_of
+from wayview.api.errors import envelope, shape_of, usage_header
+from wayview.auth.accounts import Accounts
+from wayview.auth.secret import server_secret
 from wayview.auth.service import Authenticator
 from wayview.blobs import BlobStore, open_blobs
-from wayview.errors import MissingScope, NodeNotFound
+from wayview.errors import Forbidden, MissingScope, NodeNotFound, RateLimited
 from wayview.graph.service import Graph
 from wayview.model.entities import Principal
+from wayview.ratelimit import MemoryLimiter, RateLimiter
 from wayview.settings import Settings
 from wayview.store import Store, open_store
 from wayview.tiles.service import TileService
@@ -53,6 +57,9 @@ class Route:
     handler: Handler
     auth: bool = True
     scope: str = "read"
+    #: The request budget the call counts against (spec §9): "graph", "search", "tiles",
+    #: "upload" or None (not counted).
+    budget: str | None = "graph"
 
 
 @dataclass(slots=True)
@@ -64,24 +71,48 @@ class Context:
     blobs: BlobStore
     graph: Graph
     tiles: TileService
+    accounts: Accounts
+    authenticator: Authenticator
+    limiter: RateLimiter
+    server_secret: bytes
     principal: Principal | None = None
 
 
 def _routes() -> list[Route]:
     get = frozenset({"GET", "HEAD"})
+    post = frozenset({"POST"})
+    page = frozenset({"GET", "HEAD", "POST"})
     r = re.compile
     return [
+        # Accounts and OAuth (spec §7): not counted against app budgets.
+        Route(r(r"/signup"), page, account_routes.signup, auth=False, budget=None),
+        Route(r(r"/signin"), page, account_routes.signin, auth=False, budget=None),
+        Route(r(r"/signout"), post, account_routes.signout, auth=False, budget=None),
+        Route(r(r"/account"), get, account_routes.account, auth=False, budget=None),
+        Route(r(r"/account/password"), post, account_routes.change_password, auth=False,
+              budget=None),
+        Route(r(r"/account/apps/(?P<app_id>[0-9]{1,16})/revoke"), post,
+              account_routes.revoke_app, auth=False, budget=None),
+        Route(r(r"/dashboard/developers"), page, account_routes.developers, auth=False,
+              budget=None),
+        Route(r(r"/dashboard/developers/(?P<app_id>[0-9]{1,16})"), get,
+              account_routes.developer_app, auth=False, budget=None),
+        Route(r(r"/dashboard/developers/(?P<app_id>[0-9]{1,16})/(?P<action>rotate-secret|delete)"),
+              post, account_routes.developer_app, auth=False, budget=None),
+        Route(r(r"/connect"), page, account_routes.connect, auth=False, budget=None),
+        Route(r(r"/token"), post, account_routes.token, auth=False, budget=None),
+        Route(r(r"/login"), post, account_routes.password_login, auth=False, budget=None),
         Route(r(r"/media/images/(?P<id>[0-9]{1,16})/(?P<variant>[a-z0-9_]+)\.jpg"), get,
-              media.image_variant, auth=False),
-        Route(r(r"/healthz"), get, graph_routes.healthz, auth=False),
+              media.image_variant, auth=False, budget=None),
+        Route(r(r"/healthz"), get, graph_routes.healthz, auth=False, budget=None),
         Route(r(r"/maps/vtp/(?P<tileset>[^/]+)/(?P<version>[^/]+)/(?P<z>[^/]+)/(?P<x>[^/]+)"
-                r"/(?P<y>[^/]+)"), get, tile_routes.tile),
-        Route(r(r"/maps/vtp(/.*)?"), get, tile_routes.not_a_tile),
+                r"/(?P<y>[^/]+)"), get, tile_routes.tile, budget="tiles"),
+        Route(r(r"/maps/vtp(/.*)?"), get, tile_routes.not_a_tile, budget="tiles"),
         Route(r(r"/me"), get, graph_routes.me),
-        Route(r(r"/images"), get, graph_routes.images),
-        Route(r(r"/image_ids"), get, graph_routes.image_ids),
-        Route(r(r"/map_features"), get, graph_routes.map_features),
-        Route(r(r"/detections"), get, graph_routes.detections),
+        Route(r(r"/images"), get, graph_routes.images, budget="search"),
+        Route(r(r"/image_ids"), get, graph_routes.image_ids, budget="search"),
+        Route(r(r"/map_features"), get, graph_routes.map_features, budget="search"),
+        Route(r(r"/detections"), get, graph_routes.detections, budget="search"),
         Route(r(r"/"), get, graph_routes.many),
         Route(r(r"/ids=(?P<ids>[^/]*)"), get, graph_routes.many),
         Route(r(r"/(?P<id>[0-9]+)/detections"), get, graph_routes.detections_of),
@@ -139,6 +170,18 @@ class WayviewApp:
         self.graph = Graph(self.store, settings)
         self.tiles = TileService(self.store, cache_max_bytes=settings.tiles.cache_max_bytes)
         self.auth = Authenticator(self.store, cache_s=settings.auth.token_cache_s)
+        self.limiter: RateLimiter = MemoryLimiter()
+        self.server_secret = server_secret(settings)
+        self.accounts = Accounts(self.store, settings, self.limiter, self.server_secret)
+        limits = settings.rate_limit
+        search = limits.search_per_minute
+        #: budget name → (key prefix, requests per window, window in seconds)
+        self._budgets: dict[str, tuple[str, int, int]] = {
+            "graph": ("graph", limits.graph_per_minute, 60),
+            "search": ("search", search, 60) if search else ("graph", limits.graph_per_minute, 60),
+            "tiles": ("tiles", limits.tiles_per_day, 86_400),
+            "upload": ("upload", limits.upload_per_minute, 60),
+        }
         self.routes = _routes()
         origins = settings.cors.allowed_origins.strip()
         self._allowed_origins = None if origins == "*" else {
@@ -203,7 +246,10 @@ class WayviewApp:
             path = normalise_path(scope["path"])
             scope = {**scope, "path": path}
             try:
-                response = await self._dispatch(scope, receive, method, path)
+                response = await self._dispatch(scope, receive, method, path, extra)
+            except Forbidden as exc:
+                response = account_routes.forbidden_page(
+                    self._context(), Request(scope, receive), exc)
             except Exception as exc:
                 if shape_of(exc).status >= 500:
                     log.error("request failed [trace %s]", trace_id, exc_info=exc)
@@ -234,15 +280,36 @@ class WayviewApp:
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _dispatch(self, scope: Scope, receive: Receive, method: str, path: str) -> Response:
+    def _context(self) -> Context:
+        return Context(settings=self.settings, store=self.store, blobs=self.blobs,
+                       graph=self.graph, tiles=self.tiles, accounts=self.accounts,
+                       authenticator=self.auth, limiter=self.limiter,
+                       server_secret=self.server_secret)
+
+    async def _spend(self, budget: str | None, app_id: int,
+                     extra: list[tuple[bytes, bytes]]) -> None:
+        """Count a request against its app's budget (spec §9); E14 when it is spent. Graph
+        responses carry the budget's use in `x-app-usage`."""
+        if budget is None:
+            return
+        prefix, limit, window = self._budgets[budget]
+        decision = await self.limiter.hit(f"{prefix}:{app_id}", limit, window)
+        if not decision.allowed:
+            raise RateLimited(decision.retry_after_s, decision.usage_percent)
+        if prefix in ("graph", "search"):
+            extra.append((b"x-app-usage", usage_header(decision.usage_percent)))
+
+    async def _dispatch(self, scope: Scope, receive: Receive, method: str, path: str,
+                        extra: list[tuple[bytes, bytes]]) -> Response:
         request = Request(scope, receive)
         for route in self.routes:
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue
-            ctx = Context(self.settings, self.store, self.blobs, self.graph, self.tiles)
+            ctx = self._context()
             if route.auth:
                 ctx.principal = await self.auth.authenticate(token_from(request))
+                await self._spend(route.budget, ctx.principal.app_id, extra)
                 if route.scope not in ctx.principal.scopes:
                     raise MissingScope(route.scope)
             if method not in route.methods:
@@ -250,6 +317,7 @@ class WayviewApp:
             return await route.handler(ctx, request, match)
         # Unknown path: authenticate first so a probe cannot tell paths apart (spec §1.9).
         principal = await self.auth.authenticate(token_from(request))
+        await self._spend("graph", principal.app_id, extra)
         if "read" not in principal.scopes:
             raise MissingScope("read")
         raise NodeNotFound(path.strip("/").split("/")[0], method.lower())

@@ -9,11 +9,17 @@ import orjson
 
 from wayview.errors import (
     Conflict,
+    InvalidAuthorizationCode,
+    InvalidClientSecret,
+    InvalidCredentials,
     InvalidInput,
+    InvalidOAuthParameter,
     InvalidParameter,
     MissingParameter,
     MissingScope,
     NodeNotFound,
+    PasswordLoginDisabled,
+    RateLimited,
     StoreUnavailable,
     TileNotFound,
     Unauthenticated,
@@ -41,7 +47,13 @@ class ErrorShape:
 
 #: The only place HTTP statuses of domain errors live (STYLE rule 6). Most specific first.
 EXCEPTION_SHAPES: list[tuple[type[Exception], ErrorShape]] = [
-    (Unauthenticated, ErrorShape(401, "OAuthException", 190)),          # E1–E5
+    (Unauthenticated, ErrorShape(401, "OAuthException", 190)),          # E1–E5, E21
+    (RateLimited, ErrorShape(429, "MLYApiException", 4, transient=True)),  # E14
+    (InvalidClientSecret, ErrorShape(401, "OAuthException", 190)),      # E18
+    (InvalidAuthorizationCode, ErrorShape(400, "OAuthException", 100)),  # E19
+    (InvalidOAuthParameter, ErrorShape(400, "OAuthException", 100)),    # E20
+    (InvalidCredentials, ErrorShape(401, "OAuthException", 1, 1348028)),  # E22
+    (PasswordLoginDisabled, ErrorShape(400, "MLYApiException", 100)),   # E23
     (MissingScope, ErrorShape(403, "OAuthException", 200)),              # E6
     (NodeNotFound, ErrorShape(400, "MLYApiException", 100, 33)),         # E7
     (UnknownField, ErrorShape(400, "MLYApiException", 100)),             # E8
@@ -80,10 +92,26 @@ def envelope(exc: BaseException, trace_id: str) -> tuple[int, bytes, list[tuple[
         error["error_subcode"] = shape.subcode
     if shape.transient:
         error["is_transient"] = True
+    if isinstance(exc, InvalidCredentials):
+        error["error_user_title"] = exc.user_title
+        error["error_user_msg"] = exc.user_msg
     error["fbtrace_id"] = trace_id
     headers: list[tuple[bytes, bytes]] = []
+    if isinstance(exc, RateLimited):
+        headers.append((b"retry-after", str(exc.retry_after_s).encode()))
+        headers.append((b"x-app-usage", usage_header(exc.usage_percent)))
     if shape.status == 401:
         headers.append((b"www-authenticate", b'OAuth error="invalid_token"'))
     if shape.status == 503:
         headers.append((b"retry-after", b"5"))
     return shape.status, orjson.dumps({"error": error}), headers
+
+
+def usage_header(percent: int) -> bytes:
+    """The `x-app-usage` value (spec §9): the three shares, all equal, integers 0–100.
+
+    >>> usage_header(7)
+    b'{"call_count":7,"total_cputime":7,"total_time":7}'
+    """
+    p = min(100, max(0, int(percent)))
+    return b'{"call_count":%d,"total_cputime":%d,"total_time":%d}' % (p, p, p)

@@ -48,3 +48,12 @@ class Authenticator:
     def forget(self, token_text: str) -> None:
         """Drop a token from the cache (after a revocation in this process)."""
         self._cache.pop(hash_token(token_text), None)
+
+    def forget_hashes(self, token_hashes: list[str]) -> None:
+        """Drop tokens by hash (after revoking them in this process)."""
+        for key in token_hashes:
+            self._cache.pop(key, None)
+
+    def forget_all(self) -> None:
+        """Empty the cache (after deleting an app)."""
+        self._cache.clear()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from wayview.auth.secret import derive
 from wayview.errors import InvalidInput
 from wayview.ids import parse_id
 from wayview.model.entities import App, Token, User
@@ -95,6 +96,23 @@ class NewApp:
     client_secret: str
 
 
+def derived_client_token(server_secret: bytes, app_id: int, generation: int) -> str:
+    """The client token of an app derived from the server secret (shown on the dashboard
+    again later; the database holds only its hash).
+
+    >>> derived_client_token(b"k" * 32, 7, 0).startswith("MLY|7|")
+    True
+    """
+    part = derive(server_secret, f"client-token:{app_id}:{generation}")
+    return f"{_CLIENT_TOKEN_PREFIX}{app_id}|{part}"
+
+
+def derived_client_secret(server_secret: bytes, app_id: int, generation: int) -> str:
+    """The client secret of an app derived from the server secret (see derived_client_token)."""
+    part = derive(server_secret, f"client-secret:{app_id}:{generation}")
+    return f"{_CLIENT_TOKEN_PREFIX}{app_id}|{part}"
+
+
 async def create_app(
     store: Store,
     name: str,
@@ -104,22 +122,72 @@ async def create_app(
     scopes: tuple[str, ...] = SCOPES,
     client_token: str | None = None,
     builtin: bool = False,
+    server_secret: bytes | None = None,
+    public_client: bool = False,
 ) -> NewApp:
-    """Register an app; `client_token` pins a hard-coded token (iD, mapillary_tools)."""
+    """Register an app; `client_token` pins a hard-coded token (iD, mapillary_tools).
+
+    With `server_secret` the token (unless pinned) and the secret are derived from it, so the
+    dashboard can show them again; without, they are random and shown only now.
+    """
+    token_gen: int | None = None
+    secret_gen: int | None = None
     if client_token is not None:
         app_id = parse_client_token(client_token)
     else:
         (app_id,) = await store.reserve_ids("app", 1)
-        client_token = new_client_token(app_id)
-    secret = new_client_token(app_id)
+        if server_secret is not None:
+            token_gen = 0
+            client_token = derived_client_token(server_secret, app_id, token_gen)
+        else:
+            client_token = new_client_token(app_id)
+    if server_secret is not None:
+        secret_gen = 0
+        secret = derived_client_secret(server_secret, app_id, secret_gen)
+    else:
+        secret = new_client_token(app_id)
     app = App(
         id=app_id, name=name, owner_id=owner.id if owner else None, scopes=scopes,
-        redirect_uris=redirect_uris, builtin=builtin,
+        redirect_uris=redirect_uris, builtin=builtin, token_gen=token_gen, secret_gen=secret_gen,
+        public_client=public_client,
     )
-    await store.create_app(
+    app = await store.create_app(
         app, client_token_hash=hash_token(client_token), client_secret_hash=hash_token(secret)
     )
     return NewApp(app=app, client_token=client_token, client_secret=secret)
+
+
+@dataclass(frozen=True, slots=True)
+class ShownCredentials:
+    """What the dashboard may show of an app's credentials (None: not recoverable)."""
+
+    client_token: str | None
+    client_secret: str | None
+
+
+async def shown_credentials(store: Store, server_secret: bytes, app: App) -> ShownCredentials:
+    """Re-derive an app's token and secret and check them against the stored hashes (a changed
+    server secret, or an operator-pinned token, makes them unrecoverable)."""
+    token = secret = None
+    if app.token_gen is not None:
+        candidate = derived_client_token(server_secret, app.id, app.token_gen)
+        found = await store.get_token(hash_token(candidate))
+        if found is not None and found.kind == "client" and found.app_id == app.id:
+            token = candidate
+    if app.secret_gen is not None:
+        candidate = derived_client_secret(server_secret, app.id, app.secret_gen)
+        stored = await store.app_secret_hash(app.id)
+        if stored is not None and tokens_equal(stored, hash_token(candidate)):
+            secret = candidate
+    return ShownCredentials(client_token=token, client_secret=secret)
+
+
+async def rotate_secret(store: Store, server_secret: bytes, app: App) -> str:
+    """Give an app a new client secret (the old one stops working at once); the new text."""
+    generation = (app.secret_gen if app.secret_gen is not None else -1) + 1
+    secret = derived_client_secret(server_secret, app.id, generation)
+    await store.set_app_secret(app.id, hash_token(secret), generation)
+    return secret
 
 
 async def builtin_app(store: Store) -> App:
@@ -147,6 +215,7 @@ async def issue_user_token(
     app: App | None = None,
     scopes: tuple[str, ...] = SCOPES,
     ttl_s: int = 5_184_000,
+    code_hash: str | None = None,
 ) -> IssuedToken:
     """Issue a user access token for `app` (the built-in app when None)."""
     if app is None:
@@ -159,7 +228,7 @@ async def issue_user_token(
     await store.create_token(
         hash_token(text),
         Token(app_id=app.id, kind="user", scopes=scopes, user_id=user.id,
-              expires_at_ms=expires_at_ms),
+              expires_at_ms=expires_at_ms, code_hash=code_hash),
     )
     return IssuedToken(access_token=text, expires_in=ttl_s, app_id=app.id, scopes=scopes)
 

@@ -120,6 +120,13 @@ class App:
     redirect_uris: tuple[str, ...] = ()
     builtin: bool = False
     disabled: bool = False
+    #: Generations of the client token / secret derived from the server secret (None: set by
+    #: the operator or random, so not derivable for display).
+    token_gen: int | None = None
+    secret_gen: int | None = None
+    #: A public client (mobile, single-page app) has no usable secret and must use PKCE.
+    public_client: bool = False
+    created_at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +140,8 @@ class Token:
     expires_at_ms: int | None = None
     revoked: bool = False
     app_disabled: bool = False
+    #: Hash of the authorization code this token descends from (reuse of the code revokes it).
+    code_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,3 +279,42 @@ class Job:
     dedupe_key: str | None = None
     created_at_ms: int = 0
     updated_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What sign-in checks: the user and the argon2 hash of their password (None: no password)."""
+
+    user: User
+    password_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    """A signed-in browser (only the hash of the session id is stored)."""
+
+    user: User
+    created_at_ms: int
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthCode:
+    """An authorization code (stored by hash): bound to app, user, scopes and redirect URI."""
+
+    app_id: int
+    user_id: int
+    scopes: tuple[str, ...]
+    redirect_uri: str | None
+    expires_at_ms: int
+    code_challenge: str | None = None
+    used: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizedApp:
+    """An app holding live user tokens of a user (the user's "authorized apps" list)."""
+
+    app: App
+    scopes: tuple[str, ...]
+    authorized_at_ms: int

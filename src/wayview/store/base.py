@@ -7,7 +7,6 @@ from collections.abc import Sequence as Seq
 from typing import Protocol
 
 from wayview.model.entities import (
-    App,
     Detection,
     DetectionSearch,
     Image,
@@ -20,7 +19,6 @@ from wayview.model.entities import (
     TileFeatureColumns,
     TileImageColumns,
     TileLine,
-    Token,
     User,
 )
 from wayview.store.parts.accounts import AccountsStore
@@ -79,31 +77,6 @@ class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
 
     async def is_organization_member(self, organization_id: int, user_id: int) -> bool:
         """Whether the user belongs to the organization. Called by import and finish_upload."""
-
-    # -- apps and tokens -------------------------------------------------------------------
-    async def create_app(
-        self,
-        app: App,
-        *,
-        client_token_hash: str,
-        client_secret_hash: str,
-    ) -> App:
-        """Store an app with the hashes of its client token and secret (its id is reserved)."""
-
-    async def get_app(self, app_id: int) -> App | None:
-        """An app by id."""
-
-    async def get_builtin_app(self) -> App | None:
-        """The app that CLI-issued tokens belong to, if created."""
-
-    async def create_token(self, token_hash: str, token: Token) -> None:
-        """Store a token by the hash of its text."""
-
-    async def get_token(self, token_hash: str) -> Token | None:
-        """A token by the hash of its text. Called for every authenticated request."""
-
-    async def revoke_token(self, token_hash: str) -> bool:
-        """Revoke a token; False if unknown."""
 
     # -- images and sequences --------------------------------------------------------------
     async def insert_sequence(self, sequence: Sequence, images: Seq[Image]) -> None:

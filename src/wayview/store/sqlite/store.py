@@ -15,7 +15,6 @@ import numpy as np
 from wayview import ids as id_mint
 from wayview.errors import Conflict
 from wayview.model.entities import (
-    App,
     Detection,
     DetectionSearch,
     Image,
@@ -28,7 +27,6 @@ from wayview.model.entities import (
     TileFeatureColumns,
     TileImageColumns,
     TileLine,
-    Token,
     User,
 )
 from wayview.model.s2 import leaf_cell
@@ -346,103 +344,6 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
             ).fetchone()
         )
         return row is not None
-
-    # -- apps and tokens -------------------------------------------------------------------
-    async def create_app(
-        self, app: App, *, client_token_hash: str, client_secret_hash: str
-    ) -> App:
-        """Store an app and its client token (hashes only)."""
-        kinds = await self.node_kinds([app.id])
-        if app.id not in kinds:
-            await self._claim_id("app", app.id)
-        elif kinds[app.id] != "app":
-            raise Conflict(f"id {app.id} is already used by a {kinds[app.id]}")
-        now = _now_ms()
-
-        def run(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM apps WHERE id = ?", (app.id,)).fetchone():
-                raise Conflict(f"app {app.id} already exists")
-            if app.builtin and conn.execute("SELECT 1 FROM apps WHERE builtin = 1").fetchone():
-                raise Conflict("the built-in app already exists")
-            conn.execute(
-                "INSERT INTO apps (id, name, owner_id, scopes, redirect_uris, client_secret_hash,"
-                " builtin, disabled, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (app.id, app.name, app.owner_id, ",".join(app.scopes),
-                 "\n".join(app.redirect_uris), client_secret_hash, int(app.builtin),
-                 int(app.disabled), now),
-            )
-            conn.execute(
-                "INSERT INTO tokens (token_hash, kind, app_id, user_id, scopes, created_at_ms)"
-                " VALUES (?, 'client', ?, NULL, 'read', ?)",
-                (client_token_hash, app.id, now),
-            )
-
-        await self.db.write(run)
-        return app
-
-    @staticmethod
-    def _app_from_row(r: tuple[Any, ...]) -> App:
-        return App(
-            id=r[0], name=r[1], owner_id=r[2], scopes=tuple(s for s in r[3].split(",") if s),
-            redirect_uris=tuple(u for u in r[4].split("\n") if u), builtin=bool(r[5]),
-            disabled=bool(r[6]),
-        )
-
-    _APP_SQL = "SELECT id, name, owner_id, scopes, redirect_uris, builtin, disabled FROM apps"
-
-    async def get_app(self, app_id: int) -> App | None:
-        """An app by id."""
-        row = await self.db.read(
-            lambda c: c.execute(self._APP_SQL + " WHERE id = ?", (app_id,)).fetchone()
-        )
-        return self._app_from_row(row) if row else None
-
-    async def get_builtin_app(self) -> App | None:
-        """The built-in app, if created."""
-        row = await self.db.read(
-            lambda c: c.execute(self._APP_SQL + " WHERE builtin = 1").fetchone()
-        )
-        return self._app_from_row(row) if row else None
-
-    async def create_token(self, token_hash: str, token: Token) -> None:
-        """Store a user token by hash."""
-        await self.db.write(
-            lambda c: c.execute(
-                "INSERT INTO tokens (token_hash, kind, app_id, user_id, scopes, expires_at_ms,"
-                " created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (token_hash, token.kind, token.app_id, token.user_id, ",".join(token.scopes),
-                 token.expires_at_ms, _now_ms()),
-            )
-        )
-
-    async def get_token(self, token_hash: str) -> Token | None:
-        """A token by hash, with its app's disabled flag."""
-        row = await self.db.read_point(
-            lambda c: c.execute(
-                "SELECT t.app_id, t.kind, t.scopes, t.user_id, t.expires_at_ms,"
-                " t.revoked_at_ms, a.disabled FROM tokens t JOIN apps a ON a.id = t.app_id"
-                " WHERE t.token_hash = ?",
-                (token_hash,),
-            ).fetchone()
-        )
-        if row is None:
-            return None
-        return Token(
-            app_id=row[0], kind=row[1], scopes=tuple(s for s in row[2].split(",") if s),
-            user_id=row[3], expires_at_ms=row[4], revoked=row[5] is not None,
-            app_disabled=bool(row[6]),
-        )
-
-    async def revoke_token(self, token_hash: str) -> bool:
-        """Mark a token revoked."""
-        cur = await self.db.write(
-            lambda c: c.execute(
-                "UPDATE tokens SET revoked_at_ms = ?"
-                " WHERE token_hash = ? AND revoked_at_ms IS NULL",
-                (_now_ms(), token_hash),
-            )
-        )
-        return bool(cur.rowcount)
 
     # -- images and sequences --------------------------------------------------------------
     async def insert_sequence(self, sequence: Sequence, images: Seq[Image]) -> None:
