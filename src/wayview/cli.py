@@ -199,22 +199,28 @@ def apps() -> None:
 @json_option
 def apps_create(name: str, owner: str, redirect_uris: tuple[str, ...], scope: str | None,
                 client_token: str | None, data_dir: Path | None, as_json: bool) -> None:
-    """Register an application NAME; prints its client token and secret once."""
+    """Register an application NAME; prints its client token and secret (the owner sees
+    them again on the developer dashboard; the database keeps only hashes)."""
+    from wayview.auth.secret import server_secret
     from wayview.auth.tokens import create_app, parse_scopes
+
+    settings = make_settings(data_dir)
+    secret = server_secret(settings)
 
     async def run(store: Any) -> Any:
         user = await store.get_user_by_username(owner)
         if user is None:
             raise click.ClickException(f"unknown user {owner!r}")
         return await create_app(store, name, owner=user, redirect_uris=redirect_uris,
-                                scopes=parse_scopes(scope), client_token=client_token)
+                                scopes=parse_scopes(scope), client_token=client_token,
+                                server_secret=secret)
 
-    new = run_with_store(make_settings(data_dir), run)
+    new = run_with_store(settings, run)
     emit(as_json, {"app_id": str(new.app.id), "name": new.app.name,
                    "client_token": new.client_token, "client_secret": new.client_secret,
                    "scopes": list(new.app.scopes)},
          f"app {new.app.id}\nclient token:  {new.client_token}\n"
-         f"client secret: {new.client_secret}\n(store them now: only hashes are kept)")
+         f"client secret: {new.client_secret}")
 
 
 @cli.group()

@@ -18,6 +18,7 @@ from wayview.auth.tokens import issue_user_token
 from wayview.blobs import LocalBlobs
 from wayview.ids import new_sequence_key
 from wayview.model.entities import Detection, Image, MapFeature, Organization, Sequence, User
+from wayview.ratelimit import RateLimiter
 from wayview.settings import Settings
 from wayview.store import Store, open_store
 
@@ -44,10 +45,12 @@ async def open_test_store(settings: Settings) -> AsyncIterator[Store]:
 
 @asynccontextmanager
 async def app_client(
-    settings: Settings, store: Store, blobs: LocalBlobs | None = None
+    settings: Settings, store: Store, blobs: LocalBlobs | None = None,
+    limiter: RateLimiter | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client over the ASGI app (no socket)."""
-    app = create_app(settings, store=store, blobs=blobs or LocalBlobs(settings.blobs_path))
+    app = create_app(settings, store=store, blobs=blobs or LocalBlobs(settings.blobs_path),
+                     limiter=limiter)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         yield client

@@ -83,14 +83,16 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def live_server(data_dir: Path, log_path: Path, *, cwd: Path) -> Iterator[LiveServer]:
-    """Start `wayview serve` on a free loopback port, wait for /healthz, stop it afterwards."""
+def live_server(data_dir: Path, log_path: Path, *, cwd: Path,
+                env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """Start `wayview serve` on a free loopback port, wait for /healthz, stop it afterwards.
+    `env` adds environment variables (WAYVIEW_* settings) for the server."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "wayview", "serve", "--data-dir", str(data_dir),
            "--host", "127.0.0.1", "--port", str(port), "--public-base-url", base]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(cmd, cwd=cwd, env=clean_env(), stdout=log,
+        process = subprocess.Popen(cmd, cwd=cwd, env=clean_env(**(env or {})), stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
     server = LiveServer(base, data_dir, log_path, process)

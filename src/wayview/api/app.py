@@ -161,7 +161,8 @@ class WayviewApp:
     """The ASGI application: global rules around a small regex router."""
 
     def __init__(
-        self, settings: Settings, store: Store | None, blobs: BlobStore | None
+        self, settings: Settings, store: Store | None, blobs: BlobStore | None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self._owns_store = store is None
@@ -170,7 +171,7 @@ class WayviewApp:
         self.graph = Graph(self.store, settings)
         self.tiles = TileService(self.store, cache_max_bytes=settings.tiles.cache_max_bytes)
         self.auth = Authenticator(self.store, cache_s=settings.auth.token_cache_s)
-        self.limiter: RateLimiter = MemoryLimiter()
+        self.limiter: RateLimiter = limiter if limiter is not None else MemoryLimiter()
         self.server_secret = server_secret(settings)
         self.accounts = Accounts(self.store, settings, self.limiter, self.server_secret)
         limits = settings.rate_limit
@@ -324,10 +325,11 @@ class WayviewApp:
 
 
 def create_app(
-    settings: Settings, *, store: Store | None = None, blobs: BlobStore | None = None
+    settings: Settings, *, store: Store | None = None, blobs: BlobStore | None = None,
+    limiter: RateLimiter | None = None,
 ) -> WayviewApp:
     """Build the ASGI app. Anything not injected is opened in lifespan from `settings`."""
-    return WayviewApp(settings, store, blobs)
+    return WayviewApp(settings, store, blobs, limiter)
 
 
 def app_from_env() -> Any:

@@ -146,20 +146,31 @@ async def grant_code(store: Store, settings: Settings, req: AuthorizeRequest, us
     return with_query(req.redirect_uri, {"code": code, "state": req.state})
 
 
-def client_secret_from(authorization: str | None, params: Mapping[str, str]) -> str | None:
-    """The client secret of a `/token` call: `Authorization: OAuth <secret>` (Mapillary),
-    HTTP Basic (`client_id:secret`), or a `client_secret` parameter."""
+def client_credentials(
+    authorization: str | None, params: Mapping[str, str]
+) -> tuple[str | None, str | None]:
+    """The client id and secret of a `/token` call. The secret comes from
+    `Authorization: OAuth <secret>` (Mapillary), HTTP Basic (`client_id:secret`, which also
+    names the client) or a `client_secret` parameter; the id from `client_id` or Basic.
+
+    >>> client_credentials("OAuth MLY|1|ab", {"client_id": "1"})
+    ('1', 'MLY|1|ab')
+    >>> client_credentials("Basic " + base64.b64encode(b"7:s3").decode(), {})
+    ('7', 's3')
+    """
+    client_id = params.get("client_id") or None
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "oauth" and value.strip():
-            return value.strip()
+            return client_id, value.strip()
         if scheme.lower() == "basic":
             try:
                 decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
             except (ValueError, UnicodeDecodeError):
-                return None
-            return decoded.partition(":")[2] or None
-    return params.get("client_secret") or None
+                return client_id, None
+            basic_id, _, secret = decoded.partition(":")
+            return client_id or basic_id or None, secret or None
+    return client_id, params.get("client_secret") or None
 
 
 async def exchange(
@@ -171,24 +182,23 @@ async def exchange(
         raise InvalidOAuthParameter("grant_type", "missing")
     if grant not in ("authorization_code", "refresh_token"):
         raise InvalidOAuthParameter("grant_type", f"unsupported value {grant[:40]!r}")
-    raw_id = params.get("client_id")
+    raw_id, secret = client_credentials(authorization, params)
     if not raw_id:
         raise InvalidOAuthParameter("client_id", "missing")
     app_id = parse_id(raw_id)
     app = await store.get_app(app_id) if app_id is not None else None
     if app is None or app.builtin:
         raise InvalidOAuthParameter("client_id", "unknown application")
-    secret = client_secret_from(authorization, params)
     authenticated = False
     if secret is not None:
         stored = await store.app_secret_hash(app.id)
         if stored is None or not tokens_equal(stored, hash_token(secret)):
             raise InvalidClientSecret()
         authenticated = True
+    if not authenticated and not app.public_client:  # before a code is spent
+        raise InvalidClientSecret()
     if grant == "authorization_code":
         return await _code_grant(store, settings, app, params, authenticated)
-    if not authenticated and not app.public_client:
-        raise InvalidClientSecret()
     return await _refresh_grant(store, settings, app, params)
 
 
