@@ -89,19 +89,29 @@ def free_port() -> int:
 class Server:
     """`wayview serve` in its own process group; always stopped on exit."""
 
-    def __init__(self, data_dir: Path, workers: int, log_level: str) -> None:
+    def __init__(self, data_dir: Path, workers: int, log_level: str,
+                 env: dict[str, str] | None = None, factory: str | None = None) -> None:
         self.data_dir = data_dir
         self.workers = workers
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
+        self.log_path = data_dir / ("server.log" if factory is None else "server-bypass.log")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("WAYVIEW_")}
         self.env["WAYVIEW_LOG_LEVEL"] = log_level
+        self.env.update(env or {})
+        self.factory = factory
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
         cmd = [sys.executable, "-m", "wayview", "serve", "--data-dir", str(self.data_dir),
                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
+        if self.factory is not None:  # the same app through granian directly (bench only)
+            self.env["WAYVIEW_DATA_DIR"] = str(self.data_dir)
+            self.env["PYTHONPATH"] = str(BENCH)
+            cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers",
+                   str(self.workers), "--no-access-log", "--log-level", "warning",
+                   self.factory]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                          cwd=self.data_dir, env=self.env,
@@ -407,6 +417,88 @@ def write_docs(body: str) -> None:
     log(f"updated {DOC}")
 
 
+AUTH_SECTION = "### Authentication and rate-limit overhead (bench/graph.py --auth-overhead)"
+AUTH_START = "<!-- bench/graph.py auth-overhead:start -->"
+AUTH_END = "<!-- bench/graph.py auth-overhead:end -->"
+AUTH_OVERHEAD_TARGET = 0.10
+#: The "on" server counts every request but never refuses one: the bench sends far more than
+#: the default 50,000 requests per minute with one app's token.
+HUGE_BUDGET = {"WAYVIEW_RATE_LIMIT__GRAPH_PER_MINUTE": str(10**12),
+               "WAYVIEW_RATE_LIMIT__SEARCH_PER_MINUTE": "0"}
+
+
+def auth_overhead(args: argparse.Namespace, node: Scenario, token: str, command: str) -> str:
+    """GET /{id} saturated on the shipped app and on the bypassed one, runs alternating."""
+    paths = [t.path for t in node.paths]
+    common = {"threads": args.threads, "connections": args.connections}
+    results: dict[str, list[tuple[Any, dict[str, float]]]] = {"on": [], "bypassed": []}
+    with Server(args.data_dir, args.workers, args.server_log_level, env=HUGE_BUDGET) as on, \
+            Server(args.data_dir, args.workers, args.server_log_level,
+                   factory="bypass_app:app_factory") as off:
+        servers = {"on": (on, f"OAuth {token}"), "bypassed": (off, "")}
+        for server, auth in servers.values():
+            verify(server.base_url, token, node)
+            loadgen.run_wrk(server.base_url, paths, auth, duration_s=args.warmup, **common)
+        for _ in range(args.repeat):
+            for name, (server, auth) in servers.items():
+                meter = CpuMeter(server.all_pids)
+                res = meter.measure(
+                    lambda s=server, a=auth: loadgen.run_wrk(s.base_url, paths, a,
+                                                             duration_s=args.duration, **common),
+                    retries=args.retries, log=log)
+                if res[0].non_2xx or res[0].socket_errors:
+                    raise RuntimeError(f"{name}: {res[0].non_2xx} non-2xx, "
+                                       f"{res[0].socket_errors} socket errors")
+                res[1]["us_per_req"] = res[1]["server_cpu_s"] / max(1, res[0].requests) * 1e6
+                results[name].append(res)
+                log(f"  {name:8s} {res[0].rps:9,.0f} req/s  p50 {res[0].p50_ms:6.2f} ms  "
+                    f"server {res[1]['us_per_req']:,.0f} µs/req  other "
+                    f"{res[1]['other_cores']:.2f} cores")
+
+    def median(name: str, key: str) -> float:
+        values = sorted(r[0].rps if key == "rps" else r[1][key] for r in results[name])
+        return values[len(values) // 2]
+
+    rps_on, rps_off = median("on", "rps"), median("bypassed", "rps")
+    cpu_on, cpu_off = median("on", "us_per_req"), median("bypassed", "us_per_req")
+    loss = 1 - rps_on / rps_off
+    cpu_cost = cpu_on / cpu_off - 1
+    ok = loss < AUTH_OVERHEAD_TARGET
+    rows = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}`: `GET /{{id}}?fields=` "
+        f"(10 image fields, {len(paths):,} different ids) saturated by wrk `-t{args.threads} "
+        f"-c{args.connections} -d{args.duration:g}s`, {args.repeat} runs per server alternating "
+        "between them, medians. *on* = the shipped app (token lookup, scope check, the "
+        "per-app budget counted with a budget too large to refuse anything, `x-app-usage`); "
+        "*bypassed* = the same app and store with `authenticate` and the budget replaced by "
+        "no-ops (bench/bypass_app.py). Both servers run at the same time with "
+        f"`--workers {args.workers}` and log level `{args.server_log_level}`.",
+        "",
+        "| Server | req/s (runs) | server CPU µs/req | target | result |",
+        "|---|---:|---:|---|---|",
+        f"| on | {rps_on:,.0f} ({', '.join(f'{r[0].rps:,.0f}' for r in results['on'])}) | "
+        f"{cpu_on:,.0f} | — | — |",
+        f"| bypassed | {rps_off:,.0f} ({', '.join(f'{r[0].rps:,.0f}' for r in results['bypassed'])})"
+        f" | {cpu_off:,.0f} | — | — |",
+        f"| overhead | {loss:+.1%} req/s | {cpu_cost:+.1%} CPU | < {AUTH_OVERHEAD_TARGET:.0%} | "
+        f"{'**pass**' if ok else '**FAIL**'} |",
+    ]
+    return "\n".join(rows)
+
+
+def write_section(section: str, start: str, end: str, body: str) -> None:
+    """Replace (or append) a marked section of docs/performance.md."""
+    block = f"{section}\n\n{start}\n{body}\n{end}\n"
+    text = DOC.read_text() if DOC.exists() else "# Performance\n\n"
+    pattern = re.compile(re.escape(section) + r"\n.*?" + re.escape(end) + r"\n?", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    DOC.write_text(text)
+    log(f"updated {DOC}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -432,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generator", choices=("bulk", "public"), default="bulk",
                     help="how a missing store is written: bench/bulkload.py (default) or "
                          "SqliteStore.reserve_ids + insert_sequence")
+    ap.add_argument("--auth-overhead", action="store_true",
+                    help="only compare GET /{id} with auth + rate limits against the same app "
+                         "with both bypassed (bench/bypass_app.py), alternating runs")
     ap.add_argument("--write-docs", action="store_true",
                     help="replace the 'Graph API (bench/graph.py)' section of docs/performance.md")
     args = ap.parse_args(argv)
@@ -453,7 +548,14 @@ def main(argv: list[str] | None = None) -> int:
         wanted = set(args.only.split(","))
         scenarios = [s for s in scenarios if s.key in wanted]
     token = meta["client_token"]
-    with Server(args.data_dir, args.workers, args.server_log_level) as server:
+    if args.auth_overhead:
+        node = next(s for s in scenarios if s.key == "node")
+        body = auth_overhead(args, node, token, command.strip())
+        print(f"{AUTH_SECTION}\n\n{body}")
+        if args.write_docs:
+            write_section(AUTH_SECTION, AUTH_START, AUTH_END, body)
+        return 0
+    with Server(args.data_dir, args.workers, args.server_log_level, env=HUGE_BUDGET) as server:
         log(f"server up at {server.base_url} (workers: {server.worker_pids()})")
         for s in scenarios:
             verify(server.base_url, token, s)

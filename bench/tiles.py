@@ -145,6 +145,9 @@ class Server:
         self.log_path = data_dir / f"server-tiles-{name}.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("WAYVIEW_")}
         self.env["WAYVIEW_LOG_LEVEL"] = log_level
+        # One app token drives every run: budgets that never refuse (still counted).
+        self.env["WAYVIEW_RATE_LIMIT__TILES_PER_DAY"] = str(10**12)
+        self.env["WAYVIEW_RATE_LIMIT__GRAPH_PER_MINUTE"] = str(10**12)
         self.env.update(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
