@@ -405,16 +405,7 @@ def render(scenarios: list[Scenario], imp: importbench.ImportResult | None,
 
 def write_docs(body: str) -> None:
     """Replace (or append) the Graph API section of docs/performance.md."""
-    block = f"{SECTION}\n\n{START}\n{body}\n{END}\n"
-    text = DOC.read_text() if DOC.exists() else "# Performance\n\n"
-    pattern = re.compile(re.escape(SECTION) + r"\n.*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
-    log(f"updated {DOC}")
+    write_section(SECTION, START, END, body)
 
 
 AUTH_SECTION = "### Authentication and rate-limit overhead (bench/graph.py --auth-overhead)"
@@ -495,6 +486,7 @@ def write_section(section: str, start: str, end: str, body: str) -> None:
         text = pattern.sub(lambda _: block, text, count=1)
     else:
         text = text.rstrip("\n") + "\n\n" + block
+    DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
     log(f"updated {DOC}")
 
