@@ -113,6 +113,31 @@ class TilesSettings(BaseModel):
     )
 
 
+class S3Settings(BaseModel):
+    """S3-compatible object storage for `blobs_url = s3://bucket/prefix`."""
+
+    endpoint_url: str = Field(
+        "", description="S3 endpoint (e.g. https://s3.eu-central-1.amazonaws.com or a MinIO/"
+        "SeaweedFS URL); empty = AWS for `region`."
+    )
+    region: str = Field("us-east-1", description="Region used for request signing.")
+    access_key_id: str = Field(
+        "", description="Access key; empty = the environment's AWS credentials chain."
+    )
+    secret_access_key: str = Field("", description="Secret key for `access_key_id`.")
+    serve: str = Field(
+        "proxy", pattern="^(proxy|presigned|public)$",
+        description="How clients get images: `proxy` (through wayview), `presigned` (expiring "
+        "signed bucket URLs) or `public` (under `public_base_url`, e.g. a CDN).",
+    )
+    public_base_url: str = Field(
+        "", description="Base URL of the public bucket or CDN when `serve` is `public`."
+    )
+    presign_ttl_s: int = Field(
+        86_400, ge=60, le=604_800, description="Lifetime of presigned URLs (S3 allows 7 days)."
+    )
+
+
 class ImportSettings(BaseModel):
     """`wayview import`: how images are cut into sequences."""
 
@@ -155,6 +180,11 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = RateLimitSettings()
     imports: ImportSettings = ImportSettings()
     tiles: TilesSettings = TilesSettings()
+    blobs_url: str = Field(
+        "", description="`s3://bucket/prefix` to keep images in S3-compatible storage (see "
+        "`s3.*`); empty = the `blobs` folder in `data_dir`."
+    )
+    s3: S3Settings = S3Settings()
     store_inline_point_reads: bool = Field(
         True,
         description="Run single-row primary-key reads (node, token, tile epoch) directly on the "

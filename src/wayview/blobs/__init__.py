@@ -12,5 +12,14 @@ __all__ = [
 
 
 def open_blobs(settings: Settings) -> BlobStore:
-    """The blob store configured by `settings` (a local folder in the embedded deployment)."""
+    """The blob store configured by `settings`: S3 when `blobs_url` is `s3://…`, else a local
+    folder in the data directory (the embedded deployment)."""
+    if settings.blobs_url:
+        from wayview.blobs.s3 import S3Blobs
+
+        s3 = settings.s3
+        return S3Blobs(settings.blobs_url, endpoint_url=s3.endpoint_url, region=s3.region,
+                       access_key_id=s3.access_key_id, secret_access_key=s3.secret_access_key,
+                       serve=s3.serve, public_base_url=s3.public_base_url,
+                       presign_ttl_s=s3.presign_ttl_s)
     return LocalBlobs(settings.blobs_path)

@@ -54,3 +54,7 @@ class BlobStore(Protocol):
 
     def local_path(self, key: str) -> Path | None:
         """A filesystem path to serve the object from, or None for remote stores."""
+
+    def url_for(self, key: str) -> str | None:
+        """A URL clients fetch the object from directly (public bucket, presigned), or None
+        when wayview serves it."""

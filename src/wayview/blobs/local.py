@@ -64,3 +64,8 @@ class LocalBlobs:
     def local_path(self, key: str) -> Path | None:
         """The file serving this object."""
         return self._path(key)
+
+    def url_for(self, key: str) -> str | None:
+        """Local objects are served by wayview."""
+        check_key(key)
+        return None
