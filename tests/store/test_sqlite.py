@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from wayview.store.migrate import load_migrations
+from wayview.store.sqlite.connection import tile_rec
 from wayview.store.sqlite.store import SqliteStore
 from wayview.testing import seed
 
@@ -49,3 +52,56 @@ async def test_sqlite_point_reads_inline_or_threaded_agree(tmp_path):
         results.append((kind, entity.captured_at_ms))
         await store.close()
     assert results[0] == results[1]
+
+
+async def test_packed_tile_records_follow_the_image_columns(tmp_path):
+    """Tile reads come from packed per-image records (migration 0004): they must equal the
+    columns they pack, after inserts and after any later update of those columns."""
+    from wayview.tiles.index import IMAGE_ZOOM
+    from wayview.tiles.tilemath import lnglat_to_tile
+
+    path = tmp_path / "w.db"
+    store = SqliteStore(path)
+    await store.open()
+    world = await seed(store)
+    im = world.images[0]
+    z, x, y = IMAGE_ZOOM, *lnglat_to_tile(im.lon, im.lat, IMAGE_ZOOM)
+
+    def expected() -> list[tuple[int, ...]]:
+        conn = sqlite3.connect(path)
+        low, high = _tile_bounds(z, x, y)
+        rows = conn.execute(
+            "SELECT id, qk, captured_at_ms, tile_compass_deg, is_pano,"
+            " IFNULL(organization_id, 0), creator_id FROM images WHERE qk BETWEEN ? AND ?"
+            " ORDER BY qk", (low, high)).fetchall()
+        conn.close()
+        return rows
+
+    def got(cols) -> list[tuple[int, ...]]:
+        return [tuple(int(v) for v in r) for r in zip(
+            cols.ids, cols.codes, cols.captured_at_ms, cols.compass_deg,
+            cols.is_pano.astype(int), cols.organization_ids, cols.creator_ids, strict=True)]
+
+    cols = await store.tile_images(z, x, y)
+    assert len(cols.ids) > 0 and got(cols) == expected()
+    assert im.id in {int(i) for i in cols.ids}
+    assert set(cols.sequence_keys) == {i.sequence_id for i in world.images
+                                       if int(i.id) in {int(v) for v in cols.ids}}
+    conn = sqlite3.connect(path)  # a change made outside insert_sequence (trigger keeps it)
+    with pytest.raises(sqlite3.OperationalError, match="wv_tile_rec"):  # never silently stale
+        conn.execute("UPDATE images SET captured_at_ms = 42 WHERE id = ?", (im.id,))
+    conn.create_function("wv_tile_rec", 8, tile_rec, deterministic=True)
+    conn.execute("UPDATE images SET captured_at_ms = 42, creator_id = ? WHERE id = ?",
+                 (world.bob.id, im.id))
+    conn.commit()
+    conn.close()
+    cols = await store.tile_images(z, x, y)
+    assert got(cols) == expected()
+    assert (42, world.bob.id) in {(r[2], r[6]) for r in got(cols)}
+    await store.close()
+
+
+def _tile_bounds(z: int, x: int, y: int) -> tuple[int, int]:
+    from wayview.tiles.index import tile_range
+
+    return tile_range(z, x, y)

@@ -18,7 +18,7 @@ class Authenticator:
     def __init__(self, store: Store, *, cache_s: float = 5.0) -> None:
         self.store = store
         self.cache_s = cache_s
-        self._cache: dict[str, tuple[float, Token]] = {}
+        self._cache: dict[str, tuple[float, Token, Principal]] = {}
 
     async def authenticate(self, token_text: str | None) -> Principal:
         """The principal behind a token; raises E1–E4 errors."""
@@ -28,22 +28,23 @@ class Authenticator:
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is not None and cached[0] > now:
-            token = cached[1]
+            token, principal = cached[1], cached[2]
         else:
             found = await self.store.get_token(key)
             if found is None:
                 raise Unauthenticated()
             token = found
+            principal = Principal(app_id=token.app_id, scopes=frozenset(token.scopes),
+                                  user_id=token.user_id)
             if self.cache_s > 0:
                 if len(self._cache) >= _CACHE_MAX:
                     self._cache.clear()
-                self._cache[key] = (now + self.cache_s, token)
+                self._cache[key] = (now + self.cache_s, token, principal)
         if token.revoked or token.app_disabled:
             raise AppNotAuthorized(token.app_id)
         if token.expires_at_ms is not None and token.expires_at_ms <= time.time() * 1000:
             raise TokenExpired()
-        return Principal(app_id=token.app_id, scopes=frozenset(token.scopes),
-                         user_id=token.user_id)
+        return principal
 
     def forget(self, token_text: str) -> None:
         """Drop a token from the cache (after a revocation in this process)."""

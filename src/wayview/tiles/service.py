@@ -35,7 +35,8 @@ class RenderedTile:
     def gzipped(self) -> bytes:
         """The body gzip-compressed (computed once)."""
         if self._gzip is None:
-            compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+            # Level 1: ~2.5x cheaper than 6 on tile bodies for ~3 % more bytes (performance.md).
+            compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
             self._gzip = compressor.compress(self.body) + compressor.flush()
         return self._gzip
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +30,24 @@ def translate_errors() -> Iterator[None]:
         raise StoreUnavailable(f"database error: {exc}") from exc
 
 
+_TILE_REC = struct.Struct("<8q")
+
+
+def tile_rec(image_id: int, qk: int, captured_at_ms: int, compass: int, is_pano: int,
+             organization_id: int | None, creator_id: int, sequence_rowid: int) -> bytes:
+    """An image's packed tile record (see migration 0004): 8 little-endian int64.
+
+    >>> len(tile_rec(1, 2, 3, 4, 0, None, 5, 6))
+    64
+    """
+    return _TILE_REC.pack(image_id, qk, captured_at_ms, compass, is_pano, organization_id or 0,
+                          creator_id, sequence_rowid)
+
+
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
                            isolation_level=None)
+    conn.create_function("wv_tile_rec", 8, tile_rec, deterministic=True)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")

@@ -33,7 +33,7 @@ from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
 from wayview.store.migrate import load_migrations
 from wayview.store.sqlite.accounts import AccountsMixin
-from wayview.store.sqlite.connection import Database
+from wayview.store.sqlite.connection import Database, tile_rec
 from wayview.store.sqlite.jobs import JobsMixin
 from wayview.store.sqlite.uploads import UploadsMixin
 from wayview.tiles.index import (
@@ -65,18 +65,31 @@ SQL_INSERT_IMAGE = (
     " altitude_m, compass_angle_deg, computed_lon, computed_lat, computed_altitude_m,"
     " computed_compass_deg, camera_type, camera_parameters, exif_orientation, width, height,"
     " make, model, is_pano, quality_score, s2_leaf, content_sha256, created_at_ms, qk,"
-    " tile_compass_deg, sequence_rowid)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " tile_compass_deg, sequence_rowid, tile_rec)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 SQL_BUMP_EPOCH = (
     "INSERT INTO tile_epochs (grp, z, tile, epoch) VALUES (?, ?, ?, 1)"
     " ON CONFLICT (grp, z, tile) DO UPDATE SET epoch = epoch + 1"
 )
-_TILE_IMAGE_COLUMNS = (
-    "i.id, i.qk, i.captured_at_ms, i.tile_compass_deg, i.is_pano, IFNULL(i.organization_id, 0),"
-    " i.creator_id, i.sequence_rowid"
-)
+#: A tile's packed image records in one BLOB (migration 0004); the subquery fixes the order.
+_TILE_RECS = "SELECT CAST(group_concat(tile_rec, '') AS BLOB) FROM ({}) AS recs"
 SQL_INSERT_RTREE = "INSERT INTO {table} (id, min_lon, max_lon, min_lat, max_lat) VALUES (?,?,?,?,?)"
+
+
+def _statements(script: str) -> Iterable[str]:
+    """The complete SQL statements of a migration script (trigger bodies hold `;` too)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer.strip()
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        yield buffer.strip()
 
 
 def _now_ms() -> int:
@@ -174,9 +187,8 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
         for migration in load_migrations("wayview.store.sqlite"):
             if migration.version in done:
                 continue
-            for statement in migration.sql.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                 (migration.version, migration.name, _now_ms()),
@@ -379,8 +391,11 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
                  first.captured_at_ms if first else None,
                  int(any(im.is_pano for im in ordered))),
             )
-            rowid = cur.lastrowid
-            conn.executemany(SQL_INSERT_IMAGE, [(*row, rowid) for row in rows])
+            rowid = int(cur.lastrowid or 0)
+            conn.executemany(SQL_INSERT_IMAGE, [
+                (*row, rowid, tile_rec(row[0], row[25], row[4], row[26], row[20], row[3],
+                                       row[2], rowid))
+                for row in rows])
             conn.executemany(SQL_INSERT_RTREE.format(table="images_rtree"), boxes)
             conn.executemany(
                 "INSERT OR IGNORE INTO tile_overview (z, cell, sequence_id, image_id)"
@@ -714,16 +729,16 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
     async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:
         """Every image inside a tile (the z14 `image` layer)."""
         low, high = tile_range(z, x, y)
-        sql = (f"SELECT {_TILE_IMAGE_COLUMNS} FROM images i"
-               " WHERE i.qk BETWEEN ? AND ? ORDER BY i.qk")
+        sql = _TILE_RECS.format(
+            "SELECT tile_rec FROM images WHERE qk BETWEEN ? AND ? ORDER BY qk")
         return await self.db.read(lambda c: _image_columns(c, sql, (low, high)))
 
     async def tile_overview(self, z: int, x: int, y: int) -> TileImageColumns:
         """The representative images of a z0–5 tile."""
         low, high = tile_range(z, x, y, z + 5)
-        sql = (f"SELECT {_TILE_IMAGE_COLUMNS} FROM tile_overview o JOIN images i"
-               " ON i.id = o.image_id WHERE o.z = ? AND o.cell BETWEEN ? AND ?"
-               " ORDER BY o.cell, i.id")
+        sql = _TILE_RECS.format(
+            "SELECT i.tile_rec FROM tile_overview o JOIN images i ON i.id = o.image_id"
+            " WHERE o.z = ? AND o.cell BETWEEN ? AND ? ORDER BY o.cell, i.id")
         return await self.db.read(lambda c: _image_columns(c, sql, (z, low, high)))
 
     async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
@@ -784,9 +799,9 @@ def _node(conn: sqlite3.Connection, node_id: int) -> tuple[str, object] | None:
 def _image_columns(
     conn: sqlite3.Connection, sql: str, params: tuple[int, ...]
 ) -> TileImageColumns:
-    """Run a `_TILE_IMAGE_COLUMNS` query straight into integer arrays (no per-row objects)."""
-    rows = conn.execute(sql, params).fetchall()
-    table = np.array(rows, dtype=np.int64).reshape(-1, 8)
+    """Run a `_TILE_RECS` query straight into integer arrays (no per-row objects)."""
+    (blob,) = conn.execute(sql, params).fetchone()
+    table = np.frombuffer(blob or b"", dtype="<i8").reshape(-1, 8).astype(np.int64)
     rowids, index = np.unique(table[:, 7], return_inverse=True)
     keys: dict[int, str] = {}
     wanted = [int(r) for r in rowids]
