@@ -16,6 +16,7 @@ from wayview.api.app import create_app
 from wayview.auth.tokens import create_app as create_application
 from wayview.auth.tokens import issue_user_token
 from wayview.blobs import LocalBlobs
+from wayview.blobs.base import BlobStore
 from wayview.ids import new_sequence_key
 from wayview.model.entities import Detection, Image, MapFeature, Organization, Sequence, User
 from wayview.ratelimit import RateLimiter
@@ -45,7 +46,7 @@ async def open_test_store(settings: Settings) -> AsyncIterator[Store]:
 
 @asynccontextmanager
 async def app_client(
-    settings: Settings, store: Store, blobs: LocalBlobs | None = None,
+    settings: Settings, store: Store, blobs: BlobStore | None = None,
     limiter: RateLimiter | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client over the ASGI app (no socket)."""

@@ -102,3 +102,35 @@ def test_settings_select_the_backend(tmp_path: Path, s3: S3Server) -> None:
     assert isinstance(store, S3Blobs) and store.serve == "presigned"
     store.put_bytes("images/003/3/thumb_256.jpg", b"ok")
     assert store.get_bytes("images/003/3/thumb_256.jpg") == b"ok"
+
+
+async def test_api_serves_images_from_s3_proxied_or_presigned(s3: S3Server, tmp_path: Path):
+    from wayview.blobs.base import image_blob_key
+    from wayview.testing import app_client, open_test_store, seed
+
+    settings = make_settings(tmp_path)
+    async with open_test_store(settings) as store:
+        world = await seed(store)
+        im = world.images[0]
+        key = image_blob_key(im.id, "thumb_256")
+        proxied = s3_blobs(s3)
+        proxied.put_bytes(key, b"\xff\xd8thumb")
+        async with app_client(settings, store, blobs=proxied) as client:
+            r = await client.get(f"/{im.id}?fields=thumb_256_url",
+                                 headers={"Authorization": f"OAuth {world.client_token}"})
+            url = r.json()["thumb_256_url"]
+            assert url == f"{settings.base_url}/media/images/{im.id}/thumb_256.jpg"
+            media = await client.get(url)
+            assert media.status_code == 200 and media.content == b"\xff\xd8thumb"
+            assert media.headers["content-type"] == "image/jpeg"
+            missing = await client.get(f"/media/images/{im.id}/thumb_1024.jpg")
+            assert missing.status_code == 404
+        signed = S3Blobs(f"s3://{s3.bucket}/{proxied._store.prefix}",
+                         endpoint_url=s3.endpoint_url, access_key_id=s3.access_key_id,
+                         secret_access_key=s3.secret_access_key, serve="presigned")
+        async with app_client(settings, store, blobs=signed) as client:
+            r = await client.get(f"/{im.id}?fields=thumb_256_url",
+                                 headers={"Authorization": f"OAuth {world.client_token}"})
+            url = r.json()["thumb_256_url"]
+            assert url.startswith(s3.endpoint_url) and "X-Amz-Signature=" in url
+            assert httpx.get(url).content == b"\xff\xd8thumb"

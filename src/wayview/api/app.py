@@ -29,7 +29,7 @@ from wayview.api.errors import envelope, shape_of, usage_header
 from wayview.auth.accounts import Accounts
 from wayview.auth.secret import server_secret
 from wayview.auth.service import Authenticator
-from wayview.blobs import BlobStore, open_blobs
+from wayview.blobs import BlobStore, image_blob_key, open_blobs
 from wayview.errors import Forbidden, MissingScope, NodeNotFound, RateLimited
 from wayview.graph.service import Graph
 from wayview.model.entities import Principal
@@ -120,6 +120,20 @@ def _routes() -> list[Route]:
     ]
 
 
+def direct_asset_url(blobs: BlobStore) -> Callable[[int, str], str] | None:
+    """Thumbnail URLs straight from object storage when it serves them (public bucket or
+    presigned URLs); None when wayview serves `/media/…` itself."""
+    if getattr(blobs, "serve", "proxy") == "proxy":
+        return None
+
+    def url(image_id: int, variant: str) -> str:
+        found = blobs.url_for(image_blob_key(image_id, variant))
+        assert found is not None
+        return found
+
+    return url
+
+
 def normalise_path(path: str) -> str:
     """Collapse repeated slashes and drop a trailing one (spec §1.6).
 
@@ -168,7 +182,7 @@ class WayviewApp:
         self._owns_store = store is None
         self.store: Store = store if store is not None else open_store(settings)
         self.blobs: BlobStore = blobs if blobs is not None else open_blobs(settings)
-        self.graph = Graph(self.store, settings)
+        self.graph = Graph(self.store, settings, asset_url=direct_asset_url(self.blobs))
         self.tiles = TileService(self.store, cache_max_bytes=settings.tiles.cache_max_bytes)
         self.auth = Authenticator(self.store, cache_s=settings.auth.token_cache_s)
         self.limiter: RateLimiter = limiter if limiter is not None else MemoryLimiter()

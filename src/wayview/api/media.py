@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING
 
@@ -23,8 +24,14 @@ async def image_variant(ctx: Context, request: Request, match: re.Match[str]) ->
     if image_id is None or variant not in IMAGE_VARIANTS:
         raise AssetNotFound()
     key = image_blob_key(image_id, variant)
-    path = ctx.blobs.local_path(key)
-    if path is None or not path.is_file():
-        raise AssetNotFound()
     headers = {"cache-control": f"public, max-age={ctx.settings.asset_max_age_s}, immutable"}
+    path = ctx.blobs.local_path(key)
+    if path is None:  # object storage: proxied through this server
+        try:
+            data = await asyncio.to_thread(ctx.blobs.get_bytes, key)
+        except FileNotFoundError:
+            raise AssetNotFound() from None
+        return Response(data, media_type="image/jpeg", headers=headers)
+    if not path.is_file():
+        raise AssetNotFound()
     return FileResponse(path, media_type="image/jpeg", headers=headers)

@@ -35,7 +35,10 @@ def point(lon: float, lat: float) -> Json:
     return {"type": "Point", "coordinates": [lon, lat]}
 
 
-def _image_scalar(base_url: str) -> Callable[[Image, str], Any]:
+AssetUrl = Callable[[int, str], str]
+
+
+def _image_scalar(asset_url: AssetUrl) -> Callable[[Image, str], Any]:
     def get(im: Image, name: str) -> Any:
         match name:
             case "id":
@@ -87,7 +90,7 @@ def _image_scalar(base_url: str) -> Callable[[Image, str], Any]:
                     assert variant in THUMB_WIDTHS
                 else:
                     variant = "original"
-                return f"{base_url}/media/images/{im.id}/{variant}.jpg"
+                return asset_url(im.id, variant)
             case _:
                 # atomic_scale, computed_rotation, merge_cc: only with a reconstruction.
                 return None
@@ -145,11 +148,15 @@ def _user_scalar(u: User, name: str) -> Any:
 class Renderer:
     """Renders entities of one node type for a field tree, loading references in batches."""
 
-    def __init__(self, store: Store, base_url: str) -> None:
+    def __init__(self, store: Store, base_url: str, asset_url: AssetUrl | None = None) -> None:
         self.store = store
         self.base_url = base_url
+
+        def served_here(image_id: int, variant: str) -> str:
+            return f"{base_url}/media/images/{image_id}/{variant}.jpg"
+
         self._scalars: dict[str, Callable[[Any, str], Any]] = {
-            "Image": _image_scalar(base_url),
+            "Image": _image_scalar(asset_url or served_here),
             "MapFeature": _feature_scalar,
             "Detection": _detection_scalar,
             "Organization": _organization_scalar,

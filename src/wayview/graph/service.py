@@ -11,7 +11,7 @@ from typing import Any
 
 from wayview.errors import MissingParameter, NodeNotFound, UserTokenRequired
 from wayview.graph import params
-from wayview.graph.render import Json, Renderer
+from wayview.graph.render import AssetUrl, Json, Renderer
 from wayview.ids import is_sequence_key, parse_id
 from wayview.model.entities import ImageSearch, Principal
 from wayview.model.fields import FieldTree, parse_fields, validate
@@ -36,10 +36,13 @@ class Collection:
 class Graph:
     """Graph API operations; every method raises domain errors, never HTTP ones."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings,
+                 asset_url: AssetUrl | None = None) -> None:
+        """`asset_url(image_id, variant)` gives thumbnail URLs when assets are not served by
+        wayview itself (a public or presigned object-storage URL)."""
         self.store = store
         self.settings = settings
-        self.renderer = Renderer(store, settings.base_url)
+        self.renderer = Renderer(store, settings.base_url, asset_url)
 
     async def node(self, id_text: str, fields: str | None, *, method: str = "get") -> Json:
         """GET /{id}: one node of any visible type."""
