@@ -180,6 +180,14 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = RateLimitSettings()
     imports: ImportSettings = ImportSettings()
     tiles: TilesSettings = TilesSettings()
+    redis_url: str = Field(
+        "", description="`redis://host:port/db` (or `unix:///path`) to share rate-limit counters "
+        "across processes and hosts; empty = counted in each process."
+    )
+    rate_limit_fail_open: bool = Field(
+        True, description="When Redis is unreachable, allow requests (True) or refuse them "
+        "with E14 (False)."
+    )
     blobs_url: str = Field(
         "", description="`s3://bucket/prefix` to keep images in S3-compatible storage (see "
         "`s3.*`); empty = the `blobs` folder in `data_dir`."

@@ -33,7 +33,7 @@ from wayview.blobs import BlobStore, image_blob_key, open_blobs
 from wayview.errors import Forbidden, MissingScope, NodeNotFound, RateLimited
 from wayview.graph.service import Graph
 from wayview.model.entities import Principal
-from wayview.ratelimit import MemoryLimiter, RateLimiter
+from wayview.ratelimit import RateLimiter, open_limiter
 from wayview.settings import Settings
 from wayview.store import Store, open_store
 from wayview.tiles.service import TileService
@@ -185,7 +185,8 @@ class WayviewApp:
         self.graph = Graph(self.store, settings, asset_url=direct_asset_url(self.blobs))
         self.tiles = TileService(self.store, cache_max_bytes=settings.tiles.cache_max_bytes)
         self.auth = Authenticator(self.store, cache_s=settings.auth.token_cache_s)
-        self.limiter: RateLimiter = limiter if limiter is not None else MemoryLimiter()
+        self.limiter: RateLimiter = limiter if limiter is not None else open_limiter(
+            settings.redis_url, fail_open=settings.rate_limit_fail_open)
         self.server_secret = server_secret(settings)
         self.accounts = Accounts(self.store, settings, self.limiter, self.server_secret)
         limits = settings.rate_limit
@@ -226,6 +227,7 @@ class WayviewApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.limiter.close()
                 if self._owns_store:
                     await self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -9,4 +9,13 @@ from __future__ import annotations
 from wayview.ratelimit.base import Decision, RateLimiter, window_of
 from wayview.ratelimit.memory import MemoryLimiter
 
-__all__ = ["Decision", "MemoryLimiter", "RateLimiter", "window_of"]
+__all__ = ["Decision", "MemoryLimiter", "RateLimiter", "open_limiter", "window_of"]
+
+
+def open_limiter(redis_url: str, *, fail_open: bool = True) -> RateLimiter:
+    """The limiter of a deployment: Redis when `redis_url` is set, else in-process."""
+    if redis_url:
+        from wayview.ratelimit.redis import RedisLimiter
+
+        return RedisLimiter(redis_url, fail_open=fail_open)
+    return MemoryLimiter()

@@ -1,0 +1,71 @@
+"""The Redis limiter: exact budgets shared by several limiters (processes), windows, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.redis_server import redis_server
+from wayview.ratelimit import MemoryLimiter, open_limiter
+from wayview.ratelimit.redis import RedisLimiter
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0  # the start of a minute
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_budget_is_exact_across_limiters_under_concurrency(redis_url: str) -> None:
+    clock = Clock()
+    a = RedisLimiter(redis_url, clock=clock)  # two processes' limiters, one Redis
+    b = RedisLimiter(redis_url, clock=clock)
+    key = f"graph:{uuid.uuid4().hex}"
+    results = await asyncio.gather(*((a if i % 2 else b).hit(key, 100, 60) for i in range(150)))
+    assert sum(d.allowed for d in results) == 100
+    refused = [d for d in results if not d.allowed]
+    assert len(refused) == 50 and all(d.count == 100 and d.usage_percent == 100 for d in refused)
+    assert sorted(d.count for d in results if d.allowed) == list(range(1, 101))
+    assert (await a.peek(key, 100, 60)).count == 100  # refused hits were not counted
+    clock.now += 60
+    fresh = await b.hit(key, 100, 60)
+    assert fresh.allowed and fresh.count == 1 and fresh.retry_after_s == 60
+    await a.close()
+    await b.close()
+
+
+async def test_keys_and_windows_are_separate(redis_url: str) -> None:
+    clock = Clock()
+    lim = RedisLimiter(redis_url, clock=clock)
+    app = uuid.uuid4().hex
+    assert (await lim.hit(f"tiles:{app}", 1, 86_400)).allowed
+    assert not (await lim.hit(f"tiles:{app}", 1, 86_400)).allowed
+    assert (await lim.hit(f"graph:{app}", 1, 60)).allowed  # another budget
+    assert (await lim.hit(f"tiles:{app}", 0, 86_400)).allowed  # 0 = no limit
+    await lim.close()
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+async def test_unreachable_redis_fails_open_or_closed(tmp_path: Path, fail_open: bool) -> None:
+    lim = RedisLimiter(f"unix://{tmp_path}/nothing.sock", fail_open=fail_open)
+    decision = await lim.hit("graph:1", 10, 60)
+    assert decision.allowed is fail_open
+    assert (await lim.peek("graph:1", 10, 60)).allowed is fail_open
+    await lim.close()
+
+
+def test_settings_pick_the_limiter(redis_url: str) -> None:
+    assert isinstance(open_limiter(""), MemoryLimiter)
+    assert isinstance(open_limiter(redis_url), RedisLimiter)
