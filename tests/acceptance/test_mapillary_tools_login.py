@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("mt-login")
     data = root / "data"
     done = subprocess.run(
-        ["python", "-m", "wayview", "users", "create", "uploader", "--email", EMAIL,
+        [sys.executable, "-m", "wayview", "users", "create", "uploader", "--email", EMAIL,
          "--password-stdin", "--data-dir", str(data)],
         input=PASSWORD + "\n", text=True, capture_output=True, cwd=root, env=clean_env(),
         timeout=120, check=False)
