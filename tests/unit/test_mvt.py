@@ -366,3 +366,29 @@ def test_mvt_lines_round_trip(data):
             assert feature["geometry"] == {"type": "MultiLineString", "coordinates": parts}
         assert feature["properties"] == expected_properties(cols, i)
         assert feature["id"] == (ids[i] if ids is not None else 0)
+
+
+@given(st.data())
+@settings(max_examples=60, deadline=None)
+def test_mvt_categorical_strings_decode_like_plain_strings(data):
+    n = data.draw(st.integers(0, 40))
+    categories = tuple(data.draw(st.lists(st.text(max_size=6), min_size=1, max_size=5,
+                                          unique=True)))
+    codes = data.draw(st.lists(st.integers(0, len(categories) - 1), min_size=n, max_size=n))
+    other = data.draw(st.lists(st.sampled_from(["a", "b", categories[0]]), min_size=n,
+                               max_size=n))
+    x = np.arange(n) % 4096
+    plain = PointLayer("p", x, x, None, {"s": Column([categories[c] for c in codes]),
+                                         "o": Column(other)})
+    coded = PointLayer("p", x, x, None, {"s": Column(np.array(codes, dtype=np.int64),
+                                                     categories=categories),
+                                         "o": Column(other)})
+    a, b = decode(encode_tile([plain])), decode(encode_tile([coded]))
+    assert a == b
+
+
+def test_mvt_categorical_codes_are_checked():
+    layer = PointLayer("p", np.array([1]), np.array([1]), None,
+                       {"s": Column(np.array([3]), categories=("a",))})
+    with pytest.raises(ValueError, match="category code out of range"):
+        encode_tile([layer])

@@ -96,6 +96,9 @@ class Column:
 
     values: np.ndarray | list[str | None]
     present: np.ndarray | None = None
+    #: With categories, ``values`` are integer codes into them: a string column without one
+    #: Python string per feature (e.g. the sequence key of every image of a tile).
+    categories: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,9 +323,21 @@ def _tags(properties: dict[str, Column], n_all: int, kept: I64 | None) -> _Tags:
     ints: list[tuple[int, I64]] = []  # (key number, present values)
     bools: list[tuple[int, Bools]] = []
     strs: list[tuple[int, list[str | None]]] = []
+    cats: list[tuple[int, I64, tuple[str, ...]]] = []
     for name, col in properties.items():
         if len(col.values) != n_all:
             raise ValueError(f"column {name!r} has {len(col.values)} values for {n_all} features")
+        if col.categories is not None:
+            if col.present is not None:
+                raise ValueError(f"column {name!r}: categories take no present mask")
+            codes = np.asarray(col.values, dtype=np.int64)
+            codes = codes if kept is None else codes[kept]
+            if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= len(col.categories)):
+                raise ValueError(f"column {name!r}: category code out of range")
+            cats.append((len(names), codes, col.categories))
+            names.append(name)
+            present.append(None)
+            continue
         mask: Bools | None = None
         if col.present is not None:
             given = np.asarray(col.present, dtype=bool)
@@ -381,8 +396,14 @@ def _tags(properties: dict[str, Column], n_all: int, kept: I64 | None) -> _Tags:
         for flag in np.flatnonzero(used).tolist():
             values_out.append(bytes((_LAYER_VALUES, 2, _VALUE_BOOL, flag)))
         base += int(used.sum())
-    if strs:
+    if strs or cats:
         table: dict[str | None, int] = {}
+        for ki, codes, categories in cats:
+            used = np.unique(codes)
+            lut = np.zeros(len(categories), dtype=np.uint32)
+            for c in used.tolist():
+                lut[c] = table.setdefault(categories[c], len(table))
+            index[ki] = lut[codes] + np.uint32(base)
         for ki, values in strs:
             for s in dict.fromkeys(values):
                 if s is not None and s not in table:

@@ -73,8 +73,7 @@ def _image_points(name: str, cols: TileImageColumns, z: int, x: int, y: int,
     }
     if detailed:
         props["compass_angle"] = Column(cols.compass_deg)
-    keys = cols.sequence_keys
-    props["sequence_id"] = Column([keys[k] for k in cols.sequence_index.tolist()])
+    props["sequence_id"] = Column(cols.sequence_index, categories=tuple(cols.sequence_keys))
     props["is_pano"] = Column(cols.is_pano)
     if detailed:
         owned = cols.organization_ids != 0
