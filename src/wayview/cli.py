@@ -259,6 +259,27 @@ def tokens_create(username: str, app_id: int | None, scope: str | None, data_dir
          issued.access_token)
 
 
+@cli.group()
+def uploads() -> None:
+    """Upload sessions of the upload service."""
+
+
+@uploads.command("cleanup")
+@data_dir_option
+@json_option
+def uploads_cleanup(data_dir: Path | None, as_json: bool) -> None:
+    """Delete upload sessions idle longer than upload.handle_ttl (rows and staged files)."""
+    from wayview.ingest.upload_sessions import UploadSessions
+
+    settings = make_settings(data_dir)
+
+    async def run(store: Any) -> int:
+        return await UploadSessions(settings, store).cleanup_expired()
+
+    removed = run_with_store(settings, run)
+    emit(as_json, {"removed": removed}, f"removed {removed} expired upload sessions")
+
+
 def _register_commands() -> None:
     """Attach the commands that live beside their services (imported lazily by click)."""
     from wayview.demo import demo_command

@@ -13,7 +13,9 @@
     ├── TileNotFound             E15 (unknown tileset/version, z/x/y out of range)
     ├── Conflict                 a write that collides with stored data (CLI only)
     ├── StoreUnavailable         the database cannot be used right now (E17)
-    └── InvalidInput             bad input to a service (CLI / import), never reaches HTTP as 500
+    ├── InvalidInput             bad input to a service (CLI / import), never reaches HTTP as 500
+    ├── NotOrganizationMember    E26
+    └── OffsetInvalid, UploadTooLarge, UploadInterrupted   upload service (U2, U4)
 """
 
 from __future__ import annotations
@@ -184,3 +186,30 @@ class TooManyAttempts(WayviewError):
     def __init__(self, retry_after_s: int) -> None:
         super().__init__()
         self.retry_after_s = max(1, retry_after_s)
+
+
+class OffsetInvalid(WayviewError):
+    """An upload POST whose `Offset` is not the number of bytes held (U2)."""
+
+    message = "Request starting offset is invalid"
+
+
+class UploadTooLarge(WayviewError):
+    """An upload that would exceed `upload.max_session_bytes` (U4)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Upload exceeds the maximum size of {limit} bytes")
+        self.limit = limit
+
+
+class UploadInterrupted(WayviewError):
+    """The client went away in the middle of an upload body (what arrived is kept)."""
+
+    message = "The upload body ended early"
+
+
+class NotOrganizationMember(WayviewError):
+    """`finish_upload` for an organization the caller does not belong to (E26)."""
+
+    def __init__(self, organization_id: int | str) -> None:
+        super().__init__(f"Permission denied: not a member of organization {organization_id}")

@@ -152,6 +152,40 @@ class ImportSettings(BaseModel):
     )
 
 
+class UploadSettings(BaseModel):
+    """The upload service for mapillary_tools (spec §8)."""
+
+    path_prefix: str = Field(
+        "/upload", pattern=r"^(/[A-Za-z0-9._~-]+)+$",
+        description="Path of the upload endpoints (`MAPILLARY_UPLOAD_ENDPOINT` = base URL + this).",
+    )
+    handle_ttl: int = Field(
+        604_800, ge=172_800,
+        description="Seconds a session and its file handle live after the last upload or finish "
+        "(at least 48 h: mapillary_tools reuses cached handles for 2 days).",
+    )
+    max_session_bytes: int = Field(
+        0, ge=0, description="Largest upload (one file) in bytes (0 = unlimited)."
+    )
+    max_sequence_length: int = Field(
+        1000, ge=1, description="Longer uploads are split into sequences of this many images."
+    )
+    max_image_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024,
+        description="Largest image inside a zip or manifest upload; larger ones are dropped.",
+    )
+    max_images: int = Field(
+        10_000, ge=1, description="Most images taken from one upload (zip, manifest or video)."
+    )
+    video_sample_distance_m: float = Field(
+        3.0, gt=0, description="Distance between the frames taken from an uploaded video."
+    )
+    session_lock_wait_s: float = Field(
+        30.0, ge=0, description="How long a POST waits for another POST to the same session "
+        "to end before answering 412 (the client then re-reads the offset)."
+    )
+
+
 class Settings(BaseSettings):
     """All wayview settings. Environment: `WAYVIEW_<NAME>`, nested with `__`."""
 
@@ -180,6 +214,7 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = RateLimitSettings()
     imports: ImportSettings = ImportSettings()
     tiles: TilesSettings = TilesSettings()
+    upload: UploadSettings = UploadSettings()
     redis_url: str = Field(
         "", description="`redis://host:port/db` (or `unix:///path`) to share rate-limit counters "
         "across processes and hosts; empty = counted in each process."

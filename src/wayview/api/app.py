@@ -25,12 +25,13 @@ from wayview.api import accounts as account_routes
 from wayview.api import graph as graph_routes
 from wayview.api import media
 from wayview.api import tiles as tile_routes
+from wayview.api import upload as upload_routes
 from wayview.api.errors import envelope, shape_of, usage_header
 from wayview.auth.accounts import Accounts
 from wayview.auth.secret import server_secret
 from wayview.auth.service import Authenticator
 from wayview.blobs import BlobStore, image_blob_key, open_blobs
-from wayview.errors import Forbidden, MissingScope, NodeNotFound, RateLimited
+from wayview.errors import Forbidden, MissingScope, NodeNotFound, RateLimited, UserTokenRequired
 from wayview.graph.service import Graph
 from wayview.model.entities import Principal
 from wayview.ratelimit import RateLimiter, open_limiter
@@ -60,6 +61,9 @@ class Route:
     #: The request budget the call counts against (spec §9): "graph", "search", "tiles",
     #: "upload" or None (not counted).
     budget: str | None = "graph"
+    #: Renders this route's errors (auth included) instead of the Graph envelope: the upload
+    #: service's own envelope (spec §8.6).
+    on_error: Callable[[Exception], Response] | None = None
 
 
 @dataclass(slots=True)
@@ -78,7 +82,7 @@ class Context:
     principal: Principal | None = None
 
 
-def _routes() -> list[Route]:
+def _routes(upload_prefix: str = "/upload") -> list[Route]:
     get = frozenset({"GET", "HEAD"})
     post = frozenset({"POST"})
     page = frozenset({"GET", "HEAD", "POST"})
@@ -108,6 +112,12 @@ def _routes() -> list[Route]:
         Route(r(r"/maps/vtp/(?P<tileset>[^/]+)/(?P<version>[^/]+)/(?P<z>[^/]+)/(?P<x>[^/]+)"
                 r"/(?P<y>[^/]+)"), get, tile_routes.tile, budget="tiles"),
         Route(r(r"/maps/vtp(/.*)?"), get, tile_routes.not_a_tile, budget="tiles"),
+        # Upload service (spec §8): user tokens with the `upload` scope.
+        Route(r(re.escape(upload_prefix) + r"/(?P<session_key>[^/]+)"), page,
+              upload_routes.session, scope="upload", budget="upload",
+              on_error=upload_routes.error_response),
+        Route(r(r"/finish_upload"), post, upload_routes.finish, scope="upload"),
+        Route(r(r"/logging"), post, upload_routes.logging_event, budget=None),
         Route(r(r"/me"), get, graph_routes.me),
         Route(r(r"/images"), get, graph_routes.images, budget="search"),
         Route(r(r"/image_ids"), get, graph_routes.image_ids, budget="search"),
@@ -198,7 +208,7 @@ class WayviewApp:
             "tiles": ("tiles", limits.tiles_per_day, 86_400),
             "upload": ("upload", limits.upload_per_minute, 60),
         }
-        self.routes = _routes()
+        self.routes = _routes(settings.upload.path_prefix)
         origins = settings.cors.allowed_origins.strip()
         self._allowed_origins = None if origins == "*" else {
             o.strip() for o in origins.split(",") if o.strip()
@@ -324,14 +334,21 @@ class WayviewApp:
             if match is None:
                 continue
             ctx = self._context()
-            if route.auth:
-                ctx.principal = await self.auth.authenticate(token_from(request))
-                await self._spend(route.budget, ctx.principal.app_id, extra)
-                if route.scope not in ctx.principal.scopes:
-                    raise MissingScope(route.scope)
-            if method not in route.methods:
-                raise NodeNotFound(path.strip("/").split("/")[0], method.lower())
-            return await route.handler(ctx, request, match)
+            try:
+                if route.auth:
+                    ctx.principal = await self.auth.authenticate(token_from(request))
+                    await self._spend(route.budget, ctx.principal.app_id, extra)
+                    if route.scope != "read" and ctx.principal.user_id is None:
+                        raise UserTokenRequired()  # client tokens read public data only (§7.4)
+                    if route.scope not in ctx.principal.scopes:
+                        raise MissingScope(route.scope)
+                if method not in route.methods:
+                    raise NodeNotFound(path.strip("/").split("/")[0], method.lower())
+                return await route.handler(ctx, request, match)
+            except Exception as exc:
+                if route.on_error is None:
+                    raise
+                return route.on_error(exc)
         # Unknown path: authenticate first so a probe cannot tell paths apart (spec §1.9).
         principal = await self.auth.authenticate(token_from(request))
         await self._spend("graph", principal.app_id, extra)

@@ -18,6 +18,7 @@ from wayview.errors import (
     MissingParameter,
     MissingScope,
     NodeNotFound,
+    NotOrganizationMember,
     PasswordLoginDisabled,
     RateLimited,
     StoreUnavailable,
@@ -55,6 +56,7 @@ EXCEPTION_SHAPES: list[tuple[type[Exception], ErrorShape]] = [
     (InvalidCredentials, ErrorShape(401, "OAuthException", 1, 1348028)),  # E22
     (PasswordLoginDisabled, ErrorShape(400, "MLYApiException", 100)),   # E23
     (MissingScope, ErrorShape(403, "OAuthException", 200)),              # E6
+    (NotOrganizationMember, ErrorShape(403, "MLYApiException", 10)),     # E26
     (NodeNotFound, ErrorShape(400, "MLYApiException", 100, 33)),         # E7
     (UnknownField, ErrorShape(400, "MLYApiException", 100)),             # E8
     (InvalidParameter, ErrorShape(400, "MLYApiException", 100)),         # E9, E11, E12

@@ -318,3 +318,38 @@ class AuthorizedApp:
     app: App
     scopes: tuple[str, ...]
     authorized_at_ms: int
+
+
+#: `finish_upload` file types (spec §8.4).
+UPLOAD_FILE_TYPES = ("mly_bundle_manifest", "zip", "mly_camm_video", "mly_blackvue_video")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSession:
+    """A user's upload session (spec §8.3): the bytes live in a staged file, `size` long when
+    last acknowledged; `handle` is the opaque file handle given to the client."""
+
+    id: int
+    user_id: int
+    session_key: str
+    handle: str
+    size: int
+    created_at_ms: int
+    updated_at_ms: int
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFinish:
+    """A `finish_upload` of one handle; `cluster_id` is what the client was told. `result` is
+    the ingest job's outcome (None until it ran)."""
+
+    cluster_id: int
+    session_id: int
+    handle: str
+    user_id: int
+    file_type: str
+    organization_id: int | None
+    job_id: int | None
+    result: dict[str, object] | None
+    created_at_ms: int

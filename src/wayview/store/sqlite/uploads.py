@@ -2,10 +2,174 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import time
+from collections.abc import Sequence as Seq
+from typing import Any
+
+from wayview.model.entities import UploadFinish, UploadSession
 from wayview.store.sqlite.connection import Database
+
+_SESSION_COLUMNS = (
+    "id, user_id, session_key, handle, size, created_at_ms, updated_at_ms, expires_at_ms"
+)
+_FINISH_SQL = (
+    "SELECT f.id, f.session_id, s.handle, f.user_id, f.file_type, f.organization_id, f.job_id,"
+    " f.result, f.created_at_ms FROM upload_finishes f JOIN upload_sessions s"
+    " ON s.id = f.session_id"
+)
+# SQLite allows 32,766 host parameters; batch below that.
+_BATCH = 900
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _session(r: tuple[Any, ...]) -> UploadSession:
+    return UploadSession(id=r[0], user_id=r[1], session_key=r[2], handle=r[3], size=r[4],
+                         created_at_ms=r[5], updated_at_ms=r[6], expires_at_ms=r[7])
+
+
+def _finish(r: tuple[Any, ...]) -> UploadFinish:
+    return UploadFinish(cluster_id=r[0], session_id=r[1], handle=r[2], user_id=r[3],
+                        file_type=r[4], organization_id=r[5], job_id=r[6],
+                        result=json.loads(r[7]) if r[7] else None, created_at_ms=r[8])
 
 
 class UploadsMixin:
     """UploadsStore on SQLite; `self.db` is the store's Database."""
 
     db: Database
+
+    async def get_upload_session(self, user_id: int, session_key: str) -> UploadSession | None:
+        """A user's session by key."""
+
+        def run(conn: sqlite3.Connection) -> UploadSession | None:
+            row = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM upload_sessions"
+                " WHERE user_id = ? AND session_key = ?", (user_id, session_key),
+            ).fetchone()
+            return _session(row) if row else None
+
+        return await self.db.read(run)
+
+    async def save_upload_session(
+        self, user_id: int, session_key: str, *, handle: str, size: int, expires_at_ms: int
+    ) -> UploadSession:
+        """Insert or update a session row; a stored handle is never replaced."""
+
+        def run(conn: sqlite3.Connection) -> UploadSession:
+            now = _now_ms()
+            conn.execute(
+                "INSERT INTO upload_sessions (user_id, session_key, handle, size, created_at_ms,"
+                " updated_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id, session_key) DO UPDATE SET size = excluded.size,"
+                " updated_at_ms = excluded.updated_at_ms,"
+                " expires_at_ms = MAX(expires_at_ms, excluded.expires_at_ms)",
+                (user_id, session_key, handle, size, now, now, expires_at_ms),
+            )
+            row = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM upload_sessions"
+                " WHERE user_id = ? AND session_key = ?", (user_id, session_key),
+            ).fetchone()
+            return _session(row)
+
+        return await self.db.write(run)
+
+    async def upload_sessions_by_handle(
+        self, user_id: int, handles: Seq[str]
+    ) -> dict[str, UploadSession]:
+        """The caller's sessions among `handles`."""
+        unique = list(dict.fromkeys(handles))
+
+        def run(conn: sqlite3.Connection) -> dict[str, UploadSession]:
+            out: dict[str, UploadSession] = {}
+            for start in range(0, len(unique), _BATCH):
+                chunk = unique[start : start + _BATCH]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT {_SESSION_COLUMNS} FROM upload_sessions"
+                    f" WHERE user_id = ? AND handle IN ({marks})", (user_id, *chunk),
+                ).fetchall()
+                out.update((r[3], _session(r)) for r in rows)
+            return out
+
+        return await self.db.read(run)
+
+    async def extend_upload_sessions(self, session_ids: Seq[int], expires_at_ms: int) -> None:
+        """Push expiries forward (never back)."""
+        ids = list(session_ids)
+
+        def run(conn: sqlite3.Connection) -> None:
+            for start in range(0, len(ids), _BATCH):
+                chunk = ids[start : start + _BATCH]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    "UPDATE upload_sessions SET expires_at_ms = MAX(expires_at_ms, ?)"
+                    f" WHERE id IN ({marks})", (expires_at_ms, *chunk),
+                )
+
+        await self.db.write(run)
+
+    async def finish_upload_session(
+        self, session: UploadSession, *, file_type: str, organization_id: int | None
+    ) -> UploadFinish:
+        """Insert the finish once; later calls return the first one."""
+
+        def run(conn: sqlite3.Connection) -> UploadFinish:
+            conn.execute(
+                "INSERT INTO upload_finishes (session_id, user_id, file_type, organization_id,"
+                " created_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO NOTHING",
+                (session.id, session.user_id, file_type, organization_id, _now_ms()),
+            )
+            row = conn.execute(f"{_FINISH_SQL} WHERE f.session_id = ?",
+                               (session.id,)).fetchone()
+            return _finish(row)
+
+        return await self.db.write(run)
+
+    async def set_upload_finish_job(self, cluster_id: int, job_id: int) -> None:
+        """Record the queued job of a finish."""
+        await self.db.write(lambda conn: conn.execute(
+            "UPDATE upload_finishes SET job_id = ? WHERE id = ?", (job_id, cluster_id)))
+
+    async def get_upload_finish(self, cluster_id: int) -> UploadFinish | None:
+        """A finish by cluster id."""
+
+        def run(conn: sqlite3.Connection) -> UploadFinish | None:
+            row = conn.execute(f"{_FINISH_SQL} WHERE f.id = ?", (cluster_id,)).fetchone()
+            return _finish(row) if row else None
+
+        return await self.db.read(run)
+
+    async def set_upload_result(self, cluster_id: int, result: dict[str, object]) -> None:
+        """Store the job outcome as JSON."""
+        body = json.dumps(result, separators=(",", ":"), sort_keys=True)
+        await self.db.write(lambda conn: conn.execute(
+            "UPDATE upload_finishes SET result = ? WHERE id = ?", (body, cluster_id)))
+
+    async def expired_upload_sessions(self, now_ms: int, limit: int) -> list[UploadSession]:
+        """Expired sessions, oldest expiry first."""
+
+        def run(conn: sqlite3.Connection) -> list[UploadSession]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM upload_sessions WHERE expires_at_ms < ?"
+                " ORDER BY expires_at_ms LIMIT ?", (now_ms, limit),
+            ).fetchall()
+            return [_session(r) for r in rows]
+
+        return await self.db.read(run)
+
+    async def delete_upload_session(self, session_id: int, *, expired_before_ms: int) -> bool:
+        """Delete a session that is still expired (its finish goes with it)."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM upload_sessions WHERE id = ? AND expires_at_ms < ?",
+                (session_id, expired_before_ms),
+            )
+            return cur.rowcount > 0
+
+        return await self.db.write(run)

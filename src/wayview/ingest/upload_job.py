@@ -1,0 +1,327 @@
+"""wayview.ingest.upload_job: the `ingest.upload` job — a finished upload becomes sequences.
+
+The job stages the upload as plain JPEG files in a private temporary folder under
+`<data_dir>/uploads/work`, then hands that folder to `wayview.ingest.importer.import_paths`
+with the uploader as creator and the finish's organization, so uploads and `wayview import`
+share one path (metadata, dedup by SHA-256, derivatives, pipeline).
+
+- `mly_bundle_manifest`: each handle's staged file, in manifest order.
+- `zip`: each JPEG member, in entry order. Member names are never used as paths (the staged
+  files are numbered), so there is no zip-slip; the entry count is read from the end record
+  before the central directory is loaded, and members that are too large, compress
+  suspiciously well, are encrypted or are not images are dropped with a reason.
+- `mly_camm_video`, `mly_blackvue_video`: frames every `upload.video_sample_distance_m`
+  metres (wayview.ingest.video).
+
+mapillary_tools sends no panorama flag (spec §8.5): a staged JPEG with a 2:1 frame and no XMP
+gets a GPano packet, so the importer stores it as spherical.
+
+One sequence per upload: the importer's time and distance cuts are off; it still cuts at
+`upload.max_sequence_length` images and where the camera changes. Images are ordered by
+capture time, ties in upload order. Idempotent: a retried job finds finished uploads done and
+images already stored (same SHA-256) skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import shutil
+import struct
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wayview.blobs.base import BlobStore
+from wayview.errors import InvalidInput
+from wayview.ingest.exif import iter_segments, read_photo_metadata
+from wayview.ingest.importer import ImportReport, import_paths
+from wayview.ingest.upload_finish import INGEST_JOB, MANIFEST, read_manifest
+from wayview.ingest.upload_sessions import UPLOADS_DIR, staged_path
+from wayview.ingest.video import video_to_frames
+from wayview.model.entities import UploadFinish
+from wayview.pipeline.jobs import JobContext, job_handler
+from wayview.settings import Settings
+from wayview.store.base import Store
+
+__all__ = ["ingest_upload", "mark_equirectangular", "process_upload", "stage_zip"]
+
+log = logging.getLogger("wayview.upload")
+
+_JPEG_NAMES = (".jpg", ".jpeg")
+_JPEG_MAGIC = b"\xff\xd8\xff"
+#: Members larger than this must not inflate more than `_MAX_RATIO` times.
+_RATIO_FLOOR_BYTES = 1024 * 1024
+_MAX_RATIO = 100
+_COPY_CHUNK = 1024 * 1024
+#: Dropped items listed in a result (the count is always complete).
+_MAX_REPORTED_DROPS = 500
+_XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
+_GPANO_XMP = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF'
+    ' xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""'
+    ' xmlns:GPano="http://ns.google.com/photos/1.0/panorama/"'
+    ' GPano:ProjectionType="equirectangular" GPano:UsePanoramaViewer="True"'
+    ' GPano:FullPanoWidthPixels="{w}" GPano:FullPanoHeightPixels="{h}"'
+    ' GPano:CroppedAreaImageWidthPixels="{w}" GPano:CroppedAreaImageHeightPixels="{h}"'
+    ' GPano:CroppedAreaLeftPixels="0" GPano:CroppedAreaTopPixels="0"/>'
+    '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+)
+
+
+@dataclass(slots=True)
+class _Staged:
+    """Staged files and what was dropped on the way (by the client's name for it)."""
+
+    names: dict[str, str] = field(default_factory=dict)  # staged file name → upload name
+    dropped: list[dict[str, str]] = field(default_factory=list)
+
+    def drop(self, item: str, reason: str) -> None:
+        self.dropped.append({"item": item[:200], "reason": reason})
+
+
+@job_handler(INGEST_JOB)
+async def ingest_upload(ctx: JobContext, payload: dict[str, object]) -> None:
+    """Process one finished upload (payload `{"cluster_id": <int>}`)."""
+    cluster_id = payload.get("cluster_id")
+    if not isinstance(cluster_id, int):
+        log.error("ingest.upload job %d without a cluster id", ctx.job.id)
+        return
+    await process_upload(ctx.settings, ctx.store, ctx.blobs, cluster_id)
+
+
+async def process_upload(settings: Settings, store: Store, blobs: BlobStore,
+                         cluster_id: int) -> dict[str, Any] | None:
+    """Turn a finished upload into sequences; the result stored on the finish (None when the
+    finish no longer exists, e.g. expired and cleaned up)."""
+    finish = await store.get_upload_finish(cluster_id)
+    if finish is None:
+        log.warning("upload cluster %d no longer exists", cluster_id)
+        return None
+    if finish.result is not None and finish.result.get("state") == "done":
+        return finish.result
+    result = await _process(settings, store, blobs, finish)
+    await store.set_upload_result(cluster_id, result)
+    log.info("upload cluster %d (%s): %s", cluster_id, finish.file_type,
+             {k: v for k, v in result.items() if k != "dropped"})
+    return result
+
+
+async def _process(settings: Settings, store: Store, blobs: BlobStore,
+                   finish: UploadFinish) -> dict[str, Any]:
+    users = await store.get_users([finish.user_id])
+    user = users.get(finish.user_id)
+    if user is None:
+        return {"state": "failed", "error": "the uploader no longer exists"}
+    work = settings.data_dir / UPLOADS_DIR / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"cluster-{finish.cluster_id}-", dir=work) as tmp:
+        folder = Path(tmp)
+        try:
+            staged = await _stage(settings, store, finish, folder)
+            await asyncio.to_thread(_mark_panoramas, folder)
+            report = await import_paths(
+                store, blobs, _import_settings(settings), [folder], username=user.username,
+                organization_id=finish.organization_id, max_time_gap_s=math.inf,
+                max_distance_gap_m=math.inf,
+            )
+        except InvalidInput as exc:
+            return {"state": "failed", "error": exc.message}
+    return _result(report, staged)
+
+
+def _import_settings(settings: Settings) -> Settings:
+    imports = settings.imports.model_copy(
+        update={"max_sequence_length": settings.upload.max_sequence_length})
+    return settings.model_copy(update={"imports": imports})
+
+
+def _result(report: ImportReport, staged: _Staged) -> dict[str, Any]:
+    dropped = list(staged.dropped)
+    for skipped in report.skipped:
+        dropped.append({"item": staged.names.get(skipped.path.name, skipped.path.name),
+                        "reason": skipped.reason})
+    return {
+        "state": "done",
+        "imported": report.imported,
+        "sequences": [{"id": s.id, "images": s.image_count} for s in report.sequences],
+        "dropped_count": len(dropped),
+        "dropped": dropped[:_MAX_REPORTED_DROPS],
+    }
+
+
+async def _stage(settings: Settings, store: Store, finish: UploadFinish, folder: Path
+                 ) -> _Staged:
+    limits = settings.upload
+    source = await _session_path(settings, store, finish.user_id, finish.handle)
+    if finish.file_type == MANIFEST:
+        handles = await asyncio.to_thread(read_manifest, source, max_handles=limits.max_images)
+        sessions = await store.upload_sessions_by_handle(finish.user_id, handles)
+        files = [(h, staged_path(settings, finish.user_id, sessions[h].session_key)
+                  if h in sessions else None) for h in handles]
+        return await asyncio.to_thread(_stage_files, files, folder, limits.max_image_bytes)
+    if finish.file_type == "zip":
+        return await asyncio.to_thread(stage_zip, source, folder, max_images=limits.max_images,
+                                       max_image_bytes=limits.max_image_bytes)
+    frames = await asyncio.to_thread(
+        video_to_frames, source, folder, distance_m=limits.video_sample_distance_m,
+        max_frames=limits.max_images, fallback_epoch_s=finish.created_at_ms / 1000,
+        prefer_blackvue=finish.file_type == "mly_blackvue_video",
+    )
+    return _Staged(names={p.name: f"frame at {p.stem}" for p in frames.paths})
+
+
+async def _session_path(settings: Settings, store: Store, user_id: int, handle: str) -> Path:
+    sessions = await store.upload_sessions_by_handle(user_id, [handle])
+    if handle not in sessions:
+        raise InvalidInput("the upload session no longer exists")
+    return staged_path(settings, user_id, sessions[handle].session_key)
+
+
+def _stage_files(files: list[tuple[str, Path | None]], folder: Path, max_bytes: int) -> _Staged:
+    staged = _Staged()
+    for index, (handle, path) in enumerate(files):
+        label = f"image {index} ({handle[:12]}…)"
+        if path is None:
+            staged.drop(label, "unknown file handle")
+            continue
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                staged.drop(label, f"larger than {max_bytes} bytes")
+                continue
+            target = folder / f"{index:06d}.jpg"
+            shutil.copyfile(path, target)
+        except FileNotFoundError:
+            staged.drop(label, "no bytes uploaded")
+            continue
+        staged.names[target.name] = label
+    return staged
+
+
+def stage_zip(path: Path, folder: Path, *, max_images: int, max_image_bytes: int) -> _Staged:
+    """Copy the JPEG members of a zip into `folder` as `000000.jpg`, … in entry order.
+
+    Raises:
+        InvalidInput: not a zip, or a central directory with too many entries.
+    """
+    entries = zip_entry_count(path)
+    if entries is None:
+        raise InvalidInput("not a zip file")
+    if entries > 2 * max_images + 100:
+        raise InvalidInput(f"zip has {entries} entries (at most {max_images} images allowed)")
+    staged = _Staged()
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InvalidInput(f"not a zip file: {exc}") from None
+    with archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            reason = _member_problem(info, len(staged.names), max_images, max_image_bytes)
+            if reason is not None:
+                staged.drop(info.filename, reason)
+                continue
+            target = folder / f"{len(staged.names):06d}.jpg"
+            reason = _extract(archive, info, target, max_image_bytes)
+            if reason is not None:
+                target.unlink(missing_ok=True)
+                staged.drop(info.filename, reason)
+                continue
+            staged.names[target.name] = info.filename[:200]
+    return staged
+
+
+def _member_problem(info: zipfile.ZipInfo, count: int, max_images: int, max_bytes: int
+                    ) -> str | None:
+    if not info.filename.lower().endswith(_JPEG_NAMES):
+        return "not a JPEG image"
+    if info.flag_bits & 0x1:
+        return "encrypted"
+    if info.file_size > max_bytes:
+        return f"larger than {max_bytes} bytes"
+    if (info.file_size > _RATIO_FLOOR_BYTES
+            and info.file_size > _MAX_RATIO * max(info.compress_size, 1)):
+        return "compression ratio too high"
+    if count >= max_images:
+        return f"more than {max_images} images"
+    return None
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, max_bytes: int
+             ) -> str | None:
+    """Copy one member, reading at most `max_bytes`; None or why it failed."""
+    total = 0
+    try:
+        with archive.open(info) as src, target.open("wb") as out:
+            while chunk := src.read(_COPY_CHUNK):
+                total += len(chunk)
+                if total > max_bytes:
+                    return f"larger than {max_bytes} bytes"
+                out.write(chunk)
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, EOFError,
+            OSError) as exc:
+        return f"corrupt member: {exc}"
+    return None
+
+
+def zip_entry_count(path: Path) -> int | None:
+    """The entry count of a zip's end-of-central-directory record (zip64 too); None when the
+    file is no zip. Read before `zipfile` loads the whole central directory into memory."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            start = max(0, size - (22 + 65_535))
+            fh.seek(start)
+            tail = fh.read()
+            at = tail.rfind(b"PK\x05\x06")
+            if at < 0 or len(tail) - at < 22:
+                return None
+            (entries,) = struct.unpack_from("<H", tail, at + 10)
+            if entries != 0xFFFF:
+                return int(entries)
+            locator = tail.rfind(b"PK\x06\x07", 0, at)
+            if locator < 0 or at - locator < 20:
+                return None
+            (record,) = struct.unpack_from("<Q", tail, locator + 8)
+            fh.seek(record)
+            head = fh.read(56)
+            if len(head) < 56 or head[:4] != b"PK\x06\x06":
+                return None
+            (entries64,) = struct.unpack_from("<Q", head, 32)
+            return int(entries64)
+    except OSError:
+        return None
+
+
+def _mark_panoramas(folder: Path) -> None:
+    for path in sorted(folder.glob("*.jpg")):
+        data = path.read_bytes()
+        marked = mark_equirectangular(data)
+        if marked is not None:
+            path.write_bytes(marked)
+
+
+def mark_equirectangular(data: bytes) -> bytes | None:
+    """`data` with a GPano XMP packet when it is a 2:1 JPEG without XMP; None otherwise."""
+    try:
+        meta = read_photo_metadata(data)
+    except InvalidInput:
+        return None
+    if meta.is_pano or meta.width != 2 * meta.height:
+        return None
+    insert_at = 2
+    for marker, start, end in iter_segments(data):
+        if marker == 0xE1 and data.startswith(_XMP_ID, start):
+            return None  # an XMP packet without GPano: leave the file as it is
+        if 0xE0 <= marker <= 0xEF and insert_at == start - 4:
+            insert_at = end
+    packet = _XMP_ID + _GPANO_XMP.format(w=meta.width, h=meta.height).encode("utf-8")
+    segment = b"\xff\xe1" + (len(packet) + 2).to_bytes(2, "big") + packet
+    return data[:insert_at] + segment + data[insert_at:]

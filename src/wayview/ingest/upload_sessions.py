@@ -1,0 +1,219 @@
+"""wayview.ingest.upload_sessions: resumable upload sessions (spec §8.1–8.3).
+
+A session is (user, session key). Its bytes are staged in one file,
+`<data_dir>/uploads/<user id>/<SHA-256 of the session key>`: the path never contains client
+text, and the file's size is the session's offset. The store keeps the metadata (handle,
+expiry) from the first POST on.
+
+A POST takes an exclusive `flock` on the file (so concurrent POSTs to one session, in this
+process or another, run one after the other; one that waits longer than
+`upload.session_lock_wait_s` gets 412 and re-reads the offset), checks `Offset` against the
+size, appends the body as it arrives (small writes, never the whole body in memory), then
+`fsync`s before acknowledging. When the body breaks off, what arrived stays in the file: the
+next `GET` reports it and the client resumes from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from wayview.errors import OffsetInvalid, UploadTooLarge
+from wayview.model.entities import UploadSession
+from wayview.settings import Settings
+from wayview.store.base import Store
+
+__all__ = ["UPLOADS_DIR", "UploadSessions", "staged_path"]
+
+log = logging.getLogger("wayview.upload")
+
+#: Folder of staged uploads inside `data_dir`.
+UPLOADS_DIR = "uploads"
+#: Bytes gathered from the body before each write.
+WRITE_BYTES = 256 * 1024
+#: Longest session key accepted (mapillary_tools' keys are under 100 characters).
+MAX_SESSION_KEY = 1024
+#: Expired sessions removed per cleanup run.
+CLEANUP_BATCH = 10_000
+_LOCK_POLL_S = 0.02
+
+
+def staged_path(settings: Settings, user_id: int, session_key: str) -> Path:
+    """The staged file of a session (the key is hashed, never used as a path).
+
+    >>> from wayview.settings import Settings
+    >>> staged_path(Settings(data_dir="d"), 7, "a/../b").as_posix()[:20]
+    'd/uploads/7/cd4b9f3d'
+    """
+    digest = hashlib.sha256(session_key.encode("utf-8", "surrogatepass")).hexdigest()
+    return settings.data_dir / UPLOADS_DIR / str(int(user_id)) / digest
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    with memoryview(data) as view:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+
+class UploadSessions:
+    """Offsets, appends and cleanup of staged uploads."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+    @property
+    def _ttl_ms(self) -> int:
+        return self.settings.upload.handle_ttl * 1000
+
+    def path(self, user_id: int, session_key: str) -> Path:
+        """The staged file of a session."""
+        return staged_path(self.settings, user_id, session_key)
+
+    async def offset(self, user_id: int, session_key: str) -> int:
+        """Bytes held by a session (0 for an unknown one)."""
+        try:
+            return os.stat(self.path(user_id, session_key)).st_size
+        except FileNotFoundError:
+            return 0
+
+    async def append(
+        self, user_id: int, session_key: str, offset: int, body: AsyncIterator[bytes], *,
+        length: int | None = None,
+    ) -> str:
+        """Append a POST body at `offset`; the session's file handle once the bytes are on disk.
+
+        Raises:
+            OffsetInvalid: `offset` is not the number of bytes held (or the session stayed
+                busy with another POST).
+            UploadTooLarge: the session would exceed `upload.max_session_bytes` (nothing of
+                this POST is kept).
+            Whatever the body raises when it breaks off; what arrived before is kept.
+        """
+        limit = self.settings.upload.max_session_bytes
+        if limit and length is not None and offset + length > limit:
+            raise UploadTooLarge(limit)
+        path = self.path(user_id, session_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = await self._open_locked(path)
+        try:
+            held = os.fstat(fd).st_size
+            if offset != held:
+                raise OffsetInvalid()
+            session = await self.store.save_upload_session(
+                user_id, session_key, handle=secrets.token_urlsafe(24), size=held,
+                expires_at_ms=_now_ms() + self._ttl_ms)
+            os.lseek(fd, 0, os.SEEK_END)
+            size = held + await self._receive(fd, held, body, limit)
+            await asyncio.to_thread(os.fsync, fd)
+            if held == 0:
+                await asyncio.to_thread(_fsync_dir, path.parent)
+            await self.store.save_upload_session(
+                user_id, session_key, handle=session.handle, size=size,
+                expires_at_ms=_now_ms() + self._ttl_ms)
+            return session.handle
+        finally:
+            os.close(fd)
+
+    async def _open_locked(self, path: Path) -> int:
+        """Open (creating) and exclusively lock a staged file; the lock goes with the fd."""
+        deadline = time.monotonic() + self.settings.upload.session_lock_wait_s
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise OffsetInvalid() from None
+                        await asyncio.sleep(_LOCK_POLL_S)
+                # Cleanup may have removed the file while we waited: lock the current one.
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                        return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+
+    async def _receive(self, fd: int, held: int, body: AsyncIterator[bytes], limit: int) -> int:
+        """Write the body after `held` bytes; the number of bytes written."""
+        pending = bytearray()
+        written = 0
+        try:
+            async for chunk in body:
+                if limit and held + written + len(pending) + len(chunk) > limit:
+                    os.ftruncate(fd, held)
+                    pending.clear()
+                    raise UploadTooLarge(limit)
+                pending += chunk
+                if len(pending) >= WRITE_BYTES:
+                    _write_all(fd, pending)
+                    written += len(pending)
+                    pending.clear()
+        except BaseException:
+            if pending:  # the body broke off: keep what arrived
+                _write_all(fd, pending)
+            raise
+        if pending:
+            _write_all(fd, pending)
+            written += len(pending)
+        return written
+
+    async def cleanup_expired(self, *, now_ms: int | None = None) -> int:
+        """Delete sessions past their expiry (rows, finishes and staged files); how many.
+
+        A session being written to is left for the next run.
+        """
+        now = _now_ms() if now_ms is None else now_ms
+        removed = 0
+        for session in await self.store.expired_upload_sessions(now, CLEANUP_BATCH):
+            if await self._remove(session, now):
+                removed += 1
+        return removed
+
+    async def _remove(self, session: UploadSession, now_ms: int) -> bool:
+        path = self.path(session.user_id, session.session_key)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return await self.store.delete_upload_session(session.id, expired_before_ms=now_ms)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if not await self.store.delete_upload_session(session.id,
+                                                          expired_before_ms=now_ms):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            log.info("removed expired upload session %d of user %d", session.id,
+                     session.user_id)
+            return True
+        finally:
+            os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a new file's directory entry durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,478 @@
+"""Acceptance: the real mapillary_tools uploads to a live wayview (spec §8, §10.2).
+
+mapillary_tools 0.14.7, 0.13.3 and 0.12.1 each run from their own virtualenv
+(`.venv-mapillary-tools-<version>`, or `$WAYVIEW_MT_VENV_<major>_<minor>`), pointed at a real
+`wayview serve` by the environment variables of §10.2, through a recording proxy (so the test
+sees the `Offset`, chunking and sizes each version sends, and can inject 412/429 answers).
+The uploader's token comes from `wayview tokens create` (0.14: `authenticate --jwt`; 0.12/0.13:
+the INI profile written directly).
+
+After each upload the test runs the queued `ingest.upload` jobs itself (the queue runner is not
+part of this suite) and then reads the result through the Graph API: one sequence per upload in
+capture order, positions within 1e-6° of the EXIF, `captured_at` in ms, make/model, creator,
+organization, panoramas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import hashlib
+import io
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.acceptance.live import (
+    REPO,
+    LiveServer,
+    clean_env,
+    client_venv,
+    live_server,
+    wayview,
+    wayview_json,
+)
+from tests.acceptance.recording_proxy import Injection, Record, RecordingProxy
+from tests.conftest import shared_path
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mapillary_tools")]
+
+VERSIONS = ("0.14.7", "0.13.3", "0.12.1")
+#: mapillary_tools' own hard-coded client token (spec §7.4), registered like an operator would.
+MT_CLIENT_TOKEN = "MLY|5675152195860640|6b02c72e6e3c801e5603ab0495623282"
+MT_TIMEOUT_S = 600
+START = datetime(2021, 5, 1, 10, 0, 0, 500_000, tzinfo=UTC)
+START_MS = 1_619_863_200_500
+LAT0, LON0 = 55.70470, 13.19100
+STEP_DEG = 0.00005
+MAKE, MODEL = "AcmeCam", "X-100"
+IMAGE_FIELDS = ("id,geometry,captured_at,make,model,creator,organization,compass_angle,"
+                "camera_type,is_pano,sequence,width,height")
+
+
+@dataclass
+class World:
+    """The live server, the proxy in front of it and the uploader's credentials."""
+
+    server: LiveServer
+    proxy: RecordingProxy
+    token: str
+    user_id: str
+    org_id: str
+
+    def graph(self, path: str, **params: str) -> Any:
+        with httpx.Client(base_url=self.server.base_url, timeout=30, trust_env=False) as http:
+            r = http.get(path, params=params, headers={"Authorization": f"OAuth {self.token}"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("mt-upload")
+    data = root / "data"
+    user = wayview_json("users", "create", "uploader", data_dir=data, cwd=root)
+    wayview("apps", "create", "mapillary_tools", "--owner", "uploader", "--client-token",
+            MT_CLIENT_TOKEN, data_dir=data, cwd=root)
+    org = wayview_json("orgs", "create", "acme", "--name", "Acme Mapping", "--member",
+                       "uploader", data_dir=data, cwd=root)
+    token = wayview_json("tokens", "create", "--user", "uploader", data_dir=data,
+                         cwd=root)["access_token"]
+    with live_server(data, root / "server.log", cwd=root) as server:
+        with RecordingProxy(server.base_url).running() as proxy:
+            yield World(server, proxy, token, user["id"], org["id"])
+
+
+def mt_python(version: str) -> Path:
+    major_minor = "_".join(version.split(".")[:2])
+    venv = Path(os.environ.get(f"WAYVIEW_MT_VENV_{major_minor}")
+                or REPO / f".venv-mapillary-tools-{version}")
+    return client_venv(venv, f"mapillary_tools=={version}", "mapillary_tools", version)
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def version(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@dataclass
+class Tool:
+    """One mapillary_tools version with a hermetic config, history and cache."""
+
+    python: Path
+    version: str
+    world: World
+    home: Path
+
+    @property
+    def config(self) -> Path:
+        return self.home / "config.ini"
+
+    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        variables = clean_env(
+            MAPILLARY_GRAPH_API_ENDPOINT=self.world.proxy.base_url,
+            MAPILLARY_UPLOAD_ENDPOINT=f"{self.world.proxy.base_url}/upload",
+            MAPILLARY_CLIENT_TOKEN=MT_CLIENT_TOKEN,
+            MAPILLARY_CONFIG_PATH=str(self.config),
+            MAPILLARY_UPLOAD_HISTORY_PATH=str(self.home / "history"),
+            MAPILLARY_TOOLS_UPLOAD_CACHE_DIR=str(self.home / "cache"),
+            MAPILLARY_TOOLS_PROMPT_DISABLED="YES",
+            HOME=str(self.home),
+            **env,
+        )
+        done = subprocess.run([str(self.python), "-m", "mapillary_tools.commands", *args],
+                              env=variables, capture_output=True, text=True,
+                              timeout=MT_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False,
+                              cwd=self.home)
+        return done
+
+    def ok(self, *args: str, **env: str) -> str:
+        done = self.run(*args, **env)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"mapillary_tools {' '.join(args)}:\n{output[-6000:]}"
+        return output
+
+
+@pytest.fixture
+def tool(version: str, world: World, tmp_path: Path) -> Tool:
+    tool = Tool(mt_python(version), version, world, tmp_path / "mt-home")
+    tool.home.mkdir()
+    if version.startswith("0.14"):
+        tool.ok("authenticate", "--user_name", "wayview", "--jwt", world.token)
+    else:  # 0.12/0.13: the profile written directly (spec §10.2)
+        profile = configparser.ConfigParser()
+        profile.optionxform = str  # type: ignore[assignment,method-assign]
+        profile["wayview"] = {"user_upload_token": world.token,
+                              "MAPSettingsUserKey": world.user_id,
+                              "MAPSettingsUsername": "uploader"}
+        with tool.config.open("w") as fh:
+            profile.write(fh)
+    return tool
+
+
+# -- server-side processing -------------------------------------------------------------------
+
+
+def finishes_since(world: World, before: int) -> list[Record]:
+    return [r for r in world.proxy.records[before:]
+            if r.method == "POST" and r.path.startswith("/finish_upload")]
+
+
+def process_uploads(world: World) -> list[dict[str, Any]]:
+    """Run the pending ingest jobs of the live server's finishes (as its worker would)."""
+    return asyncio.run(_process(world.server.data_dir))
+
+
+async def _process(data_dir: Path) -> list[dict[str, Any]]:
+    from wayview.blobs import LocalBlobs
+    from wayview.ingest.upload_job import process_upload
+    from wayview.settings import Settings
+    from wayview.testing import open_test_store
+
+    settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    results = []
+    async with open_test_store(settings) as store:
+        cluster_id = 1
+        while (finish := await store.get_upload_finish(cluster_id)) is not None:
+            result = await process_upload(settings, store, LocalBlobs(settings.blobs_path),
+                                          cluster_id)
+            results.append({"cluster_id": cluster_id, "file_type": finish.file_type,
+                            "organization_id": finish.organization_id, **(result or {})})
+            cluster_id += 1
+    return results
+
+
+def new_results(world: World, known: int) -> list[dict[str, Any]]:
+    results = process_uploads(world)
+    return results[known:]
+
+
+def known_results(world: World) -> int:
+    return len(process_uploads(world))
+
+
+def sequence_images(world: World, sequence_id: str) -> list[dict[str, Any]]:
+    data = world.graph("/images", sequence_ids=sequence_id, fields=IMAGE_FIELDS)["data"]
+    return sorted(data, key=lambda im: (im["captured_at"], im["id"]))
+
+
+# -- test data -------------------------------------------------------------------------------
+
+
+def write_photos(folder: Path, count: int = 6, *, pano: bool = True, tag: str = ""
+                 ) -> list[tuple[float, float]]:
+    """A line of JPEGs 1 s apart (GPS, DateTimeOriginal, heading) and, with `pano`, one 2:1
+    GPano panorama after it; returns the (lat, lon) of each line image in capture order."""
+    from wayview.fixtures import write_jpeg
+
+    positions = []
+    for k in range(count + (1 if pano else 0)):
+        is_pano = k == count
+        lat, lon = LAT0 + k * 0.00001, LON0 + k * STEP_DEG
+        write_jpeg(folder / f"IMG_{k:04d}.jpg", width=1024 if is_pano else 640,
+                   height=512 if is_pano else 480, lat=lat, lon=lon,
+                   captured_at=START + timedelta(seconds=k), compass_deg=90.0 + k,
+                   altitude_m=30.0 + k, make=MAKE, model=MODEL, seed=k, label=f"{tag} {k}",
+                   pano=is_pano)
+        if not is_pano:
+            positions.append((lat, lon))
+    return positions
+
+
+def uploaded_images(world: World, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The images of finished uploads, each upload one sequence, in capture order."""
+    images = []
+    for result in results:
+        assert result["state"] == "done" and len(result["sequences"]) == 1, result
+        found = sequence_images(world, result["sequences"][0]["id"])
+        assert len(found) == result["imported"] > 0, result
+        images.extend(found)
+    return sorted(images, key=lambda im: (im["captured_at"], im["id"]))
+
+
+def assert_line(world: World, images: list[dict[str, Any]],
+                positions: list[tuple[float, float]], *, organization: str | None = None,
+                pano: bool = True) -> None:
+    """The line of `write_photos` as served: positions, times, camera, creator, panorama."""
+    assert len(images) == len(positions) + (1 if pano else 0)
+    for k, image in enumerate(images):
+        if k < len(positions):
+            lat, lon = positions[k]
+            got_lon, got_lat = image["geometry"]["coordinates"]
+            assert abs(got_lat - lat) <= 1e-6 and abs(got_lon - lon) <= 1e-6, (k, image)
+            assert image["is_pano"] is False and image["camera_type"] == "perspective"
+        assert image["captured_at"] == START_MS + k * 1000, (k, image)
+        assert (image["make"], image["model"]) == (MAKE, MODEL)
+        assert image["creator"] == {"id": world.user_id, "username": "uploader"}
+        assert image.get("organization") == ({"id": organization} if organization else None)
+        assert image["compass_angle"] == pytest.approx(90.0 + k, abs=0.01)
+    if pano:
+        assert images[-1]["is_pano"] is True and images[-1]["camera_type"] == "spherical"
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+def test_process_and_upload_images(tool: Tool, world: World, tmp_path: Path):
+    """Images → one upload per sequence (0.14: bundle manifest; 0.12/0.13: zip) for the org.
+
+    mapillary_tools puts the panorama (another image size) in a sequence of its own."""
+    photos = tmp_path / "photos"
+    positions = write_photos(photos, tag=f"{tool.version} images")
+    known = known_results(world)
+    before = len(world.proxy.records)
+    tool.ok("process_and_upload", str(photos), "--user_name", "wayview",
+            "--organization_key", world.org_id,
+            MAPILLARY_TOOLS_UPLOAD_CHUNK_SIZE_MB="0.05")
+    finishes = finishes_since(world, before)
+    results = new_results(world, known)
+    expected_type = "mly_bundle_manifest" if tool.version.startswith("0.14") else "zip"
+    assert len(finishes) == len(results) >= 1
+    assert {r["file_type"] for r in results} == {expected_type}
+    assert {r["organization_id"] for r in results} == {int(world.org_id)}
+    assert_line(world, uploaded_images(world, results), positions, organization=world.org_id)
+    posts = [r for r in world.proxy.records[before:]
+             if r.method == "POST" and r.path.startswith("/upload/")]
+    if tool.version.startswith("0.12"):
+        # one sized POST per 50 kB chunk, then an empty one, per zip (spec §8.2)
+        assert all(not r.chunked and "x-entity-length" in r.headers for r in posts)
+        assert len(posts) >= 3 and posts[-1].body_size == 0
+    else:
+        assert all(r.chunked for r in posts if r.body_size), posts
+
+
+def test_lund_images(tool: Tool, world: World, tmp_path: Path):
+    """The 29 Lund photos → one sequence at their EXIF positions and capture times.
+
+    Their capture time exists only in the legacy Mapillary app description, which
+    mapillary_tools does not read; like a user would, the test writes it into EXIF
+    `DateTimeOriginal` of the copies it uploads (nothing else changes)."""
+    source = shared_path("data", "opensfm_lund")
+    rows = {Path(row["file"]).name: row
+            for row in _manifest_rows(json.loads((source / "manifest.json").read_text()))}
+    photos = tmp_path / "lund"
+    photos.mkdir()
+    for name, row in sorted(rows.items()):
+        _with_capture_time(source / "images" / name, photos / name, row["captured_at_ms"],
+                           tag=tool.version)
+    known = known_results(world)
+    tool.ok("process_and_upload", str(photos), "--user_name", "wayview")
+    results = new_results(world, known)
+    images = uploaded_images(world, results)
+    # mapillary_tools itself drops photos taken within 0.1 m of the previous one; the server
+    # keeps every photo it was sent (nothing dropped).
+    assert len(rows) == 29 and 25 <= len(images) <= 29
+    assert all(r["dropped"] == [] for r in results)
+    by_time = {row["captured_at_ms"]: row for row in rows.values()}
+    for image in images:
+        row = by_time[image["captured_at"]]
+        lon, lat = image["geometry"]["coordinates"]
+        assert abs(lat - row["lat"]) <= 1e-6 and abs(lon - row["lon"]) <= 1e-6, (image, row)
+        assert image["captured_at"] == row["captured_at_ms"]
+        assert image["creator"]["username"] == "uploader"
+
+
+def _with_capture_time(source: Path, target: Path, captured_at_ms: int, *, tag: str) -> None:
+    """Copy a JPEG adding EXIF DateTimeOriginal/SubSecTimeOriginal/OffsetTimeOriginal (UTC)."""
+    import piexif
+
+    moment = datetime.fromtimestamp(captured_at_ms / 1000, tz=UTC)
+    exif = piexif.load(str(source))
+    exif["Exif"][piexif.ExifIFD.DateTimeOriginal] = moment.strftime("%Y:%m:%d %H:%M:%S").encode()
+    exif["Exif"][piexif.ExifIFD.SubSecTimeOriginal] = f"{captured_at_ms % 1000:03d}".encode()
+    exif["Exif"][piexif.ExifIFD.OffsetTimeOriginal] = b"+00:00"
+    # Each run uploads distinct bytes (the server keeps one copy of identical photos).
+    exif["0th"][piexif.ImageIFD.Software] = f"wayview tests {tag}".encode()
+    exif.pop("thumbnail", None)
+    exif["1st"] = {}
+    data = source.read_bytes()
+    out = io.BytesIO()
+    piexif.insert(piexif.dump(exif), data, out)
+    target.write_bytes(out.getvalue())
+
+
+def _manifest_rows(manifest: Any) -> list[dict[str, Any]]:
+    rows = manifest["images"] if isinstance(manifest, dict) and "images" in manifest else manifest
+    if isinstance(rows, dict):
+        rows = list(rows.values())
+    return list(rows)
+
+
+def test_resumed_zip_upload_posts_from_the_stored_offset(tool: Tool, world: World,
+                                                         tmp_path: Path):
+    """The first K bytes of a zip are already held: the tool POSTs from K; bytes equal."""
+    if not tool.version.startswith("0.14"):
+        pytest.skip("spec §10.2 runs the resume check with 0.14")
+    photos = tmp_path / "photos"
+    write_photos(photos, count=4, pano=False, tag=f"{tool.version} resume")
+    tool.ok("process", str(photos))
+    zips = tmp_path / "zips"
+    tool.ok("zip", str(photos), str(zips))
+    [archive] = sorted(zips.glob("*.zip"))
+    data = archive.read_bytes()
+    key = f"mly_tools_{hashlib.md5(data).hexdigest()}.zip"
+    assert archive.name == key
+    held = len(data) // 3
+    with httpx.Client(base_url=world.server.base_url, trust_env=False) as http:
+        r = http.post(f"/upload/{key}", content=data[:held],
+                      headers={"Authorization": f"OAuth {world.token}", "Offset": "0"})
+        assert r.status_code == 200, r.text
+    before = len(world.proxy.records)
+    known = known_results(world)
+    # `upload` reads a description file even for a folder of zips: an empty one will do.
+    (zips / "mapillary_image_description.json").write_text("[]")
+    tool.ok("upload", str(zips), "--user_name", "wayview", "--reupload")
+    posts = [r for r in world.proxy.records[before:]
+             if r.method == "POST" and r.path == f"/upload/{key}"]
+    assert [(r.headers["offset"], r.body_size) for r in posts] == [(str(held),
+                                                                     len(data) - held)]
+    from wayview.ingest.upload_sessions import staged_path
+    from wayview.settings import Settings
+
+    settings = Settings(_env_file=None, data_dir=world.server.data_dir)  # type: ignore[call-arg]
+    assert staged_path(settings, int(world.user_id), key).read_bytes() == data
+    [result] = new_results(world, known)
+    assert result["file_type"] == "zip" and result["state"] == "done"
+
+
+def test_injected_412_and_429_are_retried(tool: Tool, world: World, tmp_path: Path):
+    if not tool.version.startswith("0.14"):
+        pytest.skip("spec §10.2 runs the retry check with 0.14")
+    photos = tmp_path / "photos"
+    positions = write_photos(photos, count=3, tag=f"{tool.version} retry")
+    u2 = json.dumps({"debug_info": {"retriable": True, "type": "OffsetInvalidError",
+                                    "message": "Request starting offset is invalid"}}).encode()
+    u3 = json.dumps({"debug_info": {"retriable": True, "type": "RequestRateLimitedError",
+                                    "message": "Request rate limit has been exceeded"},
+                     "backoff": 1000}).encode()
+
+    def upload_post(record: Record) -> bool:
+        return record.method == "POST" and record.path.startswith("/upload/")
+
+    world.proxy.inject(Injection(upload_post, 412, u2, {"Content-Type": "application/json"}))
+    world.proxy.inject(Injection(upload_post, 429, u3, {"Content-Type": "application/json",
+                                                        "Retry-After": "1"}))
+    known = known_results(world)
+    injected = len(world.proxy.injected)
+    tool.ok("process_and_upload", str(photos), "--user_name", "wayview")
+    assert [r.path.startswith("/upload/") for r in world.proxy.injected[injected:]] == [True,
+                                                                                        True]
+    assert_line(world, uploaded_images(world, new_results(world, known)), positions)
+
+
+def test_video_with_a_gpx_track(tool: Tool, world: World, tmp_path: Path):
+    """An MP4 geotagged from a GPX track → `mly_camm_video` → frames along the track."""
+    if not tool.version.startswith("0.14"):
+        pytest.skip("spec §10.2 runs the GPX video check with 0.14")
+    from tests.helpers_video import encode_video
+
+    video = tmp_path / "video" / "drive.mp4"
+    video.parent.mkdir()
+    encode_video(video, seconds=12, fps=10, width=320, height=240)
+    gpx = tmp_path / "drive.gpx"
+    points = [(START + timedelta(seconds=t), LAT0, LON0 + t * 0.00005) for t in range(13)]
+    gpx.write_text(_gpx(points))
+    known = known_results(world)
+    before = len(world.proxy.records)
+    tool.ok("process_and_upload", str(video.parent), "--user_name", "wayview",
+            "--video_geotag_source", "gpx", "--geotag_source_path", str(gpx))
+    finish_bodies = finishes_since(world, before)
+    assert len(finish_bodies) == 1
+    [result] = new_results(world, known)
+    assert result["file_type"] == "mly_camm_video" and result["state"] == "done", result
+    images = sequence_images(world, result["sequences"][0]["id"])
+    assert len(images) >= 8
+    start_ms = int(START.timestamp() * 1000)
+    for image in images:
+        lon, lat = image["geometry"]["coordinates"]
+        assert abs(lat - LAT0) <= 1e-6 and LON0 - 1e-6 <= lon <= LON0 + 12 * 0.00005 + 1e-6
+        seconds = (image["captured_at"] - start_ms) / 1000
+        # the position matches the GPX at the image's time
+        assert abs(lon - (LON0 + seconds * 0.00005)) <= 2e-6, image
+        assert image["compass_angle"] == pytest.approx(90.0, abs=1.0)
+        assert (image["width"], image["height"]) == (320, 240)
+
+
+def _gpx(points: list[tuple[datetime, float, float]]) -> str:
+    rows = "\n".join(
+        f'<trkpt lat="{lat:.7f}" lon="{lon:.7f}"><ele>20.0</ele>'
+        f"<time>{moment.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}Z</time></trkpt>"
+        for moment, lat, lon in points)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<gpx version="1.1" creator="wayview tests" '
+            'xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>\n'
+            f"{rows}\n</trkseg></trk></gpx>\n")
+
+
+def test_gopro_sample_video(tool: Tool, world: World, tmp_path: Path):
+    """The GoPro MAX sample (GPMF GPS) → the tool's CAMM upload → frames at its GPS fixes."""
+    sample = shared_path("data", "gopro_max_sample", "max-heromode.mp4")
+    if tool.version.startswith("0.12"):
+        pytest.skip("0.12 reads GoPro GPS only through its GoPro-specific path; covered by 0.13+")
+    folder = tmp_path / "gopro"
+    folder.mkdir()
+    (folder / sample.name).write_bytes(sample.read_bytes())
+    known = known_results(world)
+    output = tool.ok("process_and_upload", str(folder), "--user_name", "wayview")
+    [result] = new_results(world, known)
+    assert result["file_type"] == "mly_camm_video", (result, output[-3000:])
+    assert result["state"] == "done" and result["imported"] >= 3, result
+    images = sequence_images(world, result["sequences"][0]["id"])
+    first = datetime(2019, 11, 18, 23, 45, 14, tzinfo=UTC).timestamp() * 1000
+    times = [image["captured_at"] for image in images]
+    assert times == sorted(times) and times[-1] - times[0] <= 12_000
+    if tool.version.startswith("0.13"):
+        # 0.13 writes CAMM type 5 (no time) and drops the GPMF track from the upload: the only
+        # clock left is the movie header, which the GoPro writes in the camera's local time.
+        assert abs(times[0] - first) <= 14 * 3_600_000 + 60_000
+    else:
+        assert first - 1000 <= times[0] <= first + 12_000
+    for image in images:
+        lon, lat = image["geometry"]["coordinates"]
+        assert abs(lat - 33.1267) < 0.001 and abs(lon + 117.3273) < 0.001
