@@ -280,6 +280,104 @@ def uploads_cleanup(data_dir: Path | None, as_json: bool) -> None:
     emit(as_json, {"removed": removed}, f"removed {removed} expired upload sessions")
 
 
+@cli.command()
+@data_dir_option
+@click.option("--concurrency", type=int, default=None,
+              help="Jobs run at once (default: the number of CPUs).")
+@click.option("--drain", is_flag=True, help="Run the jobs that are due, then exit.")
+def worker(data_dir: Path | None, concurrency: int | None, drain: bool) -> None:
+    """Run background jobs (uploads, processing) until interrupted.
+
+    Any number of workers may run beside `serve` and each other, on this machine or others
+    sharing the store: each job is taken by exactly one. Stop with Ctrl-C or SIGTERM; the
+    running jobs are handed back to the queue.
+    """
+    import os
+    import signal
+
+    from wayview.blobs import open_blobs
+    from wayview.pipeline.worker import JobRunner
+
+    settings = make_settings(data_dir)
+    lanes = concurrency if concurrency is not None else (os.cpu_count() or 1)
+    if lanes < 1:
+        raise click.UsageError("--concurrency must be at least 1")
+
+    async def run(store: Any) -> int:
+        runner = JobRunner(settings, store, open_blobs(settings), concurrency=lanes)
+        if drain:
+            return await runner.drain()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: (runner.stop(), task and task.cancel()))
+        click.echo(f"wayview worker {runner.name}: {lanes} at once (data: "
+                   f"{settings.data_dir.resolve()})", err=True)
+        try:
+            await runner.run_forever()
+        except asyncio.CancelledError:
+            pass
+        return 0
+
+    ran = run_with_store(settings, run)
+    if drain:
+        click.echo(f"ran {ran} jobs", err=True)
+
+
+@cli.group()
+def jobs() -> None:
+    """The background job queue: see what is queued, running, done or parked."""
+
+
+@jobs.command("list")
+@data_dir_option
+@json_option
+@click.option("--state", "states", multiple=True,
+              type=click.Choice(["queued", "running", "done", "parked"]),
+              help="Only jobs in this state (repeatable).")
+@click.option("--limit", type=int, default=50, show_default=True)
+def jobs_list(data_dir: Path | None, as_json: bool, states: tuple[str, ...], limit: int) -> None:
+    """Jobs, newest first, with their attempts and last error."""
+    settings = make_settings(data_dir)
+
+    async def run(store: Any) -> tuple[list[Any], dict[str, int]]:
+        return (await store.list_jobs(states=states or None, limit=limit),
+                await store.job_counts())
+
+    listed, counts = run_with_store(settings, run)
+    if as_json:
+        emit(True, {"counts": counts, "jobs": [
+            {"id": j.id, "kind": j.kind, "state": j.state, "attempts": j.attempts,
+             "payload": j.payload, "last_error": j.last_error, "worker": j.worker,
+             "run_after_ms": j.run_after_ms, "updated_at_ms": j.updated_at_ms}
+            for j in listed]}, "")
+        return
+    click.echo("  ".join(f"{state}: {n}" for state, n in counts.items()))
+    for j in listed:
+        error = f"  error: {j.last_error.splitlines()[-1][:160]}" if j.last_error else ""
+        click.echo(f"{j.id:>8}  {j.kind:<18} {j.state:<8} attempts={j.attempts}  "
+                   f"{json.dumps(j.payload)[:60]}{error}")
+
+
+@jobs.command("retry")
+@data_dir_option
+@json_option
+@click.argument("job_ids", nargs=-1, type=int)
+@click.option("--all-parked", is_flag=True, help="Requeue every parked job.")
+def jobs_retry(data_dir: Path | None, as_json: bool, job_ids: tuple[int, ...],
+               all_parked: bool) -> None:
+    """Queue parked jobs again (by id, or every parked job with --all-parked)."""
+    if bool(job_ids) == all_parked:
+        raise click.UsageError("give job ids or --all-parked (not both)")
+    settings = make_settings(data_dir)
+
+    async def run(store: Any) -> int:
+        return await store.retry_jobs(None if all_parked else list(job_ids))
+
+    count = run_with_store(settings, run)
+    emit(as_json, {"requeued": count}, f"requeued {count} parked jobs")
+
+
 def _register_commands() -> None:
     """Attach the commands that live beside their services (imported lazily by click)."""
     from wayview.demo import demo_command

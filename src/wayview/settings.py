@@ -186,6 +186,50 @@ class UploadSettings(BaseModel):
     )
 
 
+class JobsSettings(BaseModel):
+    """The durable job queue and its workers (processing pipeline)."""
+
+    serve_workers: int = Field(
+        1, ge=0, description="Jobs each `serve` process runs at once in the background "
+        "(0 = none: run `wayview worker` processes instead).",
+    )
+    lease_s: float = Field(
+        120.0, ge=5, description="A running job whose worker has not renewed it for this long "
+        "is taken over by another worker (the first one is presumed dead).",
+    )
+    poll_s: float = Field(1.0, gt=0, description="How often an idle worker looks for jobs.")
+    max_attempts: int = Field(
+        5, ge=1, description="Attempts before a failing job is parked (`wayview jobs retry`).",
+    )
+    backoff_s: float = Field(
+        10.0, ge=0, description="Wait before the first retry; doubled at every further attempt.",
+    )
+    backoff_max_s: float = Field(3600.0, ge=0, description="Longest wait between two attempts.")
+
+
+class PipelineSettings(BaseModel):
+    """What the processing pipeline does to every image before it is public."""
+
+    blurrer: str = Field(
+        "opencv", description="Privacy blurring of faces and licence plates: `opencv` (Haar "
+        "cascades), `none`, or `package.module:Class` (your own Blurrer).",
+    )
+    keep_unblurred: bool = Field(
+        True, description="Keep the unblurred original as a private blob (never served); "
+        "false deletes it once the public derivatives exist.",
+    )
+    pyramid: bool = Field(
+        True, description="Render the image tiles of `GET /{id}/tiles` (spec §3.12).",
+    )
+    meshes: bool = Field(
+        True, description="Give every image `merge_cc`, a mesh and an sfm_cluster "
+        "(MapillaryJS's 3D transitions).",
+    )
+    merge_radius_m: float = Field(
+        30.0, gt=0, description="Sequences whose images come this close share a `merge_cc`.",
+    )
+
+
 class Settings(BaseSettings):
     """All wayview settings. Environment: `WAYVIEW_<NAME>`, nested with `__`."""
 
@@ -215,6 +259,8 @@ class Settings(BaseSettings):
     imports: ImportSettings = ImportSettings()
     tiles: TilesSettings = TilesSettings()
     upload: UploadSettings = UploadSettings()
+    jobs: JobsSettings = JobsSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     redis_url: str = Field(
         "", description="`redis://host:port/db` (or `unix:///path`) to share rate-limit counters "
         "across processes and hosts; empty = counted in each process."

@@ -7,8 +7,8 @@ sees the `Offset`, chunking and sizes each version sends, and can inject 412/429
 The uploader's token comes from `wayview tokens create` (0.14: `authenticate --jwt`; 0.12/0.13:
 the INI profile written directly).
 
-After each upload the test runs the queued `ingest.upload` jobs itself (the queue runner is not
-part of this suite) and then reads the result through the Graph API: one sequence per upload in
+After each upload the test waits for the server's own job runner to process the upload, then
+reads the result through the Graph API: one sequence per upload in
 capture order, positions within 1e-6° of the EXIF, `captured_at` in ms, make/model, creator,
 organization, panoramas.
 """
@@ -22,6 +22,7 @@ import io
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -166,13 +167,19 @@ def finishes_since(world: World, before: int) -> list[Record]:
 
 
 def process_uploads(world: World) -> list[dict[str, Any]]:
-    """Run the pending ingest jobs of the live server's finishes (as its worker would)."""
-    return asyncio.run(_process(world.server.data_dir))
+    """The results of every finish so far, once the live server's own job runner has
+    processed them (the server runs jobs in the background, `jobs.serve_workers`)."""
+    deadline = time.monotonic() + MT_TIMEOUT_S
+    while True:
+        results = asyncio.run(_results(world.server.data_dir))
+        if all(r["result"] is not None for r in results):
+            return [{"cluster_id": r["cluster_id"], "file_type": r["file_type"],
+                     "organization_id": r["organization_id"], **r["result"]} for r in results]
+        assert time.monotonic() < deadline, f"uploads not processed: {results}"
+        time.sleep(0.2)
 
 
-async def _process(data_dir: Path) -> list[dict[str, Any]]:
-    from wayview.blobs import LocalBlobs
-    from wayview.ingest.upload_job import process_upload
+async def _results(data_dir: Path) -> list[dict[str, Any]]:
     from wayview.settings import Settings
     from wayview.testing import open_test_store
 
@@ -181,10 +188,9 @@ async def _process(data_dir: Path) -> list[dict[str, Any]]:
     async with open_test_store(settings) as store:
         cluster_id = 1
         while (finish := await store.get_upload_finish(cluster_id)) is not None:
-            result = await process_upload(settings, store, LocalBlobs(settings.blobs_path),
-                                          cluster_id)
             results.append({"cluster_id": cluster_id, "file_type": finish.file_type,
-                            "organization_id": finish.organization_id, **(result or {})})
+                            "organization_id": finish.organization_id,
+                            "result": finish.result})
             cluster_id += 1
     return results
 

@@ -7,7 +7,9 @@ Graph envelope. CORS headers and `x-fb-trace-id` go on every response, errors in
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 import random
 import re
@@ -209,6 +211,8 @@ class WayviewApp:
             "upload": ("upload", limits.upload_per_minute, 60),
         }
         self.routes = _routes(settings.upload.path_prefix)
+        self.jobs: Any = None  # the JobRunner started in lifespan (`jobs.serve_workers`)
+        self._jobs_task: asyncio.Task[None] | None = None
         origins = settings.cors.allowed_origins.strip()
         self._allowed_origins = None if origins == "*" else {
             o.strip() for o in origins.split(",") if o.strip()
@@ -231,17 +235,40 @@ class WayviewApp:
                 try:
                     if self._owns_store:
                         await self.store.open()
+                    self._start_jobs()
                 except Exception as exc:  # report start-up failure to the server
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self._stop_jobs()
                 await self.limiter.close()
                 if self._owns_store:
                     await self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _start_jobs(self) -> None:
+        """Run background jobs in this process (`jobs.serve_workers` at once; 0 = none)."""
+        count = self.settings.jobs.serve_workers
+        if count <= 0:
+            return
+        from wayview.pipeline.worker import JobRunner
+
+        self.jobs = JobRunner(self.settings, self.store, self.blobs, concurrency=count)
+        self._jobs_task = asyncio.create_task(self.jobs.run_forever())
+
+    async def _stop_jobs(self) -> None:
+        """Let running jobs finish their current step; an unfinished job's lease expires and
+        another worker (or the next start) takes it over."""
+        if self._jobs_task is None or self.jobs is None:
+            return
+        self.jobs.stop()
+        self._jobs_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._jobs_task
+        self._jobs_task = None
 
     def _cors_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         if self._allowed_origins is None:

@@ -279,6 +279,8 @@ class Job:
     dedupe_key: str | None = None
     created_at_ms: int = 0
     updated_at_ms: int = 0
+    worker: str | None = None
+    lease_until_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,3 +45,15 @@ def job_handler(kind: str) -> Callable[[JobHandler], JobHandler]:
 def handler_for(kind: str) -> JobHandler | None:
     """The registered handler of a kind, or None."""
     return _HANDLERS.get(kind)
+
+
+#: Modules that register job handlers when imported.
+_HANDLER_MODULES = ("wayview.ingest.upload_job",)
+
+
+def load_handlers() -> None:
+    """Import every module that registers handlers (a runner calls this before claiming)."""
+    import importlib
+
+    for name in _HANDLER_MODULES:
+        importlib.import_module(name)

@@ -10,8 +10,11 @@ from wayview.model.entities import Job
 class JobsStore(Protocol):
     """A durable job queue: jobs survive restarts; each job is taken by exactly one worker.
 
-    The pipeline issue fills in claiming, completion, retry with backoff and parking; the
-    contract below is what producers (upload, import) rely on.
+    A worker `claim_job`s a queued job whose time has come; the job is then `running` with a
+    lease until `lease_until_ms`. The worker extends the lease while it works
+    (`renew_job_lease`) and ends with `complete_job` or `fail_job`. A worker that dies stops
+    renewing: once the lease has expired, the job is claimable again (an attempt is counted at
+    every claim, so a job that kills its worker is parked like one that raises).
     """
 
     async def enqueue_job(
@@ -20,3 +23,31 @@ class JobsStore(Protocol):
     ) -> Job:
         """Queue a job. With `dedupe_key`, a job with the same key that is not yet done is
         returned instead of a new one (idempotent producers). Called by upload and import."""
+
+    async def claim_job(self, worker: str, *, lease_s: float, now_ms: int | None = None,
+                        kinds: tuple[str, ...] | None = None) -> Job | None:
+        """Take the oldest due job (queued and due, or running with an expired lease) for
+        `worker`: state `running`, attempts + 1, leased for `lease_s`. None when nothing is
+        due. Two workers never get the same job."""
+
+    async def renew_job_lease(self, job_id: int, worker: str, *, lease_s: float) -> bool:
+        """Extend the lease of a job this worker holds; False when it no longer holds it."""
+
+    async def complete_job(self, job_id: int, worker: str) -> bool:
+        """Mark a job this worker holds as done; False when the lease was lost meanwhile."""
+
+    async def fail_job(self, job_id: int, worker: str, error: str, *, retry_in_s: float | None
+                       ) -> bool:
+        """Record a failed attempt: queued again after `retry_in_s`, or parked when None.
+        False when this worker no longer holds the job."""
+
+    async def list_jobs(self, *, states: tuple[str, ...] | None = None, limit: int = 100
+                        ) -> list[Job]:
+        """Jobs, newest first, optionally only in `states`."""
+
+    async def retry_jobs(self, job_ids: list[int] | None = None) -> int:
+        """Queue parked jobs again with a fresh attempt count (all parked jobs when
+        `job_ids` is None); the number of jobs requeued."""
+
+    async def job_counts(self) -> dict[str, int]:
+        """How many jobs are in each state."""

@@ -1,4 +1,9 @@
-"""wayview.store.sqlite.jobs: the SQLite implementation of JobsStore."""
+"""wayview.store.sqlite.jobs: the SQLite implementation of JobsStore.
+
+Claims run inside the store's single writer (`Database.write`), so a claim is one atomic
+read-then-update: two workers of one process, or of several processes sharing the file
+(SQLite's write lock), never take the same job.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,25 @@ import sqlite3
 import time
 from typing import Any
 
-from wayview.model.entities import Job
+from wayview.model.entities import JOB_STATES, Job
 from wayview.store.sqlite.connection import Database
 
 _JOB_COLUMNS = (
     "id, kind, payload, state, attempts, run_after_ms, last_error, dedupe_key, created_at_ms,"
-    " updated_at_ms"
+    " updated_at_ms, worker, lease_until_ms"
 )
+#: Longest error text kept per job.
+_MAX_ERROR_CHARS = 4000
 
 
 def _job_from_row(r: tuple[Any, ...]) -> Job:
     return Job(id=r[0], kind=r[1], payload=json.loads(r[2]), state=r[3], attempts=r[4],
                run_after_ms=r[5], last_error=r[6], dedupe_key=r[7], created_at_ms=r[8],
-               updated_at_ms=r[9])
+               updated_at_ms=r[9], worker=r[10], lease_until_ms=r[11])
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class JobsMixin:
@@ -42,7 +53,7 @@ class JobsMixin:
                 ).fetchone()
                 if row is not None:
                     return _job_from_row(row)
-            now = int(time.time() * 1000)
+            now = _now_ms()
             cur = conn.execute(
                 "INSERT INTO jobs (kind, payload, run_after_ms, dedupe_key, created_at_ms,"
                 " updated_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
@@ -53,3 +64,130 @@ class JobsMixin:
             return _job_from_row(row)
 
         return await self.db.write(run)
+
+    async def claim_job(self, worker: str, *, lease_s: float, now_ms: int | None = None,
+                        kinds: tuple[str, ...] | None = None) -> Job | None:
+        """Take the oldest due job for `worker` (see JobsStore.claim_job)."""
+        kind_sql, kind_args = "", ()
+        if kinds is not None:
+            if not kinds:
+                return None
+            kind_sql = f" AND kind IN ({','.join('?' * len(kinds))})"
+            kind_args = tuple(kinds)
+
+        def run(conn: sqlite3.Connection) -> Job | None:
+            now = now_ms if now_ms is not None else _now_ms()
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE ((state = 'queued' AND run_after_ms <= ?)"
+                " OR (state = 'running' AND lease_until_ms < ?))" + kind_sql +
+                " ORDER BY run_after_ms, id LIMIT 1",
+                (now, now, *kind_args),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = ?,"
+                " lease_until_ms = ?, updated_at_ms = ? WHERE id = ?",
+                (worker, now + int(lease_s * 1000), now, row[0]),
+            )
+            got = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?",
+                               (row[0],)).fetchone()
+            return _job_from_row(got)
+
+        return await self.db.write(run)
+
+    async def renew_job_lease(self, job_id: int, worker: str, *, lease_s: float) -> bool:
+        """Extend the lease of a job `worker` holds."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            now = _now_ms()
+            cur = conn.execute(
+                "UPDATE jobs SET lease_until_ms = ?, updated_at_ms = ? WHERE id = ?"
+                " AND state = 'running' AND worker = ?",
+                (now + int(lease_s * 1000), now, job_id, worker),
+            )
+            return cur.rowcount == 1
+
+        return await self.db.write(run)
+
+    async def complete_job(self, job_id: int, worker: str) -> bool:
+        """Mark a job `worker` holds as done."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE jobs SET state = 'done', lease_until_ms = NULL, last_error = NULL,"
+                " updated_at_ms = ? WHERE id = ? AND state = 'running' AND worker = ?",
+                (_now_ms(), job_id, worker),
+            )
+            return cur.rowcount == 1
+
+        return await self.db.write(run)
+
+    async def fail_job(self, job_id: int, worker: str, error: str, *, retry_in_s: float | None
+                       ) -> bool:
+        """Queue a failed job again after `retry_in_s`, or park it (None)."""
+        text = error[:_MAX_ERROR_CHARS]
+
+        def run(conn: sqlite3.Connection) -> bool:
+            now = _now_ms()
+            if retry_in_s is None:
+                cur = conn.execute(
+                    "UPDATE jobs SET state = 'parked', lease_until_ms = NULL, last_error = ?,"
+                    " updated_at_ms = ? WHERE id = ? AND state = 'running' AND worker = ?",
+                    (text, now, job_id, worker),
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE jobs SET state = 'queued', lease_until_ms = NULL, last_error = ?,"
+                    " run_after_ms = ?, updated_at_ms = ? WHERE id = ? AND state = 'running'"
+                    " AND worker = ?",
+                    (text, now + int(retry_in_s * 1000), now, job_id, worker),
+                )
+            return cur.rowcount == 1
+
+        return await self.db.write(run)
+
+    async def list_jobs(self, *, states: tuple[str, ...] | None = None, limit: int = 100
+                        ) -> list[Job]:
+        """Jobs, newest first."""
+        where, args = "", ()
+        if states is not None:
+            unknown = set(states) - set(JOB_STATES)
+            if unknown:
+                raise ValueError(f"unknown job states {sorted(unknown)}")
+            where = f" WHERE state IN ({','.join('?' * len(states))})"
+            args = tuple(states)
+
+        def run(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs{where} ORDER BY id DESC"
+                                " LIMIT ?", (*args, limit)).fetchall()
+            return [_job_from_row(r) for r in rows]
+
+        return await self.db.read(run)
+
+    async def retry_jobs(self, job_ids: list[int] | None = None) -> int:
+        """Queue parked jobs again with a fresh attempt count."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            now = _now_ms()
+            sql = ("UPDATE jobs SET state = 'queued', attempts = 0, run_after_ms = ?,"
+                   " updated_at_ms = ?, worker = NULL WHERE state = 'parked'")
+            if job_ids is None:
+                return conn.execute(sql, (now, now)).rowcount
+            count = 0
+            for job_id in job_ids:
+                count += conn.execute(sql + " AND id = ?", (now, now, job_id)).rowcount
+            return count
+
+        return await self.db.write(run)
+
+    async def job_counts(self) -> dict[str, int]:
+        """How many jobs are in each state (every state present, zero included)."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            counts = dict.fromkeys(JOB_STATES, 0)
+            for state, n in conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
+                counts[state] = n
+            return counts
+
+        return await self.db.read(run)

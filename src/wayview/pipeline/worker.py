@@ -1,0 +1,189 @@
+"""wayview.pipeline.worker: run the durable job queue (in `serve`, or `wayview worker`).
+
+A `JobRunner` claims due jobs from the store and runs the handler registered for their kind
+(`wayview.pipeline.jobs`), at most `concurrency` at once. While a handler runs, its lease is
+renewed every third of `jobs.lease_s`; a worker that dies (SIGKILL, power loss) stops renewing,
+and once the lease expires any other runner takes the job over. Every claim counts an attempt.
+
+What happens when a handler fails:
+
+- `InvalidInput` (the job can never succeed as it stands) or an unknown kind: parked at once.
+- anything else: queued again after `backoff_s · 2^(attempts − 1)` (capped at
+  `backoff_max_s`), and parked after `max_attempts` attempts.
+
+Parked jobs keep their error and wait for an operator: `wayview jobs list --state parked`,
+`wayview jobs retry`. Handlers are idempotent, so a retried or taken-over job does not
+duplicate anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import traceback
+import uuid
+from collections.abc import Callable
+
+from wayview.blobs.base import BlobStore
+from wayview.errors import InvalidInput
+from wayview.model.entities import Job
+from wayview.pipeline.jobs import JobContext, handler_for, load_handlers
+from wayview.settings import Settings
+from wayview.store.base import Store
+
+__all__ = ["JobRunner", "backoff_s", "worker_name"]
+
+log = logging.getLogger("wayview.jobs")
+
+
+def worker_name() -> str:
+    """A name unique to this runner: host, process id and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
+    """Wait before the next attempt after `attempts` failed ones.
+
+    >>> [backoff_s(n, 10.0, 60.0) for n in (1, 2, 3, 4, 5)]
+    [10.0, 20.0, 40.0, 60.0, 60.0]
+    """
+    return min(max_s, base_s * 2.0 ** max(0, attempts - 1))
+
+
+class JobRunner:
+    """Claims and runs jobs until stopped.
+
+    Args:
+        settings: `settings.jobs` gives the lease, poll interval, attempts and backoff.
+        store, blobs: what handlers work with.
+        concurrency: jobs run at once.
+        name: this runner's name in the queue (default: `worker_name()`).
+        kinds: only these job kinds (None = all).
+    """
+
+    def __init__(self, settings: Settings, store: Store, blobs: BlobStore, *,
+                 concurrency: int = 1, name: str | None = None,
+                 kinds: tuple[str, ...] | None = None) -> None:
+        load_handlers()
+        self.settings = settings
+        self.store = store
+        self.blobs = blobs
+        self.concurrency = max(1, concurrency)
+        self.name = name or worker_name()
+        self.kinds = kinds
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    async def run_one(self) -> Job | None:
+        """Claim one due job and run it to its end; the job, or None when none was due."""
+        jobs = self.settings.jobs
+        job = await self.store.claim_job(self.name, lease_s=jobs.lease_s, kinds=self.kinds)
+        if job is None:
+            return None
+        await self._run(job)
+        return job
+
+    async def drain(self, *, on_job: Callable[[Job], None] | None = None) -> int:
+        """Run due jobs (up to `concurrency` at once) until none is due; how many ran."""
+        done = 0
+
+        async def lane() -> None:
+            nonlocal done
+            while (job := await self.run_one()) is not None:
+                done += 1
+                if on_job is not None:
+                    on_job(job)
+
+        await asyncio.gather(*(lane() for _ in range(self.concurrency)))
+        return done
+
+    async def run_forever(self) -> None:
+        """Run jobs until `stop()`; idle lanes poll every `jobs.poll_s` (or on `wake()`)."""
+        log.info("job runner %s started (%d at once)", self.name, self.concurrency)
+        await asyncio.gather(*(self._lane() for _ in range(self.concurrency)))
+        log.info("job runner %s stopped", self.name)
+
+    def stop(self) -> None:
+        """Ask the lanes to stop after their current job."""
+        self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look for jobs now (e.g. right after enqueueing one)."""
+        self._wake.set()
+
+    async def _lane(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = await self.run_one()
+            except Exception:  # the store is unavailable: log, wait, try again
+                log.exception("job runner %s: claiming failed", self.name)
+                job = None
+            if job is None and not self._stop.is_set():
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.jobs.poll_s)
+
+    async def _run(self, job: Job) -> None:
+        jobs = self.settings.jobs
+        handler = handler_for(job.kind)
+        if handler is None:
+            await self.store.fail_job(job.id, self.name, f"no handler for job kind {job.kind!r}",
+                                      retry_in_s=None)
+            log.error("job %d parked: unknown kind %r", job.id, job.kind)
+            return
+        if job.attempts > jobs.max_attempts:
+            # Claimed after an expired lease once too often: the job kills its worker.
+            await self.store.fail_job(
+                job.id, self.name, job.last_error or
+                f"its worker stopped without finishing it {job.attempts - 1} times",
+                retry_in_s=None)
+            log.error("job %d (%s) parked after %d attempts", job.id, job.kind,
+                      job.attempts - 1)
+            return
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        try:
+            await handler(JobContext(self.settings, self.store, self.blobs, job), job.payload)
+        except asyncio.CancelledError:
+            # Shutting down: hand the job back now rather than when its lease expires.
+            heartbeat.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store.fail_job(
+                    job.id, self.name, "interrupted: the worker shut down", retry_in_s=0.0))
+            raise
+        except InvalidInput as exc:
+            heartbeat.cancel()
+            await self.store.fail_job(job.id, self.name, exc.message, retry_in_s=None)
+            log.error("job %d (%s) parked: %s", job.id, job.kind, exc.message)
+            return
+        except Exception as exc:
+            heartbeat.cancel()
+            error = "".join(traceback.format_exception_only(exc)).strip()
+            if job.attempts >= jobs.max_attempts:
+                await self.store.fail_job(job.id, self.name, error, retry_in_s=None)
+                log.error("job %d (%s) parked after %d attempts: %s", job.id, job.kind,
+                          job.attempts, error, exc_info=exc)
+            else:
+                wait = backoff_s(job.attempts, jobs.backoff_s, jobs.backoff_max_s)
+                await self.store.fail_job(job.id, self.name, error, retry_in_s=wait)
+                log.warning("job %d (%s) attempt %d failed, retry in %.0f s: %s", job.id,
+                            job.kind, job.attempts, wait, error, exc_info=exc)
+            return
+        heartbeat.cancel()
+        if not await self.store.complete_job(job.id, self.name):
+            log.warning("job %d (%s) finished after its lease was taken over", job.id,
+                        job.kind)
+
+    async def _heartbeat(self, job: Job) -> None:
+        lease = self.settings.jobs.lease_s
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                if not await self.store.renew_job_lease(job.id, self.name, lease_s=lease):
+                    log.warning("job %d: lease lost to another worker", job.id)
+                    return
+            except Exception:
+                log.exception("job %d: renewing the lease failed", job.id)

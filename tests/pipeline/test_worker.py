@@ -1,0 +1,117 @@
+"""The job runner: handlers run once, failures back off then park, leases hand jobs over."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from wayview.blobs import LocalBlobs
+from wayview.errors import InvalidInput
+from wayview.pipeline.jobs import JobContext, job_handler
+from wayview.pipeline.worker import JobRunner
+
+RAN: list[tuple[str, object]] = []
+
+
+@job_handler("test.record")
+async def _record(ctx: JobContext, payload: dict[str, object]) -> None:
+    RAN.append((ctx.job.kind, payload["n"]))
+
+
+@job_handler("test.boom")
+async def _boom(ctx: JobContext, payload: dict[str, object]) -> None:
+    raise RuntimeError(f"boom at attempt {ctx.job.attempts}")
+
+
+@job_handler("test.invalid")
+async def _invalid(ctx: JobContext, payload: dict[str, object]) -> None:
+    raise InvalidInput("the upload is not a JPEG")
+
+
+@job_handler("test.slow")
+async def _slow(ctx: JobContext, payload: dict[str, object]) -> None:
+    await asyncio.sleep(float(payload["s"]))  # type: ignore[arg-type]
+    RAN.append(("test.slow", ctx.job.worker))
+
+
+def _runner(settings, store, **kw) -> JobRunner:
+    jobs = settings.jobs.model_copy(update=kw.pop("jobs", {}))
+    settings = settings.model_copy(update={"jobs": jobs})
+    return JobRunner(settings, store, LocalBlobs(settings.blobs_path), **kw)
+
+
+async def test_drain_runs_every_due_job_once(settings, store):
+    RAN.clear()
+    for n in range(7):
+        await store.enqueue_job("test.record", {"n": n})
+    assert await _runner(settings, store, concurrency=3).drain() == 7
+    assert sorted(n for _, n in RAN) == list(range(7))
+    assert (await store.job_counts())["done"] == 7
+
+
+async def test_failures_back_off_then_park_with_the_error(settings, store):
+    job = await store.enqueue_job("test.boom", {})
+    runner = _runner(settings, store, jobs={"backoff_s": 0.0, "max_attempts": 3})
+    assert await runner.drain() == 3
+    [parked] = await store.list_jobs(states=("parked",))
+    assert parked.id == job.id and parked.attempts == 3
+    assert "RuntimeError: boom at attempt 3" in parked.last_error
+
+
+async def test_backoff_delays_the_next_attempt(settings, store):
+    await store.enqueue_job("test.boom", {})
+    runner = _runner(settings, store, jobs={"backoff_s": 60.0})
+    assert await runner.drain() == 1
+    [queued] = await store.list_jobs(states=("queued",))
+    assert queued.run_after_ms >= time.time() * 1000 + 55_000
+
+
+async def test_invalid_input_and_unknown_kinds_park_at_once(settings, store):
+    await store.enqueue_job("test.invalid", {})
+    await store.enqueue_job("no.such.kind", {})
+    assert await _runner(settings, store).drain() == 2
+    parked = await store.list_jobs(states=("parked",))
+    assert sorted(j.last_error for j in parked) == [
+        "no handler for job kind 'no.such.kind'", "the upload is not a JPEG"]
+
+
+async def test_a_job_that_keeps_killing_its_worker_is_parked(settings, store):
+    job = await store.enqueue_job("test.record", {"n": 1})
+    for _ in range(2):  # two workers died holding it
+        await store.claim_job("dead", lease_s=0)
+        await asyncio.sleep(0.002)
+    RAN.clear()
+    assert await _runner(settings, store, jobs={"max_attempts": 2}).drain() == 1
+    assert RAN == []
+    [parked] = await store.list_jobs(states=("parked",))
+    assert parked.id == job.id and "stopped without finishing it 2 times" in parked.last_error
+
+
+async def test_run_forever_picks_up_new_jobs(settings, store):
+    RAN.clear()
+    runner = _runner(settings, store, jobs={"lease_s": 5.0, "poll_s": 0.05})
+    task = asyncio.create_task(runner.run_forever())
+    job = await store.enqueue_job("test.slow", {"s": 2.5})
+    await asyncio.sleep(0.3)
+    # While it runs, no other worker can take it
+    assert await store.claim_job("thief", lease_s=5) is None
+    for _ in range(100):
+        if RAN:
+            break
+        await asyncio.sleep(0.05)
+    runner.stop()
+    await task
+    assert RAN == [("test.slow", runner.name)]
+    assert [j.id for j in await store.list_jobs(states=("done",))] == [job.id]
+
+
+async def test_stopping_mid_job_hands_it_back(settings, store):
+    job = await store.enqueue_job("test.slow", {"s": 30})
+    runner = _runner(settings, store, jobs={"poll_s": 0.05})
+    task = asyncio.create_task(runner.run_forever())
+    await asyncio.sleep(0.3)
+    runner.stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    [queued] = await store.list_jobs(states=("queued",))
+    assert queued.id == job.id and "interrupted" in queued.last_error
