@@ -309,8 +309,14 @@ def worker(data_dir: Path | None, concurrency: int | None, drain: bool) -> None:
             return await runner.drain()
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
+
+        def shut_down() -> None:
+            runner.stop()
+            if task is not None:
+                task.cancel()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: (runner.stop(), task and task.cancel()))
+            loop.add_signal_handler(sig, shut_down)
         click.echo(f"wayview worker {runner.name}: {lanes} at once (data: "
                    f"{settings.data_dir.resolve()})", err=True)
         try:
@@ -372,7 +378,7 @@ def jobs_retry(data_dir: Path | None, as_json: bool, job_ids: tuple[int, ...],
     settings = make_settings(data_dir)
 
     async def run(store: Any) -> int:
-        return await store.retry_jobs(None if all_parked else list(job_ids))
+        return int(await store.retry_jobs(None if all_parked else list(job_ids)))
 
     count = run_with_store(settings, run)
     emit(as_json, {"requeued": count}, f"requeued {count} parked jobs")

@@ -27,8 +27,12 @@ BASE_URL = "http://wayview.test"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings on a temporary data folder, ignoring any `.env` of the developer."""
-    values: dict[str, Any] = {"data_dir": tmp_path / "data", "public_base_url": BASE_URL}
+    """Settings on a temporary data folder, ignoring any `.env` of the developer, without
+    privacy blurring (pass `pipeline={...}` to test it)."""
+    values: dict[str, Any] = {"data_dir": tmp_path / "data", "public_base_url": BASE_URL,
+                              # Haar cascades cost ~0.3 s per small test image; the blurring
+                              # tests turn them on explicitly.
+                              "pipeline": {"blurrer": "none"}}
     values.update(overrides)
     return Settings(_env_file=None, **values)
 

@@ -108,8 +108,10 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         Route(r(r"/connect"), page, account_routes.connect, auth=False, budget=None),
         Route(r(r"/token"), post, account_routes.token, auth=False, budget=None),
         Route(r(r"/login"), post, account_routes.password_login, auth=False, budget=None),
-        Route(r(r"/media/images/(?P<id>[0-9]{1,16})/(?P<variant>[a-z0-9_]+)\.jpg"), get,
-              media.image_variant, auth=False, budget=None),
+        Route(r(r"/media/images/(?P<id>[0-9]{1,16})/(?P<variant>[a-z0-9_]+)\.(?P<ext>jpg|pbf)"),
+              get, media.image_variant, auth=False, budget=None),
+        Route(r(r"/media/sequences/(?P<sequence>[A-Za-z0-9_-]{1,64})/cluster\.json\.z"), get,
+              media.sequence_cluster, auth=False, budget=None),
         Route(r(r"/healthz"), get, graph_routes.healthz, auth=False, budget=None),
         Route(r(r"/maps/vtp/(?P<tileset>[^/]+)/(?P<version>[^/]+)/(?P<z>[^/]+)/(?P<x>[^/]+)"
                 r"/(?P<y>[^/]+)"), get, tile_routes.tile, budget="tiles"),
@@ -128,6 +130,7 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         Route(r(r"/"), get, graph_routes.many),
         Route(r(r"/ids=(?P<ids>[^/]*)"), get, graph_routes.many),
         Route(r(r"/(?P<id>[0-9]+)/detections"), get, graph_routes.detections_of),
+        Route(r(r"/(?P<id>[0-9]+)/tiles"), get, graph_routes.image_tiles),
         Route(r(r"/(?P<id>[0-9]+)"), get, graph_routes.node),
     ]
 

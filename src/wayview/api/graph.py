@@ -75,6 +75,13 @@ async def detections(ctx: Context, request: Request, match: re.Match[str]) -> Re
     return _collection(ctx, request, await ctx.graph.detections(request.query_params))
 
 
+async def image_tiles(ctx: Context, request: Request, match: re.Match[str]) -> Response:
+    """GET /{image_id}/tiles?z=&fields=url,z,x,y."""
+    params = request.query_params
+    return _collection(ctx, request, await ctx.graph.image_tiles(
+        match["id"], params.get("z"), params.get("fields")))
+
+
 async def detections_of(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """GET /{image_id}/detections and GET /{map_feature_id}/detections."""
     result = await ctx.graph.detections_of(match["id"], request.query_params.get("fields"))

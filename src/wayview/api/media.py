@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from wayview.api.errors import AssetNotFound
-from wayview.blobs.base import IMAGE_VARIANTS, image_blob_key
+from wayview.blobs.base import cluster_blob_key, image_blob_key, is_public_variant
 from wayview.ids import parse_id
 
 if TYPE_CHECKING:
@@ -18,12 +18,45 @@ if TYPE_CHECKING:
 
 
 async def image_variant(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    """GET /media/images/{id}/{variant}.jpg."""
+    """GET /media/images/{id}/{variant}.jpg (thumbnails, original, pyramid tiles) and
+    /media/images/{id}/mesh.pbf."""
     image_id = parse_id(match["id"])
-    variant = match["variant"]
-    if image_id is None or variant not in IMAGE_VARIANTS:
+    variant, ext = match["variant"], match["ext"]
+    if image_id is None or not is_public_variant(variant) or \
+            (ext == "pbf") != (variant == "mesh"):
         raise AssetNotFound()
+    media_type = "application/x-protobuf" if ext == "pbf" else "image/jpeg"
     key = image_blob_key(image_id, variant)
+    tile = _TILE.fullmatch(variant)
+    if tile is not None and not await asyncio.to_thread(ctx.blobs.exists, key):
+        await _render_level(ctx, image_id, int(tile["z"]))
+    return await _blob(ctx, key, media_type)
+
+
+_TILE = re.compile(r"tile_(?P<z>[0-9]+)_[0-9]+_[0-9]+")
+
+
+async def _render_level(ctx: Context, image_id: int, z: int) -> None:
+    """Render a pyramid level the pipeline did not store (levels below 11, older images)."""
+    from wayview.pipeline.process import ensure_pyramid_level
+    from wayview.pipeline.pyramid import levels
+
+    image = (await ctx.store.get_images([image_id])).get(image_id)
+    if image is None or z not in levels(image.width, image.height):
+        raise AssetNotFound()
+    await asyncio.to_thread(ensure_pyramid_level, ctx.blobs, image, z)
+
+
+async def sequence_cluster(ctx: Context, request: Request, match: re.Match[str]) -> Response:
+    """GET /media/sequences/{sequence_id}/cluster.json.z: the zlib-compressed sfm_cluster."""
+    try:
+        key = cluster_blob_key(match["sequence"])
+    except ValueError:
+        raise AssetNotFound() from None
+    return await _blob(ctx, key, "application/octet-stream")
+
+
+async def _blob(ctx: Context, key: str, media_type: str) -> Response:
     headers = {"cache-control": f"public, max-age={ctx.settings.asset_max_age_s}, immutable"}
     path = ctx.blobs.local_path(key)
     if path is None:  # object storage: proxied through this server
@@ -31,7 +64,7 @@ async def image_variant(ctx: Context, request: Request, match: re.Match[str]) ->
             data = await asyncio.to_thread(ctx.blobs.get_bytes, key)
         except FileNotFoundError:
             raise AssetNotFound() from None
-        return Response(data, media_type="image/jpeg", headers=headers)
+        return Response(data, media_type=media_type, headers=headers)
     if not path.is_file():
         raise AssetNotFound()
-    return FileResponse(path, media_type="image/jpeg", headers=headers)
+    return FileResponse(path, media_type=media_type, headers=headers)

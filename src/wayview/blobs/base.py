@@ -12,15 +12,52 @@ IMAGE_VARIANTS = (*THUMB_WIDTHS, "original")
 _KEY_RE = re.compile(r"[a-z0-9_]+(/[A-Za-z0-9_.-]+)*")
 
 
+#: Other public per-image assets: pyramid tiles `tile_<z>_<x>_<y>` (JPEG, §3.12) and the mesh
+#: (protobuf, §6.3).
+_ASSET_RE = re.compile(r"tile_([0-9]{1,2})_([0-9]{1,5})_([0-9]{1,5})|mesh")
+
+
+def is_public_variant(variant: str) -> bool:
+    """Whether `/media/images/{id}/{variant}` may serve this name.
+
+    >>> [is_public_variant(v) for v in ("thumb_256", "tile_11_0_3", "mesh", "source", "tile_x")]
+    [True, True, True, False, False]
+    """
+    return variant in IMAGE_VARIANTS or _ASSET_RE.fullmatch(variant) is not None
+
+
 def image_blob_key(image_id: int, variant: str) -> str:
     """The blob key of one image variant, sharded by the id's last three digits.
 
     >>> image_blob_key(1933525276802129, "thumb_256")
     'images/129/1933525276802129/thumb_256.jpg'
+    >>> image_blob_key(1933525276802129, "tile_11_0_1"), image_blob_key(1933525276802129, "mesh")
+    ('images/129/1933525276802129/tile_11_0_1.jpg', 'images/129/1933525276802129/mesh.pbf')
     """
-    if variant not in IMAGE_VARIANTS:
+    if not is_public_variant(variant):
         raise ValueError(f"unknown image variant {variant!r}")
-    return f"images/{image_id % 1000:03d}/{image_id}/{variant}.jpg"
+    ext = "pbf" if variant == "mesh" else "jpg"
+    return f"images/{image_id % 1000:03d}/{image_id}/{variant}.{ext}"
+
+
+def private_source_key(image_id: int) -> str:
+    """The key of an image's unblurred upload: never served (`pipeline.keep_unblurred`).
+
+    >>> private_source_key(1933525276802129)
+    'private/129/1933525276802129/source.jpg'
+    """
+    return f"private/{image_id % 1000:03d}/{image_id}/source.jpg"
+
+
+def cluster_blob_key(sequence_id: str) -> str:
+    """The key of a sequence's sfm_cluster (§6.2); `sequence_id` must be a sequence key.
+
+    >>> cluster_blob_key("k3h9q2m1x0v8b7n6c5z4a3")
+    'clusters/a3/k3h9q2m1x0v8b7n6c5z4a3.json.z'
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", sequence_id):
+        raise ValueError(f"bad sequence id {sequence_id!r}")
+    return f"clusters/{sequence_id[-2:]}/{sequence_id}.json.z"
 
 
 def check_key(key: str) -> str:

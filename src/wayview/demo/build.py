@@ -306,6 +306,10 @@ async def _import_sequences(
         if progress is not None:
             progress(done, total)
 
+    # The demo's rendered scenes hold no people or plates: skip the (slow) face and plate
+    # detectors; every other pipeline stage runs as for real uploads.
+    demo_settings = settings.model_copy(update={
+        "pipeline": settings.pipeline.model_copy(update={"blurrer": "none"})})
     with tempfile.TemporaryDirectory(prefix="wayview-demo-") as tmp:
         root = Path(tmp)
         pending: asyncio.Task[Path] | None = None
@@ -325,7 +329,7 @@ async def _import_sequences(
                 report = await import_paths(
                     store,
                     blobs,
-                    settings,
+                    demo_settings,
                     [folder],
                     username=seq.username,
                     organization_id=org_id,

@@ -12,7 +12,15 @@ from typing import Any
 
 from wayview.blobs.base import THUMB_WIDTHS
 from wayview.model.detection_geometry import encode_polygon
-from wayview.model.entities import Detection, Image, MapFeature, Organization, User
+from wayview.model.entities import (
+    ASSET_CLUSTER,
+    ASSET_MESH,
+    Detection,
+    Image,
+    MapFeature,
+    Organization,
+    User,
+)
 from wayview.model.fields import NODE_TYPES, FieldTree, selection
 from wayview.store.base import Store
 
@@ -91,8 +99,13 @@ def _image_scalar(asset_url: AssetUrl) -> Callable[[Image, str], Any]:
                 else:
                     variant = "original"
                 return asset_url(im.id, variant)
+            case "computed_rotation":
+                return list(im.computed_rotation) if im.computed_rotation else None
+            case "atomic_scale":
+                return im.atomic_scale
+            case "merge_cc":
+                return im.merge_cc
             case _:
-                # atomic_scale, computed_rotation, merge_cc: only with a reconstruction.
                 return None
 
     return get
@@ -153,14 +166,18 @@ class Renderer:
         self.base_url = base_url
 
         def served_here(image_id: int, variant: str) -> str:
-            return f"{base_url}/media/images/{image_id}/{variant}.jpg"
+            ext = "pbf" if variant == "mesh" else "jpg"
+            return f"{base_url}/media/images/{image_id}/{variant}.{ext}"
+
+        self.asset_url: AssetUrl = asset_url or served_here
 
         self._scalars: dict[str, Callable[[Any, str], Any]] = {
-            "Image": _image_scalar(asset_url or served_here),
+            "Image": _image_scalar(self.asset_url),
             "MapFeature": _feature_scalar,
             "Detection": _detection_scalar,
             "Organization": _organization_scalar,
             "User": _user_scalar,
+            "Asset": lambda asset, name: asset.get(name),
         }
 
     async def render(self, node_type: str, items: Sequence[Any], tree: FieldTree) -> list[Json]:
@@ -216,7 +233,16 @@ class Renderer:
             images = await self.store.get_images(sorted({d.image_id for d in items}))
             return await self._render_optional("Image", items, sub,
                                                lambda d: images.get(d.image_id))
-        # mesh, sfm_cluster: only with a reconstruction (never {"url": null}, spec §3.2).
+        if key == ("Image", "mesh"):
+            assets = [{"id": str(im.id), "url": self.asset_url(im.id, "mesh")}
+                      if im.assets & ASSET_MESH else None for im in items]
+            return await self._render_optional("Asset", assets, sub, lambda a: a)
+        if key == ("Image", "sfm_cluster"):
+            assets = [{"id": im.sequence_id, "url": f"{self.base_url}/media/sequences/"
+                       f"{im.sequence_id}/cluster.json.z"}
+                      if im.assets & ASSET_CLUSTER else None for im in items]
+            return await self._render_optional("Asset", assets, sub, lambda a: a)
+        # Without a reconstruction mesh/sfm_cluster are omitted (never {"url": null}, §3.2).
         return [None] * len(items)
 
     async def _render_optional(

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wayview.errors import MissingParameter, NodeNotFound, UserTokenRequired
+from wayview.errors import InvalidParameter, MissingParameter, NodeNotFound, UserTokenRequired
 from wayview.graph import params
 from wayview.graph.render import AssetUrl, Json, Renderer
 from wayview.ids import is_sequence_key, parse_id
@@ -137,6 +137,33 @@ class Graph:
         data = await self.renderer.render("Detection", page.items, tree)
         return Collection(data, params.encode_cursor(page.next_after)
                           if page.next_after else None)
+
+    async def image_tiles(self, id_text: str, z_text: str | None, fields: str | None
+                          ) -> Collection:
+        """GET /{image_id}/tiles?z=: the complete tile grid of one pyramid level (§3.12)."""
+        from wayview.pipeline.pyramid import grid, levels
+
+        node_id = parse_id(id_text)
+        images = await self.store.get_images([node_id]) if node_id else {}
+        image = images.get(node_id) if node_id else None
+        if image is None:
+            raise NodeNotFound(id_text)
+        if z_text is None or z_text == "":
+            raise MissingParameter("z")
+        valid = levels(image.width, image.height)
+        if not z_text.isdigit() or int(z_text) not in valid:
+            raise InvalidParameter("z", f"must be an integer from 0 to {valid.stop - 1}")
+        z = int(z_text)
+        tree = parse_fields(fields or "url,z,x,y")
+        validate(tree, "ImageTile")
+        columns, rows = grid(image.width, image.height, z)
+        data = []
+        for y in range(rows):
+            for x in range(columns):
+                entry = {"url": self.renderer.asset_url(image.id, f"tile_{z}_{x}_{y}"),
+                         "z": z, "x": x, "y": y}
+                data.append({name: entry[name] for name in tree})
+        return Collection(data)
 
     async def detections_of(self, id_text: str, fields: str | None) -> Collection:
         """GET /{image_id}/detections and GET /{map_feature_id}/detections (complete)."""

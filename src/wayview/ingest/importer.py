@@ -5,10 +5,12 @@ Two passes over the files, so memory stays bounded however large the folder is:
 1. **Scan** (thread pool): read each file, hash it, read its metadata, drop the bytes. Files that
    are not usable JPEGs, are already stored (same SHA-256) or repeat an earlier file of the run
    are reported as skipped. The rest is cut into sequences (`sequencing.cut_sequences`).
-2. **Store**, one sequence at a time: reserve image ids, then in the thread pool read each file
-   again, make the thumbnails and write every variant to the blob store; only then insert the
-   sequence and its rows in one `store.insert_sequence` call, so a sequence is either fully
-   visible or not at all. If that insert fails, the sequence's blobs are deleted again.
+2. **Process and store**, one sequence at a time: reserve image ids, then in the thread pool
+   read each file again and run the per-image pipeline stages (privacy blurring, thumbnails,
+   image pyramid; `wayview.pipeline.process`), then the per-sequence ones (computed positions,
+   merge component, meshes, sfm_cluster); only then insert the sequence and its rows in one
+   `store.insert_sequence` call, so a sequence is either fully processed and visible or not
+   at all. If that insert fails, the sequence's blobs are deleted again.
 
 Pillow decodes and resizes with the GIL released, so the pool (one thread per CPU) runs the
 expensive part in parallel; at most two files per thread are in memory at once.
@@ -23,17 +25,22 @@ import time
 from collections.abc import Callable, Iterator
 from collections.abc import Sequence as Seq
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from wayview.blobs.base import IMAGE_VARIANTS, BlobStore, image_blob_key
+from wayview.blobs.base import BlobStore
 from wayview.errors import InvalidInput, WayviewError
 from wayview.ids import new_sequence_key
 from wayview.ingest.exif import PhotoMetadata, read_photo_metadata
 from wayview.ingest.sequencing import SourcePhoto, cut_sequences
 from wayview.model.entities import Image, Sequence
-from wayview.pipeline.thumbnails import make_derivatives
+from wayview.pipeline.process import (
+    Derived,
+    ImageProcessor,
+    delete_blobs,
+    reconstruct_sequence,
+)
 from wayview.settings import Settings
 from wayview.store.base import Store
 
@@ -204,8 +211,10 @@ async def import_paths(
             ),
             max_sequence_length=rules.max_sequence_length,
         )
+        processor = ImageProcessor(settings.pipeline, blobs)
         for run in sequences:
-            await _store_sequence(store, blobs, runner, report, run, user.id, organization_id)
+            await _store_sequence(store, processor, runner, report, run, user.id,
+                                  organization_id)
     return ImportReport(report.imported, tuple(report.sequences), tuple(report.skipped))
 
 
@@ -301,12 +310,15 @@ class _Job(NamedTuple):
     path: Path
     sha256: str
     image_id: int
+    width: int
+    height: int
 
 
-def _write_variants(blobs: BlobStore) -> Callable[[_Job], str | None]:
-    """A worker: read the file again, make its derivatives, store them; None or a reason."""
+def _write_variants(processor: ImageProcessor) -> Callable[[_Job], Derived | str]:
+    """A worker: read the file again, run the per-image pipeline stages (blurring,
+    derivatives, pyramid), store the blobs; what was written, or why the file was dropped."""
 
-    def run(job: _Job) -> str | None:
+    def run(job: _Job) -> Derived | str:
         try:
             data = job.path.read_bytes()
         except OSError as exc:
@@ -314,53 +326,38 @@ def _write_variants(blobs: BlobStore) -> Callable[[_Job], str | None]:
         if hashlib.sha256(data).hexdigest() != job.sha256:
             return "changed during import"
         try:
-            derivatives = make_derivatives(data)
+            return processor.derive(job.image_id, data, job.width, job.height)
         except InvalidInput as exc:
             return exc.message
-        written: list[str] = []
-        try:
-            for variant, payload in derivatives.items():
-                key = image_blob_key(job.image_id, variant)
-                blobs.put_bytes(key, payload)
-                written.append(key)
         except OSError as exc:
-            for key in written:
-                blobs.delete(key)
             return f"cannot store: {exc.strerror or exc}"
-        return None
-
-    return run
-
-
-def _delete_variants(blobs: BlobStore) -> Callable[[int], None]:
-    def run(image_id: int) -> None:
-        for variant in IMAGE_VARIANTS:
-            blobs.delete(image_blob_key(image_id, variant))
 
     return run
 
 
 async def _store_sequence(
     store: Store,
-    blobs: BlobStore,
+    processor: ImageProcessor,
     runner: _Runner,
     report: _Report,
     photos: list[SourcePhoto],
     creator_id: int,
     organization_id: int | None,
 ) -> None:
-    """Pass 2 for one sequence: blobs first, then the rows in one insert."""
+    """Pass 2 for one sequence: every pipeline stage and its blobs, then the rows in one
+    insert (the sequence becomes visible only then)."""
     ids = await store.reserve_ids("image", len(photos))
     jobs = [
-        _Job(Path(p.source), p.metadata.content_sha256, image_id)
+        _Job(Path(p.source), p.metadata.content_sha256, image_id, p.metadata.width,
+             p.metadata.height)
         for p, image_id in zip(photos, ids, strict=True)
     ]
-    write = _write_variants(blobs)
+    write = _write_variants(processor)
     paths = {job.image_id: job.path for job in jobs}
-    failures: dict[int, str | None] = {}
+    outcomes: dict[int, Derived | str] = {}
 
     async def one(job: _Job) -> None:
-        failures[job.image_id] = await runner.call(write, job)
+        outcomes[job.image_id] = await runner.call(write, job)
         report.advance(1)
 
     await asyncio.gather(*(one(job) for job in jobs))
@@ -369,20 +366,25 @@ async def _store_sequence(
     )
     now_ms = int(time.time() * 1000)
     images: list[Image] = []
+    written: list[str] = []
     for job, photo in zip(jobs, photos, strict=True):
-        reason = failures[job.image_id]
-        if reason is not None:
-            report.skip(job.path, reason, counted=True)
+        outcome = outcomes[job.image_id]
+        if isinstance(outcome, str):
+            report.skip(job.path, outcome, counted=True)
         else:
-            images.append(_image(photo.metadata, job.image_id, sequence, now_ms))
+            written.extend(outcome.keys)
+            images.append(replace(_image(photo.metadata, job.image_id, sequence, now_ms),
+                                  assets=outcome.assets))
     if not images:
         return
+    blobs = processor.blobs
     try:
+        images, extra = await reconstruct_sequence(processor.settings, store, blobs, images)
+        written.extend(extra)
         await store.insert_sequence(sequence, images)
     # Only a definite failure removes the blobs: on cancellation the insert may still commit.
     except Exception as exc:
-        cleanup = _delete_variants(blobs)
-        await runner.map(cleanup, [image.id for image in images])
+        await runner.map(lambda key: delete_blobs(blobs, [key]), written)
         if not isinstance(exc, WayviewError):
             raise
         for image in images:

@@ -43,6 +43,12 @@ class Sequence:
     created_at_ms: int = 0
 
 
+#: `Image.assets` flags: a mesh (§6.3), the sequence's sfm_cluster (§6.2), pyramid tiles (§3.12).
+ASSET_MESH = 1
+ASSET_CLUSTER = 2
+ASSET_PYRAMID = 4
+
+
 @dataclass(frozen=True, slots=True)
 class Image:
     """One street-level photo and its metadata.
@@ -74,6 +80,11 @@ class Image:
     computed_lat: float | None = None
     computed_altitude_m: float | None = None
     computed_compass_angle_deg: float | None = None
+    computed_rotation: tuple[float, float, float] | None = None
+    atomic_scale: float | None = None
+    merge_cc: int | None = None
+    #: Derived blobs that exist (`ASSET_*` bit flags).
+    assets: int = 0
     content_sha256: str = ""
     created_at_ms: int = 0
     creator_username: str = ""

@@ -68,7 +68,7 @@ class JobsMixin:
     async def claim_job(self, worker: str, *, lease_s: float, now_ms: int | None = None,
                         kinds: tuple[str, ...] | None = None) -> Job | None:
         """Take the oldest due job for `worker` (see JobsStore.claim_job)."""
-        kind_sql, kind_args = "", ()
+        kind_sql, kind_args = "", tuple[str, ...]()
         if kinds is not None:
             if not kinds:
                 return None
@@ -150,7 +150,7 @@ class JobsMixin:
     async def list_jobs(self, *, states: tuple[str, ...] | None = None, limit: int = 100
                         ) -> list[Job]:
         """Jobs, newest first."""
-        where, args = "", ()
+        where, args = "", tuple[str, ...]()
         if states is not None:
             unknown = set(states) - set(JOB_STATES)
             if unknown:

@@ -56,7 +56,8 @@ _IMAGE_COLUMNS = (
     " i.altitude_m, i.compass_angle_deg, i.camera_type, i.camera_parameters,"
     " i.exif_orientation, i.make, i.model, i.is_pano, i.organization_id, i.quality_score,"
     " i.computed_lon, i.computed_lat, i.computed_altitude_m, i.computed_compass_deg,"
-    " i.content_sha256, i.created_at_ms, u.username"
+    " i.content_sha256, i.created_at_ms, u.username, i.computed_rotation, i.atomic_scale,"
+    " i.merge_cc, i.assets"
 )
 _IMAGE_FROM = "images i JOIN users u ON u.id = i.creator_id"
 
@@ -65,8 +66,8 @@ SQL_INSERT_IMAGE = (
     " altitude_m, compass_angle_deg, computed_lon, computed_lat, computed_altitude_m,"
     " computed_compass_deg, camera_type, camera_parameters, exif_orientation, width, height,"
     " make, model, is_pano, quality_score, s2_leaf, content_sha256, created_at_ms, qk,"
-    " tile_compass_deg, sequence_rowid, tile_rec)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " tile_compass_deg, sequence_rowid, tile_rec, computed_rotation, atomic_scale, merge_cc,"
+    " assets) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 SQL_BUMP_EPOCH = (
     "INSERT INTO tile_epochs (grp, z, tile, epoch) VALUES (?, ?, ?, 1)"
@@ -106,6 +107,8 @@ def _image_from_row(r: tuple[Any, ...]) -> Image:
         organization_id=r[16], quality_score=r[17], computed_lon=r[18], computed_lat=r[19],
         computed_altitude_m=r[20], computed_compass_angle_deg=r[21], content_sha256=r[22],
         created_at_ms=r[23], creator_username=r[24],
+        computed_rotation=tuple(json.loads(r[25])) if r[25] else None,
+        atomic_scale=r[26], merge_cc=r[27], assets=r[28],
     )
 
 
@@ -380,6 +383,8 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
                 im.created_at_ms or now, qk, compass,
             ))
             boxes.append((im.id, im.lon, im.lon, im.lat, im.lat))
+        extras = [(json.dumps(list(im.computed_rotation)) if im.computed_rotation else None,
+                   im.atomic_scale, im.merge_cc, im.assets) for im in ordered]
         first = ordered[0] if ordered else None
 
         def run(conn: sqlite3.Connection) -> None:
@@ -394,8 +399,8 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
             rowid = int(cur.lastrowid or 0)
             conn.executemany(SQL_INSERT_IMAGE, [
                 (*row, rowid, tile_rec(row[0], row[25], row[4], row[26], row[20], row[3],
-                                       row[2], rowid))
-                for row in rows])
+                                       row[2], rowid), *extra)
+                for row, extra in zip(rows, extras, strict=True)])
             conn.executemany(SQL_INSERT_RTREE.format(table="images_rtree"), boxes)
             conn.executemany(
                 "INSERT OR IGNORE INTO tile_overview (z, cell, sequence_id, image_id)"

@@ -1,0 +1,201 @@
+"""wayview.pipeline.process: the processing stages every imported or uploaded image goes through.
+
+Per image (`ImageProcessor.derive`, in a worker thread):
+
+1. **privacy blurring**: the `pipeline.blurrer` finds faces and licence plates; they are
+   blurred before anything public is made. The unblurred upload is kept as a private blob
+   (never served) when `pipeline.keep_unblurred`, else dropped.
+2. **derivatives** of the blurred image: `thumb_256/1024/2048` and the public `original`.
+3. **image pyramid** (`pipeline.pyramid`): the 1024-px tiles of the levels MapillaryJS asks for
+   (§3.12); other valid levels are rendered on first request (`ensure_pyramid_level`).
+
+Per sequence (`reconstruct_sequence`), before its rows are written:
+
+4. **computed positions** (`pipeline.positions.TrackPositioner`): smoothed positions without
+   outliers, headings from the track where the compass is missing or wrong, the angle-axis
+   `computed_rotation`, `camera_parameters`, `atomic_scale`.
+5. **3D assets** (`pipeline.meshes`): `merge_cc` (shared with stored sequences that come within
+   `pipeline.merge_radius_m`), a mesh per perspective/fisheye image and one `sfm_cluster` per
+   sequence, so MapillaryJS gets its 3D transitions.
+
+The importer inserts the sequence only after every stage, in one transaction, so a sequence is
+never half visible; the blobs of a sequence that fails are deleted again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from wayview.blobs.base import (
+    BlobStore,
+    cluster_blob_key,
+    image_blob_key,
+    private_source_key,
+)
+from wayview.model.entities import ASSET_CLUSTER, ASSET_MESH, ASSET_PYRAMID, Image, ImageSearch
+from wayview.pipeline.blur import Blurrer, blur_jpeg, open_blurrer
+from wayview.pipeline.positions import ShotInput, TrackPositioner, merge_components
+from wayview.pipeline.pyramid import render_pyramid, stored_levels
+from wayview.pipeline.sfm_assets import encode_cluster, encode_mesh, image_plane_mesh
+from wayview.pipeline.thumbnails import make_derivatives
+from wayview.settings import PipelineSettings
+from wayview.store.base import Store
+
+__all__ = ["Derived", "ImageProcessor", "ensure_pyramid_level", "reconstruct_sequence"]
+
+log = logging.getLogger("wayview.pipeline")
+
+#: Depth (reconstruction units = metres) of the flat mesh in front of each camera.
+_MESH_DEPTH_M = 10.0
+#: Stored images read around a new sequence to find its merge component.
+_NEIGHBOURS_LIMIT = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """What `ImageProcessor.derive` wrote for one image."""
+
+    keys: tuple[str, ...]
+    blurred_regions: int
+    assets: int
+
+
+class ImageProcessor:
+    """Stages 1–3 for one image at a time; safe to call from several threads at once."""
+
+    def __init__(self, settings: PipelineSettings, blobs: BlobStore,
+                 blurrer: Blurrer | None = None) -> None:
+        self.settings = settings
+        self.blobs = blobs
+        self.blurrer = blurrer if blurrer is not None else open_blurrer(settings.blurrer)
+
+    def derive(self, image_id: int, data: bytes, width: int, height: int) -> Derived:
+        """Blur, derive and store one image's public blobs (and its private source).
+
+        Raises:
+            InvalidInput: the bytes are not a decodable JPEG.
+            OSError: the blob store failed (whatever was written is deleted again).
+        """
+        public, regions = blur_jpeg(data, self.blurrer)
+        derivatives = make_derivatives(public)
+        written: list[str] = []
+        assets = 0
+        try:
+            if regions and self.settings.keep_unblurred:
+                self._put(private_source_key(image_id), data, written)
+            for variant, payload in derivatives.items():
+                self._put(image_blob_key(image_id, variant), payload, written)
+            if self.settings.pyramid:
+                for z, x, y, tile in render_pyramid(public, stored_levels(width, height)):
+                    self._put(image_blob_key(image_id, f"tile_{z}_{x}_{y}"), tile, written)
+                assets |= ASSET_PYRAMID
+        except BaseException:
+            delete_blobs(self.blobs, written)
+            raise
+        return Derived(tuple(written), len(regions), assets)
+
+    def _put(self, key: str, data: bytes, written: list[str]) -> None:
+        self.blobs.put_bytes(key, data)
+        written.append(key)
+
+
+def delete_blobs(blobs: BlobStore, keys: Iterable[str]) -> None:
+    """Delete blobs, ignoring the ones already gone."""
+    for key in keys:
+        try:
+            blobs.delete(key)
+        except FileNotFoundError:
+            pass
+
+
+def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int) -> bool:
+    """Render and store every tile of level `z` from the public original if they are missing
+    (levels outside `stored_levels`, or images imported before the pyramid stage); whether
+    the level is now stored."""
+    if blobs.exists(image_blob_key(image.id, f"tile_{z}_0_0")):
+        return True
+    try:
+        original = blobs.get_bytes(image_blob_key(image.id, "original"))
+    except FileNotFoundError:
+        return False
+    for level, x, y, tile in render_pyramid(original, [z]):
+        blobs.put_bytes(image_blob_key(image.id, f"tile_{level}_{x}_{y}"), tile)
+    return True
+
+
+async def reconstruct_sequence(settings: PipelineSettings, store: Store, blobs: BlobStore,
+                               images: Sequence[Image]) -> tuple[list[Image], list[str]]:
+    """Stages 4–5 for one sequence (all images share `sequence_id`, at least one).
+
+    Returns:
+        (images with their computed fields, the keys of the blobs written).
+    """
+    ordered = sorted(images, key=lambda im: (im.captured_at_ms, im.id))
+    shots = [ShotInput(
+        image_id=im.id, captured_at_ms=im.captured_at_ms, lon=im.lon, lat=im.lat,
+        altitude_m=im.altitude_m, compass_angle_deg=im.compass_angle_deg,
+        camera_type=im.camera_type, width=im.width, height=im.height,
+        exif_orientation=im.exif_orientation,
+        focal_35mm=im.camera_parameters[0] * 36.0 if im.camera_parameters else None,
+        make=im.make, model=im.model,
+    ) for im in ordered]
+    solved = TrackPositioner().solve(shots)
+    by_id = {shot.image_id: shot for shot in solved.shots}
+    merge_cc = await _merge_component(settings, store, ordered) if settings.meshes else None
+    out: list[Image] = []
+    written: list[str] = []
+    try:
+        for im in ordered:
+            shot = by_id[im.id]
+            assets = im.assets
+            if settings.meshes and im.camera_type != "spherical":
+                params = im.camera_parameters or shot.camera_parameters or (0.85, 0.0, 0.0)
+                vertices, faces = image_plane_mesh(im.width, im.height, params,
+                                                   depth=_MESH_DEPTH_M)
+                key = image_blob_key(im.id, "mesh")
+                blobs.put_bytes(key, encode_mesh(vertices, faces))
+                written.append(key)
+                assets |= ASSET_MESH
+            if settings.meshes:
+                assets |= ASSET_CLUSTER
+            out.append(replace(
+                im, computed_lon=shot.lon, computed_lat=shot.lat,
+                computed_altitude_m=shot.altitude_m,
+                computed_compass_angle_deg=shot.compass_angle_deg % 360.0,
+                computed_rotation=shot.rotation, atomic_scale=shot.atomic_scale,
+                camera_parameters=im.camera_parameters or shot.camera_parameters,
+                merge_cc=merge_cc, assets=assets,
+            ))
+        if settings.meshes:
+            key = cluster_blob_key(ordered[0].sequence_id)
+            blobs.put_bytes(key, encode_cluster([solved.to_opensfm()]))
+            written.append(key)
+    except BaseException:
+        delete_blobs(blobs, written)
+        raise
+    return out, written
+
+
+async def _merge_component(settings: PipelineSettings, store: Store,
+                           images: Sequence[Image]) -> int:
+    """The sequence's `merge_cc`: that of stored images within `merge_radius_m`, if any."""
+    sequence_id = images[0].sequence_id
+    lons = [im.lon for im in images]
+    lats = [im.lat for im in images]
+    pad_lat = settings.merge_radius_m / 111_320.0
+    pad_lon = pad_lat / max(0.01, math.cos(math.radians(max(abs(min(lats)), abs(max(lats))))))
+    bbox = (min(lons) - pad_lon, min(lats) - pad_lat, max(lons) + pad_lon, max(lats) + pad_lat)
+    page = await store.search_images(ImageSearch(bbox=bbox, limit=_NEIGHBOURS_LIMIT))
+    groups: dict[str, list[tuple[float, float]]] = {sequence_id: list(zip(lons, lats,
+                                                                          strict=True))}
+    for im in page.items:
+        if im.merge_cc is not None and im.sequence_id != sequence_id:
+            groups.setdefault(f"cc:{im.merge_cc}", []).append((im.lon, im.lat))
+    components = merge_components(groups, radius_m=settings.merge_radius_m)
+    mine = components[sequence_id]
+    joined = sorted(int(name[3:]) for name, cc in components.items()
+                    if name != sequence_id and cc == mine)
+    return joined[0] if joined else mine
