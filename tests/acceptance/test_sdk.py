@@ -326,9 +326,12 @@ def test_image_from_key_with_all_27_fields(sdk: dict[str, Any], world: World) ->
     assert (lon, lat) == (pytest.approx(LON0 + k * STEP_DEG, abs=1e-6), pytest.approx(LAT0, abs=1e-6))
     for size in ("256", "1024", "2048", "original"):
         assert props[f"thumb_{size}_url"].startswith(world.base + "/"), props
-    # No reconstruction: the SfM-only fields are omitted, never null (spec §1.4, §3.2).
-    for absent in ("mesh", "sfm_cluster", "computed_rotation", "atomic_scale"):
-        assert absent not in props, props
+    # The pipeline's reconstruction fields: assets as {"id", "url"} (never a null url, §3.2).
+    for asset in ("mesh", "sfm_cluster"):
+        assert set(props[asset]) == {"id", "url"}, props
+        assert props[asset]["url"].startswith(world.base + "/media/"), props
+    assert len(props["computed_rotation"]) == 3 and props["atomic_scale"] == 1.0
+    assert isinstance(props["merge_cc"], int)
 
 
 def test_image_from_key_returns_the_seeded_values(sdk: dict[str, Any], world: World) -> None:
