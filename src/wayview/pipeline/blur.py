@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import io
 import math
-import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,10 +28,10 @@ import cv2
 import cv2.data
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageFilter, UnidentifiedImageError
+from PIL import ImageFilter
 
 from wayview.errors import InvalidInput
-from wayview.pipeline.thumbnails import strip_metadata_segments
+from wayview.pipeline.thumbnails import pillow_errors, strip_metadata_segments
 
 __all__ = [
     "BLUR_JPEG_QUALITY",
@@ -349,15 +348,8 @@ def blur_jpeg(data: bytes, blurrer: Blurrer) -> tuple[bytes, list[Region]]:
 
 
 def _decode(data: bytes) -> tuple[PILImage.Image, bytes | None]:
-    try:
-        with PILImage.open(io.BytesIO(strip_metadata_segments(data)), formats=_JPEG_FORMATS) as im:
-            im.load()
-            icc_profile: bytes | None = im.info.get("icc_profile") or None
-            return im.copy(), icc_profile
-    except UnidentifiedImageError as exc:
-        raise InvalidInput("not a JPEG") from exc
-    except PILImage.DecompressionBombError as exc:
-        raise InvalidInput("image too large") from exc
-    # Pillow reports damaged or truncated data with any of these.
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
-        raise InvalidInput(f"corrupt image data: {exc}") from exc
+    with pillow_errors(), \
+            PILImage.open(io.BytesIO(strip_metadata_segments(data)), formats=_JPEG_FORMATS) as im:
+        im.load()
+        icc_profile: bytes | None = im.info.get("icc_profile") or None
+        return im.copy(), icc_profile

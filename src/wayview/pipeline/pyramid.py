@@ -17,14 +17,11 @@ grids agree with MapillaryJS's floating-point `src/tile/TileMath.ts` for every s
 from __future__ import annotations
 
 import io
-import struct
 from collections.abc import Iterable, Iterator
 
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 
-from wayview.errors import InvalidInput
-from wayview.pipeline.thumbnails import strip_metadata_segments
+from wayview.pipeline.thumbnails import encode_jpeg, pillow_errors, strip_metadata_segments
 
 __all__ = [
     "MIN_REQUEST_LEVEL",
@@ -213,26 +210,15 @@ def render_pyramid(jpeg: bytes, levels: Iterable[int]) -> Iterator[tuple[int, in
 
 def _open_jpeg(jpeg: bytes) -> PILImage.Image:
     """The JPEG without its metadata segments, opened lazily (only the header is parsed)."""
-    try:
+    with pillow_errors():
         return PILImage.open(io.BytesIO(strip_metadata_segments(jpeg)), formats=_JPEG_FORMATS)
-    except UnidentifiedImageError as exc:
-        raise InvalidInput("not a JPEG") from exc
-    except PILImage.DecompressionBombError as exc:
-        raise InvalidInput("image too large") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
-        raise InvalidInput(f"corrupt image data: {exc}") from exc
 
 
 def _load(im: PILImage.Image, size: tuple[int, int]) -> tuple[PILImage.Image, bytes | None]:
     """Decode at the smallest DCT scale covering `size`; RGB or greyscale, and its ICC profile."""
-    try:
+    with pillow_errors():
         im.draft("RGB", size)
         im.load()
-    except PILImage.DecompressionBombError as exc:
-        raise InvalidInput("image too large") from exc
-    # Pillow reports damaged or truncated data with any of these.
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
-        raise InvalidInput(f"corrupt image data: {exc}") from exc
     icc_profile = im.info.get("icc_profile")
     if im.mode in ("RGB", "L"):
         return im, icc_profile
@@ -297,9 +283,4 @@ def _crop_level(
 
 
 def _encode(image: PILImage.Image, icc_profile: bytes | None) -> bytes:
-    buffer = io.BytesIO()
-    options: dict[str, object] = {"quality": TILE_QUALITY, "progressive": False}
-    if icc_profile:
-        options["icc_profile"] = icc_profile
-    image.save(buffer, "JPEG", **options)
-    return buffer.getvalue()
+    return encode_jpeg(image, icc_profile, TILE_QUALITY)

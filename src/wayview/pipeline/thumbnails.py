@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+from collections.abc import Iterator
 
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
@@ -12,7 +14,13 @@ from wayview.blobs.base import THUMB_WIDTHS
 from wayview.errors import InvalidInput
 from wayview.ingest.exif import iter_segments
 
-__all__ = ["THUMBNAIL_QUALITY", "make_derivatives", "strip_metadata_segments"]
+__all__ = [
+    "THUMBNAIL_QUALITY",
+    "encode_jpeg",
+    "make_derivatives",
+    "pillow_errors",
+    "strip_metadata_segments",
+]
 
 #: JPEG quality of every thumbnail (libjpeg scale, 1–95).
 THUMBNAIL_QUALITY = 85
@@ -72,30 +80,23 @@ def make_derivatives(data: bytes) -> dict[str, bytes]:
     Raises:
         InvalidInput: the bytes are not a decodable JPEG ("corrupt image data: …").
     """
-    try:
-        with PILImage.open(io.BytesIO(strip_metadata_segments(data)), formats=_JPEG_FORMATS) as im:
-            width, height = im.size
-            largest = min(max(THUMB_WIDTHS.values()), width)
-            im.draft("RGB", (largest, _scaled_height(width, height, largest)))
-            im.load()
-            icc_profile = im.info.get("icc_profile")
-            current = im if im.mode in ("RGB", "L") else im.convert("RGB")
-            if current is not im:
-                icc_profile = None  # the profile described the source colour space (CMYK)
-            derivatives: dict[str, bytes] = {}
-            for variant, thumb_width in sorted(THUMB_WIDTHS.items(), key=lambda kv: -kv[1]):
-                target_width = min(thumb_width, width)
-                size = (target_width, _scaled_height(width, height, target_width))
-                if current.size != size:
-                    current = current.resize(size, _RESAMPLE, reducing_gap=_REDUCING_GAP)
-                derivatives[variant] = _encode(current, icc_profile)
-    except UnidentifiedImageError as exc:
-        raise InvalidInput("not a JPEG") from exc
-    except PILImage.DecompressionBombError as exc:
-        raise InvalidInput("image too large") from exc
-    # Pillow reports damaged or truncated data with any of these.
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
-        raise InvalidInput(f"corrupt image data: {exc}") from exc
+    with pillow_errors(), \
+            PILImage.open(io.BytesIO(strip_metadata_segments(data)), formats=_JPEG_FORMATS) as im:
+        width, height = im.size
+        largest = min(max(THUMB_WIDTHS.values()), width)
+        im.draft("RGB", (largest, _scaled_height(width, height, largest)))
+        im.load()
+        icc_profile = im.info.get("icc_profile")
+        current = im if im.mode in ("RGB", "L") else im.convert("RGB")
+        if current is not im:
+            icc_profile = None  # the profile described the source colour space (CMYK)
+        derivatives: dict[str, bytes] = {}
+        for variant, thumb_width in sorted(THUMB_WIDTHS.items(), key=lambda kv: -kv[1]):
+            target_width = min(thumb_width, width)
+            size = (target_width, _scaled_height(width, height, target_width))
+            if current.size != size:
+                current = current.resize(size, _RESAMPLE, reducing_gap=_REDUCING_GAP)
+            derivatives[variant] = _encode(current, icc_profile)
     derivatives["original"] = data
     return derivatives
 
@@ -105,9 +106,28 @@ def _scaled_height(width: int, height: int, target_width: int) -> int:
 
 
 def _encode(image: PILImage.Image, icc_profile: bytes | None) -> bytes:
+    return encode_jpeg(image, icc_profile, THUMBNAIL_QUALITY)
+
+
+def encode_jpeg(image: PILImage.Image, icc_profile: bytes | None, quality: int) -> bytes:
+    """A baseline JPEG of `image` at `quality`, carrying `icc_profile` when given."""
     buffer = io.BytesIO()
-    options: dict[str, object] = {"quality": THUMBNAIL_QUALITY, "progressive": False}
+    options: dict[str, object] = {"quality": quality, "progressive": False}
     if icc_profile:
         options["icc_profile"] = icc_profile
     image.save(buffer, "JPEG", **options)
     return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def pillow_errors() -> Iterator[None]:
+    """Turn Pillow's ways of reporting a bad JPEG into `InvalidInput` with a reason."""
+    try:
+        yield
+    except UnidentifiedImageError as exc:
+        raise InvalidInput("not a JPEG") from exc
+    except PILImage.DecompressionBombError as exc:
+        raise InvalidInput("image too large") from exc
+    # Pillow reports damaged or truncated data with any of these.
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
+        raise InvalidInput(f"corrupt image data: {exc}") from exc
