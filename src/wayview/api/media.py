@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from wayview.api.errors import AssetNotFound
-from wayview.blobs.base import cluster_blob_key, image_blob_key, is_public_variant
+from wayview.blobs.base import cluster_blob_key, image_blob_key, is_public_variant, tile_level
 from wayview.ids import parse_id
 
 if TYPE_CHECKING:
@@ -27,13 +27,10 @@ async def image_variant(ctx: Context, request: Request, match: re.Match[str]) ->
         raise AssetNotFound()
     media_type = "application/x-protobuf" if ext == "pbf" else "image/jpeg"
     key = image_blob_key(image_id, variant)
-    tile = _TILE.fullmatch(variant)
-    if tile is not None and not await asyncio.to_thread(ctx.blobs.exists, key):
-        await _render_level(ctx, image_id, int(tile["z"]))
+    z = tile_level(variant)
+    if z is not None and not await asyncio.to_thread(ctx.blobs.exists, key):
+        await _render_level(ctx, image_id, z)
     return await _blob(ctx, key, media_type)
-
-
-_TILE = re.compile(r"tile_(?P<z>[0-9]+)_[0-9]+_[0-9]+")
 
 
 async def _render_level(ctx: Context, image_id: int, z: int) -> None:

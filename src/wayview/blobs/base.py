@@ -26,6 +26,16 @@ def is_public_variant(variant: str) -> bool:
     return variant in IMAGE_VARIANTS or _ASSET_RE.fullmatch(variant) is not None
 
 
+def tile_level(variant: str) -> int | None:
+    """The pyramid level `z` of a `tile_<z>_<x>_<y>` variant, None for other variants.
+
+    >>> tile_level("tile_11_0_3"), tile_level("thumb_256")
+    (11, None)
+    """
+    match = _ASSET_RE.fullmatch(variant)
+    return int(match[1]) if match is not None and match[1] is not None else None
+
+
 def image_blob_key(image_id: int, variant: str) -> str:
     """The blob key of one image variant, sharded by the id's last three digits.
 

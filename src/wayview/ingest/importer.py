@@ -35,12 +35,7 @@ from wayview.ids import new_sequence_key
 from wayview.ingest.exif import PhotoMetadata, read_photo_metadata
 from wayview.ingest.sequencing import SourcePhoto, cut_sequences
 from wayview.model.entities import Image, Sequence
-from wayview.pipeline.process import (
-    Derived,
-    ImageProcessor,
-    delete_blobs,
-    reconstruct_sequence,
-)
+from wayview.pipeline.process import Derived, ImageProcessor, reconstruct_sequence
 from wayview.settings import Settings
 from wayview.store.base import Store
 
@@ -384,7 +379,7 @@ async def _store_sequence(
         await store.insert_sequence(sequence, images)
     # Only a definite failure removes the blobs: on cancellation the insert may still commit.
     except Exception as exc:
-        await runner.map(lambda key: delete_blobs(blobs, [key]), written)
+        await runner.map(blobs.delete, written)
         if not isinstance(exc, WayviewError):
             raise
         for image in images:

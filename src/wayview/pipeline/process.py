@@ -103,12 +103,9 @@ class ImageProcessor:
 
 
 def delete_blobs(blobs: BlobStore, keys: Iterable[str]) -> None:
-    """Delete blobs, ignoring the ones already gone."""
+    """Delete blobs (`BlobStore.delete` ignores the ones already gone)."""
     for key in keys:
-        try:
-            blobs.delete(key)
-        except FileNotFoundError:
-            pass
+        blobs.delete(key)
 
 
 def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int) -> bool:

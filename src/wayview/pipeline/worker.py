@@ -30,7 +30,7 @@ from collections.abc import Callable
 from wayview.blobs.base import BlobStore
 from wayview.errors import InvalidInput
 from wayview.model.entities import Job
-from wayview.pipeline.jobs import JobContext, handler_for, load_handlers
+from wayview.pipeline.jobs import JobContext, JobHandler, handler_for, load_handlers
 from wayview.settings import Settings
 from wayview.store.base import Store
 
@@ -146,6 +146,15 @@ class JobRunner:
             return
         heartbeat = asyncio.create_task(self._heartbeat(job))
         try:
+            await self._attempt(job, handler, heartbeat)
+        finally:
+            heartbeat.cancel()
+
+    async def _attempt(self, job: Job, handler: JobHandler, heartbeat: asyncio.Task[None]
+                       ) -> None:
+        """Run the handler once and record the outcome (done, retry later, or parked)."""
+        jobs = self.settings.jobs
+        try:
             await handler(JobContext(self.settings, self.store, self.blobs, job), job.payload)
         except asyncio.CancelledError:
             # Shutting down: hand the job back now rather than when its lease expires.
@@ -155,12 +164,10 @@ class JobRunner:
                     job.id, self.name, "interrupted: the worker shut down", retry_in_s=0.0))
             raise
         except InvalidInput as exc:
-            heartbeat.cancel()
             await self.store.fail_job(job.id, self.name, exc.message, retry_in_s=None)
             log.error("job %d (%s) parked: %s", job.id, job.kind, exc.message)
             return
         except Exception as exc:
-            heartbeat.cancel()
             error = "".join(traceback.format_exception_only(exc)).strip()
             if job.attempts >= jobs.max_attempts:
                 await self.store.fail_job(job.id, self.name, error, retry_in_s=None)
