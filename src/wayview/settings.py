@@ -230,6 +230,15 @@ class PipelineSettings(BaseModel):
     )
 
 
+class EmbedSettings(BaseModel):
+    """The `/embed` viewer page and the `/app` explorer."""
+
+    frame_ancestors: str = Field(
+        "*", description="`Content-Security-Policy: frame-ancestors` of `/embed`: the origins "
+        "allowed to show it in a frame (space-separated; `*` = any, `'none'` = none).",
+    )
+
+
 class Settings(BaseSettings):
     """All wayview settings. Environment: `WAYVIEW_<NAME>`, nested with `__`."""
 
@@ -261,6 +270,14 @@ class Settings(BaseSettings):
     upload: UploadSettings = UploadSettings()
     jobs: JobsSettings = JobsSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    embed: EmbedSettings = EmbedSettings()
+    database_url: str = Field(
+        "", description="`postgresql://user:pass@host:port/db` to keep everything in "
+        "PostgreSQL + PostGIS; empty = SQLite in `data_dir`."
+    )
+    database_pool_size: int = Field(
+        10, ge=1, description="Most PostgreSQL connections one process keeps open."
+    )
     redis_url: str = Field(
         "", description="`redis://host:port/db` (or `unix:///path`) to share rate-limit counters "
         "across processes and hosts; empty = counted in each process."
