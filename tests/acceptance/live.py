@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
 CLI_TIMEOUT_S = 120.0
 PIP_TIMEOUT_S = 900.0
+NPM_TIMEOUT_S = 300.0
+NODE_TIMEOUT_S = 60.0
+NODE_DIR = Path(__file__).resolve().parent / "node"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -220,3 +224,38 @@ def _dechunk(body: bytes) -> bytes:
         out += rest[:size]
         body = rest[size + 2:]
     return bytes(out)
+
+
+@dataclass
+class NodePackage:
+    """tests/acceptance/node installed in a folder of its own; `run` starts one of its scripts."""
+
+    node: str
+    folder: Path
+
+    def run(self, script: str, argument: Any) -> Any:
+        """`node SCRIPT JSON(argument)`; the one JSON value it prints."""
+        done = subprocess.run([self.node, script, json.dumps(argument)], cwd=self.folder,
+                              env=clean_env(), capture_output=True, text=True,
+                              timeout=NODE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
+        assert done.returncode == 0, f"node {script} failed:\n{done.stderr[-4000:]}"
+        return json.loads(done.stdout)
+
+
+def node_package(folder: Path) -> NodePackage:
+    """`npm ci` of tests/acceptance/node from its committed lock file, inside `folder` (so
+    parallel workers and concurrent runs never share, or wipe, one node_modules)."""
+    import pytest
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("node and npm are needed for the JavaScript clients (Debian packages "
+                    "nodejs, npm); not found on PATH")
+    for source in NODE_DIR.iterdir():
+        if source.is_file():
+            shutil.copy2(source, folder / source.name)
+    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                          cwd=folder, env=clean_env(), capture_output=True, text=True,
+                          timeout=NPM_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, f"npm ci failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return NodePackage(node, folder)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from tests.acceptance.live import (
     clean_env,
     client_venv,
     live_server,
+    node_package,
     raw_get,
     wayview,
     wayview_json,
@@ -46,9 +46,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiles-clients")]
 
 SDK_VERSION = "1.0.16"
 SDK_TIMEOUT_S = 300
-NPM_TIMEOUT_S = 300
-NODE_TIMEOUT_S = 60
-NODE_DIR = Path(__file__).resolve().parent / "node"
 MVT = "application/vnd.mapbox-vector-tile"
 MAX_SAFE_INTEGER = 2**53 - 1
 #: A z14 tile spans 0.022° of longitude: 4096 units are about 5.4e-6°, so positions decoded
@@ -538,30 +535,12 @@ Decoder = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 @pytest.fixture(scope="session")
 def node_decode(tmp_path_factory: pytest.TempPathFactory) -> Decoder:
-    """`npm ci` of tests/acceptance/node (once per session), then a decode function.
-
-    The package is copied to a temporary folder and installed there from the committed lock
-    file, so parallel workers and concurrent runs never share (or wipe) a node_modules. The
-    function runs decode.mjs on jobs ({"file"|"url", "z", "x", "y"}) and returns its JSON.
-    """
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.skip("node and npm are needed to decode tiles with iD's @mapbox/vector-tile "
-                    "(Debian package nodejs/npm); not found on PATH")
-    folder = tmp_path_factory.mktemp("node")
-    for name in ("package.json", "package-lock.json", "decode.mjs"):
-        shutil.copy2(NODE_DIR / name, folder / name)
-    done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-                          cwd=folder, env=clean_env(), capture_output=True, text=True,
-                          timeout=NPM_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
-    assert done.returncode == 0, f"npm ci failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    """tests/acceptance/node installed once per session; decode.mjs on jobs
+    ({"file"|"url", "z", "x", "y"}), returning its JSON."""
+    package = node_package(tmp_path_factory.mktemp("node"))
 
     def decode(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        run = subprocess.run([node, "decode.mjs", json.dumps(jobs)], cwd=folder,
-                             env=clean_env(), capture_output=True, text=True,
-                             timeout=NODE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
-        assert run.returncode == 0, f"decode.mjs failed:\n{run.stderr[-4000:]}"
-        decoded: list[dict[str, Any]] = json.loads(run.stdout)
+        decoded: list[dict[str, Any]] = package.run("decode.mjs", jobs)
         return decoded
 
     return decode
