@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 
 from wayview import __version__
 from wayview.errors import WayviewError
@@ -35,7 +36,12 @@ def make_settings(data_dir: Path | None, **overrides: Any) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise click.ClickException("invalid settings: " + "; ".join(
+            f"{'.'.join(map(str, e['loc']))} (WAYVIEW_{'__'.join(map(str, e['loc'])).upper()}):"
+            f" {e['msg']}" for e in exc.errors())) from None
 
 
 def run_with_store(settings: Settings, fn: Callable[[Any], Awaitable[T]]) -> T:

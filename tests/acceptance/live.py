@@ -68,6 +68,16 @@ def wayview_json(*args: str, data_dir: Path, cwd: Path) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def create_uploader(username: str, *, data_dir: Path, cwd: Path) -> tuple[str, str]:
+    """A user with a read-only app of their own: (the app's client token, a user token)."""
+    wayview_json("users", "create", username, data_dir=data_dir, cwd=cwd)
+    app = wayview_json("apps", "create", f"{username}-reader", "--owner", username,
+                       "--scope", "read", data_dir=data_dir, cwd=cwd)
+    token = wayview_json("tokens", "create", "--user", username, data_dir=data_dir,
+                         cwd=cwd)["access_token"]
+    return str(app["client_token"]), str(token)
+
+
 @dataclass
 class LiveServer:
     """A running `wayview serve`: its base URL, data folder and log file."""

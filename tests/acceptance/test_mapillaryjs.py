@@ -20,9 +20,9 @@ import pytest
 from tests.acceptance.live import (
     LiveServer,
     NodePackage,
+    create_uploader,
     live_server,
     node_package,
-    wayview_json,
 )
 from tests.api.test_upload_ingest import LAT0, LON0, photo, zip_of
 
@@ -56,11 +56,7 @@ def _graph(http: httpx.Client, token: str, path: str, **params: str) -> Any:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("mjs")
     data = root / "data"
-    wayview_json("users", "create", "mjs_uploader", data_dir=data, cwd=root)
-    app = wayview_json("apps", "create", "viewer", "--owner", "mjs_uploader", "--scope", "read",
-                       data_dir=data, cwd=root)
-    token = wayview_json("tokens", "create", "--user", "mjs_uploader", data_dir=data,
-                         cwd=root)["access_token"]
+    client_token, token = create_uploader("mjs_uploader", data_dir=data, cwd=root)
     body = zip_of([(f"{k}.jpg", photo(k, width=WIDTH, height=HEIGHT)) for k in range(PHOTOS)])
     with live_server(data, root / "server.log", cwd=root) as server, \
             httpx.Client(base_url=server.base_url, timeout=60, trust_env=False) as http:
@@ -74,13 +70,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         bbox = f"{LON0 - 0.001},{LAT0 - 0.001},{LON0 + 0.01},{LAT0 + 0.01}"
         deadline = time.monotonic() + PROCESS_TIMEOUT_S
         while True:
-            found = _graph(http, app["client_token"], "/images", bbox=bbox, fields=fields)["data"]
+            found = _graph(http, client_token, "/images", bbox=bbox, fields=fields)["data"]
             if len(found) == PHOTOS:
                 break
             assert time.monotonic() < deadline, f"upload not processed:\n{server.log_tail()}"
             time.sleep(0.3)
         found.sort(key=lambda im: (im["captured_at"], im["id"]))
-        yield World(server, app["client_token"], found)
+        yield World(server, client_token, found)
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,22 @@ def test_put_get_exists_delete(blobs: BlobStore, tmp_path: Path) -> None:
     assert not blobs.exists(key)
 
 
+def test_delete_folder_removes_one_image_and_nothing_else(blobs: BlobStore) -> None:
+    mine = ["images/001/1001/thumb_256.jpg", "images/001/1001/tile_11_0_0.jpg",
+            "private/001/1001/source.jpg"]
+    others = ["images/001/10011/thumb_256.jpg", "images/001/1002/thumb_256.jpg"]
+    for key in mine + others:
+        blobs.put_bytes(key, b"\xff\xd8")
+    assert blobs.delete_folder("images/001/1001/") == 2
+    assert blobs.delete_folder("private/001/1001/") == 1
+    assert blobs.delete_folder("images/001/1001/") == 0  # already gone: no error
+    assert not any(blobs.exists(k) for k in mine)
+    assert all(blobs.exists(k) for k in others)  # a longer id with the same digits survives
+    for bad in ("images/001/1001", "../x/", "/abs/", "images/../"):
+        with pytest.raises(ValueError):
+            blobs.delete_folder(bad)
+
+
 @pytest.mark.parametrize("key", ["../etc/passwd", "/abs/path", "images/../x", "a//b", "", "a b"])
 def test_keys_that_could_escape_are_refused(blobs: BlobStore, key: str) -> None:
     with pytest.raises(ValueError):

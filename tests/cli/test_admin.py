@@ -105,6 +105,10 @@ def test_cli_errors_are_clean(tmp_path):
     assert bad_token.exit_code == 1 and "MLY|" in bad_token.output
     failing_get = runner.invoke(cli, ["serve", "--data-dir", d, "--get", "/me"])
     assert failing_get.exit_code == 1 and "OAuthException" in failing_get.output
+    bad_setting = runner.invoke(cli, ["jobs", "list", "--data-dir", d],
+                                env={"WAYVIEW_JOBS__LEASE_S": "3"})
+    assert bad_setting.exit_code == 1 and "Traceback" not in bad_setting.output
+    assert "jobs.lease_s (WAYVIEW_JOBS__LEASE_S)" in bad_setting.output
 
 
 def test_cli_fixed_client_token_for_hard_coded_clients(tmp_path):

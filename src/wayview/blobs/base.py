@@ -59,6 +59,32 @@ def private_source_key(image_id: int) -> str:
     return f"private/{image_id % 1000:03d}/{image_id}/source.jpg"
 
 
+def image_blob_folders(image_id: int) -> list[str]:
+    """The folders (key prefixes ending in "/") holding every blob of one image: its public
+    variants, tiles and mesh, and its private source.
+
+    >>> image_blob_folders(1933525276802129)
+    ['images/129/1933525276802129/', 'private/129/1933525276802129/']
+    """
+    return [f"{top}/{image_id % 1000:03d}/{image_id}/" for top in ("images", "private")]
+
+
+def check_folder(prefix: str) -> str:
+    """Validate a folder prefix ("a/b/"): a valid key followed by one "/".
+
+    >>> check_folder("images/129/1/")
+    'images/129/1/'
+    >>> check_folder("../x/")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid blob key '../x'
+    """
+    if not prefix.endswith("/"):
+        raise ValueError(f"a blob folder ends in '/': {prefix!r}")
+    check_key(prefix[:-1])
+    return prefix
+
+
 def cluster_blob_key(sequence_id: str) -> str:
     """The key of a sequence's sfm_cluster (§6.2); `sequence_id` must be a sequence key.
 
@@ -98,6 +124,9 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object if present."""
+
+    def delete_folder(self, prefix: str) -> int:
+        """Remove every object whose key starts with `prefix` (which ends in "/"); how many."""
 
     def local_path(self, key: str) -> Path | None:
         """A filesystem path to serve the object from, or None for remote stores."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from wayview.blobs.base import check_key
+from wayview.blobs.base import check_folder, check_key
 
 
 class LocalBlobs:
@@ -60,6 +60,15 @@ class LocalBlobs:
     def delete(self, key: str) -> None:
         """Remove the object if present."""
         self._path(key).unlink(missing_ok=True)
+
+    def delete_folder(self, prefix: str) -> int:
+        """Remove the folder `prefix` and everything in it; how many files it held."""
+        folder = self.root / check_folder(prefix)[:-1]
+        if not folder.is_dir() or folder.is_symlink():
+            return 0
+        count = sum(1 for p in folder.rglob("*") if p.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+        return count
 
     def local_path(self, key: str) -> Path | None:
         """The file serving this object."""

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import obstore
 from obstore.store import S3Store
 
-from wayview.blobs.base import check_key
+from wayview.blobs.base import check_folder, check_key
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -81,6 +81,16 @@ class S3Blobs:
             obstore.delete(self._store, check_key(key))
         except FileNotFoundError:
             pass
+
+    def delete_folder(self, prefix: str) -> int:
+        """Delete every object under `prefix` (listed, then deleted in batches); how many."""
+        count = 0
+        for batch in obstore.list(self._store, prefix=check_folder(prefix), chunk_size=1000):
+            paths = [meta["path"] for meta in batch]
+            if paths:
+                obstore.delete(self._store, paths)
+                count += len(paths)
+        return count
 
     def local_path(self, key: str) -> Path | None:
         """Remote objects have no local file."""

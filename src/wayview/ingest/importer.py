@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from collections.abc import Sequence as Seq
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -29,13 +30,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from wayview.blobs.base import BlobStore
+from wayview.blobs.base import BlobStore, image_blob_folders
 from wayview.errors import InvalidInput, WayviewError
 from wayview.ids import new_sequence_key
 from wayview.ingest.exif import PhotoMetadata, read_photo_metadata
 from wayview.ingest.sequencing import SourcePhoto, cut_sequences
 from wayview.model.entities import Image, Sequence
-from wayview.pipeline.process import Derived, ImageProcessor, reconstruct_sequence
+from wayview.pipeline.process import (
+    Derived,
+    ImageProcessor,
+    reconstruct_sequence,
+    sequence_blob_journal,
+)
 from wayview.settings import Settings
 from wayview.store.base import Store
 
@@ -158,6 +164,7 @@ async def import_paths(
     max_time_gap_s: float | None = None,
     max_distance_gap_m: float | None = None,
     progress: Callable[[int], None] | None = None,
+    journal_owner: str | None = None,
 ) -> ImportReport:
     """Import the JPEGs under `paths` for `username` and report what happened.
 
@@ -172,6 +179,9 @@ async def import_paths(
         max_distance_gap_m: overrides `settings.imports.max_distance_gap_m`.
         progress: called with the number of files just finished (imported or skipped); over a
             run the calls add up to the number of files `find_photo_files` returns.
+        journal_owner: the store's blob-journal owner of this run (a job's identity); a
+            retry of the same job discards what an interrupted earlier run left behind
+            (`wayview.pipeline.process.discard_journaled_blobs`). None: a fresh owner.
 
     Returns:
         The report: images imported, sequences created, files skipped with reasons (a file
@@ -191,6 +201,7 @@ async def import_paths(
                 f"user {username!r} is not a member of organization {organization_id}"
             )
     rules = settings.imports
+    owner = journal_owner or f"import:{uuid.uuid4().hex}"
     files, skipped = find_photo_files(paths)
     report = _Report(skipped, progress)
     workers = os.cpu_count() or 1
@@ -209,7 +220,7 @@ async def import_paths(
         processor = ImageProcessor(settings.pipeline, blobs)
         for run in sequences:
             await _store_sequence(store, processor, runner, report, run, user.id,
-                                  organization_id)
+                                  organization_id, owner)
     return ImportReport(report.imported, tuple(report.sequences), tuple(report.skipped))
 
 
@@ -338,10 +349,17 @@ async def _store_sequence(
     photos: list[SourcePhoto],
     creator_id: int,
     organization_id: int | None,
+    owner: str,
 ) -> None:
     """Pass 2 for one sequence: every pipeline stage and its blobs, then the rows in one
-    insert (the sequence becomes visible only then)."""
+    insert (the sequence becomes visible only then). The blob folders are journaled under
+    `owner` first and forgotten once the rows are in (or the blobs deleted)."""
     ids = await store.reserve_ids("image", len(photos))
+    sequence = Sequence(
+        id=new_sequence_key(), creator_id=creator_id, organization_id=organization_id
+    )
+    journal = sequence_blob_journal(ids, sequence.id)
+    await store.journal_blobs(owner, journal)
     jobs = [
         _Job(Path(p.source), p.metadata.content_sha256, image_id, p.metadata.width,
              p.metadata.height)
@@ -356,9 +374,6 @@ async def _store_sequence(
         report.advance(1)
 
     await asyncio.gather(*(one(job) for job in jobs))
-    sequence = Sequence(
-        id=new_sequence_key(), creator_id=creator_id, organization_id=organization_id
-    )
     now_ms = int(time.time() * 1000)
     images: list[Image] = []
     written: list[str] = []
@@ -370,23 +385,37 @@ async def _store_sequence(
             written.extend(outcome.keys)
             images.append(replace(_image(photo.metadata, job.image_id, sequence, now_ms),
                                   assets=outcome.assets))
-    if not images:
-        return
     blobs = processor.blobs
+    failed = [image_id for image_id, outcome in outcomes.items() if isinstance(outcome, str)]
     try:
-        images, extra = await reconstruct_sequence(processor.settings, store, blobs, images)
-        written.extend(extra)
-        await store.insert_sequence(sequence, images)
-    # Only a definite failure removes the blobs: on cancellation the insert may still commit.
+        if images:
+            images, extra = await reconstruct_sequence(processor.settings, store, blobs,
+                                                       images)
+            written.extend(extra)
+            await store.insert_sequence(sequence, images)
+    # Only a definite failure removes the blobs: on cancellation the insert may still commit
+    # (the journal lets the next attempt decide).
     except Exception as exc:
         await runner.map(blobs.delete, written)
+        await _discard_folders(runner, blobs, failed)
+        await store.forget_blobs(owner, journal)
         if not isinstance(exc, WayviewError):
             raise
         for image in images:
             report.skip(paths[image.id], f"not stored: {exc.message}", counted=True)
         return
-    report.imported += len(images)
-    report.sequences.append(ImportedSequence(sequence.id, len(images)))
+    # A file that failed half-way may have left some of its blobs.
+    await _discard_folders(runner, blobs, failed)
+    await store.forget_blobs(owner, journal)
+    if images:
+        report.imported += len(images)
+        report.sequences.append(ImportedSequence(sequence.id, len(images)))
+
+
+async def _discard_folders(runner: _Runner, blobs: BlobStore, image_ids: list[int]) -> None:
+    folders = [folder for image_id in image_ids for folder in image_blob_folders(image_id)]
+    if folders:
+        await runner.map(blobs.delete_folder, folders)
 
 
 def _image(meta: PhotoMetadata, image_id: int, sequence: Sequence, now_ms: int) -> Image:

@@ -44,6 +44,7 @@ from wayview.ingest.upload_sessions import UPLOADS_DIR, staged_path
 from wayview.ingest.video import video_to_frames
 from wayview.model.entities import UploadFinish
 from wayview.pipeline.jobs import JobContext, job_handler
+from wayview.pipeline.process import discard_journaled_blobs
 from wayview.settings import Settings
 from wayview.store.base import Store
 
@@ -104,6 +105,8 @@ async def process_upload(settings: Settings, store: Store, blobs: BlobStore,
         return None
     if finish.result is not None and finish.result.get("state") == "done":
         return finish.result
+    # An earlier attempt killed mid-way (its lease ran out) may have left derivatives.
+    await discard_journaled_blobs(store, blobs, journal_owner(cluster_id))
     result = await _process(settings, store, blobs, finish)
     await store.set_upload_result(cluster_id, result)
     log.info("upload cluster %d (%s): %s", cluster_id, finish.file_type,
@@ -127,11 +130,16 @@ async def _process(settings: Settings, store: Store, blobs: BlobStore,
             report = await import_paths(
                 store, blobs, _import_settings(settings), [folder], username=user.username,
                 organization_id=finish.organization_id, max_time_gap_s=math.inf,
-                max_distance_gap_m=math.inf,
+                max_distance_gap_m=math.inf, journal_owner=journal_owner(finish.cluster_id),
             )
         except InvalidInput as exc:
             return {"state": "failed", "error": exc.message}
     return _result(report, staged)
+
+
+def journal_owner(cluster_id: int) -> str:
+    """The blob-journal owner of one upload's processing (stable across attempts)."""
+    return f"upload:{cluster_id}"
 
 
 def _import_settings(settings: Settings) -> Settings:

@@ -19,19 +19,25 @@ Per sequence (`reconstruct_sequence`), before its rows are written:
    sequence, so MapillaryJS gets its 3D transitions.
 
 The importer inserts the sequence only after every stage, in one transaction, so a sequence is
-never half visible; the blobs of a sequence that fails are deleted again.
+never half visible; the blobs of a sequence that fails are deleted again. Before it writes a
+sequence's blobs it journals their folders in the store (`sequence_blob_journal`), so the next
+attempt of a job whose process was killed mid-way deletes what the dead attempt wrote
+(`discard_journaled_blobs`) instead of leaving unreachable blobs behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from wayview.blobs.base import (
     BlobStore,
     cluster_blob_key,
+    image_blob_folders,
     image_blob_key,
     private_source_key,
 )
@@ -106,6 +112,61 @@ def delete_blobs(blobs: BlobStore, keys: Iterable[str]) -> None:
     """Delete blobs (`BlobStore.delete` ignores the ones already gone)."""
     for key in keys:
         blobs.delete(key)
+
+
+def sequence_blob_journal(image_ids: Iterable[int], sequence_id: str) -> list[str]:
+    """The journal entries of one sequence about to be processed: each image's blob folders
+    and the sequence's cluster key.
+
+    >>> sequence_blob_journal([1001], "k3h9q2m1x0v8b7n6c5z4a3")
+    ['images/001/1001/', 'private/001/1001/', 'clusters/a3/k3h9q2m1x0v8b7n6c5z4a3.json.z']
+    """
+    keys = [folder for image_id in image_ids for folder in image_blob_folders(image_id)]
+    keys.append(cluster_blob_key(sequence_id))
+    return keys
+
+
+_JOURNAL_IMAGE = re.compile(r"(?:images|private)/\d{3}/(\d{1,19})/")
+_JOURNAL_CLUSTER = re.compile(r"clusters/[A-Za-z0-9_-]{2}/([A-Za-z0-9_-]{1,64})\.json\.z")
+
+
+async def discard_journaled_blobs(store: Store, blobs: BlobStore, owner: str) -> int:
+    """Delete the blobs `owner` journaled that no stored row references (what an attempt
+    killed before its insert left behind), then forget the journal; how many journal entries
+    were discarded. Blobs of images or sequences that were stored are kept."""
+    keys = await store.journaled_blobs(owner)
+    if not keys:
+        return 0
+    ids = {int(m.group(1)) for k in keys if (m := _JOURNAL_IMAGE.fullmatch(k))}
+    stored = await store.get_images(sorted(ids)) if ids else {}
+    stored_sequences = {im.sequence_id for im in stored.values()}
+    discarded = 0
+    for key in keys:
+        image = _JOURNAL_IMAGE.fullmatch(key)
+        cluster = _JOURNAL_CLUSTER.fullmatch(key)
+        if image is not None:
+            if int(image.group(1)) in stored:
+                continue
+            await asyncio.to_thread(blobs.delete_folder, key)
+        elif cluster is not None:
+            if cluster.group(1) in stored_sequences or await _sequence_exists(
+                    store, cluster.group(1)):
+                continue
+            await asyncio.to_thread(blobs.delete, key)
+        else:
+            log.warning("ignoring unknown blob journal entry %r of %s", key, owner)
+            continue
+        discarded += 1
+    await store.forget_blobs(owner, keys)
+    if discarded:
+        log.info("discarded %d blob folder(s) left by an interrupted attempt of %s",
+                 discarded, owner)
+    return discarded
+
+
+async def _sequence_exists(store: Store, sequence_id: str) -> bool:
+    page = await store.search_images(ImageSearch(sequence_ids=(sequence_id,), limit=1))
+    return bool(page.items)
 
 
 def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int) -> bool:

@@ -51,3 +51,19 @@ class JobsStore(Protocol):
 
     async def job_counts(self) -> dict[str, int]:
         """How many jobs are in each state."""
+
+    # -- blob journal ----------------------------------------------------------------------
+    # A job writes blobs before the rows that make them reachable (images become visible
+    # only with their sequence). It journals what it is about to write first, so the next
+    # attempt of a job whose worker died can delete what the dead attempt left behind.
+
+    async def journal_blobs(self, owner: str, keys: list[str]) -> None:
+        """Record that `owner` (e.g. "upload:<cluster id>") is about to write `keys`; a key
+        ending in "/" stands for every blob under it. Idempotent."""
+
+    async def journaled_blobs(self, owner: str) -> list[str]:
+        """The keys `owner` journaled and has not forgotten, in journal order."""
+
+    async def forget_blobs(self, owner: str, keys: list[str] | None = None) -> None:
+        """Drop journal entries of `owner` (all of them when `keys` is None): the blobs are
+        now referenced by stored rows, or deleted."""

@@ -191,3 +191,36 @@ class JobsMixin:
             return counts
 
         return await self.db.read(run)
+
+    async def journal_blobs(self, owner: str, keys: list[str]) -> None:
+        """Record keys `owner` is about to write (idempotent)."""
+        now = _now_ms()
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO blob_journal (owner, key, created_at_ms) VALUES (?, ?, ?)",
+                [(owner, key, now) for key in keys])
+
+        await self.db.write(run)
+
+    async def journaled_blobs(self, owner: str) -> list[str]:
+        """The keys journaled by `owner`, oldest first."""
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT key FROM blob_journal WHERE owner = ?"
+                                " ORDER BY created_at_ms, key", (owner,)).fetchall()
+            return [r[0] for r in rows]
+
+        return await self.db.read(run)
+
+    async def forget_blobs(self, owner: str, keys: list[str] | None = None) -> None:
+        """Drop journal entries of `owner` (all when `keys` is None)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            if keys is None:
+                conn.execute("DELETE FROM blob_journal WHERE owner = ?", (owner,))
+            else:
+                conn.executemany("DELETE FROM blob_journal WHERE owner = ? AND key = ?",
+                                 [(owner, key) for key in keys])
+
+        await self.db.write(run)
