@@ -118,9 +118,8 @@ class UploadSessions:
                 expires_at_ms=_now_ms() + self._ttl_ms)
             os.lseek(fd, 0, os.SEEK_END)
             size = held + await self._receive(fd, held, body, limit)
-            await asyncio.to_thread(os.fsync, fd)
-            if held == 0:
-                await asyncio.to_thread(_fsync_dir, path.parent)
+            # One thread hop: the data, and for a new file its directory entry.
+            await asyncio.to_thread(_make_durable, fd, path.parent if held == 0 else None)
             await self.store.save_upload_session(
                 user_id, session_key, handle=session.handle, size=size,
                 expires_at_ms=_now_ms() + self._ttl_ms)
@@ -208,6 +207,13 @@ class UploadSessions:
             return True
         finally:
             os.close(fd)
+
+
+def _make_durable(fd: int, new_in: Path | None) -> None:
+    """fsync a staged file, and the folder it was just created in (`new_in`)."""
+    os.fsync(fd)
+    if new_in is not None:
+        _fsync_dir(new_in)
 
 
 def _fsync_dir(folder: Path) -> None:
