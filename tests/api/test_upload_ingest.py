@@ -119,12 +119,18 @@ async def test_zip_upload_becomes_one_sequence_in_capture_order(client, store, s
 async def test_manifest_upload_follows_its_handles(client, store, settings, seeded: Seeded):
     handles = [await upload(client, seeded.user_token, f"mly_tools_{k}.jpg", photo(k))
                for k in range(3)]
-    manifest = json.dumps({"image_handles": handles, "upload_type": "images", "version": "1"},
+    corrupt = await upload(client, seeded.user_token, "mly_tools_corrupt.jpg",
+                           photo(9)[:2000])  # cut off mid-scan
+    manifest = json.dumps({"image_handles": [*handles[:2], corrupt, handles[2]],
+                           "upload_type": "images", "version": "1"},
                           sort_keys=True, separators=(",", ":")).encode()
     m = await upload(client, seeded.user_token, "uuid_1.json", manifest)
     result = await run_job(settings, store,
                            await finish(client, seeded.user_token, m, "mly_bundle_manifest"))
+    # The corrupt image is dropped with its reason; the rest of the sequence is processed.
     assert result["imported"] == 3 and len(result["sequences"]) == 1, result
+    [dropped] = result["dropped"]
+    assert dropped["item"].startswith("image 2 ") and "truncated" in dropped["reason"], dropped
     images = await sequence_images(store, result["sequences"][0]["id"])
     assert [im.captured_at_ms for im in images] == [1_619_863_200_500 + k * 1000
                                                     for k in range(3)]
