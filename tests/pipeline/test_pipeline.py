@@ -17,6 +17,7 @@ from wayview.blobs import LocalBlobs
 from wayview.blobs.base import private_source_key
 from wayview.fixtures import make_jpeg
 from wayview.ingest.importer import import_paths
+from wayview.model.entities import ImageSearch
 from wayview.pipeline.positions import heading_from_rotation
 from wayview.pipeline.pyramid import grid
 from wayview.pipeline.sfm_assets import decode_cluster, decode_mesh
@@ -103,6 +104,39 @@ async def test_imported_sequence_has_computed_poses_pyramid_mesh_and_cluster(tmp
                 Image.open(io.BytesIO(body.content)).verify()
             assert (await client.get(tiles[0]["url"].replace("tile_9_", "tile_12_"))
                     ).status_code == 404
+
+
+async def test_a_bridging_sequence_joins_two_stored_components(tmp_path: Path):
+    settings = make_settings(tmp_path)
+    folders = {name: tmp_path / name for name in ("west", "east", "bridge")}
+    for folder in folders.values():
+        folder.mkdir()
+    # Two short lines ~110 m apart (separate components), then one that runs from one to the
+    # other (about every 11 m).
+    _line(folders["west"], 2, lat=55.7, lon0=13.1900, dlon=0.00005, t0=T0, compass=90.0,
+          size=(320, 240))
+    _line(folders["east"], 2, lat=55.7, lon0=13.1918, dlon=0.00005, t0=T0 + timedelta(hours=1),
+          compass=90.0, size=(320, 240))
+    _line(folders["bridge"], 11, lat=55.7, lon0=13.1901, dlon=0.00017,
+          t0=T0 + timedelta(hours=2), compass=90.0, size=(320, 240))
+    async with open_test_store(settings) as store:
+        await store.create_user("alice")
+
+        async def components() -> dict[str, set[int | None]]:
+            out: dict[str, set[int | None]] = {}
+            for name, seq in sequences.items():
+                page = await store.search_images(ImageSearch(sequence_ids=(seq,)))
+                out[name] = {im.merge_cc for im in page.items}
+            return out
+
+        sequences = {name: (await _import(settings, store, folders[name]))[0]
+                     for name in ("west", "east")}
+        before = await components()
+        assert before["west"] != before["east"] and all(len(v) == 1 for v in before.values())
+        sequences["bridge"] = (await _import(settings, store, folders["bridge"]))[0]
+        after = await components()
+        assert after["west"] == after["east"] == after["bridge"]
+        assert after["bridge"] == min(before["west"], before["east"], key=lambda v: min(v))
 
 
 async def test_image_tiles_errors_use_the_graph_envelope(tmp_path: Path):

@@ -39,6 +39,7 @@ from wayview.model.entities import Image, Sequence
 from wayview.pipeline.process import (
     Derived,
     ImageProcessor,
+    absorb_merge_components,
     reconstruct_sequence,
     sequence_blob_journal,
 )
@@ -404,6 +405,8 @@ async def _store_sequence(
         for image in images:
             report.skip(paths[image.id], f"not stored: {exc.message}", counted=True)
         return
+    if images:  # a sequence bridging stored components makes them one
+        await absorb_merge_components(processor.settings, store, images)
     # A file that failed half-way may have left some of its blobs.
     await _discard_folders(runner, blobs, failed)
     await store.forget_blobs(owner, journal)

@@ -50,7 +50,15 @@ from wayview.pipeline.thumbnails import make_derivatives
 from wayview.settings import PipelineSettings
 from wayview.store.base import Store
 
-__all__ = ["Derived", "ImageProcessor", "ensure_pyramid_level", "reconstruct_sequence"]
+__all__ = [
+    "Derived",
+    "ImageProcessor",
+    "absorb_merge_components",
+    "discard_journaled_blobs",
+    "ensure_pyramid_level",
+    "reconstruct_sequence",
+    "sequence_blob_journal",
+]
 
 log = logging.getLogger("wayview.pipeline")
 
@@ -239,7 +247,32 @@ async def reconstruct_sequence(settings: PipelineSettings, store: Store, blobs: 
 
 async def _merge_component(settings: PipelineSettings, store: Store,
                            images: Sequence[Image]) -> int:
-    """The sequence's `merge_cc`: that of stored images within `merge_radius_m`, if any."""
+    """The sequence's `merge_cc`: the smallest of the stored components within
+    `merge_radius_m`, or a new one."""
+    joined, own = await _joined_components(settings, store, images)
+    return joined[0] if joined else own
+
+
+async def absorb_merge_components(settings: PipelineSettings, store: Store,
+                                  images: Sequence[Image]) -> int:
+    """After a sequence is stored: when it bridged several stored components, they become one
+    (relabelled to the sequence's `merge_cc`); how many images changed."""
+    if not settings.meshes or not images or images[0].merge_cc is None:
+        return 0
+    joined, _ = await _joined_components(settings, store, images)
+    others = [cc for cc in joined if cc != images[0].merge_cc]
+    if not others:
+        return 0
+    changed = await store.relabel_merge_cc(others, images[0].merge_cc)
+    log.info("sequence %s joined merge components %s into %d (%d images relabelled)",
+             images[0].sequence_id, others, images[0].merge_cc, changed)
+    return changed
+
+
+async def _joined_components(settings: PipelineSettings, store: Store,
+                             images: Sequence[Image]) -> tuple[list[int], int]:
+    """The `merge_cc`s of stored sequences (other than this one) that the sequence's images
+    connect to, ascending, and the component id the sequence would have alone."""
     sequence_id = images[0].sequence_id
     lons = [im.lon for im in images]
     lats = [im.lat for im in images]
@@ -256,4 +289,4 @@ async def _merge_component(settings: PipelineSettings, store: Store,
     mine = components[sequence_id]
     joined = sorted(int(name[3:]) for name, cc in components.items()
                     if name != sequence_id and cc == mine)
-    return joined[0] if joined else mine
+    return joined, mine

@@ -94,6 +94,10 @@ class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
         Called by GET /images, /image_ids. With `q.image_ids` the order is the request order.
         """
 
+    async def relabel_merge_cc(self, old: Seq[int], new: int) -> int:
+        """Give every image whose `merge_cc` is in `old` the `merge_cc` `new`; how many
+        changed. Called when a new sequence joins stored components."""
+
     async def count_images(self) -> int:
         """How many images are stored. Called by the CLI and the demo."""
 

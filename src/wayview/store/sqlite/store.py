@@ -542,6 +542,19 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
                 items.append(im)
         return Page(items=items)
 
+    async def relabel_merge_cc(self, old: Seq[int], new: int) -> int:
+        """Move the images of components `old` into component `new` (one transaction)."""
+        labels = sorted(set(old) - {new})
+        if not labels:
+            return 0
+
+        def run(conn: sqlite3.Connection) -> int:
+            marks = ",".join("?" * len(labels))
+            return int(conn.execute(f"UPDATE images SET merge_cc = ? WHERE merge_cc IN ({marks})",
+                                    (new, *labels)).rowcount)
+
+        return await self.db.write(run)
+
     async def count_images(self) -> int:
         """Number of stored images."""
         row = await self.db.read(lambda c: c.execute("SELECT COUNT(*) FROM images").fetchone())
