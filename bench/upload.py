@@ -226,6 +226,9 @@ def upload_images(base: str, token: str, files: list[bytes], parallel: int, tag:
 
 
 def timed(fn: object, *args: object) -> float:
+    """Wall seconds of `fn(*args)`, starting with no dirty pages (an fsync on ext4 may also
+    flush what earlier phases left in the page cache, which would bias the later phase)."""
+    os.sync()
     started = time.perf_counter()
     fn(*args)  # type: ignore[operator]
     return time.perf_counter() - started
@@ -264,10 +267,9 @@ def main() -> None:
             for parallel in levels:
                 sink = root / f"copy-{parallel}"
                 sink.mkdir()
-                with copy_server(sink) as port:
-                    with ThreadPoolExecutor(parallel) as pool:
-                        base_s = timed(lambda: list(pool.map(lambda d: copy_one(port, d),
-                                                             files)))
+                with copy_server(sink) as port, ThreadPoolExecutor(parallel) as pool:
+                    base_s = timed(lambda: list(pool.map(lambda d: copy_one(port, d),
+                                                         files)))
                 baseline = total / base_s / MB
                 rows.append((f"loopback copy + fsync, {parallel} client(s)", baseline, 100.0))
                 up_s = timed(upload_images, base, token, files, parallel, f"p{parallel}")
