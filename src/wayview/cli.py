@@ -304,7 +304,11 @@ def worker(data_dir: Path | None, concurrency: int | None, drain: bool) -> None:
     from wayview.blobs import open_blobs
     from wayview.pipeline.worker import JobRunner
 
+    import logging
+
     settings = make_settings(data_dir)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lanes = concurrency if concurrency is not None else (os.cpu_count() or 1)
     if lanes < 1:
         raise click.UsageError("--concurrency must be at least 1")

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -154,6 +155,7 @@ class JobRunner:
                        ) -> None:
         """Run the handler once and record the outcome (done, retry later, or parked)."""
         jobs = self.settings.jobs
+        started = time.monotonic()
         try:
             await handler(JobContext(self.settings, self.store, self.blobs, job), job.payload)
         except asyncio.CancelledError:
@@ -180,7 +182,10 @@ class JobRunner:
                             job.kind, job.attempts, wait, error, exc_info=exc)
             return
         heartbeat.cancel()
-        if not await self.store.complete_job(job.id, self.name):
+        if await self.store.complete_job(job.id, self.name):
+            log.info("job %d (%s) done by %s in %.1f s (attempt %d)", job.id, job.kind,
+                     self.name, time.monotonic() - started, job.attempts)
+        else:
             log.warning("job %d (%s) finished after its lease was taken over", job.id,
                         job.kind)
 
