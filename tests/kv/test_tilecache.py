@@ -1,0 +1,71 @@
+"""The shared (Redis) tile cache: epochs decide, newer never replaced by older, outages
+degrade to rendering."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.redis_server import redis_server
+from wayview.kv import RedisTileCache, open_tile_cache
+from wayview.kv.tilecache import pack
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+def tile_key() -> str:
+    return f"images:14:{uuid.uuid4().int % 16384}:{uuid.uuid4().hex}"
+
+
+async def test_a_tile_shared_by_one_process_is_read_by_another(redis_url: str) -> None:
+    a, b = RedisTileCache(redis_url), RedisTileCache(redis_url)
+    key = tile_key()
+    assert await b.get(key, 3) is None
+    await a.put(key, 3, b"\x1a\x05layer", '"e3"')
+    assert await b.get(key, 3) == (b"\x1a\x05layer", '"e3"')
+    assert await b.get(key, 4) is None  # the store moved on: the shared tile is stale
+    assert (b.hits, b.misses) == (1, 2)
+    await a.close()
+    await b.close()
+
+
+async def test_an_older_render_never_replaces_a_newer_one(redis_url: str) -> None:
+    cache = RedisTileCache(redis_url)
+    key = tile_key()
+    await cache.put(key, 9, b"new", '"n"')
+    await cache.put(key, 8, b"old", '"o"')  # a slow process finishing late
+    assert await cache.get(key, 9) == (b"new", '"n"')
+    assert await cache.get(key, 8) is None
+    await cache.put(key, 10, b"newer", '"n2"')
+    assert await cache.get(key, 10) == (b"newer", '"n2"')
+    await asyncio.gather(*(cache.put(key, 11 + k % 3, b"x%d" % k, f'"{k}"') for k in range(30)))
+    body, _ = await cache.get(key, 13) or (b"", "")
+    assert body.startswith(b"x")  # concurrent writers end on the newest epoch
+    await cache.close()
+
+
+async def test_large_tiles_and_foreign_entries_are_not_served(redis_url: str) -> None:
+    cache = RedisTileCache(redis_url, max_tile_bytes=10)
+    key = tile_key()
+    await cache.put(key, 1, b"x" * 11, '"big"')
+    assert await cache.get(key, 1) is None
+    await cache._redis.set("wayview:tile:" + key, b"junk")
+    assert await cache.get(key, 1) is None
+    await cache._redis.set("wayview:tile:" + key, pack(1, b"ok", '"k"'))
+    assert await cache.get(key, 1) == (b"ok", '"k"')
+    await cache.close()
+
+
+async def test_an_unreachable_redis_means_rendering_not_errors(tmp_path) -> None:
+    cache = RedisTileCache(f"unix://{tmp_path}/nothing.sock")
+    assert await cache.get(tile_key(), 1) is None
+    await cache.put(tile_key(), 1, b"x", '"x"')  # logged, not raised
+    await cache.close()
+    assert open_tile_cache("") is None
