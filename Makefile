@@ -9,6 +9,11 @@ STAMP := $(VENV)/.installed
 # xdist_group under pytest 9.2 with pytest-xdist 3.8).
 PYTEST_ARGS ?= -n 2 --dist loadfile
 DEMO_ARGS ?=
+# The front-end of /embed and /app (issue #6): npm packages from web/package-lock.json, bundled
+# into the Python package. Rebuilt when its sources or the lock file change.
+WEB_DIST := src/wayview/api/static/dist
+WEB_STAMP := $(WEB_DIST)/.built
+WEB_SOURCES := web/package.json web/package-lock.json web/build.mjs $(wildcard web/src/*)
 
 .PHONY: help install run test test-fast lint docs
 
@@ -28,16 +33,25 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check --no-input -q -e '.[test]'
 	@touch $@
 
-install: $(STAMP)
+# Without npm the server still runs, but /embed and /app answer "not built" (503).
+$(WEB_STAMP): $(WEB_SOURCES)
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent \
+	  && touch ../$@; \
+	else \
+	  echo "warning: npm not found: /embed and /app need the web build (Debian: apt-get install nodejs npm)" >&2; \
+	fi
 
-run: $(STAMP)
+install: $(STAMP) $(WEB_STAMP)
+
+run: install
 	$(BIN)/wayview demo $(DEMO_ARGS)
 
 # pytest exits 5 when it collected no test; make treats every non-zero exit as a failure.
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow"
 
 lint: $(STAMP)

@@ -28,6 +28,7 @@ from wayview.api import graph as graph_routes
 from wayview.api import media
 from wayview.api import tiles as tile_routes
 from wayview.api import upload as upload_routes
+from wayview.api import web as web_routes
 from wayview.api.errors import envelope, shape_of, usage_header
 from wayview.auth.accounts import Accounts
 from wayview.auth.secret import server_secret
@@ -113,6 +114,10 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         Route(r(r"/media/sequences/(?P<sequence>[A-Za-z0-9_-]{1,64})/cluster\.json\.z"), get,
               media.sequence_cluster, auth=False, budget=None),
         Route(r(r"/healthz"), get, graph_routes.healthz, auth=False, budget=None),
+        # The /embed page and /app explorer (issue #6): no login, they carry the embed token.
+        Route(r(r"/embed"), get, web_routes.embed, auth=False, budget=None),
+        Route(r(r"/app"), get, web_routes.explorer, auth=False, budget=None),
+        Route(r(r"/static/(?P<path>.+)"), get, web_routes.static, auth=False, budget=None),
         Route(r(r"/maps/vtp/(?P<tileset>[^/]+)/(?P<version>[^/]+)/(?P<z>[^/]+)/(?P<x>[^/]+)"
                 r"/(?P<y>[^/]+)"), get, tile_routes.tile, budget="tiles"),
         Route(r(r"/maps/vtp(/.*)?"), get, tile_routes.not_a_tile, budget="tiles"),

@@ -1,0 +1,210 @@
+"""tests.browser.harness: a seeded live wayview and Debian's Chromium driven by Playwright, offline.
+
+The browser runs headless with SwiftShader for WebGL (MapLibre and MapillaryJS need it). Every
+request that does not go to a loopback address is aborted and recorded, so a test that passes
+proves the pages work with the network cut off. Outside CI a missing Chromium or an unbuilt
+front-end skips with a reason; with `CI` set they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from tests.acceptance.live import REPO, LiveServer, live_server, wayview, wayview_json
+
+CHROMIUM = Path(os.environ.get("WAYVIEW_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    # WebGL without a GPU (spec §10.3).
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+]
+ARTIFACTS = REPO / "artifacts" / "browser"
+MANIFEST = REPO / "src" / "wayview" / "api" / "static" / "dist" / "manifest.json"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+WAIT_MS = 45_000
+
+START = datetime(2022, 6, 1, 9, 30, 0, tzinfo=UTC)
+LON0, LAT0 = 13.19100, 55.70470
+STEP_DEG = 0.00015  # ~9.4 m: markers ~28 px apart at z18
+PHOTOS = 5
+USERNAME = "frida"
+SIGN_VALUE = "regulatory--stop--g1"
+POINT_VALUE = "object--street-light"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip with `reason` unless the condition holds; fail instead when `CI` is set."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
+    pytest.skip(reason)
+
+
+@dataclass
+class World:
+    """The seeded data and the live server serving it."""
+
+    server: LiveServer
+    client_token: str
+    sequence_id: str
+    image_ids: list[str]  # capture order
+    positions: list[tuple[float, float]]  # (lon, lat) per image
+    sign_id: str
+    point_id: str
+
+    @property
+    def base(self) -> str:
+        return self.server.base_url
+
+
+async def _add_features(data_dir: Path, sequence_id: str) -> tuple[int, int]:
+    """One traffic sign and one point beside the line (store API)."""
+    from wayview.model.entities import ImageSearch, MapFeature
+    from wayview.settings import Settings
+    from wayview.testing import open_test_store
+
+    settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    async with open_test_store(settings) as store:
+        page = await store.search_images(ImageSearch(sequence_ids=(sequence_id,), limit=100))
+        seen = sorted(im.captured_at_ms for im in page.items)
+        sign_id, point_id = await store.reserve_ids("map_feature", 2)
+        await store.insert_map_features([
+            MapFeature(id=sign_id, object_value=SIGN_VALUE, object_type="trafficsign",
+                       lon=LON0 + 1.5 * STEP_DEG, lat=LAT0 + 0.00004,
+                       first_seen_at_ms=seen[1], last_seen_at_ms=seen[2]),
+            MapFeature(id=point_id, object_value=POINT_VALUE, object_type="point",
+                       lon=LON0 + 3.5 * STEP_DEG, lat=LAT0 - 0.00004,
+                       first_seen_at_ms=seen[3], last_seen_at_ms=seen[3]),
+        ])
+    return sign_id, point_id
+
+
+def seed_world(root: Path) -> Iterator[World]:
+    """A user, an app, one sequence of real JPEGs imported by the CLI, two map features; then a
+    live server. A generator: the server stops when it is closed."""
+    from wayview.fixtures import write_jpeg
+
+    data = root / "data"
+    wayview_json("users", "create", USERNAME, data_dir=data, cwd=root)
+    app = wayview_json("apps", "create", "browser tests", "--owner", USERNAME, "--scope", "read",
+                       data_dir=data, cwd=root)
+    positions = [(LON0 + k * STEP_DEG, LAT0) for k in range(PHOTOS)]
+    for k, (lon, lat) in enumerate(positions):
+        write_jpeg(root / "photos" / f"IMG_{k:04d}.jpg", width=1024, height=768, lat=lat,
+                   lon=lon, captured_at=START + timedelta(seconds=2 * k), compass_deg=90.0,
+                   altitude_m=20.0, seed=k, label=str(k))
+    report = json.loads(wayview("import", str(root / "photos"), "--user", USERNAME, "--json",
+                                data_dir=data, cwd=root).strip().splitlines()[-1])
+    assert report["imported"] == PHOTOS and len(report["sequences"]) == 1, report
+    sequence_id = report["sequences"][0]["id"]
+    # In a thread of its own: Playwright's sync API may already run an event loop here.
+    with ThreadPoolExecutor(1) as pool:
+        sign_id, point_id = pool.submit(asyncio.run, _add_features(data, sequence_id)).result()
+    with live_server(data, root / "server.log", cwd=root) as server, \
+            httpx.Client(trust_env=False, timeout=10) as http:
+        r = http.get(f"{server.base_url}/images", params={
+            "sequence_ids": sequence_id, "fields": "id,captured_at"},
+            headers={"Authorization": f"OAuth {app['client_token']}"})
+        assert r.status_code == 200, r.text
+        rows = r.json()["data"]
+        assert len(rows) == PHOTOS, rows
+        yield World(server=server, client_token=app["client_token"], sequence_id=sequence_id,
+                    image_ids=[row["id"] for row in rows], positions=positions,
+                    sign_id=str(sign_id), point_id=str(point_id))
+
+
+@dataclass
+class Offline:
+    """Requests the browser tried to send off loopback (all aborted)."""
+
+    blocked: list[str] = field(default_factory=list)
+
+
+def offline_context(browser: Any, **options: Any) -> tuple[Any, Offline]:
+    """A browser context that aborts every request leaving loopback."""
+    context = browser.new_context(**options)
+    offline = Offline()
+
+    def handle(route: Any) -> None:
+        url = route.request.url
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in LOOPBACK:
+            offline.blocked.append(url)
+            route.abort("internetdisconnected")
+            return
+        route.continue_()
+
+    context.route("**/*", handle)
+    return context, offline
+
+
+@contextlib.contextmanager
+def third_party_site(pages: dict[str, str]) -> Iterator[str]:
+    """A tiny web server on a loopback port of its own answering `pages` (path → HTML): the
+    "other site" that embeds /embed in an iframe. Its base URL uses `localhost`, so it is
+    another origin than the wayview server's `127.0.0.1`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = pages.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            data = (body or "not found").encode("utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def launch_chromium() -> Iterator[Any]:
+    """Headless Debian Chromium through Playwright (a generator: use it in a fixture with
+    `yield from`); skips, or fails in CI, without Chromium or the web build."""
+    need(CHROMIUM.exists(), f"Chromium not found at {CHROMIUM} (Debian package `chromium`, "
+                            "or set WAYVIEW_CHROMIUM)")
+    need(MANIFEST.exists(), "the front-end is not built (run `make install`, which runs "
+                            "`npm ci && npm run build` in web/)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                      headless=True)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a full-page screenshot as artifacts/browser/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path

@@ -1,0 +1,161 @@
+// GET /app: the explorer. A full-screen map of coverage (mly1_public) and map features (points
+// and traffic signs drawn with the Mapillary sprites), filtered by capture date; clicking an
+// image opens the viewer on it; "Download" saves the visible points or traffic signs as GeoJSON.
+// `/app?pKey=<id>&focus=photo` (MapillaryJS's attribution link) opens the viewer on that image.
+import {
+  addCurrentImageLayers, clickImages, coverageLayers, createMap, createViewer, followViewer,
+  IMAGE_MIN_ZOOM, readConfig, tileSource,
+} from "./common.js";
+import "./app.css";
+
+const config = readConfig();
+const state = { imageId: null, lngLat: null, imageEvents: [], downloads: 0 };
+/** Layer id → [tileset, source layer, download label]. */
+const FEATURE_LAYERS = {
+  points: ["mly_map_feature_point", "point", "points"],
+  signs: ["mly_map_feature_traffic_sign", "traffic_sign", "traffic-signs"],
+};
+const SPRITE_PX = 28;
+const SPRITE_NAME = /^[a-z0-9]+(--[a-z0-9-]+)+$/;
+
+const start = config.image
+  ? { center: [config.image.lng, config.image.lat], zoom: 17 }
+  : { center: config.center || [0, 20], zoom: config.center ? 15 : 1.5 };
+const map = createMap(config, document.getElementById("map"), {
+  ...start,
+  sources: {
+    mly: tileSource(config, "mly1_public"),
+    points: tileSource(config, FEATURE_LAYERS.points[0], IMAGE_MIN_ZOOM),
+    signs: tileSource(config, FEATURE_LAYERS.signs[0], IMAGE_MIN_ZOOM),
+  },
+  layers: [
+    ...coverageLayers("mly"),
+    ...Object.entries(FEATURE_LAYERS).map(([id, [, sourceLayer]]) => ({
+      id, type: "symbol", source: id, "source-layer": sourceLayer, minzoom: IMAGE_MIN_ZOOM,
+      layout: { "icon-image": ["get", "value"], "icon-allow-overlap": true,
+                "icon-ignore-placement": true, "icon-size": ["interpolate", ["linear"], ["zoom"], 14, 0.6, 18, 1] },
+    })),
+  ],
+});
+let viewer = null;
+window.wayview = { config, state, map, get viewer() { return viewer; } };
+
+// -- sprites: one SVG per value, rasterised on demand ------------------------------------------
+map.setMissingStyleImageResolver(async (id) => {
+  if (!SPRITE_NAME.test(id) || map.hasImage(id)) return;
+  const ratio = Math.max(1, Math.round(window.devicePixelRatio || 1));
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = SPRITE_PX * ratio;
+  const ctx = canvas.getContext("2d");
+  try {
+    const img = new Image();
+    img.src = `${config.spritesUrl}/${id}.svg`;
+    await img.decode();
+    const scale = Math.min(canvas.width / img.naturalWidth, canvas.height / img.naturalHeight) || 1;
+    const w = img.naturalWidth * scale, h = img.naturalHeight * scale;
+    ctx.drawImage(img, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+  } catch {
+    // No sprite for this value: a plain marker.
+    ctx.fillStyle = "#3a7bd5";
+    ctx.strokeStyle = "#ffffff";
+    ctx.lineWidth = 2 * ratio;
+    ctx.beginPath();
+    ctx.arc(canvas.width / 2, canvas.height / 2, canvas.width / 3, 0, 2 * Math.PI);
+    ctx.fill();
+    ctx.stroke();
+  }
+  if (!map.hasImage(id)) {
+    map.addImage(id, ctx.getImageData(0, 0, canvas.width, canvas.height), { pixelRatio: ratio });
+  }
+});
+
+// -- date filters on captured_at (images, sequences) and first/last seen (map features) ------
+const fromInput = document.getElementById("from");
+const toInput = document.getElementById("to");
+function dayMs(input, endOfDay) {
+  if (!input.value) return null;
+  const ms = Date.parse(`${input.value}T00:00:00Z`);
+  return Number.isFinite(ms) ? ms + (endOfDay ? 86400000 : 0) : null;
+}
+function applyDates() {
+  const from = dayMs(fromInput, false);
+  const to = dayMs(toInput, true); // the "to" day is included
+  const span = (startKey, endKey) => {
+    const parts = ["all"];
+    if (from !== null) parts.push([">=", ["get", endKey], from]);
+    if (to !== null) parts.push(["<", ["get", startKey], to]);
+    return parts.length > 1 ? parts : null;
+  };
+  for (const id of ["sequences", "overview", "images"]) map.setFilter(id, span("captured_at", "captured_at"));
+  for (const id of Object.keys(FEATURE_LAYERS)) map.setFilter(id, span("first_seen_at", "last_seen_at"));
+}
+fromInput.addEventListener("change", applyDates);
+toInput.addEventListener("change", applyDates);
+
+// -- layer switches --------------------------------------------------------------------------
+for (const id of Object.keys(FEATURE_LAYERS)) {
+  document.getElementById(`show-${id}`).addEventListener("change", (event) => {
+    map.setLayoutProperty(id, "visibility", event.target.checked ? "visible" : "none");
+  });
+}
+
+// -- the viewer panel ------------------------------------------------------------------------
+function openViewer(imageId) {
+  document.body.classList.add("with-viewer");
+  map.resize();
+  if (viewer === null) {
+    viewer = createViewer(config, document.getElementById("viewer"), imageId);
+    viewer.on("image", (event) => { state.imageEvents.push(event.image.id); });
+    followViewer(viewer, map, state);
+  } else {
+    viewer.resize();
+    viewer.moveTo(imageId).catch(() => {});
+  }
+}
+document.getElementById("close-viewer").addEventListener("click", () => {
+  document.body.classList.remove("with-viewer");
+  map.resize();
+});
+
+// -- download of the visible map features ------------------------------------------------------
+/** The features of `layerId` drawn in the current view, one per map feature. */
+export function visibleFeatures(layerId) {
+  const seen = new Map();
+  for (const f of map.queryRenderedFeatures({ layers: [layerId] })) {
+    const id = String(f.properties.id);
+    if (seen.has(id)) continue;
+    seen.set(id, {
+      type: "Feature",
+      id,
+      geometry: { type: "Point", coordinates: f.geometry.coordinates },
+      properties: {
+        id, value: f.properties.value,
+        first_seen_at: f.properties.first_seen_at, last_seen_at: f.properties.last_seen_at,
+      },
+    });
+  }
+  return { type: "FeatureCollection", features: [...seen.values()] };
+}
+window.wayview.visibleFeatures = visibleFeatures;
+
+document.getElementById("download").addEventListener("click", () => {
+  const layerId = document.getElementById("download-kind").value;
+  const collection = visibleFeatures(layerId);
+  const blob = new Blob([JSON.stringify(collection)], { type: "application/geo+json" });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `wayview-${FEATURE_LAYERS[layerId][2]}-${new Date().toISOString().slice(0, 10)}.geojson`;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  state.downloads += 1;
+});
+
+map.on("load", () => {
+  addCurrentImageLayers(map);
+  clickImages(map, openViewer);
+  applyDates();
+  window.wayview.mapLoaded = true;
+  if (config.image) openViewer(config.image.id);
+});

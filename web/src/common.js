@@ -1,0 +1,159 @@
+// Shared by the /embed page and the /app explorer: the page's configuration, the MapillaryJS
+// viewer pointed at this server, and the MapLibre map drawing this server's vector tiles.
+// Everything comes from this server (no basemap, no glyphs, no CDN): the pages work offline.
+import { Map as MapLibreMap, setWorkerUrl } from "maplibre-gl";
+import "maplibre-gl/dist/maplibre-gl.css";
+import { GraphDataProvider, Viewer } from "mapillary-js";
+import "mapillary-js/dist/mapillary.css";
+import "./common.css";
+
+export const GREEN = "#05cb63";
+export const HIGHLIGHT = "#ff6f00";
+/** Zoom from which the `image` layer exists (spec §4.2). */
+export const IMAGE_MIN_ZOOM = 14;
+/** The deepest zoom the server renders; MapLibre overzooms beyond it. */
+export const TILE_MAX_ZOOM = 14;
+
+/** The JSON the server put into <script id="wayview-config">. */
+export function readConfig() {
+  const node = document.getElementById("wayview-config");
+  return JSON.parse(node.textContent);
+}
+
+/** A vector tile source of one of this server's tilesets. */
+export function tileSource(config, tileset, minzoom = 0) {
+  const token = encodeURIComponent(config.token);
+  return {
+    type: "vector",
+    tiles: [`${config.base}/maps/vtp/${tileset}/2/{z}/{x}/{y}?access_token=${token}`],
+    minzoom,
+    maxzoom: TILE_MAX_ZOOM,
+  };
+}
+
+/** The coverage layers of `mly1_public`: sequence lines, overview points, image points. */
+export function coverageLayers(source) {
+  return [
+    {
+      id: "sequences", type: "line", source, "source-layer": "sequence",
+      layout: { "line-cap": "round", "line-join": "round" },
+      paint: { "line-color": GREEN, "line-width": ["interpolate", ["linear"], ["zoom"], 6, 1, 18, 4],
+               "line-opacity": 0.8 },
+    },
+    {
+      id: "overview", type: "circle", source, "source-layer": "overview", maxzoom: 6,
+      paint: { "circle-color": GREEN, "circle-radius": 3, "circle-opacity": 0.8 },
+    },
+    {
+      id: "images", type: "circle", source, "source-layer": "image", minzoom: IMAGE_MIN_ZOOM,
+      paint: {
+        "circle-color": GREEN,
+        "circle-radius": ["interpolate", ["linear"], ["zoom"], 14, 3, 18, 7],
+        "circle-stroke-color": "#ffffff", "circle-stroke-width": 1.5,
+      },
+    },
+  ];
+}
+
+/** A map with nothing but our layers on a plain background. */
+export function createMap(config, container, { center, zoom, sources, layers }) {
+  setWorkerUrl(config.workerUrl);
+  return new MapLibreMap({
+    container,
+    center,
+    zoom,
+    attributionControl: false,
+    style: {
+      version: 8,
+      sources,
+      layers: [{ id: "background", type: "background", paint: { "background-color": "#eef0ed" } },
+               ...layers],
+    },
+  });
+}
+
+/** The current image: a dot and a heading wedge, drawn from a GeoJSON source. */
+export function addCurrentImageLayers(map) {
+  map.addSource("current", { type: "geojson", data: emptyCollection() });
+  map.addLayer({
+    id: "current-heading", type: "fill", source: "current", filter: ["==", ["geometry-type"], "Polygon"],
+    paint: { "fill-color": HIGHLIGHT, "fill-opacity": 0.35 },
+  });
+  map.addLayer({
+    id: "current-image", type: "circle", source: "current", filter: ["==", ["geometry-type"], "Point"],
+    paint: { "circle-color": HIGHLIGHT, "circle-radius": 8, "circle-stroke-color": "#ffffff",
+             "circle-stroke-width": 2 },
+  });
+}
+
+export function emptyCollection() {
+  return { type: "FeatureCollection", features: [] };
+}
+
+/** A point and a 60° wedge of `radius_m` metres towards `bearing` (degrees from north). */
+export function currentImageData(lngLat, bearing, radiusM = 12) {
+  const features = [{ type: "Feature", properties: {}, geometry: { type: "Point", coordinates: [lngLat.lng, lngLat.lat] } }];
+  if (Number.isFinite(bearing)) {
+    const ring = [[lngLat.lng, lngLat.lat]];
+    const mPerDegLat = 111320;
+    const mPerDegLng = mPerDegLat * Math.cos((lngLat.lat * Math.PI) / 180);
+    for (let a = bearing - 30; a <= bearing + 30; a += 5) {
+      const r = (a * Math.PI) / 180;
+      ring.push([lngLat.lng + (Math.sin(r) * radiusM) / mPerDegLng,
+                 lngLat.lat + (Math.cos(r) * radiusM) / mPerDegLat]);
+    }
+    ring.push([lngLat.lng, lngLat.lat]);
+    features.unshift({ type: "Feature", properties: {}, geometry: { type: "Polygon", coordinates: [ring] } });
+  }
+  return { type: "FeatureCollection", features };
+}
+
+/** A MapillaryJS viewer reading this server through its GraphDataProvider (spec §10.3); its
+ * attribution links to the image's page on this server, /app/?pKey=<id>&focus=photo. */
+export function createViewer(config, container, imageId) {
+  const url = new URL(config.base);
+  return new Viewer({
+    container,
+    imageId,
+    dataProvider: new GraphDataProvider({ endpoint: `${config.base}/`, accessToken: config.token }),
+    component: { cover: false },
+    url: { exploreHost: url.host, scheme: url.protocol.replace(":", "") },
+  });
+}
+
+/** Follow the viewer on the map: centre, highlight and heading of the current image. */
+export function followViewer(viewer, map, state) {
+  const update = async () => {
+    const [lngLat, bearing] = await Promise.all([viewer.getPosition(), viewer.getBearing()]);
+    state.lngLat = lngLat;
+    const source = map.getSource("current");
+    if (source) source.setData(currentImageData(lngLat, bearing));
+    return lngLat;
+  };
+  const onImage = async (image) => {
+    state.imageId = image.id;
+    if (map.getLayer("images")) {
+      map.setPaintProperty("images", "circle-color",
+        ["case", ["==", ["to-string", ["get", "id"]], image.id], HIGHLIGHT, GREEN]);
+    }
+    // The image event comes as the transition starts: centre on where it ends.
+    map.easeTo({ center: image.lngLat, duration: 300 });
+    await update();
+  };
+  viewer.on("image", (event) => onImage(event.image));
+  // The viewer may have shown its first image before the map was ready.
+  viewer.getImage().then((image) => { if (image && state.imageId === null) onImage(image); })
+    .catch(() => {});
+  viewer.on("position", update);
+  viewer.on("bearing", update);
+}
+
+/** Clicking an image marker moves the viewer (or calls `open(id)`). */
+export function clickImages(map, open) {
+  map.on("click", "images", (event) => {
+    const feature = event.features && event.features[0];
+    if (feature) open(String(feature.properties.id));
+  });
+  map.on("mouseenter", "images", () => { map.getCanvas().style.cursor = "pointer"; });
+  map.on("mouseleave", "images", () => { map.getCanvas().style.cursor = ""; });
+}
