@@ -1,0 +1,27 @@
+# wayview: one image for API processes (`wayview serve`) and job workers (`wayview worker`).
+# Not built in CI (no container engine there); see docs/deployment.md.
+
+# -- the /embed and /app front-end, bundled from the npm lock file -------------------------------
+FROM node:20-bookworm-slim AS web
+WORKDIR /src
+COPY web/package.json web/package-lock.json web/
+RUN cd web && npm ci --no-audit --no-fund --loglevel=error
+COPY web/ web/
+RUN mkdir -p src/wayview/api/static && cd web && npm run build
+
+# -- the Python package ------------------------------------------------------------------------
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    WAYVIEW_DATA_DIR=/var/lib/wayview WAYVIEW_HOST=0.0.0.0 WAYVIEW_PORT=8080
+RUN useradd --system --home-dir /var/lib/wayview --create-home wayview
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY src/ src/
+COPY --from=web /src/src/wayview/api/static/dist/ src/wayview/api/static/dist/
+RUN pip install --no-cache-dir . && rm -rf /root/.cache
+USER wayview
+VOLUME /var/lib/wayview
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz').status != 200)"
+ENTRYPOINT ["wayview"]
+CMD ["serve", "--workers", "2"]
