@@ -298,13 +298,12 @@ def worker(data_dir: Path | None, concurrency: int | None, drain: bool) -> None:
     sharing the store: each job is taken by exactly one. Stop with Ctrl-C or SIGTERM; the
     running jobs are handed back to the queue.
     """
+    import logging
     import os
     import signal
 
     from wayview.blobs import open_blobs
     from wayview.pipeline.worker import JobRunner
-
-    import logging
 
     settings = make_settings(data_dir)
     logging.basicConfig(level=settings.log_level.upper(),
