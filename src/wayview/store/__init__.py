@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+from wayview.errors import InvalidInput
 from wayview.settings import Settings
 from wayview.store.base import NODE_KINDS, Store
 
-__all__ = ["NODE_KINDS", "Store", "open_store"]
+__all__ = ["NODE_KINDS", "POSTGRES_SCHEMES", "Store", "open_store", "uses_postgres"]
+
+#: `database_url` prefixes that select the PostgreSQL + PostGIS store.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def uses_postgres(settings: Settings) -> bool:
+    """Whether `settings` select the PostgreSQL store (else SQLite in `data_dir`)."""
+    return settings.database_url.startswith(POSTGRES_SCHEMES)
 
 
 def open_store(settings: Settings) -> Store:
-    """The store configured by `settings` (not yet opened: call `await store.open()`)."""
+    """The store configured by `settings` (not yet opened: call `await store.open()`).
+
+    SQLite in `data_dir` by default; PostgreSQL + PostGIS when `database_url` is a
+    `postgresql://` (or `postgres://`) URL. Any other non-empty `database_url` raises
+    InvalidInput.
+    """
+    if uses_postgres(settings):
+        from wayview.store.postgres.store import PostgresStore
+
+        return PostgresStore(settings.database_url, pool_size=settings.database_pool_size)
+    if settings.database_url:
+        scheme = settings.database_url.partition(":")[0]
+        raise InvalidInput(
+            f"unsupported database_url scheme {scheme!r}: use postgresql://… or leave it "
+            "empty for SQLite in data_dir"
+        )
     from wayview.store.sqlite.store import SqliteStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)

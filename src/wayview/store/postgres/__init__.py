@@ -1,0 +1,1 @@
+"""wayview.store.postgres: the Store protocol on PostgreSQL + PostGIS (scale-out deployments)."""

@@ -1,0 +1,776 @@
+"""wayview.store.postgres.store: PostgresStore, the Store protocol on PostgreSQL + PostGIS.
+
+For deployments that outgrow one process and one disk: several `serve` and `worker` processes
+share one database. Every write that must be atomic is one transaction; every concurrent-safe
+invariant (unique names, one built-in app, one id per node, a job claimed once) is enforced
+by the database itself, not by a single writer as in SQLite.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from collections.abc import Sequence as Seq
+from typing import Any, TypeVar
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from wayview import ids as id_mint
+from wayview.errors import Conflict, StoreUnavailable
+from wayview.model.entities import (
+    Detection,
+    DetectionSearch,
+    Image,
+    ImageSearch,
+    MapFeature,
+    MapFeatureSearch,
+    Organization,
+    Page,
+    Sequence,
+    TileFeatureColumns,
+    TileImageColumns,
+    TileLine,
+    User,
+)
+from wayview.model.s2 import leaf_cell
+from wayview.store.base import NODE_KINDS
+from wayview.store.migrate import load_migrations
+from wayview.store.postgres.accounts import AccountsMixin
+from wayview.store.postgres.connection import TILE_REC_DTYPE, Conn, Database
+from wayview.store.postgres.jobs import JobsMixin
+from wayview.store.postgres.uploads import UploadsMixin
+from wayview.tiles.index import (
+    IMAGE_ZOOM,
+    OVERVIEW_PER_CELL,
+    QK_ZOOM,
+    morton,
+    point_keys,
+    sequence_rows,
+    tile_range,
+)
+
+T = TypeVar("T")
+
+#: Key of the transaction-scoped advisory lock held while migrating, so processes starting
+#: at once apply each migration exactly once ("wayview" in ASCII).
+MIGRATION_LOCK_KEY = 0x77617976696577
+
+_IMAGE_COLUMNS = (
+    "i.id, i.sequence_id, i.creator_id, i.captured_at_ms, i.lon, i.lat, i.width, i.height,"
+    " i.altitude_m, i.compass_angle_deg, i.camera_type, i.camera_parameters,"
+    " i.exif_orientation, i.make, i.model, i.is_pano, i.organization_id, i.quality_score,"
+    " i.computed_lon, i.computed_lat, i.computed_altitude_m, i.computed_compass_deg,"
+    " i.content_sha256, i.created_at_ms, u.username, i.computed_rotation, i.atomic_scale,"
+    " i.merge_cc, i.assets"
+)
+_IMAGE_FROM = "images i JOIN users u ON u.id = i.creator_id"
+
+SQL_INSERT_IMAGE = (
+    "INSERT INTO images (id, sequence_id, creator_id, organization_id, captured_at_ms, lon, lat,"
+    " altitude_m, compass_angle_deg, computed_lon, computed_lat, computed_altitude_m,"
+    " computed_compass_deg, camera_type, camera_parameters, exif_orientation, width, height,"
+    " make, model, is_pano, quality_score, s2_leaf, content_sha256, created_at_ms, qk,"
+    " tile_compass_deg, sequence_no, computed_rotation, atomic_scale, merge_cc, assets)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+    " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+SQL_BUMP_EPOCH = (
+    "INSERT INTO tile_epochs (grp, z, tile, epoch) VALUES (%s, %s, %s, 1)"
+    " ON CONFLICT (grp, z, tile) DO UPDATE SET epoch = tile_epochs.epoch + 1"
+)
+#: Images of one tile as (packed records in tile order, sequence numbers, sequence keys), in
+#: one round trip. `{recs}` selects `qk, id, tile_rec, sequence_no` plus the `{order}` keys.
+_TILE_COLUMNS = (
+    "WITH recs AS MATERIALIZED ({recs})"
+    " SELECT r.blob, s.nos, s.keys FROM"
+    " (SELECT string_agg(tile_rec, ''::bytea ORDER BY {order}) AS blob FROM recs) r,"
+    " (SELECT array_agg(seq_no ORDER BY seq_no) AS nos, array_agg(id ORDER BY seq_no) AS keys"
+    "  FROM sequences WHERE seq_no IN (SELECT sequence_no FROM recs)) s"
+)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _triple(values: list[float] | None) -> tuple[float, float, float] | None:
+    return (values[0], values[1], values[2]) if values else None
+
+
+def _image_from_row(r: tuple[Any, ...]) -> Image:
+    return Image(
+        id=r[0], sequence_id=r[1], creator_id=r[2], captured_at_ms=r[3], lon=r[4], lat=r[5],
+        width=r[6], height=r[7], altitude_m=r[8], compass_angle_deg=r[9], camera_type=r[10],
+        camera_parameters=_triple(r[11]), exif_orientation=r[12], make=r[13], model=r[14],
+        is_pano=bool(r[15]), organization_id=r[16], quality_score=r[17], computed_lon=r[18],
+        computed_lat=r[19], computed_altitude_m=r[20], computed_compass_angle_deg=r[21],
+        content_sha256=r[22], created_at_ms=r[23], creator_username=r[24],
+        computed_rotation=_triple(r[25]), atomic_scale=r[26], merge_cc=r[27], assets=r[28],
+    )
+
+
+_FEATURE_COLUMNS = (
+    "f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,"
+    " f.first_seen_at_ms, f.last_seen_at_ms"
+)
+
+
+def _feature_from_row(r: tuple[Any, ...]) -> MapFeature:
+    return MapFeature(
+        id=r[0], object_value=r[1], object_type=r[2], lon=r[3], lat=r[4],
+        aligned_direction_deg=r[5], first_seen_at_ms=r[6], last_seen_at_ms=r[7],
+    )
+
+
+_DETECTION_COLUMNS = "d.id, d.image_id, d.value, d.geometry, d.created_at_ms, d.map_feature_id"
+
+
+def _detection_from_row(r: tuple[Any, ...]) -> Detection:
+    rings = tuple(tuple((float(u), float(v)) for u, v in ring) for ring in r[3])
+    return Detection(
+        id=r[0], image_id=r[1], value=r[2], geometry=rings, created_at_ms=r[4],
+        map_feature_id=r[5],
+    )
+
+
+def _user_from_row(r: tuple[Any, ...]) -> User:
+    return User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3])
+
+
+def _organization_from_row(r: tuple[Any, ...]) -> Organization:
+    return Organization(id=r[0], slug=r[1], name=r[2], description=r[3])
+
+
+def glob_to_like(pattern: str) -> str:
+    """`*` wildcards (spec §3.11) to a LIKE pattern (escape `\\`) matching the rest literally.
+
+    >>> glob_to_like("regulatory--*"), glob_to_like("a_b%c*")
+    ('regulatory--%', 'a\\\\_b\\\\%c%')
+    """
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append("%")
+        elif ch in "%_\\":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _values_clause(column: str, values: tuple[str, ...], params: list[Any]) -> str:
+    parts = []
+    for value in values:
+        if "*" in value:
+            parts.append(f"{column} LIKE %s ESCAPE '\\'")
+            params.append(glob_to_like(value))
+        else:
+            parts.append(f"{column} = %s")
+            params.append(value)
+    return "(" + " OR ".join(parts) + ")"
+
+
+def _bbox_clause(alias: str, bbox: tuple[float, float, float, float], params: list[Any]) -> str:
+    """Points of `alias` in a bbox: the GiST index (float32 boxes), then the exact columns."""
+    west, south, east, north = bbox
+    params += [west, south, east, north, west, east, south, north]
+    return (
+        f"{alias}.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
+        f" AND {alias}.lon BETWEEN %s AND %s AND {alias}.lat BETWEEN %s AND %s"
+    )
+
+
+class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
+    """The Store protocol on PostgreSQL + PostGIS through a pool of async connections."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.db = Database(url, pool_size=pool_size)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and apply pending migrations (safe when several processes start at once)."""
+        await self.db.open()
+        try:
+            async with self.db.transaction() as conn:
+                await self._migrate(conn)
+        except BaseException:
+            await self.db.close()
+            raise
+
+    @staticmethod
+    async def _migrate(conn: Conn) -> None:
+        """Apply pending migrations in the caller's transaction, under an advisory lock.
+
+        The lock is transaction-scoped: a second process waits here, then sees every
+        migration recorded and applies none. DDL is transactional, so a failing migration
+        leaves the schema as it was.
+        """
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
+            " name text NOT NULL, applied_at_ms bigint NOT NULL)"
+        )
+        cur = await conn.execute("SELECT version FROM schema_migrations")
+        done = {row[0] for row in await cur.fetchall()}
+        for migration in load_migrations("wayview.store.postgres"):
+            if migration.version in done:
+                continue
+            try:
+                await conn.execute(migration.sql.encode())  # several statements, no parameters
+            except psycopg.ProgrammingError as exc:  # e.g. no right to create the extension
+                raise StoreUnavailable(
+                    f"cannot apply migration {migration.name}: "
+                    f"{exc.diag.message_primary or str(exc).strip()} (PostGIS must be installed"
+                    " in the database, or the role allowed to CREATE EXTENSION postgis)"
+                ) from exc
+            await conn.execute(
+                "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                (migration.version, migration.name, _now_ms()),
+            )
+
+    async def schema_version(self) -> int:
+        """The newest applied migration."""
+        async with self.db.connection() as conn:
+            cur = await conn.execute("SELECT MAX(version) FROM schema_migrations")
+            row = await cur.fetchone()
+        return int(row[0] or 0) if row else 0
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self.db.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+    async def _by_ids(
+        self, select_where: str, ids: Seq[int], make: Callable[[tuple[Any, ...]], T]
+    ) -> dict[int, T]:
+        """Rows of `SELECT … WHERE <id> = ANY(%s)` for `ids`, made into entities by id."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        rows = await self._all(f"{select_where} = ANY(%s)", (wanted,))
+        return {r[0]: make(r) for r in rows}
+
+    # -- nodes -----------------------------------------------------------------------------
+    async def reserve_ids(self, kind: str, count: int) -> list[int]:
+        """Mint fresh random ids in the shared id space.
+
+        Each candidate is inserted with ON CONFLICT DO NOTHING: the primary key decides, so
+        processes reserving at the same moment never get the same id; the rare collision is
+        drawn again.
+        """
+        if kind not in NODE_KINDS:
+            raise ValueError(f"unknown node kind {kind!r}")
+        out: list[int] = []
+        async with self.db.transaction() as conn:
+            while len(out) < count:
+                candidates = list(dict.fromkeys(id_mint.new_id() for _ in range(count - len(out))))
+                cur = await conn.execute(
+                    "INSERT INTO nodes (id, kind) SELECT unnest(%s::bigint[]), %s"
+                    " ON CONFLICT (id) DO NOTHING RETURNING id",
+                    (candidates, kind),
+                )
+                got = {row[0] for row in await cur.fetchall()}
+                out += [c for c in candidates if c in got]
+        return out
+
+    async def _claim_id(self, conn: Conn, kind: str, node_id: int) -> None:
+        """Register a caller-chosen id (apps with a fixed client token) in `conn`'s
+        transaction; Conflict when another kind holds it."""
+        cur = await conn.execute(
+            "INSERT INTO nodes (id, kind) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+            (node_id, kind),
+        )
+        if cur.rowcount:
+            return
+        cur = await conn.execute("SELECT kind FROM nodes WHERE id = %s", (node_id,))
+        row = await cur.fetchone()
+        if row is not None and row[0] != kind:
+            raise Conflict(f"id {node_id} is already used by a {row[0]}")
+
+    async def node_kinds(self, ids: Seq[int]) -> dict[int, str]:
+        """Kinds of known ids."""
+        return await self._by_ids("SELECT id, kind FROM nodes WHERE id", ids, lambda r: str(r[1]))
+
+    async def get_node(self, node_id: int) -> tuple[str, object] | None:
+        """Kind and entity of one node: every lookup sent in one pipeline (one round trip)."""
+        async with self.db.connection() as conn:
+            async with conn.pipeline():
+                cursors = [
+                    await conn.execute(sql, (node_id,)) for sql in (
+                        "SELECT kind FROM nodes WHERE id = %s",
+                        f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM} WHERE i.id = %s",
+                        f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id = %s",
+                        f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.id = %s",
+                        "SELECT id, slug, name, description FROM organizations WHERE id = %s",
+                        "SELECT id, username, email, created_at_ms FROM users WHERE id = %s",
+                    )
+                ]
+            rows = [await cur.fetchone() for cur in cursors]
+        kind_row, *entity_rows = rows
+        if kind_row is None:
+            return None
+        kind = str(kind_row[0])
+        makers: dict[str, tuple[int, Callable[[tuple[Any, ...]], object]]] = {
+            "image": (0, _image_from_row),
+            "map_feature": (1, _feature_from_row),
+            "detection": (2, _detection_from_row),
+            "organization": (3, _organization_from_row),
+            "user": (4, _user_from_row),
+        }
+        if kind not in makers:
+            return None
+        index, make = makers[kind]
+        row = entity_rows[index]
+        return (kind, make(row)) if row is not None else None
+
+    # -- users, organizations --------------------------------------------------------------
+    async def create_user(
+        self, username: str, *, email: str | None = None, password_hash: str | None = None
+    ) -> User:
+        """Create a user (username unique, case-insensitive; the unique index settles races)."""
+        (user_id,) = await self.reserve_ids("user", 1)
+        now = _now_ms()
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM users WHERE lower(username) = lower(%s)", (username,))
+            if await cur.fetchone():
+                raise Conflict(f"username {username!r} is taken")
+            if email:
+                cur = await conn.execute(
+                    "SELECT 1 FROM users WHERE lower(email) = lower(%s)", (email,))
+                if await cur.fetchone():
+                    raise Conflict(f"email {email!r} is already registered")
+            await conn.execute(
+                "INSERT INTO users (id, username, email, password_hash, created_at_ms)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (user_id, username, email, password_hash, now),
+            )
+        return User(id=user_id, username=username, email=email, created_at_ms=now)
+
+    async def get_users(self, ids: Seq[int]) -> dict[int, User]:
+        """Users by id."""
+        return await self._by_ids(
+            "SELECT id, username, email, created_at_ms FROM users WHERE id", ids, _user_from_row)
+
+    async def get_user_by_username(self, username: str) -> User | None:
+        """A user by name, case-insensitive."""
+        row = await self._one(
+            "SELECT id, username, email, created_at_ms FROM users"
+            " WHERE lower(username) = lower(%s)", (username,))
+        return _user_from_row(row) if row else None
+
+    async def create_organization(
+        self, slug: str, *, name: str = "", description: str = ""
+    ) -> Organization:
+        """Create an organization (slug unique, case-insensitive)."""
+        (org_id,) = await self.reserve_ids("organization", 1)
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM organizations WHERE lower(slug) = lower(%s)", (slug,))
+            if await cur.fetchone():
+                raise Conflict(f"organization slug {slug!r} is taken")
+            await conn.execute(
+                "INSERT INTO organizations (id, slug, name, description)"
+                " VALUES (%s, %s, %s, %s)", (org_id, slug, name, description))
+        return Organization(id=org_id, slug=slug, name=name, description=description)
+
+    async def get_organizations(self, ids: Seq[int]) -> dict[int, Organization]:
+        """Organizations by id."""
+        return await self._by_ids(
+            "SELECT id, slug, name, description FROM organizations WHERE id", ids,
+            _organization_from_row)
+
+    async def add_organization_member(self, organization_id: int, user_id: int) -> None:
+        """Add a member (idempotent)."""
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO organization_members (organization_id, user_id) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING", (organization_id, user_id))
+
+    async def is_organization_member(self, organization_id: int, user_id: int) -> bool:
+        """Membership test."""
+        row = await self._one(
+            "SELECT 1 FROM organization_members WHERE organization_id = %s AND user_id = %s",
+            (organization_id, user_id))
+        return row is not None
+
+    # -- images and sequences --------------------------------------------------------------
+    async def insert_sequence(self, sequence: Sequence, images: Seq[Image]) -> None:
+        """Insert a sequence, its images and their tile index in one transaction.
+
+        The tile epochs are bumped after the images, in sorted order (no deadlock between two
+        writers), and before the overview cells: a writer holding the epoch rows of a tile
+        blocks any other writer of that tile's cells until it commits, so the per-cell cap
+        holds under concurrent writers too.
+        """
+        now = _now_ms()
+        for im in images:
+            if im.sequence_id != sequence.id:
+                raise ValueError(f"image {im.id} belongs to {im.sequence_id}, not {sequence.id}")
+        ordered = sorted(images, key=lambda im: (im.captured_at_ms, im.id))
+        tiles = sequence_rows(ordered)
+        first = ordered[0] if ordered else None
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "INSERT INTO sequences (id, creator_id, organization_id, created_at_ms,"
+                " first_image_id, first_captured_at_ms, is_pano)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq_no",
+                (sequence.id, sequence.creator_id, sequence.organization_id,
+                 sequence.created_at_ms or now, first.id if first else None,
+                 first.captured_at_ms if first else None, any(im.is_pano for im in ordered)),
+            )
+            seq_row = await cur.fetchone()
+            assert seq_row is not None
+            seq_no = int(seq_row[0])
+            rows = [
+                (im.id, sequence.id, im.creator_id, im.organization_id, im.captured_at_ms,
+                 im.lon, im.lat, im.altitude_m, im.compass_angle_deg, im.computed_lon,
+                 im.computed_lat, im.computed_altitude_m, im.computed_compass_angle_deg,
+                 im.camera_type, list(im.camera_parameters) if im.camera_parameters else None,
+                 im.exif_orientation, im.width, im.height, im.make, im.model, im.is_pano,
+                 im.quality_score, leaf_cell(im.lat, im.lon), im.content_sha256,
+                 im.created_at_ms or now, qk, compass, seq_no,
+                 list(im.computed_rotation) if im.computed_rotation else None,
+                 im.atomic_scale, im.merge_cc, im.assets)
+                for im, qk, compass in zip(ordered, tiles.qk, tiles.compass, strict=True)
+            ]
+            async with conn.cursor() as cur:
+                if rows:
+                    await cur.executemany(SQL_INSERT_IMAGE, rows)
+                if tiles.lines:
+                    await cur.executemany(
+                        "INSERT INTO tile_sequence_lines (z, tile, sequence_id, coords)"
+                        " VALUES (%s, %s, %s, %s)",
+                        [(z, tile, sequence.id, blob) for z, tile, blob in tiles.lines],
+                    )
+                if tiles.touched:
+                    await cur.executemany(
+                        SQL_BUMP_EPOCH, [("images", z, tile) for z, tile in sorted(tiles.touched)])
+                if tiles.overview:
+                    await cur.executemany(
+                        "INSERT INTO tile_overview (z, cell, sequence_id, image_id)"
+                        " SELECT %(z)s, %(cell)s, %(seq)s, %(image)s WHERE (SELECT COUNT(*)"
+                        " FROM tile_overview WHERE z = %(z)s AND cell = %(cell)s) < %(cap)s"
+                        " ON CONFLICT DO NOTHING",
+                        [{"z": z, "cell": cell, "seq": sequence.id, "image": image_id,
+                          "cap": OVERVIEW_PER_CELL} for z, cell, image_id in tiles.overview],
+                    )
+
+    async def find_images_by_sha256(self, hashes: Iterable[str]) -> dict[str, int]:
+        """Stored image ids for content hashes."""
+        wanted = list(dict.fromkeys(hashes))
+        if not wanted:
+            return {}
+        rows = await self._all(
+            "SELECT content_sha256, id FROM images WHERE content_sha256 = ANY(%s)", (wanted,))
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def get_images(self, ids: Seq[int]) -> dict[int, Image]:
+        """Images by id with the creator's username."""
+        if len(ids) == 1:
+            row = await self._one(
+                f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM} WHERE i.id = %s", (ids[0],))
+            return {ids[0]: _image_from_row(row)} if row else {}
+        return await self._by_ids(
+            f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM} WHERE i.id", ids, _image_from_row)
+
+    async def search_images(self, q: ImageSearch) -> Page[Image]:
+        """Filtered images; see the protocol for order and limit rules."""
+        if q.image_ids is not None:
+            return await self._images_by_ids(q)
+        where: list[str] = []
+        params: list[Any] = []
+        if q.bbox is not None:
+            where.append(_bbox_clause("i", q.bbox, params))
+        if q.s2_range is not None:
+            where.append("i.s2_leaf BETWEEN %s AND %s")
+            params += list(q.s2_range)
+        if q.sequence_ids is not None:
+            where.append("i.sequence_id = ANY(%s)")
+            params.append(list(q.sequence_ids))
+        if q.organization_id is not None:
+            where.append("i.organization_id = %s")
+            params.append(q.organization_id)
+        if q.creator_username is not None:
+            where.append("lower(u.username) = lower(%s)")
+            params.append(q.creator_username)
+        if q.start_captured_at_ms is not None:
+            where.append("i.captured_at_ms >= %s")
+            params.append(q.start_captured_at_ms)
+        if q.end_captured_at_ms is not None:
+            where.append("i.captured_at_ms < %s")
+            params.append(q.end_captured_at_ms)
+        if q.is_pano is not None:
+            where.append("i.is_pano = %s")
+            params.append(q.is_pano)
+        if q.make is not None:
+            where.append("lower(i.make) = lower(%s)")
+            params.append(q.make)
+        if q.model is not None:
+            where.append("lower(i.model) = lower(%s)")
+            params.append(q.model)
+        if q.camera_type is not None:
+            where.append("i.camera_type = %s")
+            params.append(q.camera_type)
+        if q.after is not None:
+            where.append("(i.captured_at_ms, i.id) > (%s, %s)")
+            params += list(q.after)
+        sql = f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY i.captured_at_ms, i.id"
+        if q.limit is not None:
+            sql += " LIMIT %s"
+            params.append(q.limit + 1)
+        items = [_image_from_row(r) for r in await self._all(sql, params)]
+        next_after = None
+        if q.limit is not None and len(items) > q.limit:
+            items = items[: q.limit]
+            next_after = (items[-1].captured_at_ms, items[-1].id)
+        return Page(items=items, next_after=next_after)
+
+    async def _images_by_ids(self, q: ImageSearch) -> Page[Image]:
+        assert q.image_ids is not None
+        found = await self.get_images(list(dict.fromkeys(q.image_ids)))
+        items = []
+        for image_id in dict.fromkeys(q.image_ids):
+            im = found.get(image_id)
+            if im is not None and _matches(im, q):
+                items.append(im)
+        return Page(items=items)
+
+    async def relabel_merge_cc(self, old: Seq[int], new: int) -> int:
+        """Move the images of components `old` into component `new` (one statement)."""
+        labels = sorted(set(old) - {new})
+        if not labels:
+            return 0
+        return await self._run(
+            "UPDATE images SET merge_cc = %s WHERE merge_cc = ANY(%s)", (new, labels))
+
+    async def count_images(self) -> int:
+        """Number of stored images."""
+        row = await self._one("SELECT COUNT(*) FROM images")
+        return int(row[0]) if row else 0
+
+    # -- map features and detections -------------------------------------------------------
+    async def insert_map_features(self, features: Seq[MapFeature]) -> None:
+        """Insert map features and bump their z14 tile epochs (the GiST index follows)."""
+        if not features:
+            return
+        keys = point_keys([f.lon for f in features], [f.lat for f in features])
+        rows = [
+            (f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,
+             f.first_seen_at_ms, f.last_seen_at_ms, qk)
+            for f, qk in zip(features, keys, strict=True)
+        ]
+        shift = 2 * (QK_ZOOM - IMAGE_ZOOM)
+        touched = sorted({qk >> shift for qk in keys})
+        async with self.db.transaction() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO map_features (id, object_value, object_type, lon, lat,"
+                " aligned_direction_deg, first_seen_at_ms, last_seen_at_ms, qk)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+            await cur.executemany(SQL_BUMP_EPOCH, [("features", IMAGE_ZOOM, t) for t in touched])
+
+    async def insert_detections(self, detections: Seq[Detection]) -> None:
+        """Insert detections."""
+        if not detections:
+            return
+        rows = [
+            (d.id, d.image_id, d.map_feature_id, d.value,
+             Jsonb([[list(p) for p in ring] for ring in d.geometry]), d.created_at_ms)
+            for d in detections
+        ]
+        async with self.db.transaction() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO detections (id, image_id, map_feature_id, value, geometry,"
+                " created_at_ms) VALUES (%s, %s, %s, %s, %s, %s)", rows)
+
+    async def get_map_features(self, ids: Seq[int]) -> dict[int, MapFeature]:
+        """Map features by id."""
+        return await self._by_ids(
+            f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id", ids, _feature_from_row)
+
+    async def get_detections(self, ids: Seq[int]) -> dict[int, Detection]:
+        """Detections by id."""
+        return await self._by_ids(
+            f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.id", ids,
+            _detection_from_row)
+
+    async def search_map_features(self, q: MapFeatureSearch) -> Page[MapFeature]:
+        """Map features in a bbox, by id."""
+        params: list[Any] = []
+        where = [_bbox_clause("f", q.bbox, params)]
+        if q.object_values:
+            where.append(_values_clause("f.object_value", q.object_values, params))
+        if q.object_type is not None:
+            where.append("f.object_type = %s")
+            params.append(q.object_type)
+        for column, start, end in (
+            ("f.first_seen_at_ms", q.start_first_seen_at_ms, q.end_first_seen_at_ms),
+            ("f.last_seen_at_ms", q.start_last_seen_at_ms, q.end_last_seen_at_ms),
+        ):
+            if start is not None:
+                where.append(f"{column} >= %s")
+                params.append(start)
+            if end is not None:
+                where.append(f"{column} < %s")
+                params.append(end)
+        if q.after is not None:
+            where.append("f.id > %s")
+            params.append(q.after)
+        sql = (
+            f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE " + " AND ".join(where)
+            + " ORDER BY f.id LIMIT %s"
+        )
+        params.append(q.limit + 1)
+        items = [_feature_from_row(r) for r in await self._all(sql, params)]
+        if len(items) > q.limit:
+            items = items[: q.limit]
+            return Page(items=items, next_after=(items[-1].id,))
+        return Page(items=items)
+
+    async def search_detections(self, q: DetectionSearch) -> Page[Detection]:
+        """Detections whose image is in a bbox, by id."""
+        params: list[Any] = []
+        where = [_bbox_clause("i", q.bbox, params)]
+        if q.values:
+            where.append(_values_clause("d.value", q.values, params))
+        if q.start_captured_at_ms is not None:
+            where.append("i.captured_at_ms >= %s")
+            params.append(q.start_captured_at_ms)
+        if q.end_captured_at_ms is not None:
+            where.append("i.captured_at_ms < %s")
+            params.append(q.end_captured_at_ms)
+        if q.after is not None:
+            where.append("d.id > %s")
+            params.append(q.after)
+        sql = (
+            f"SELECT {_DETECTION_COLUMNS} FROM images i JOIN detections d ON d.image_id = i.id"
+            " WHERE " + " AND ".join(where) + " ORDER BY d.id LIMIT %s"
+        )
+        params.append(q.limit + 1)
+        items = [_detection_from_row(r) for r in await self._all(sql, params)]
+        if len(items) > q.limit:
+            items = items[: q.limit]
+            return Page(items=items, next_after=(items[-1].id,))
+        return Page(items=items)
+
+    async def detections_for_images(self, image_ids: Seq[int]) -> dict[int, list[Detection]]:
+        """Detections per image, by id."""
+        if not image_ids:
+            return {}
+        out: dict[int, list[Detection]] = {i: [] for i in image_ids}
+        rows = await self._all(
+            f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.image_id = ANY(%s)"
+            " ORDER BY d.id", (list(out),))
+        for r in rows:
+            out[r[1]].append(_detection_from_row(r))
+        return out
+
+    async def detections_for_features(self, feature_ids: Seq[int]) -> dict[int, list[Detection]]:
+        """Detections per map feature, newest image first."""
+        if not feature_ids:
+            return {}
+        out: dict[int, list[Detection]] = {f: [] for f in feature_ids}
+        rows = await self._all(
+            f"SELECT {_DETECTION_COLUMNS} FROM detections d JOIN images i ON i.id = d.image_id"
+            " WHERE d.map_feature_id = ANY(%s) ORDER BY i.captured_at_ms DESC, d.id",
+            (list(out),))
+        for r in rows:
+            out[r[5]].append(_detection_from_row(r))
+        return out
+
+    async def image_ids_for_features(self, feature_ids: Seq[int]) -> dict[int, list[int]]:
+        """Images that saw each feature, by capture time."""
+        if not feature_ids:
+            return {}
+        out: dict[int, list[int]] = {f: [] for f in feature_ids}
+        rows = await self._all(
+            "SELECT DISTINCT d.map_feature_id, i.id, i.captured_at_ms FROM detections d"
+            " JOIN images i ON i.id = d.image_id WHERE d.map_feature_id = ANY(%s)"
+            " ORDER BY i.captured_at_ms, i.id", (list(out),))
+        for fid, iid, _ in rows:
+            out[fid].append(iid)
+        return out
+
+    # -- vector tiles ----------------------------------------------------------------------
+    async def tile_epoch(self, group: str, z: int, x: int, y: int) -> int:
+        """The write epoch of a tile (0 = never written). Called for every tile request."""
+        row = await self._one(
+            "SELECT epoch FROM tile_epochs WHERE grp = %s AND z = %s AND tile = %s",
+            (group, z, morton(x, y)))
+        return int(row[0]) if row else 0
+
+    async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:
+        """Every image inside a tile (the z14 `image` layer)."""
+        low, high = tile_range(z, x, y)
+        sql = _TILE_COLUMNS.format(
+            recs="SELECT qk, id, tile_rec, sequence_no FROM images WHERE qk BETWEEN %s AND %s",
+            order="qk, id")
+        return await self._image_columns(sql, (low, high))
+
+    async def tile_overview(self, z: int, x: int, y: int) -> TileImageColumns:
+        """The representative images of a z0–5 tile."""
+        low, high = tile_range(z, x, y, z + 5)
+        sql = _TILE_COLUMNS.format(
+            recs="SELECT o.cell, i.id, i.tile_rec, i.sequence_no FROM tile_overview o"
+                 " JOIN images i ON i.id = o.image_id WHERE o.z = %s AND o.cell BETWEEN %s AND %s",
+            order="cell, id")
+        return await self._image_columns(sql, (z, low, high))
+
+    async def _image_columns(self, sql: str, params: tuple[int, ...]) -> TileImageColumns:
+        """Run a `_TILE_COLUMNS` query straight into integer arrays (no per-row objects)."""
+        row = await self._one(sql, params)
+        blob, nos, keys = row if row else (None, None, None)
+        table = np.frombuffer(blob or b"", dtype=TILE_REC_DTYPE).reshape(-1, 8).astype(np.int64)
+        rowids, index = np.unique(table[:, 7], return_inverse=True)
+        by_no = dict(zip(nos or (), keys or (), strict=True))
+        return TileImageColumns(
+            ids=table[:, 0], codes=table[:, 1], captured_at_ms=table[:, 2],
+            compass_deg=table[:, 3], is_pano=table[:, 4].astype(bool),
+            organization_ids=table[:, 5], creator_ids=table[:, 6],
+            sequence_index=index.reshape(-1),
+            sequence_keys=tuple(str(by_no[int(r)]) for r in rowids),
+        )
+
+    async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
+        """The pre-clipped sequence lines of a z6–14 tile."""
+        rows = await self._all(
+            "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms,"
+            " s.is_pano, s.organization_id, s.creator_id FROM tile_sequence_lines l"
+            " JOIN sequences s ON s.id = l.sequence_id WHERE l.z = %s AND l.tile = %s"
+            " ORDER BY l.sequence_id", (z, morton(x, y)))
+        return [TileLine(r[0], bytes(r[1]), r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+
+    async def tile_map_features(
+        self, object_type: str, z: int, x: int, y: int
+    ) -> TileFeatureColumns:
+        """Map features of one type inside a tile (z14 `point` / `traffic_sign` layers)."""
+        low, high = tile_range(z, x, y)
+        rows = await self._all(
+            "SELECT id, lon, lat, object_value, first_seen_at_ms, last_seen_at_ms"
+            " FROM map_features WHERE object_type = %s AND qk BETWEEN %s AND %s"
+            " ORDER BY qk, id", (object_type, low, high))
+        return TileFeatureColumns(*zip(*rows, strict=True)) if rows else TileFeatureColumns()
+
+
+def _matches(im: Image, q: ImageSearch) -> bool:
+    """Apply the non-id filters of an `image_ids=` search in Python (the set is small)."""
+    checks = [
+        q.bbox is None or (q.bbox[0] <= im.lon <= q.bbox[2] and q.bbox[1] <= im.lat <= q.bbox[3]),
+        q.start_captured_at_ms is None or im.captured_at_ms >= q.start_captured_at_ms,
+        q.end_captured_at_ms is None or im.captured_at_ms < q.end_captured_at_ms,
+        q.organization_id is None or im.organization_id == q.organization_id,
+        q.sequence_ids is None or im.sequence_id in q.sequence_ids,
+        q.creator_username is None or im.creator_username.lower() == q.creator_username.lower(),
+        q.is_pano is None or im.is_pano == q.is_pano,
+        q.make is None or (im.make or "").lower() == q.make.lower(),
+        q.model is None or (im.model or "").lower() == q.model.lower(),
+        q.camera_type is None or im.camera_type == q.camera_type,
+    ]
+    if q.s2_range is not None:
+        checks.append(q.s2_range[0] <= leaf_cell(im.lat, im.lon) <= q.s2_range[1])
+    return all(checks)
