@@ -52,29 +52,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wayview(*args: str, data_dir: Path, cwd: Path) -> str:
-    """Run `python -m wayview ARGS --data-dir DATA_DIR`; its stdout, or fail with its stderr."""
+def wayview(*args: str, data_dir: Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run `python -m wayview ARGS --data-dir DATA_DIR` (with `env`: WAYVIEW_* settings); its
+    stdout, or fail with its stderr."""
     cmd = [sys.executable, "-m", "wayview", *args, "--data-dir", str(data_dir)]
-    done = subprocess.run(cmd, cwd=cwd, env=clean_env(), capture_output=True, text=True,
+    done = subprocess.run(cmd, cwd=cwd, env=clean_env(**(env or {})), capture_output=True,
+                          text=True,
                           timeout=CLI_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr}")
     return done.stdout
 
 
-def wayview_json(*args: str, data_dir: Path, cwd: Path) -> Any:
+def wayview_json(*args: str, data_dir: Path, cwd: Path, env: dict[str, str] | None = None
+                 ) -> Any:
     """`wayview ARGS --json`: the one JSON object it prints."""
-    out = wayview(*args, "--json", data_dir=data_dir, cwd=cwd)
+    out = wayview(*args, "--json", data_dir=data_dir, cwd=cwd, env=env)
     return json.loads(out.strip().splitlines()[-1])
 
 
-def create_uploader(username: str, *, data_dir: Path, cwd: Path) -> tuple[str, str]:
+def create_uploader(username: str, *, data_dir: Path, cwd: Path,
+                    env: dict[str, str] | None = None) -> tuple[str, str]:
     """A user with a read-only app of their own: (the app's client token, a user token)."""
-    wayview_json("users", "create", username, data_dir=data_dir, cwd=cwd)
+    wayview_json("users", "create", username, data_dir=data_dir, cwd=cwd, env=env)
     app = wayview_json("apps", "create", f"{username}-reader", "--owner", username,
-                       "--scope", "read", data_dir=data_dir, cwd=cwd)
+                       "--scope", "read", data_dir=data_dir, cwd=cwd, env=env)
     token = wayview_json("tokens", "create", "--user", username, data_dir=data_dir,
-                         cwd=cwd)["access_token"]
+                         cwd=cwd, env=env)["access_token"]
     return str(app["client_token"]), str(token)
 
 

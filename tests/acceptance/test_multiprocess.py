@@ -6,6 +6,7 @@ exactly across both"); an upload started on one process is resumed on the other;
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from tests.acceptance.live import (
     wayview_json,
 )
 from tests.api.test_upload_ingest import photo, zip_of
+from tests.pg_server import pg_server
 from tests.redis_server import redis_server
 
 from wayview.model.entities import Job
@@ -74,28 +76,36 @@ def test_budget_holds_exactly_across_two_server_processes(servers) -> None:
 
 @dataclass
 class Cluster:
-    """Two `serve` processes without job threads on one data directory, and an uploader."""
+    """Two `serve` processes without job threads on one store (SQLite in the shared data
+    directory, or one PostgreSQL database), and an uploader."""
 
     a: LiveServer
     b: LiveServer
     root: Path
     data: Path
     token: str
+    env: dict[str, str]  # the store setting every process gets
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"OAuth {self.token}"}
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("two-servers-jobs")
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp(f"two-servers-jobs-{request.param}")
     data = root / "data"
-    _, token = create_uploader("multi", data_dir=data, cwd=root)
-    env = {"WAYVIEW_JOBS__SERVE_WORKERS": "0"}  # only the worker processes below run jobs
-    with live_server(data, root / "a.log", cwd=root, env=env) as a, \
-            live_server(data, root / "b.log", cwd=root, env=env) as b:
-        yield Cluster(a, b, root, data, token)
+    with contextlib.ExitStack() as stack:
+        store_env = {}
+        if request.param == "postgres":
+            store_env["WAYVIEW_DATABASE_URL"] = stack.enter_context(pg_server())
+        _, token = create_uploader("multi", data_dir=data, cwd=root, env=store_env)
+        # Only the worker processes of the test run jobs.
+        env = {**store_env, "WAYVIEW_JOBS__SERVE_WORKERS": "0"}
+        a = stack.enter_context(live_server(data, root / "a.log", cwd=root, env=env))
+        b = stack.enter_context(live_server(data, root / "b.log", cwd=root, env=env))
+        yield Cluster(a, b, root, data, token, store_env)
 
 
 def test_an_upload_started_on_one_process_is_resumed_on_the_other(cluster: Cluster) -> None:
@@ -138,14 +148,14 @@ def test_two_worker_processes_run_every_job_exactly_once(cluster: Cluster) -> No
             workers.append(subprocess.Popen(
                 [sys.executable, "-m", "wayview", "worker", "--drain", "--concurrency", "2",
                  "--data-dir", str(cluster.data)],
-                cwd=cluster.root, env=clean_env(), stdout=out, stderr=subprocess.STDOUT,
+                cwd=cluster.root, env=clean_env(**cluster.env), stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL))
     for worker in workers:
         assert worker.wait(timeout=300) == 0, [log.read_text()[-3000:] for log in logs]
 
     done = [int(m.group(1)) for log in logs
             for m in re.finditer(r"job (\d+) \(ingest\.upload\) done by", log.read_text())]
-    jobs = _jobs(cluster.data)
+    jobs = _jobs(cluster)
     assert len(jobs) == uploads + 1  # the earlier test's finish too
     assert sorted(done) == sorted(j.id for j in jobs)  # each job finished once, in total
     assert all(j.state == "done" and j.attempts == 1 for j in jobs), jobs
@@ -160,9 +170,11 @@ def test_two_worker_processes_run_every_job_exactly_once(cluster: Cluster) -> No
     assert len({im["sequence"] for im in images}) == uploads + 1
 
 
-def _jobs(data: Path) -> list[Job]:
+def _jobs(cluster: Cluster) -> list[Job]:
     async def read() -> list[Job]:
-        store = open_store(Settings(_env_file=None, data_dir=data))
+        store = open_store(Settings(
+            _env_file=None, data_dir=cluster.data,
+            database_url=cluster.env.get("WAYVIEW_DATABASE_URL", "")))
         await store.open()
         try:
             return await store.list_jobs(limit=1000)
