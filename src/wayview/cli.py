@@ -103,8 +103,10 @@ def serve(host: str | None, port: int | None, workers: int | None,
         click.echo(body)
         sys.exit(0 if status < 400 else 1)
     run_with_store(settings, lambda store: asyncio.sleep(0))  # create + migrate before forking
+    from wayview.store import describe_store
+
     click.echo(f"wayview {__version__} serving {settings.base_url} "
-               f"(data: {settings.data_dir.resolve()})", err=True)
+               f"(data: {describe_store(settings)})", err=True)
     from wayview.server import run_server
 
     run_server(settings)
@@ -326,8 +328,10 @@ def worker(data_dir: Path | None, concurrency: int | None, drain: bool) -> None:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, shut_down)
+        from wayview.store import describe_store
+
         click.echo(f"wayview worker {runner.name}: {lanes} at once (data: "
-                   f"{settings.data_dir.resolve()})", err=True)
+                   f"{describe_store(settings)})", err=True)
         try:
             await runner.run_forever()
         except asyncio.CancelledError:

@@ -82,6 +82,11 @@ async def prepare_demo(
     store = open_store(settings)
     await store.open()
     try:
+        if fresh and await store.count_images() > 0:  # a PostgreSQL database in use
+            raise click.ClickException(
+                "the database already holds images but is not a finished demo: point "
+                "database_url at an empty database (or remove it to use SQLite)."
+            )
         if fresh:
             with contextlib.ExitStack() as stack:
                 advance: DemoProgress | None = None

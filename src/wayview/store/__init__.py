@@ -6,7 +6,8 @@ from wayview.errors import InvalidInput
 from wayview.settings import Settings
 from wayview.store.base import NODE_KINDS, Store
 
-__all__ = ["NODE_KINDS", "POSTGRES_SCHEMES", "Store", "open_store", "uses_postgres"]
+__all__ = ["NODE_KINDS", "POSTGRES_SCHEMES", "Store", "describe_store", "open_store",
+           "uses_postgres"]
 
 #: `database_url` prefixes that select the PostgreSQL + PostGIS store.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -15,6 +16,21 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def uses_postgres(settings: Settings) -> bool:
     """Whether `settings` select the PostgreSQL store (else SQLite in `data_dir`)."""
     return settings.database_url.startswith(POSTGRES_SCHEMES)
+
+
+def describe_store(settings: Settings) -> str:
+    """Where the data lives, for start-up messages (never a password).
+
+    >>> from pathlib import Path
+    >>> describe_store(Settings(_env_file=None, data_dir=Path("/srv/w"),
+    ...                         database_url="postgresql://me:pw@db/wayview"))
+    'PostgreSQL postgresql://me:***@db/wayview, files in /srv/w'
+    """
+    if uses_postgres(settings):
+        from wayview.store.postgres.connection import redact
+
+        return f"PostgreSQL {redact(settings.database_url)}, files in {settings.data_dir}"
+    return f"SQLite in {settings.data_dir.resolve()}"
 
 
 def open_store(settings: Settings) -> Store:
