@@ -397,6 +397,76 @@ def jobs_retry(data_dir: Path | None, as_json: bool, job_ids: tuple[int, ...],
     emit(as_json, {"requeued": count}, f"requeued {count} parked jobs")
 
 
+@cli.command("migrate-store")
+@click.option("--from", "source", required=True, metavar="sqlite:///PATH",
+              help="The SQLite store to copy (sqlite:///path/to/wayview.db).")
+@click.option("--to", "target", required=True, metavar="postgresql://…",
+              help="An empty PostgreSQL + PostGIS database (migrated here first).")
+@click.option("--blobs-to", default=None, metavar="s3://BUCKET/PREFIX|DIR",
+              help="Also copy the blobs there (S3 credentials from the s3.* settings).")
+@click.option("--blobs-from", type=click.Path(path_type=Path), default=None,
+              help="The blob folder to copy (default: `blobs` beside the SQLite file).")
+def migrate_store(source: str, target: str, blobs_to: str | None,
+                  blobs_from: Path | None) -> None:
+    """Copy a SQLite store into PostgreSQL: users, apps, tokens, images, everything.
+
+    The copy runs in one transaction (all or nothing) into an empty database and ends with
+    the row count of every table on both sides; the command fails if any differs.
+    """
+    from wayview.store import POSTGRES_SCHEMES
+    from wayview.store.copy import TableCount, copy_sqlite_to_postgres
+    from wayview.store.postgres.connection import redact
+    from wayview.store.postgres.store import PostgresStore
+
+    if not source.startswith("sqlite:///"):
+        raise click.UsageError("--from must be sqlite:///path/to/wayview.db")
+    if not target.startswith(POSTGRES_SCHEMES):
+        raise click.UsageError("--to must be a postgresql:// URL")
+    sqlite_path = Path(source.removeprefix("sqlite://"))
+
+    async def migrate_target() -> None:
+        store = PostgresStore(target, pool_size=1)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(migrate_target())
+        with click.progressbar(length=1, label="copying", file=sys.stderr) as bar:
+            def progress(table: str, done: int, total: int) -> None:
+                bar.label = f"{table:<20}"
+                bar.length = max(total, 1)
+                bar.pos = done
+                bar.render_progress()
+
+            counts: list[TableCount] = copy_sqlite_to_postgres(sqlite_path, target, progress)
+    except WayviewError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{'table':<22}{'sqlite':>12}{'postgresql':>12}")
+    for c in counts:
+        click.echo(f"{c.table:<22}{c.source:>12,}{c.target:>12,}{'' if c.ok else '  MISMATCH'}")
+    if not all(c.ok for c in counts):
+        raise click.ClickException("row counts differ: the copy is incomplete")
+    click.echo(f"copied {sum(c.target for c in counts):,} rows into {redact(target)}")
+    if blobs_to:
+        copied = _copy_blobs(blobs_from or sqlite_path.parent / "blobs", blobs_to)
+        click.echo(f"copied {copied:,} blobs to {blobs_to}")
+
+
+def _copy_blobs(folder: Path, target: str) -> int:
+    """Copy every blob file under `folder` to the blob store `target`; how many."""
+    from wayview.blobs import LocalBlobs, open_blobs
+
+    if not folder.is_dir():
+        raise click.ClickException(f"no blob folder at {folder}")
+    settings = make_settings(None, blobs_url=target) if target.startswith("s3://") else None
+    store = open_blobs(settings) if settings is not None else LocalBlobs(Path(target))
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
+    with click.progressbar(files, label="blobs", file=sys.stderr) as bar:
+        for path in bar:
+            store.put_file(path.relative_to(folder).as_posix(), path)
+    return len(files)
+
+
 def _register_commands() -> None:
     """Attach the commands that live beside their services (imported lazily by click)."""
     from wayview.demo import demo_command
