@@ -273,7 +273,8 @@ class Settings(BaseSettings):
     embed: EmbedSettings = EmbedSettings()
     database_url: str = Field(
         "", description="`postgresql://user:pass@host:port/db` to keep everything in "
-        "PostgreSQL + PostGIS; empty = SQLite in `data_dir`."
+        "PostgreSQL + PostGIS (the `postgis` extension must exist in the database, or the "
+        "role must be allowed to create it); empty = SQLite in `data_dir`."
     )
     database_pool_size: int = Field(
         10, ge=1, description="Most PostgreSQL connections one process keeps open."
