@@ -414,8 +414,8 @@ def migrate_store(source: str, target: str, blobs_to: str | None,
     the row count of every table on both sides; the command fails if any differs.
     """
     from wayview.store import POSTGRES_SCHEMES
-    from wayview.store.copy import TableCount, copy_sqlite_to_postgres
     from wayview.store.postgres.connection import redact
+    from wayview.store.postgres.copy import TableCount, copy_sqlite_to_postgres
     from wayview.store.postgres.store import PostgresStore
 
     if not source.startswith("sqlite:///"):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
 from tests.redis_server import redis_server
 from wayview.kv import RedisTileCache, open_tile_cache
-from wayview.kv.tilecache import pack
 
 
 @pytest.fixture(scope="module")
@@ -20,24 +19,36 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+async def caches(redis_url: str) -> AsyncIterator[Callable[..., RedisTileCache]]:
+    """Make caches on the test Redis; all closed afterwards, whatever the test did."""
+    made: list[RedisTileCache] = []
+
+    def make(**kw: object) -> RedisTileCache:
+        made.append(RedisTileCache(redis_url, **kw))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for cache in made:
+        await cache.close()
+
+
 def tile_key() -> str:
     return f"images:14:{uuid.uuid4().int % 16384}:{uuid.uuid4().hex}"
 
 
-async def test_a_tile_shared_by_one_process_is_read_by_another(redis_url: str) -> None:
-    a, b = RedisTileCache(redis_url), RedisTileCache(redis_url)
+async def test_a_tile_shared_by_one_process_is_read_by_another(caches) -> None:
+    a, b = caches(), caches()
     key = tile_key()
     assert await b.get(key, 3) is None
     await a.put(key, 3, b"\x1a\x05layer", '"e3"')
     assert await b.get(key, 3) == (b"\x1a\x05layer", '"e3"')
     assert await b.get(key, 4) is None  # the store moved on: the shared tile is stale
     assert (b.hits, b.misses) == (1, 2)
-    await a.close()
-    await b.close()
 
 
-async def test_an_older_render_never_replaces_a_newer_one(redis_url: str) -> None:
-    cache = RedisTileCache(redis_url)
+async def test_an_older_render_never_replaces_a_newer_one(caches) -> None:
+    cache = caches()
     key = tile_key()
     await cache.put(key, 9, b"new", '"n"')
     await cache.put(key, 8, b"old", '"o"')  # a slow process finishing late
@@ -48,19 +59,18 @@ async def test_an_older_render_never_replaces_a_newer_one(redis_url: str) -> Non
     await asyncio.gather(*(cache.put(key, 11 + k % 3, b"x%d" % k, f'"{k}"') for k in range(30)))
     body, _ = await cache.get(key, 13) or (b"", "")
     assert body.startswith(b"x")  # concurrent writers end on the newest epoch
-    await cache.close()
 
 
-async def test_large_tiles_and_foreign_entries_are_not_served(redis_url: str) -> None:
-    cache = RedisTileCache(redis_url, max_tile_bytes=10)
+async def test_large_tiles_and_foreign_entries_are_not_served(caches) -> None:
+    cache = caches(max_tile_bytes=10)
     key = tile_key()
     await cache.put(key, 1, b"x" * 11, '"big"')
     assert await cache.get(key, 1) is None
-    await cache._redis.set("wayview:tile:" + key, b"junk")
+    await cache._redis.hset("wayview:tile:" + key, mapping={"epoch": "junk", "etag": "e",
+                                                           "body": b"b"})
     assert await cache.get(key, 1) is None
-    await cache._redis.set("wayview:tile:" + key, pack(1, b"ok", '"k"'))
+    await cache.put(key, 1, b"ok", '"k"')
     assert await cache.get(key, 1) == (b"ok", '"k"')
-    await cache.close()
 
 
 async def test_an_unreachable_redis_means_rendering_not_errors(tmp_path) -> None:

@@ -15,7 +15,6 @@ Redis is a cache here, never the source of truth: entries expire (`ttl_s`), tile
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from typing import Any, Protocol
 
@@ -24,8 +23,15 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger("wayview.tiles")
 
-#: Entry layout: epoch (u64), ETag length (u16), ETag (ASCII), then the tile body.
-_HEADER = struct.Struct("<QH")
+#: Store a tile unless a newer epoch is already there, atomically inside Redis (a hash of
+#: epoch, etag, body, with an expiry).
+_PUT = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '')
+if current and current > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'etag', ARGV[2], 'body', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
 #: Seconds between two "Redis unreachable" log lines.
 _LOG_EVERY_S = 60.0
 
@@ -47,41 +53,13 @@ class SharedTileCache(Protocol):
         ...
 
 
-def pack(epoch: int, body: bytes, etag: str) -> bytes:
-    """One cache entry.
-
-    >>> unpack(pack(7, b"\\x1a\\x02", '"ab"'))
-    (7, b'\\x1a\\x02', '"ab"')
-    """
-    tag = etag.encode("ascii")
-    return _HEADER.pack(epoch, len(tag)) + tag + body
-
-
-def unpack(entry: bytes) -> tuple[int, bytes, str] | None:
-    """(epoch, body, ETag) of an entry, or None when it is not one of ours.
-
-    >>> unpack(b"short") is None
-    True
-    """
-    if len(entry) < _HEADER.size:
-        return None
-    epoch, tag_len = _HEADER.unpack_from(entry)
-    start = _HEADER.size + tag_len
-    if len(entry) < start:
-        return None
-    try:
-        etag = entry[_HEADER.size:start].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    return epoch, entry[start:], etag
-
-
 class RedisTileCache:
     """`SharedTileCache` on Redis (`redis://host:port/db` or `unix:///path`)."""
 
     def __init__(self, url: str, *, prefix: str = "wayview:tile:", ttl_s: int = 86_400,
                  max_tile_bytes: int = 4 * 1024 * 1024) -> None:
         self._redis: Any = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._put_script = self._redis.register_script(_PUT)
         self._prefix = prefix
         self._ttl_s = ttl_s
         self.max_tile_bytes = max_tile_bytes
@@ -92,41 +70,28 @@ class RedisTileCache:
     async def get(self, key: str, epoch: int) -> tuple[bytes, str] | None:
         """The shared tile rendered at `epoch`, if any."""
         try:
-            raw = await self._redis.get(self._prefix + key)
+            stored, etag, body = await self._redis.hmget(self._prefix + key,
+                                                        ["epoch", "etag", "body"])
         except (RedisError, OSError) as exc:
             self._unavailable(exc)
             return None
-        entry = unpack(raw) if raw is not None else None
-        if entry is None or entry[0] != epoch:
+        if stored is None or etag is None or body is None or not stored.isdigit() \
+                or int(stored) != epoch:
             self.misses += 1
             return None
         self.hits += 1
-        return entry[1], entry[2]
+        return bytes(body), etag.decode("ascii", "replace")
 
     async def put(self, key: str, epoch: int, body: bytes, etag: str) -> None:
-        """Share a rendered tile; a newer epoch already shared is never replaced by an older."""
+        """Share a rendered tile; a newer epoch already shared is never replaced by an older
+        one (two processes may render one tile at different epochs, a write in between)."""
         if len(body) > self.max_tile_bytes:
             return
         try:
-            await self._put(self._prefix + key, epoch, pack(epoch, body, etag))
+            await self._put_script(keys=[self._prefix + key],
+                                   args=[epoch, etag, body, self._ttl_s])
         except (RedisError, OSError) as exc:
             self._unavailable(exc)
-
-    async def _put(self, name: str, epoch: int, entry: bytes) -> None:
-        # Two processes may render one tile at different epochs (a write in between): keep the
-        # newest. WATCH makes the compare-and-set atomic; a lost race just skips the write.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(name)
-                current = await pipe.get(name)
-                old = unpack(current) if current is not None else None
-                if old is not None and old[0] > epoch:
-                    return
-                pipe.multi()
-                pipe.set(name, entry, ex=self._ttl_s)
-                await pipe.execute()
-            except aioredis.WatchError:
-                return
 
     def _unavailable(self, exc: BaseException) -> None:
         now = time.monotonic()

@@ -1,4 +1,4 @@
-"""wayview.store.copy: copy a whole SQLite store into an empty PostgreSQL store
+"""wayview.store.postgres.copy: copy a whole SQLite store into an empty PostgreSQL store
 (`wayview migrate-store`).
 
 Every table is copied row for row in one PostgreSQL transaction (all or nothing), with
@@ -15,7 +15,6 @@ silently dropped. Identity counters are moved past the copied ids at the end.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from wayview.errors import InvalidInput
+from wayview.store.sqlite.export import SqliteExport
 
 #: Tables in copy order (referenced tables first).
 TABLES = (
@@ -33,10 +33,6 @@ TABLES = (
     "tile_overview", "tile_sequence_lines", "jobs", "upload_sessions", "upload_finishes",
     "blob_journal",
 )
-#: Source tables that are not data (SQLite's own bookkeeping, R*Tree shadows rebuilt by the
-#: target's own indexes, the schema history).
-_NOT_DATA = ("schema_migrations", "sqlite_sequence", "sqlite_stat1", "sqlite_stat4")
-_NOT_DATA_SUFFIXES = ("_rtree", "_rtree_node", "_rtree_parent", "_rtree_rowid")
 #: (table, target column) → source column, where the names differ.
 _RENAMED = {("images", "sequence_no"): "sequence_rowid"}
 #: (table, target column) filled from the source row's rowid.
@@ -64,7 +60,7 @@ class TableCount:
 class _Plan:
     table: str
     target_columns: list[str]
-    source_select: str
+    source_columns: list[str]
     converters: list[Callable[[Any], Any] | None]
 
 
@@ -76,13 +72,6 @@ def _as_array(value: Any) -> Any:
     return None if value is None else json.loads(value)
 
 
-def source_tables(conn: sqlite3.Connection) -> list[str]:
-    """The data tables of a SQLite store."""
-    names = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-    return [n for n in names if n not in _NOT_DATA and not n.endswith(_NOT_DATA_SUFFIXES)]
-
-
 def _target_columns(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, str]]:
     rows = conn.execute(
         "SELECT column_name, data_type FROM information_schema.columns"
@@ -91,8 +80,8 @@ def _target_columns(conn: psycopg.Connection[Any], table: str) -> list[tuple[str
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-def _plan(src: sqlite3.Connection, dst: psycopg.Connection[Any], table: str) -> _Plan:
-    source_cols = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
+def _plan(src: SqliteExport, dst: psycopg.Connection[Any], table: str) -> _Plan:
+    source_cols = src.columns(table)
     targets = _target_columns(dst, table)
     if not targets:
         raise InvalidInput(f"the target has no table {table!r}: is it a wayview database?")
@@ -106,26 +95,20 @@ def _plan(src: sqlite3.Connection, dst: psycopg.Connection[Any], table: str) -> 
             source = _RENAMED.get((table, name), name)
             if source not in source_cols:
                 raise InvalidInput(f"{table}.{name} has no source column: schemas differ")
-            select.append(f'"{source}"')
+            select.append(source)
             used.add(source)
         converters.append(_as_bool if data_type == "boolean"
                           else _as_array if data_type == "ARRAY" else None)
     left = [c for c in source_cols if c not in used and (table, c) not in _DERIVED]
     if left:
         raise InvalidInput(f"the target cannot hold {table}.{', '.join(left)}: schemas differ")
-    return _Plan(table, [n for n, _ in targets], ", ".join(select), converters)
+    return _Plan(table, [n for n, _ in targets], select, converters)
 
 
-def _rows(src: sqlite3.Connection, plan: _Plan) -> Iterator[list[Any]]:
-    cursor = src.execute(f"SELECT {plan.source_select} FROM {plan.table}")
-    while batch := cursor.fetchmany(_BATCH):
-        for row in batch:
-            yield [conv(v) if conv is not None and v is not None else v
-                   for conv, v in zip(plan.converters, row, strict=True)]
-
-
-def _count_source(src: sqlite3.Connection, table: str) -> int:
-    return int(src.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+def _rows(src: SqliteExport, plan: _Plan) -> Iterator[list[Any]]:
+    for row in src.rows(plan.table, plan.source_columns):
+        yield [conv(v) if conv is not None and v is not None else v
+               for conv, v in zip(plan.converters, row, strict=True)]
 
 
 def _count_target(dst: psycopg.Connection[Any], table: str) -> int:
@@ -146,11 +129,9 @@ def copy_sqlite_to_postgres(
         InvalidInput: the source is not a wayview SQLite store, the target is not empty, or
             the two schemas differ in a way the copy would lose data over.
     """
-    if not sqlite_path.is_file():
-        raise InvalidInput(f"no SQLite database at {sqlite_path}")
-    src = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
+    src = SqliteExport(sqlite_path)
     try:
-        tables = source_tables(src)
+        tables = src.tables()
         unknown = sorted(set(tables) - set(TABLES))
         missing = sorted(set(TABLES) - set(tables))
         if missing or unknown:
@@ -164,7 +145,7 @@ def copy_sqlite_to_postgres(
             if busy:
                 raise InvalidInput(f"the target database is not empty ({', '.join(busy)})")
             for plan in plans:
-                total = _count_source(src, plan.table)
+                total = src.count(plan.table)
                 done = 0
                 if progress is not None:
                     progress(plan.table, 0, total)
@@ -181,7 +162,7 @@ def copy_sqlite_to_postgres(
                     progress(plan.table, done, total)
             _advance_identities(dst)
             dst.commit()
-            return [TableCount(t, _count_source(src, t), _count_target(dst, t)) for t in TABLES]
+            return [TableCount(t, src.count(t), _count_target(dst, t)) for t in TABLES]
     finally:
         src.close()
 

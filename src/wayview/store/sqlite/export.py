@@ -1,0 +1,60 @@
+"""wayview.store.sqlite.export: read a SQLite store table by table, read-only (the source side
+of `wayview migrate-store`, see wayview.store.postgres.copy)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from wayview.errors import InvalidInput
+
+#: Tables that are not data (SQLite's own bookkeeping, R*Tree shadows that the target's own
+#: indexes replace, the schema history).
+_NOT_DATA = ("schema_migrations", "sqlite_sequence", "sqlite_stat1", "sqlite_stat4")
+_NOT_DATA_SUFFIXES = ("_rtree", "_rtree_node", "_rtree_parent", "_rtree_rowid")
+_BATCH = 5_000
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _name(name: str) -> str:
+    """A table or column name from the schema, checked before it goes into SQL."""
+    if not name or set(name) - _NAME_CHARS:
+        raise InvalidInput(f"unexpected name in the SQLite schema: {name!r}")
+    return name
+
+
+class SqliteExport:
+    """A read-only view of one SQLite store file."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise InvalidInput(f"no SQLite database at {path}")
+        self.path = path
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._conn.close()
+
+    def tables(self) -> list[str]:
+        """The data tables."""
+        names = [r[0] for r in self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return [n for n in names if n not in _NOT_DATA and not n.endswith(_NOT_DATA_SUFFIXES)]
+
+    def columns(self, table: str) -> list[str]:
+        """A table's columns in order."""
+        return [r[1] for r in self._conn.execute(f"PRAGMA table_info({_name(table)})")]
+
+    def count(self, table: str) -> int:
+        """Rows in a table."""
+        return int(self._conn.execute(f"SELECT count(*) FROM {_name(table)}").fetchone()[0])
+
+    def rows(self, table: str, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """Every row of `table` as the values of `columns` ("rowid" allowed), in batches."""
+        select = ", ".join(_name(c) for c in columns)
+        cursor = self._conn.execute(f"SELECT {select} FROM {_name(table)}")
+        while batch := cursor.fetchmany(_BATCH):
+            yield from batch
