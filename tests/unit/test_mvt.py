@@ -305,7 +305,10 @@ def test_mvt_points_round_trip(data):
         ids=None if ids is None else np.array(ids, dtype=np.uint64),
         properties={k: c for k, (c, _) in cols.items()},
     )
-    tile = decode(encode_tile([layer]))
+    data_bytes = encode_tile([layer])
+    values = [typed_value(v) for v in raw_layers(data_bytes)["points ✓"].values]
+    assert len(values) == len(set(values))  # every value stored once per layer
+    tile = decode(data_bytes)
     features = tile["points ✓"]["features"]
     assert [f["geometry"] for f in features] == [
         {"type": "Point", "coordinates": [x, y]} for x, y in zip(xs, ys, strict=True)

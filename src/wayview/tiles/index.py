@@ -144,6 +144,30 @@ def decode_parts(blob: bytes) -> list[np.ndarray]:
     return [p[1:] if k else p for k, p in enumerate(parts) if len(p) > (1 if k else 0)]
 
 
+def decode_lines(blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`decode_parts` of many lines at once, flat: vertices, vertices per part, parts per line.
+
+    Parts left empty by a separator stay in the output with size 0 (the MVT encoder drops parts
+    of fewer than two vertices anyway); no array per part or per line is made.
+
+    >>> blobs = [encode_parts([np.array([[1, 2], [3, 4]]), np.array([[5, 6]])]),
+    ...          encode_parts([np.array([[7, 8], [9, 9]])])]
+    >>> [a.tolist() for a in decode_lines(blobs)]
+    [[[1, 2], [3, 4], [5, 6], [7, 8], [9, 9]], [2, 1, 2], [2, 1]]
+    """
+    flat = np.frombuffer(b"".join(blobs), dtype="<i4").reshape(-1, 2)
+    rows = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // _PAIR.size
+    line_of_row = np.repeat(np.arange(len(blobs), dtype=np.int64), rows)
+    sep = flat[:, 0] == PART_SEPARATOR
+    # Row r of line j is in part j + (separators before r): each line starts a new part.
+    seps_before = np.cumsum(sep) - sep
+    part_of_row = line_of_row + seps_before
+    parts_per_line = 1 + np.bincount(line_of_row[sep], minlength=len(blobs))
+    keep = ~sep
+    sizes = np.bincount(part_of_row[keep], minlength=int(parts_per_line.sum()))
+    return flat[keep], sizes, parts_per_line
+
+
 def tile_compass(images: Sequence[Image]) -> list[int]:
     """The integer compass angle tiles carry for each image of a sequence (in capture order).
 

@@ -15,14 +15,21 @@ of the MVT 2.1 specification::
 How it is fast: a feature is a fixed sequence of small parts (field keys, lengths, the id, one
 key/value index pair per property, the geometry integers), and all of them are varints. Each part
 is encoded for *all* features at once into a ``(width, n)`` byte matrix whose width is the longest
-varint of that part, with a mask of the bytes actually used (`_varint_cols`). The parts are
+varint of that part, with a mask of the bytes actually used (`varint_cols`). The parts are
 stacked and the mask compresses them into the features' bytes in one step; lengths of nested
 messages are sums of the parts' byte counts, so nothing is encoded twice. Line features have a
 variable number of vertices, so every vertex is a column of its own (command, dx, dy) and the
-vertex bytes are interleaved with the features' fixed part by index arithmetic (`_interleave`).
+vertex bytes are interleaved with the features' fixed part by index arithmetic (`interleave`).
 Integer value-table entries and string headers are built the same way; Python loops run only over
-columns, unique strings and line parts. Numbers are kept in 32 bits where the format allows it
-(geometry, indices, lengths), which halves the memory traffic of large tiles.
+columns, unique strings and line parts (lines may also come as flat arrays, `LineParts`, so not
+even those). Numbers are kept in 32 bits where the format allows it (geometry, indices, lengths),
+which halves the memory traffic of large tiles.
+
+Value tables are built per column (`_int_table`: a lookup table for small ranges, else one index
+sort) instead of one `np.unique` over every integer of the layer. Columns are merged smallest
+first, searching only those whose value ranges overlap (`_place_ints`), so a value shared by two
+columns is still stored once; small tables first also gives the values most features point at
+one-byte indices.
 
 Encoding choices (COMPATIBILITY.md §4): layer version 2; integer properties use ``uint_value``
 when ≥ 0 and ``sint_value`` (zigzag) when negative; booleans ``bool_value``; strings
@@ -35,10 +42,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+
+from wayview.tiles.varints import (
+    I32,
+    I64,
+    U32,
+    U64,
+    Bools,
+    Cols,
+    Const,
+    flat,
+    interleave,
+    join,
+    length_delimited,
+    varint,
+    varint_cols,
+    varint_len,
+    zigzag32,
+    zigzag64,
+)
 
 __all__ = [
     "LAYER_VERSION",
@@ -46,17 +71,10 @@ __all__ = [
     "MAX_FEATURE_ID",
     "Column",
     "LineLayer",
+    "LineParts",
     "PointLayer",
     "encode_tile",
 ]
-
-U8: TypeAlias = npt.NDArray[np.uint8]
-U32: TypeAlias = npt.NDArray[np.uint32]
-U64: TypeAlias = npt.NDArray[np.uint64]
-UInt: TypeAlias = npt.NDArray[np.uint32] | npt.NDArray[np.uint64]
-I32: TypeAlias = npt.NDArray[np.int32]
-I64: TypeAlias = npt.NDArray[np.int64]
-Bools: TypeAlias = npt.NDArray[np.bool_]
 
 MAX_FEATURE_ID = 2**53  # exclusive; ids must survive JavaScript numbers (COMPATIBILITY.md §4.3)
 MAX_COORD = 2**30  # exclusive bound on |tile coordinate|, so that deltas fit in sint32
@@ -113,14 +131,32 @@ class PointLayer:
 
 
 @dataclass(frozen=True, slots=True)
+class LineParts:
+    """Line features in three flat arrays, without one array per part.
+
+    ``vertices`` is ``(m, 2)``: the parts one after the other, ``part_sizes[p]`` vertices each;
+    feature ``f`` owns the next ``feature_parts[f]`` parts. Same meaning as a list of lists of
+    parts (`LineLayer`), for callers that have all vertices in one buffer already.
+    """
+
+    vertices: np.ndarray
+    part_sizes: np.ndarray
+    feature_parts: np.ndarray
+
+    def __len__(self) -> int:
+        """Number of features."""
+        return len(self.feature_parts)
+
+
+@dataclass(frozen=True, slots=True)
 class LineLayer:
     """A layer of line features; each feature is a list of ``(n, 2)`` integer parts.
 
-    A feature with several parts is a MultiLineString.
+    A feature with several parts is a MultiLineString. ``lines`` may also be a `LineParts`.
     """
 
     name: str
-    lines: list[list[np.ndarray]]
+    lines: list[list[np.ndarray]] | LineParts
     ids: np.ndarray | None = None
     properties: dict[str, Column] = field(default_factory=dict)
 
@@ -161,137 +197,8 @@ def encode_tile(layers: Sequence[PointLayer | LineLayer], extent: int = 4096) ->
     for layer in layers:
         body = _encode_layer(layer, extent)
         if body:
-            out.append(_field(_TILE_LAYERS, body))
+            out.append(length_delimited(_TILE_LAYERS, body))
     return b"".join(out)
-
-
-# --- varints -------------------------------------------------------------------------------------
-
-
-def _varint(v: int) -> bytes:
-    """The varint of one non-negative integer (scalar path for headers and strings)."""
-    if v < 0x80:
-        return bytes((v,))
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def _field(key: int, payload: bytes) -> bytes:
-    """A length-delimited field (one-byte key): key, varint length, payload."""
-    return bytes((key,)) + _varint(len(payload)) + payload
-
-
-def _varint_len(v: UInt) -> U8:
-    """Byte length of the varint of each value (1..10)."""
-    n = np.ones(v.shape, dtype=np.uint8)
-    top = int(v.max()) if v.size else 0
-    k = 1
-    while k < 10 and top >= 1 << (7 * k):
-        n += v >= v.dtype.type(1 << (7 * k))
-        k += 1
-    return n
-
-
-def _zigzag32(v: I32, out: U32 | None = None) -> U32:
-    """Zigzag-encode int32 values as uint32 (MVT geometry parameters): 0, -1, 1, -2 → 0, 1, 2, 3.
-
-    The shift wraps like the C expression ``(n << 1) ^ (n >> 31)``, so every int32 is exact.
-    """
-    res = np.empty(v.shape, dtype=np.uint32) if out is None else out
-    signed = res.view(np.int32)
-    np.left_shift(v, 1, out=signed)
-    signed ^= v >> 31
-    return res
-
-
-def _zigzag64(v: I64) -> U64:
-    """Zigzag-encode int64 values as uint64 (``sint_value``)."""
-    res = np.left_shift(v, 1)
-    res ^= v >> 63
-    return res.view(np.uint64)
-
-
-@dataclass(frozen=True, slots=True)
-class _Cols:
-    """Per-feature bytes, feature ``f`` in column ``f``: ``data`` (width, n) and a ``valid`` mask.
-
-    A feature's bytes are its valid entries of column ``f`` from top to bottom; ``lens[f]`` counts
-    them. Features run along the last axis so that numpy loops over features (many) rather than
-    over the bytes of one varint (a few).
-    """
-
-    data: U8
-    valid: Bools
-    lens: I64
-
-
-def _varint_cols(v: UInt, present: Bools | None = None) -> _Cols:
-    """Varints of ``v`` (shape ``(n,)`` or ``(rows, n)``), each row padded to the longest varint.
-
-    Feature ``f`` gets the varints of ``v[0, f]``, ``v[1, f]``, … in order; entries where
-    ``present`` is false are left out.
-    """
-    v2 = v if v.ndim == 2 else v[None, :]
-    rows, n = v2.shape
-    lens = _varint_len(v2)
-    if present is not None:
-        lens *= present.reshape(rows, n)
-    width = int(lens.max()) if lens.size else 0
-    if width <= 1:
-        return _Cols(v2.astype(np.uint8), lens > 0, lens.sum(axis=0, dtype=np.int64))
-    data = np.empty((rows, width, n), dtype=np.uint8)
-    valid = np.empty((rows, width, n), dtype=bool)
-    for k in range(width):
-        np.greater(lens, k, out=valid[:, k, :])
-    for k in range(width):
-        byte = data[:, k, :]
-        np.copyto(byte, v2 >> v2.dtype.type(7 * k), casting="unsafe")  # keeps the low 8 bits
-        byte &= np.uint8(0x7F)
-        if k + 1 < width:  # continuation bit: the varint has a byte k + 1
-            byte |= valid[:, k + 1, :].view(np.uint8) << np.uint8(7)
-    total = lens.sum(axis=0, dtype=np.int64)
-    return _Cols(data.reshape(rows * width, n), valid.reshape(rows * width, n), total)
-
-
-def _const_cols(raw: bytes, n: int, present: Bools | None = None) -> _Cols:
-    """The same bytes for every feature (or only for those where ``present``)."""
-    data = np.broadcast_to(np.frombuffer(raw, dtype=np.uint8)[:, None], (len(raw), n))
-    if present is None:
-        return _Cols(data, np.ones((len(raw), n), dtype=bool), np.full(n, len(raw), np.int64))
-    valid = np.broadcast_to(present[None, :], (len(raw), n))
-    return _Cols(data, valid, present * len(raw))
-
-
-def _join(parts: Sequence[_Cols]) -> _Cols:
-    """Parts one after the other: feature ``f`` gets every part's bytes for ``f`` in order."""
-    lens = parts[0].lens.copy()
-    for p in parts[1:]:
-        lens += p.lens
-    return _Cols(
-        np.concatenate([p.data for p in parts], axis=0),
-        np.concatenate([p.valid for p in parts], axis=0),
-        lens,
-    )
-
-
-def _flat(cols: _Cols) -> U8:
-    """The valid bytes of all features, feature after feature."""
-    return np.compress(cols.valid.T.reshape(-1), cols.data.T.reshape(-1))
-
-
-def _interleave(a: U8, a_lens: I64, b: U8, b_lens: I64) -> U8:
-    """Per feature, its ``a`` bytes then its ``b`` bytes (``*_lens``: bytes per feature)."""
-    total = a_lens + b_lens
-    start = np.cumsum(total) - total
-    out = np.empty(int(total.sum()), dtype=np.uint8)
-    for src, lens, offset in ((a, a_lens, start), (b, b_lens, start + a_lens)):
-        src_start = np.cumsum(lens) - lens
-        out[np.repeat(offset - src_start, lens) + np.arange(src.size)] = src
-    return out
 
 
 # --- properties ----------------------------------------------------------------------------------
@@ -301,7 +208,7 @@ def _interleave(a: U8, a_lens: I64, b: U8, b_lens: I64) -> U8:
 class _Tags:
     """Tag bytes per feature (``None`` without properties) and the encoded keys and values."""
 
-    cols: _Cols | None
+    cols: Cols | None
     keys: bytes
     values: bytes
 
@@ -315,7 +222,10 @@ def _tags(properties: dict[str, Column], n_all: int, kept: I64 | None) -> _Tags:
     """Key/value index pairs per kept feature, and the deduplicated keys and values tables.
 
     ``kept`` lists the features that are written (``None``: all); lines can lose features.
-    Integer values are deduplicated across all integer columns, strings across string columns.
+    Every value is stored once per layer: integers across all integer columns, strings across
+    string columns. Each column gets its own value table (`_int_table`), and the tables are laid
+    out smallest first, so that the values most features point at (booleans, categories, small
+    integer sets) get one-byte indices; columns of distinct values (ids, timestamps) come last.
     """
     n = n_all if kept is None else kept.size
     names: list[str] = []
@@ -344,6 +254,8 @@ def _tags(properties: dict[str, Column], n_all: int, kept: I64 | None) -> _Tags:
             if given.shape != (n_all,):
                 raise ValueError(f"column {name!r}: present mask of shape {given.shape}")
             mask = given if kept is None else given[kept]
+            if mask.all():
+                mask = None
         if _is_string_column(col.values):
             values = list(col.values) if kept is None else [col.values[i] for i in kept.tolist()]
             if mask is not None:
@@ -374,63 +286,88 @@ def _tags(properties: dict[str, Column], n_all: int, kept: I64 | None) -> _Tags:
         return _Tags(None, b"", b"")
 
     k = len(names)
-    index = np.zeros((k, n), dtype=np.uint32)  # value-table index per key and feature
+    index = np.empty((k, n), dtype=np.uint32)  # value-table index per key and feature
     values_out: list[bytes] = []
     base = 0
-    if ints:
-        uniq, inverse = np.unique(np.concatenate([v for _, v in ints]), return_inverse=True)
-        slots = inverse.astype(np.uint32) + np.uint32(base)
-        start = 0
-        for ki, v in ints:
-            _put(index[ki], present[ki], slots[start : start + v.size])
-            start += v.size
-        values_out.append(_int_values(uniq))
-        base += uniq.size
     if bools:
-        used = np.zeros(2, dtype=bool)
-        for _, flags in bools:
-            used[flags.astype(np.intp)] = True
-        slot = (np.cumsum(used) - 1 + base).astype(np.uint32)
+        has_false = any(not flags.all() for _, flags in bools)
+        has_true = any(flags.any() for _, flags in bools)
+        slot_false, slot_true = base, base + int(has_false)
         for ki, flags in bools:
-            _put(index[ki], present[ki], slot[flags.astype(np.intp)])
-        for flag in np.flatnonzero(used).tolist():
-            values_out.append(bytes((_LAYER_VALUES, 2, _VALUE_BOOL, flag)))
-        base += int(used.sum())
+            row = flags.astype(np.uint32)
+            if slot_true != slot_false:
+                row += np.uint32(slot_false)
+            else:
+                row[:] = slot_false
+            _put(index[ki], present[ki], row)
+        for flag, wanted in ((0, has_false), (1, has_true)):
+            if wanted:
+                values_out.append(bytes((_LAYER_VALUES, 2, _VALUE_BOOL, flag)))
+        base += int(has_false) + int(has_true)
     if strs or cats:
         table: dict[str | None, int] = {}
         for ki, codes, categories in cats:
-            used = np.unique(codes)
+            used = np.zeros(len(categories), dtype=bool)
+            used[codes] = True
             lut = np.zeros(len(categories), dtype=np.uint32)
-            for c in used.tolist():
+            for c in np.flatnonzero(used).tolist():
                 lut[c] = table.setdefault(categories[c], len(table))
-            index[ki] = lut[codes] + np.uint32(base)
+            lut += np.uint32(base)
+            index[ki] = lut[codes]
         for ki, values in strs:
             for s in dict.fromkeys(values):
                 if s is not None and s not in table:
                     table[s] = len(table)
             lookup = {**table, None: 0}  # None: absent, masked out
             found = np.fromiter(map(lookup.__getitem__, values), dtype=np.uint32, count=n)
-            index[ki] = found + np.uint32(base)
+            found += np.uint32(base)
+            index[ki] = found
         values_out.append(_string_values([s for s in table if s is not None]))
+        base += len(table)
+    if ints:
+        local = [(ki, *_int_table(v)) for ki, v in ints]
+        local.sort(key=lambda t: t[1].size)  # small tables first: shorter indices
+        emitted: list[_IntBlock] = []
+        for ki, uniq, inverse in local:
+            slots, block = _place_ints(uniq, emitted, base)
+            if block is not None:
+                emitted.append(block)
+                base += block.values.size
+            _put(index[ki], present[ki], slots[inverse])
+        values_out.append(_int_values(np.concatenate([b.values for b in emitted])))
 
-    # Per key: its index (one byte for up to 127 keys, else a varint) then its value's index.
+    # Per key: its index (one byte for up to 127 keys) then its value's index.
     everywhere = all(m is None for m in present)
     mask = None if everywhere else np.ones((k, n), dtype=bool)
     if mask is not None:
         for ki, m in enumerate(present):
             if m is not None:
                 mask[ki] = m
-    value_cols = _varint_cols(index, mask)
-    key_cols = _varint_cols(np.repeat(np.arange(k, dtype=np.uint32)[:, None], n, axis=1), mask)
-    kw, vw = key_cols.data.shape[0] // k, value_cols.data.shape[0] // k
-    data = np.concatenate(
-        [key_cols.data.reshape(k, kw, n), value_cols.data.reshape(k, vw, n)], axis=1
-    )
-    valid = np.concatenate(
-        [key_cols.valid.reshape(k, kw, n), value_cols.valid.reshape(k, vw, n)], axis=1
-    )
-    cols = _Cols(data.reshape(-1, n), valid.reshape(-1, n), key_cols.lens + value_cols.lens)
-    keys = b"".join(_field(_LAYER_KEYS, name.encode()) for name in names)
+    value_cols = varint_cols(index, mask)
+    vw = value_cols.data.shape[0] // k
+    if k < 0x80:
+        data = np.empty((k, 1 + vw, n), dtype=np.uint8)
+        data[:, 0, :] = np.arange(k, dtype=np.uint8)[:, None]
+        data[:, 1:, :] = value_cols.data.reshape(k, vw, n)
+        valid = np.empty((k, 1 + vw, n), dtype=bool)
+        if mask is None:
+            valid[:, 0, :] = True
+        else:
+            valid[:, 0, :] = mask
+        valid[:, 1:, :] = value_cols.valid.reshape(k, vw, n)
+        key_lens = np.full(n, k, dtype=np.int64) if mask is None else mask.sum(axis=0)
+    else:
+        key_cols = varint_cols(np.repeat(np.arange(k, dtype=np.uint32)[:, None], n, axis=1), mask)
+        kw = key_cols.data.shape[0] // k
+        data = np.concatenate(
+            [key_cols.data.reshape(k, kw, n), value_cols.data.reshape(k, vw, n)], axis=1
+        )
+        valid = np.concatenate(
+            [key_cols.valid.reshape(k, kw, n), value_cols.valid.reshape(k, vw, n)], axis=1
+        )
+        key_lens = key_cols.lens
+    cols = Cols(data.reshape(-1, n), valid.reshape(-1, n), key_lens + value_cols.lens)
+    keys = b"".join(length_delimited(_LAYER_KEYS, name.encode()) for name in names)
     return _Tags(cols, keys, b"".join(values_out))
 
 
@@ -442,33 +379,124 @@ def _put(row: U32, mask: Bools | None, values: U32) -> None:
         row[mask] = values
 
 
+#: An integer column spanning at most this many values more than it has is deduplicated with a
+#: lookup table over its range (compass angles, small enums) instead of a sort.
+_LUT_SLACK = 1024
+
+
+def _int_table(v: I64) -> tuple[I64, npt.NDArray[np.intp]]:
+    """One integer column's distinct values, sorted, and each value's position among them.
+
+    A small range takes a lookup table (no sort); anything else one index sort. Sorted tables
+    also gzip better: neighbouring ids and timestamps share their high bytes (about 4 % smaller
+    gzipped z14 tiles than with the column order).
+    """
+    if v.size == 0:
+        return v, np.empty(0, dtype=np.intp)
+    lo, hi = int(v.min()), int(v.max())
+    if hi - lo <= v.size + _LUT_SLACK:
+        offset = v - np.int64(lo)
+        seen = np.zeros(hi - lo + 1, dtype=bool)
+        seen[offset] = True
+        rank = np.cumsum(seen, dtype=np.intp)
+        rank -= 1
+        return np.flatnonzero(seen).astype(np.int64) + np.int64(lo), rank[offset]
+    order = np.argsort(v)
+    ordered = v[order]
+    first = np.empty(v.size, dtype=bool)  # first of a run of equal values
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    position = np.empty(v.size, dtype=np.intp)
+    if first.all():  # distinct: ids, timestamps
+        position[order] = np.arange(v.size, dtype=np.intp)
+        return ordered, position
+    ranks = np.cumsum(first, dtype=np.intp)
+    ranks -= 1
+    position[order] = ranks
+    return ordered[first], position
+
+
+@dataclass(slots=True)
+class _IntBlock:
+    """Integers already in the values table: ``values[j]`` is at slot ``base + j``."""
+
+    values: I64
+    base: int
+    lo: int
+    hi: int
+
+
+def _place_ints(uniq: I64, emitted: list[_IntBlock], base: int) -> tuple[U32, _IntBlock | None]:
+    """Slots of a column's distinct integers: reuse those of earlier columns, append the rest.
+
+    ``uniq`` is sorted. Columns are placed smallest first, so each earlier block is searched for
+    in this column's values (few searches into many values), and only when the value ranges
+    overlap (timestamps, angles and ids mostly do not).
+    """
+    lo, hi = int(uniq[0]), int(uniq[-1])
+    slots = np.empty(uniq.size, dtype=np.uint32)
+    fresh: Bools | None = None  # values not found in an earlier block
+    for block in emitted:
+        if block.hi < lo or block.lo > hi:
+            continue
+        pos = np.searchsorted(uniq, block.values)
+        pos[pos == uniq.size] = 0
+        found = uniq[pos] == block.values
+        if not found.any():
+            continue
+        hit = pos[found]
+        if fresh is None:
+            fresh = np.ones(uniq.size, dtype=bool)
+        fresh[hit] = False
+        slots[hit] = np.flatnonzero(found) + block.base
+    if fresh is None:
+        slots[:] = np.arange(base, base + uniq.size, dtype=np.uint32)
+        return slots, _IntBlock(uniq, base, lo, hi)
+    new = np.flatnonzero(fresh)
+    slots[new] = np.arange(base, base + new.size, dtype=np.uint32)
+    if new.size == 0:
+        return slots, None
+    values = uniq[new]
+    return slots, _IntBlock(values, base, int(values[0]), int(values[-1]))
+
+
+#: Up to this many distinct strings, their value-table entries are built in plain Python.
+_FEW_STRINGS = 64
+
+
 def _string_values(strings: list[str]) -> bytes:
     """Value-table entries (``string_value``) for unique strings."""
     try:
         encoded = [s.encode() for s in strings]
     except AttributeError as exc:
         raise TypeError("string columns may hold only str and None") from exc
+    if len(encoded) <= _FEW_STRINGS:  # plain bytes beat a dozen numpy calls here
+        out = bytearray()
+        for raw in encoded:
+            value = bytes((_VALUE_STRING,)) + varint(len(raw)) + raw
+            out += bytes((_LAYER_VALUES,)) + varint(len(value)) + value
+        return bytes(out)
     size = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     head = np.empty((4, size.size), dtype=np.uint64)  # Layer.values key, length, Value key, size
     head[0] = _LAYER_VALUES
-    head[1] = 1 + _varint_len(size.astype(np.uint64)) + size
+    head[1] = 1 + varint_len(size.astype(np.uint64)) + size
     head[2] = _VALUE_STRING
     head[3] = size
-    cols = _varint_cols(head)
+    cols = varint_cols(head)
     blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    return _interleave(_flat(cols), cols.lens, blob, size).tobytes()
+    return interleave(flat(cols), cols.lens, blob, size).tobytes()
 
 
-def _int_values(uniq: I64) -> bytes:
-    """Value-table entries for unique integers: ``uint_value`` if ≥ 0 else ``sint_value``."""
-    negative = uniq < 0
-    payload = np.where(negative, _zigzag64(uniq), uniq.view(np.uint64))
-    body = _varint_cols(payload)
-    head = np.empty((3, uniq.size), dtype=np.uint64)  # Layer.values key, length, Value key
+def _int_values(values: I64) -> bytes:
+    """Value-table entries for integers: ``uint_value`` if ≥ 0 else ``sint_value``."""
+    negative = values < 0
+    payload = np.where(negative, zigzag64(values), values.view(np.uint64))
+    body = varint_cols(payload)
+    head = np.empty((3, values.size), dtype=np.uint64)  # Layer.values key, length, Value key
     head[0] = _LAYER_VALUES
     head[1] = body.lens + 1
     head[2] = np.where(negative, _VALUE_SINT, _VALUE_UINT)
-    return _flat(_join([_varint_cols(head), body])).tobytes()
+    return flat(join([varint_cols(head), body], values.size)).tobytes()
 
 
 # --- layers --------------------------------------------------------------------------------------
@@ -522,52 +550,52 @@ def _encode_layer(layer: PointLayer | LineLayer, extent: int) -> bytes:
         return b""
     tags = _tags(layer.properties, n_all, kept)
 
-    body: list[_Cols] = []
+    body: list[Cols | Const] = []
     if ids is not None:
-        body += [_const_cols(bytes((_FEATURE_ID,)), n), _varint_cols(ids)]
+        body += [Const(bytes((_FEATURE_ID,))), varint_cols(ids)]
     if tags.cols is not None:
         has_tags = tags.cols.lens > 0
         body += [
-            _const_cols(bytes((_FEATURE_TAGS,)), n, has_tags),
-            _varint_cols(tags.cols.lens.astype(np.uint32), has_tags),
+            Const(bytes((_FEATURE_TAGS,)), None if has_tags.all() else has_tags),
+            varint_cols(tags.cols.lens.astype(np.uint32), has_tags),
             tags.cols,
         ]
     if isinstance(layer, PointLayer):
         geom_type = _POINT
         point = np.empty((3, n), dtype=np.uint32)
         point[0] = _MOVE_TO_1
-        _zigzag32(x, out=point[1])
-        _zigzag32(y, out=point[2])
-        geom = _varint_cols(point)
+        zigzag32(x, out=point[1])
+        zigzag32(y, out=point[2])
+        geom = varint_cols(point)
         geom_lens = geom.lens
     else:
         geom_type = _LINESTRING
-        geom_bytes, geom_lens = _flat(line_geom.vertices), line_geom.lens
+        geom_bytes, geom_lens = flat(line_geom.vertices), line_geom.lens
     body += [
-        _const_cols(bytes((_FEATURE_TYPE, geom_type, _FEATURE_GEOMETRY)), n),
-        _varint_cols(geom_lens.astype(np.uint32)),
+        Const(bytes((_FEATURE_TYPE, geom_type, _FEATURE_GEOMETRY))),
+        varint_cols(geom_lens.astype(np.uint32)),
     ]
     # Layer.features key and the Feature message length, then the Feature fields.
     feature_lens = geom_lens.copy()
     for part in body:
         feature_lens += part.lens
     framed = [
-        _const_cols(bytes((_LAYER_FEATURES,)), n),
-        _varint_cols(feature_lens.astype(np.uint32)),
+        Const(bytes((_LAYER_FEATURES,))),
+        varint_cols(feature_lens.astype(np.uint32)),
         *body,
     ]
     if isinstance(layer, PointLayer):
-        features = _flat(_join([*framed, geom]))
+        features = flat(join([*framed, geom], n))
     else:
-        prefix = _join(framed)
-        features = _interleave(_flat(prefix), prefix.lens, geom_bytes, geom_lens)
+        prefix = join(framed, n)
+        features = interleave(flat(prefix), prefix.lens, geom_bytes, geom_lens)
     return b"".join(
         [
-            _field(_LAYER_NAME, layer.name.encode()),
+            length_delimited(_LAYER_NAME, layer.name.encode()),
             features.tobytes(),
             tags.keys,
             tags.values,
-            bytes((_LAYER_EXTENT,)) + _varint(extent),
+            bytes((_LAYER_EXTENT,)) + varint(extent),
             bytes((_LAYER_VERSION, LAYER_VERSION)),
         ]
     )
@@ -575,21 +603,27 @@ def _encode_layer(layer: PointLayer | LineLayer, extent: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class _LineGeometry:
-    """Encoded geometry of the kept line features: one ``_Cols`` column per vertex."""
+    """Encoded geometry of the kept line features: one ``Cols`` column per vertex."""
 
-    vertices: _Cols  # per vertex: its command integer (first two vertices of a part), dx, dy
+    vertices: Cols  # per vertex: its command integer (first two vertices of a part), dx, dy
     lens: I64  # geometry bytes per kept feature
     kept: I64  # indices of the kept features
 
 
-def _line_geometry(lines: list[list[np.ndarray]]) -> _LineGeometry:
-    """MoveTo/LineTo command streams with zigzag deltas for every feature that keeps a part.
-
-    Consecutive duplicate vertices are dropped, then parts with fewer than two vertices, then
-    features without parts. The cursor carries over between the parts of one feature (MVT 2.1
-    §4.3), so a later part's MoveTo is relative to the previous part's last vertex.
-    """
-    empty = np.empty(0, dtype=np.int64)
+def _flat_lines(lines: list[list[np.ndarray]] | LineParts) -> tuple[I32, I64, I64]:
+    """Vertices (checked coordinates), vertices per part, and the feature of each part."""
+    if isinstance(lines, LineParts):
+        sizes = np.asarray(lines.part_sizes, dtype=np.int64).reshape(-1)
+        counts = np.asarray(lines.feature_parts, dtype=np.int64).reshape(-1)
+        raw = np.asarray(lines.vertices)
+        if raw.size == 0:
+            raw = raw.reshape(0, 2)
+        if (sizes < 0).any() or (counts < 0).any() or int(counts.sum()) != sizes.size:
+            raise ValueError("feature_parts must be counts that add up to the number of parts")
+        if raw.ndim != 2 or raw.shape[1] != 2 or int(sizes.sum()) != raw.shape[0]:
+            raise ValueError("vertices must be (m, 2) with m = sum(part_sizes)")
+        part_feature = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+        return _coords(raw), sizes, part_feature
     arrays = [np.asarray(part) for feature in lines for part in feature]
     try:
         verts = _coords(np.concatenate(arrays)) if arrays else np.empty((0, 2), np.int32)
@@ -599,6 +633,18 @@ def _line_geometry(lines: list[list[np.ndarray]]) -> _LineGeometry:
         raise ValueError(f"line parts must be (n, 2) arrays, not {verts.shape[1:]}")
     sizes = np.array([len(a) for a in arrays], dtype=np.int64)
     part_feature = np.repeat(np.arange(len(lines)), [len(feature) for feature in lines])
+    return verts, sizes, part_feature
+
+
+def _line_geometry(lines: list[list[np.ndarray]] | LineParts) -> _LineGeometry:
+    """MoveTo/LineTo command streams with zigzag deltas for every feature that keeps a part.
+
+    Consecutive duplicate vertices are dropped, then parts with fewer than two vertices, then
+    features without parts. The cursor carries over between the parts of one feature (MVT 2.1
+    §4.3), so a later part's MoveTo is relative to the previous part's last vertex.
+    """
+    empty = np.empty(0, dtype=np.int64)
+    verts, sizes, part_feature = _flat_lines(lines)
     xy = np.ascontiguousarray(verts.T)  # (2, vertices): numpy works along rows from here on
     starts = np.cumsum(sizes) - sizes
     repeat = (xy[0, 1:] == xy[0, :-1]) & (xy[1, 1:] == xy[1, :-1])
@@ -616,7 +662,7 @@ def _line_geometry(lines: list[list[np.ndarray]]) -> _LineGeometry:
         starts = np.cumsum(sizes) - sizes
     m = xy.shape[1]
     if m == 0:
-        return _LineGeometry(_varint_cols(np.empty((3, 0), np.uint32)), empty, empty)
+        return _LineGeometry(varint_cols(np.empty((3, 0), np.uint32)), empty, empty)
     first_part = np.flatnonzero(np.diff(part_feature, prepend=-1))  # first part of each feature
     feature_start = starts[first_part]
     # Per vertex: [command], dx, dy. Deltas are from the previous vertex of the same feature (a
@@ -628,12 +674,12 @@ def _line_geometry(lines: list[list[np.ndarray]]) -> _LineGeometry:
     tokens = np.empty((3, m), dtype=np.uint32)
     tokens[0, starts] = _MOVE_TO_1
     tokens[0, starts + 1] = _LINE_TO | ((sizes - 1) << 3)
-    _zigzag32(delta, out=tokens[1:])
+    zigzag32(delta, out=tokens[1:])
     present = np.ones((3, m), dtype=bool)
     present[0] = False
     present[0, starts] = True
     present[0, starts + 1] = True
-    vertices = _varint_cols(tokens, present)
+    vertices = varint_cols(tokens, present)
     csum = np.cumsum(vertices.lens)
     lens = np.diff(csum[np.append(feature_start[1:], m) - 1], prepend=0)
     return _LineGeometry(vertices, lens, part_feature[first_part].astype(np.int64))

