@@ -281,7 +281,8 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(
         "", description="`redis://host:port/db` (or `unix:///path`) to share rate-limit counters "
-        "across processes and hosts; empty = counted in each process."
+        "and rendered vector tiles across processes and hosts; empty = each process counts "
+        "and caches for itself."
     )
     rate_limit_fail_open: bool = Field(
         True, description="When Redis is unreachable, allow requests (True) or refuse them "

@@ -9,8 +9,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
+from tests.api.test_tiles import tile_of
 from tests.redis_server import redis_server
 from wayview.kv import RedisTileCache, open_tile_cache
+from wayview.store import Store
+from wayview.testing import add_sequence, seed
+from wayview.tiles.service import TileService
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +25,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 async def caches(redis_url: str) -> AsyncIterator[Callable[..., RedisTileCache]]:
-    """Make caches on the test Redis; all closed afterwards, whatever the test did."""
+    """Make caches on the test Redis, under a key prefix of this test's own (as one deployment
+    would have); all closed afterwards, whatever the test did."""
     made: list[RedisTileCache] = []
+    prefix = f"test-{uuid.uuid4().hex}:"
 
     def make(**kw: object) -> RedisTileCache:
-        made.append(RedisTileCache(redis_url, **kw))  # type: ignore[arg-type]
+        made.append(RedisTileCache(redis_url, prefix=prefix, **kw))  # type: ignore[arg-type]
         return made[-1]
 
     yield make
@@ -66,7 +72,7 @@ async def test_large_tiles_and_foreign_entries_are_not_served(caches) -> None:
     key = tile_key()
     await cache.put(key, 1, b"x" * 11, '"big"')
     assert await cache.get(key, 1) is None
-    await cache._redis.hset("wayview:tile:" + key, mapping={"epoch": "junk", "etag": "e",
+    await cache._redis.hset(cache._prefix + key, mapping={"epoch": "junk", "etag": "e",
                                                            "body": b"b"})
     assert await cache.get(key, 1) is None
     await cache.put(key, 1, b"ok", '"k"')
@@ -79,3 +85,24 @@ async def test_an_unreachable_redis_means_rendering_not_errors(tmp_path) -> None
     await cache.put(tile_key(), 1, b"x", '"x"')  # logged, not raised
     await cache.close()
     assert open_tile_cache("") is None
+
+
+async def test_two_processes_render_a_tile_once_and_a_write_is_seen_by_both(
+        caches, store: Store) -> None:
+    world = await seed(store)
+    image = world.images[0]
+    x, y = tile_of(image.lon, image.lat, 14)
+    a = TileService(store, shared=caches())  # two API processes, one Redis
+    b = TileService(store, shared=caches())
+    first = await a.tile("mly1_public", 14, x, y)
+    again = await b.tile("mly1_public", 14, x, y)
+    assert (a.renders, b.renders) == (1, 0)  # b took a's render from Redis
+    assert (again.body, again.etag) == (first.body, first.etag)
+    await add_sequence(store, world.alice, [(image.lon, image.lat)], start_ms=1_700_000_000_000)
+    fresh = await b.tile("mly1_public", 14, x, y)  # the write bumped the tile's epoch
+    assert b.renders == 1 and fresh.etag != first.etag
+    assert (await a.tile("mly1_public", 14, x, y)).etag == fresh.etag
+    assert a.renders == 1  # ... and a reads b's new render
+    off = TileService(store, cache_max_bytes=0, shared=caches())
+    await off.tile("mly1_public", 14, x, y)
+    assert off.renders == 1  # caching off means off, shared cache included

@@ -36,6 +36,7 @@ from wayview.auth.service import Authenticator
 from wayview.blobs import BlobStore, image_blob_key, open_blobs
 from wayview.errors import Forbidden, MissingScope, NodeNotFound, RateLimited, UserTokenRequired
 from wayview.graph.service import Graph
+from wayview.kv import open_tile_cache
 from wayview.model.entities import Principal
 from wayview.ratelimit import RateLimiter, open_limiter
 from wayview.settings import Settings
@@ -203,7 +204,8 @@ class WayviewApp:
         self.store: Store = store if store is not None else open_store(settings)
         self.blobs: BlobStore = blobs if blobs is not None else open_blobs(settings)
         self.graph = Graph(self.store, settings, asset_url=direct_asset_url(self.blobs))
-        self.tiles = TileService(self.store, cache_max_bytes=settings.tiles.cache_max_bytes)
+        self.tiles = TileService(self.store, cache_max_bytes=settings.tiles.cache_max_bytes,
+                                 shared=open_tile_cache(settings.redis_url))
         self.auth = Authenticator(self.store, cache_s=settings.auth.token_cache_s)
         self.limiter: RateLimiter = limiter if limiter is not None else open_limiter(
             settings.redis_url, fail_open=settings.rate_limit_fail_open)
@@ -252,6 +254,8 @@ class WayviewApp:
             elif message["type"] == "lifespan.shutdown":
                 await self._stop_jobs()
                 await self.limiter.close()
+                if self.tiles.shared is not None:
+                    await self.tiles.shared.close()
                 if self._owns_store:
                     await self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})

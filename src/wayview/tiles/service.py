@@ -1,8 +1,9 @@
-"""wayview.tiles.service: render a tile from the tile index, with a per-process LRU cache.
+"""wayview.tiles.service: render a tile from the tile index, with a per-process LRU cache and,
+with `redis_url`, a cache shared by every process of the deployment (wayview.kv.tilecache).
 
 A cached tile is reused only while the tile's write epoch (bumped in every write transaction that
 touches it, in the store) is unchanged, so a write followed by a read never returns the old tile,
-in this process or any other.
+in this process or any other. `tiles.cache_max_bytes = 0` turns both caches off.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from wayview.errors import TileNotFound
+from wayview.kv.tilecache import SharedTileCache
 from wayview.model.entities import TileFeatureColumns, TileImageColumns, TileLine
 from wayview.store.base import Store
 from wayview.tiles.index import IMAGE_ZOOM, decode_lines, tile_pixels
@@ -114,9 +116,11 @@ def _feature_points(name: str, cols: TileFeatureColumns, z: int, x: int, y: int)
 class TileService:
     """Renders tiles for the API; one instance per process."""
 
-    def __init__(self, store: Store, *, cache_max_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(self, store: Store, *, cache_max_bytes: int = 256 * 1024 * 1024,
+                 shared: SharedTileCache | None = None) -> None:
         self.store = store
         self.cache_max_bytes = cache_max_bytes
+        self.shared = shared  # rendered tiles shared by the deployment's processes (Redis)
         self._cache: OrderedDict[tuple[str, int, int, int], RenderedTile] = OrderedDict()
         self._cached_bytes = 0
         self.renders = 0  # tiles built (not served from cache), for tests and metrics
@@ -135,12 +139,21 @@ class TileService:
         if cached is not None and cached.epoch == epoch:
             self._cache.move_to_end(key)
             return cached
+        shared_key = f"{key[0]}:{z}:{x}:{y}"
+        if self.shared is not None and self.cache_max_bytes > 0:
+            found = await self.shared.get(shared_key, epoch)
+            if found is not None:
+                tile = RenderedTile(found[0], found[1], epoch)
+                self._remember(key, tile)
+                return tile
         body = await self._render(tileset, z, x, y)
         # A content hash, not a secret: SHA-1 runs on the CPU's SHA extensions, about half the
         # cost of BLAKE2b on a 150 KB tile body.
         digest = hashlib.sha1(body, usedforsecurity=False).hexdigest()[:24]
         tile = RenderedTile(body, f'"{digest}"', epoch)
         self._remember(key, tile)
+        if self.shared is not None and self.cache_max_bytes > 0:
+            await self.shared.put(shared_key, epoch, body, tile.etag)
         return tile
 
     async def _render(self, tileset: str, z: int, x: int, y: int) -> bytes:
