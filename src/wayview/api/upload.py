@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wayview.upload")
 
+#: Most bytes of a refused upload body read away so the client sees the answer.
+MAX_DRAIN_BYTES = 64 * 1024 * 1024
 #: Largest JSON body of `/finish_upload` and `/logging`.
 MAX_JSON_BODY = 1024 * 1024
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -109,9 +111,27 @@ async def append(ctx: Context, request: Request, match: re.Match[str]) -> Respon
     start = _offset(request.headers.get("offset"))
     length_header = request.headers.get("content-length", "")
     length = int(length_header) if length_header.isdigit() else None
-    handle = await UploadSessions(ctx.settings, ctx.store).append(
-        user_id, key, start, _body(request), length=length)
+    try:
+        handle = await UploadSessions(ctx.settings, ctx.store).append(
+            user_id, key, start, _body(request), length=length)
+    except OffsetInvalid:
+        # Refused before any byte was read: read the body away (bounded) so the client gets
+        # the 412 instead of a connection closed under it, and asks for the offset.
+        await _drain(request, MAX_DRAIN_BYTES)
+        raise
     return json_response({"h": handle})
+
+
+async def _drain(request: Request, limit: int) -> None:
+    """Read and drop up to `limit` bytes of an unread body (no error if it breaks off)."""
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > limit:
+                return
+    except ClientDisconnect:
+        return
 
 
 async def finish(ctx: Context, request: Request, match: re.Match[str]) -> Response:
