@@ -294,36 +294,36 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
         return await self._by_ids("SELECT id, kind FROM nodes WHERE id", ids, lambda r: str(r[1]))
 
     async def get_node(self, node_id: int) -> tuple[str, object] | None:
-        """Kind and entity of one node: every lookup sent in one pipeline (one round trip)."""
+        """Kind and entity of one node. Images, by far the most asked for, come with their
+        kind in one statement; other kinds take a second one."""
+        image_columns = _IMAGE_COLUMNS.replace("u.username", "u.username AS creator_username")
         async with self.db.connection() as conn:
-            async with conn.pipeline():
-                cursors = [
-                    await conn.execute(sql, (node_id,)) for sql in (
-                        "SELECT kind FROM nodes WHERE id = %s",
-                        f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM} WHERE i.id = %s",
-                        f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id = %s",
-                        f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.id = %s",
-                        "SELECT id, slug, name, description FROM organizations WHERE id = %s",
-                        "SELECT id, username, email, created_at_ms FROM users WHERE id = %s",
-                    )
-                ]
-            rows = [await cur.fetchone() for cur in cursors]
-        kind_row, *entity_rows = rows
-        if kind_row is None:
-            return None
-        kind = str(kind_row[0])
-        makers: dict[str, tuple[int, Callable[[tuple[Any, ...]], object]]] = {
-            "image": (0, _image_from_row),
-            "map_feature": (1, _feature_from_row),
-            "detection": (2, _detection_from_row),
-            "organization": (3, _organization_from_row),
-            "user": (4, _user_from_row),
-        }
-        if kind not in makers:
-            return None
-        index, make = makers[kind]
-        row = entity_rows[index]
-        return (kind, make(row)) if row is not None else None
+            cur = await conn.execute(
+                f"SELECT n.kind, {image_columns} FROM nodes n"
+                " LEFT JOIN images i ON i.id = n.id AND n.kind = 'image'"
+                " LEFT JOIN users u ON u.id = i.creator_id WHERE n.id = %s", (node_id,))
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            kind = str(row[0])
+            if kind == "image":
+                return ("image", _image_from_row(row[1:])) if row[1] is not None else None
+            queries: dict[str, tuple[str, Callable[[tuple[Any, ...]], object]]] = {
+                "map_feature": (f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id = %s",
+                                _feature_from_row),
+                "detection": (f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.id = %s",
+                              _detection_from_row),
+                "organization": ("SELECT id, slug, name, description FROM organizations"
+                                 " WHERE id = %s", _organization_from_row),
+                "user": ("SELECT id, username, email, created_at_ms FROM users WHERE id = %s",
+                         _user_from_row),
+            }
+            if kind not in queries:
+                return None
+            query, make = queries[kind]
+            cur = await conn.execute(query, (node_id,))
+            entity = await cur.fetchone()
+        return (kind, make(entity)) if entity is not None else None
 
     # -- users, organizations --------------------------------------------------------------
     async def create_user(
