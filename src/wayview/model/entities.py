@@ -7,6 +7,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from wayview.model.s2 import leaf_cell
+
 T = TypeVar("T")
 
 CAMERA_TYPES = ("perspective", "fisheye", "spherical")
@@ -188,6 +190,28 @@ class ImageSearch:
     camera_type: str | None = None
     limit: int | None = None
     after: tuple[int, int] | None = None  # keyset cursor (captured_at_ms, id)
+
+    def matches(self, im: Image) -> bool:
+        """Whether `im` passes every filter but `image_ids`, `limit` and `after` (the stores
+        apply them in Python to an `image_ids=` lookup, a small set)."""
+        q = self
+        checks = [
+            q.bbox is None or (q.bbox[0] <= im.lon <= q.bbox[2]
+                               and q.bbox[1] <= im.lat <= q.bbox[3]),
+            q.start_captured_at_ms is None or im.captured_at_ms >= q.start_captured_at_ms,
+            q.end_captured_at_ms is None or im.captured_at_ms < q.end_captured_at_ms,
+            q.organization_id is None or im.organization_id == q.organization_id,
+            q.sequence_ids is None or im.sequence_id in q.sequence_ids,
+            q.creator_username is None
+            or im.creator_username.lower() == q.creator_username.lower(),
+            q.is_pano is None or im.is_pano == q.is_pano,
+            q.make is None or (im.make or "").lower() == q.make.lower(),
+            q.model is None or (im.model or "").lower() == q.model.lower(),
+            q.camera_type is None or im.camera_type == q.camera_type,
+        ]
+        if q.s2_range is not None:
+            checks.append(q.s2_range[0] <= leaf_cell(im.lat, im.lon) <= q.s2_range[1])
+        return all(checks)
 
 
 @dataclass(frozen=True, slots=True)

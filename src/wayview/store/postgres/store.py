@@ -36,6 +36,7 @@ from wayview.model.entities import (
 )
 from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
+from wayview.store.columns import DETECTION_COLUMNS, IMAGE_COLUMNS, IMAGE_FROM
 from wayview.store.migrate import load_migrations
 from wayview.store.postgres.accounts import AccountsMixin
 from wayview.store.postgres.connection import TILE_REC_DTYPE, Conn, Database
@@ -57,15 +58,6 @@ T = TypeVar("T")
 #: at once apply each migration exactly once ("wayview" in ASCII).
 MIGRATION_LOCK_KEY = 0x77617976696577
 
-_IMAGE_COLUMNS = (
-    "i.id, i.sequence_id, i.creator_id, i.captured_at_ms, i.lon, i.lat, i.width, i.height,"
-    " i.altitude_m, i.compass_angle_deg, i.camera_type, i.camera_parameters,"
-    " i.exif_orientation, i.make, i.model, i.is_pano, i.organization_id, i.quality_score,"
-    " i.computed_lon, i.computed_lat, i.computed_altitude_m, i.computed_compass_deg,"
-    " i.content_sha256, i.created_at_ms, u.username, i.computed_rotation, i.atomic_scale,"
-    " i.merge_cc, i.assets"
-)
-_IMAGE_FROM = "images i JOIN users u ON u.id = i.creator_id"
 
 SQL_INSERT_IMAGE = (
     "INSERT INTO images (id, sequence_id, creator_id, organization_id, captured_at_ms, lon, lat,"
@@ -122,9 +114,6 @@ def _feature_from_row(r: tuple[Any, ...]) -> MapFeature:
         id=r[0], object_value=r[1], object_type=r[2], lon=r[3], lat=r[4],
         aligned_direction_deg=r[5], first_seen_at_ms=r[6], last_seen_at_ms=r[7],
     )
-
-
-_DETECTION_COLUMNS = "d.id, d.image_id, d.value, d.geometry, d.created_at_ms, d.map_feature_id"
 
 
 def _detection_from_row(r: tuple[Any, ...]) -> Detection:
@@ -296,7 +285,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
     async def get_node(self, node_id: int) -> tuple[str, object] | None:
         """Kind and entity of one node. Images, by far the most asked for, come with their
         kind in one statement; other kinds take a second one."""
-        image_columns = _IMAGE_COLUMNS.replace("u.username", "u.username AS creator_username")
+        image_columns = IMAGE_COLUMNS.replace("u.username", "u.username AS creator_username")
         async with self.db.connection() as conn:
             cur = await conn.execute(
                 f"SELECT n.kind, {image_columns} FROM nodes n"
@@ -311,7 +300,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
             queries: dict[str, tuple[str, Callable[[tuple[Any, ...]], object]]] = {
                 "map_feature": (f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id = %s",
                                 _feature_from_row),
-                "detection": (f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.id = %s",
+                "detection": (f"SELECT {DETECTION_COLUMNS} FROM detections d WHERE d.id = %s",
                               _detection_from_row),
                 "organization": ("SELECT id, slug, name, description FROM organizations"
                                  " WHERE id = %s", _organization_from_row),
@@ -471,10 +460,10 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
         """Images by id with the creator's username."""
         if len(ids) == 1:
             row = await self._one(
-                f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM} WHERE i.id = %s", (ids[0],))
+                f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.id = %s", (ids[0],))
             return {ids[0]: _image_from_row(row)} if row else {}
         return await self._by_ids(
-            f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM} WHERE i.id", ids, _image_from_row)
+            f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.id", ids, _image_from_row)
 
     async def search_images(self, q: ImageSearch) -> Page[Image]:
         """Filtered images; see the protocol for order and limit rules."""
@@ -517,7 +506,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
         if q.after is not None:
             where.append("(i.captured_at_ms, i.id) > (%s, %s)")
             params += list(q.after)
-        sql = f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM}"
+        sql = f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY i.captured_at_ms, i.id"
@@ -537,7 +526,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
         items = []
         for image_id in dict.fromkeys(q.image_ids):
             im = found.get(image_id)
-            if im is not None and _matches(im, q):
+            if im is not None and q.matches(im):
                 items.append(im)
         return Page(items=items)
 
@@ -596,7 +585,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
     async def get_detections(self, ids: Seq[int]) -> dict[int, Detection]:
         """Detections by id."""
         return await self._by_ids(
-            f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.id", ids,
+            f"SELECT {DETECTION_COLUMNS} FROM detections d WHERE d.id", ids,
             _detection_from_row)
 
     async def search_map_features(self, q: MapFeatureSearch) -> Page[MapFeature]:
@@ -648,7 +637,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
             where.append("d.id > %s")
             params.append(q.after)
         sql = (
-            f"SELECT {_DETECTION_COLUMNS} FROM images i JOIN detections d ON d.image_id = i.id"
+            f"SELECT {DETECTION_COLUMNS} FROM images i JOIN detections d ON d.image_id = i.id"
             " WHERE " + " AND ".join(where) + " ORDER BY d.id LIMIT %s"
         )
         params.append(q.limit + 1)
@@ -664,7 +653,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
             return {}
         out: dict[int, list[Detection]] = {i: [] for i in image_ids}
         rows = await self._all(
-            f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.image_id = ANY(%s)"
+            f"SELECT {DETECTION_COLUMNS} FROM detections d WHERE d.image_id = ANY(%s)"
             " ORDER BY d.id", (list(out),))
         for r in rows:
             out[r[1]].append(_detection_from_row(r))
@@ -676,7 +665,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
             return {}
         out: dict[int, list[Detection]] = {f: [] for f in feature_ids}
         rows = await self._all(
-            f"SELECT {_DETECTION_COLUMNS} FROM detections d JOIN images i ON i.id = d.image_id"
+            f"SELECT {DETECTION_COLUMNS} FROM detections d JOIN images i ON i.id = d.image_id"
             " WHERE d.map_feature_id = ANY(%s) ORDER BY i.captured_at_ms DESC, d.id",
             (list(out),))
         for r in rows:
@@ -755,22 +744,3 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
             " FROM map_features WHERE object_type = %s AND qk BETWEEN %s AND %s"
             " ORDER BY qk, id", (object_type, low, high))
         return TileFeatureColumns(*zip(*rows, strict=True)) if rows else TileFeatureColumns()
-
-
-def _matches(im: Image, q: ImageSearch) -> bool:
-    """Apply the non-id filters of an `image_ids=` search in Python (the set is small)."""
-    checks = [
-        q.bbox is None or (q.bbox[0] <= im.lon <= q.bbox[2] and q.bbox[1] <= im.lat <= q.bbox[3]),
-        q.start_captured_at_ms is None or im.captured_at_ms >= q.start_captured_at_ms,
-        q.end_captured_at_ms is None or im.captured_at_ms < q.end_captured_at_ms,
-        q.organization_id is None or im.organization_id == q.organization_id,
-        q.sequence_ids is None or im.sequence_id in q.sequence_ids,
-        q.creator_username is None or im.creator_username.lower() == q.creator_username.lower(),
-        q.is_pano is None or im.is_pano == q.is_pano,
-        q.make is None or (im.make or "").lower() == q.make.lower(),
-        q.model is None or (im.model or "").lower() == q.model.lower(),
-        q.camera_type is None or im.camera_type == q.camera_type,
-    ]
-    if q.s2_range is not None:
-        checks.append(q.s2_range[0] <= leaf_cell(im.lat, im.lon) <= q.s2_range[1])
-    return all(checks)

@@ -31,6 +31,7 @@ from wayview.model.entities import (
 )
 from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
+from wayview.store.columns import DETECTION_COLUMNS, IMAGE_COLUMNS, IMAGE_FROM
 from wayview.store.migrate import load_migrations
 from wayview.store.sqlite.accounts import AccountsMixin
 from wayview.store.sqlite.connection import Database, tile_rec
@@ -51,15 +52,6 @@ T = TypeVar("T")
 # SQLite allows 32,766 host parameters; batch below that.
 _BATCH = 900
 
-_IMAGE_COLUMNS = (
-    "i.id, i.sequence_id, i.creator_id, i.captured_at_ms, i.lon, i.lat, i.width, i.height,"
-    " i.altitude_m, i.compass_angle_deg, i.camera_type, i.camera_parameters,"
-    " i.exif_orientation, i.make, i.model, i.is_pano, i.organization_id, i.quality_score,"
-    " i.computed_lon, i.computed_lat, i.computed_altitude_m, i.computed_compass_deg,"
-    " i.content_sha256, i.created_at_ms, u.username, i.computed_rotation, i.atomic_scale,"
-    " i.merge_cc, i.assets"
-)
-_IMAGE_FROM = "images i JOIN users u ON u.id = i.creator_id"
 
 SQL_INSERT_IMAGE = (
     "INSERT INTO images (id, sequence_id, creator_id, organization_id, captured_at_ms, lon, lat,"
@@ -123,7 +115,6 @@ _FEATURE_COLUMNS = (
     "f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,"
     " f.first_seen_at_ms, f.last_seen_at_ms"
 )
-_DETECTION_COLUMNS = "d.id, d.image_id, d.value, d.geometry, d.created_at_ms, d.map_feature_id"
 
 
 def _detection_from_row(r: tuple[Any, ...]) -> Detection:
@@ -443,7 +434,7 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
             image_id = ids[0]
             row = await self.db.read(
                 lambda c: c.execute(
-                    f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM} WHERE i.id = ?", (image_id,)
+                    f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.id = ?", (image_id,)
                 ).fetchone()
             )
             return {image_id: _image_from_row(row)} if row else {}
@@ -452,7 +443,7 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
             out = {}
             for chunk in _chunks(list(ids)):
                 sql = (
-                    f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM}"
+                    f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM}"
                     f" WHERE i.id IN ({_placeholders(len(chunk))})"
                 )
                 for r in conn.execute(sql, chunk):
@@ -467,7 +458,7 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
             return await self._images_by_ids(q)
         where: list[str] = []
         params: list[Any] = []
-        source = _IMAGE_FROM
+        source = IMAGE_FROM
         if q.bbox is not None:
             west, south, east, north = q.bbox
             source = (
@@ -496,7 +487,7 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
         if q.after is not None:
             where.append("(i.captured_at_ms, i.id) > (?, ?)")
             params += list(q.after)
-        sql = f"SELECT {_IMAGE_COLUMNS} FROM {source}"
+        sql = f"SELECT {IMAGE_COLUMNS} FROM {source}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY i.captured_at_ms, i.id"
@@ -538,7 +529,7 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
         items = []
         for image_id in dict.fromkeys(q.image_ids):
             im = found.get(image_id)
-            if im is not None and _matches(im, q):
+            if im is not None and q.matches(im):
                 items.append(im)
         return Page(items=items)
 
@@ -602,7 +593,7 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
     async def get_detections(self, ids: Seq[int]) -> dict[int, Detection]:
         """Detections by id."""
         return await self._by_ids(
-            f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.id IN", ids,
+            f"SELECT {DETECTION_COLUMNS} FROM detections d WHERE d.id IN", ids,
             _detection_from_row)
 
     async def search_map_features(self, q: MapFeatureSearch) -> Page[MapFeature]:
@@ -668,7 +659,7 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
             where.append("d.id > ?")
             params.append(q.after)
         sql = (
-            f"SELECT {_DETECTION_COLUMNS} FROM images_rtree r JOIN images i ON i.id = r.id"
+            f"SELECT {DETECTION_COLUMNS} FROM images_rtree r JOIN images i ON i.id = r.id"
             " JOIN detections d ON d.image_id = i.id WHERE " + " AND ".join(where)
             + " ORDER BY d.id LIMIT ?"
         )
@@ -687,7 +678,7 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
             out: dict[int, list[Detection]] = {i: [] for i in image_ids}
             for chunk in _chunks(list(image_ids)):
                 sql = (
-                    f"SELECT {_DETECTION_COLUMNS} FROM detections d"
+                    f"SELECT {DETECTION_COLUMNS} FROM detections d"
                     f" WHERE d.image_id IN ({_placeholders(len(chunk))}) ORDER BY d.id"
                 )
                 for r in conn.execute(sql, chunk):
@@ -703,7 +694,7 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
             out: dict[int, list[Detection]] = {f: [] for f in feature_ids}
             for chunk in _chunks(list(feature_ids)):
                 sql = (
-                    f"SELECT {_DETECTION_COLUMNS} FROM detections d"
+                    f"SELECT {DETECTION_COLUMNS} FROM detections d"
                     " JOIN images i ON i.id = d.image_id"
                     f" WHERE d.map_feature_id IN ({_placeholders(len(chunk))})"
                     " ORDER BY i.captured_at_ms DESC, d.id"
@@ -792,7 +783,7 @@ def _node(conn: sqlite3.Connection, node_id: int) -> tuple[str, object] | None:
     kind = row[0]
     entity: object | None = None
     if kind == "image":
-        r = conn.execute(f"SELECT {_IMAGE_COLUMNS} FROM {_IMAGE_FROM} WHERE i.id = ?",
+        r = conn.execute(f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.id = ?",
                          (node_id,)).fetchone()
         entity = _image_from_row(r) if r else None
     elif kind == "map_feature":
@@ -800,7 +791,7 @@ def _node(conn: sqlite3.Connection, node_id: int) -> tuple[str, object] | None:
                          (node_id,)).fetchone()
         entity = _feature_from_row(r) if r else None
     elif kind == "detection":
-        r = conn.execute(f"SELECT {_DETECTION_COLUMNS} FROM detections d WHERE d.id = ?",
+        r = conn.execute(f"SELECT {DETECTION_COLUMNS} FROM detections d WHERE d.id = ?",
                          (node_id,)).fetchone()
         entity = _detection_from_row(r) if r else None
     elif kind == "organization":
@@ -858,22 +849,3 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rank = np.cumsum(seen, dtype=np.intp)
     rank -= 1
     return np.flatnonzero(seen) + lo, rank[offset]
-
-
-def _matches(im: Image, q: ImageSearch) -> bool:
-    """Apply the non-id filters of an `image_ids=` search in Python (the set is small)."""
-    checks = [
-        q.bbox is None or (q.bbox[0] <= im.lon <= q.bbox[2] and q.bbox[1] <= im.lat <= q.bbox[3]),
-        q.start_captured_at_ms is None or im.captured_at_ms >= q.start_captured_at_ms,
-        q.end_captured_at_ms is None or im.captured_at_ms < q.end_captured_at_ms,
-        q.organization_id is None or im.organization_id == q.organization_id,
-        q.sequence_ids is None or im.sequence_id in q.sequence_ids,
-        q.creator_username is None or im.creator_username.lower() == q.creator_username.lower(),
-        q.is_pano is None or im.is_pano == q.is_pano,
-        q.make is None or (im.make or "").lower() == q.make.lower(),
-        q.model is None or (im.model or "").lower() == q.model.lower(),
-        q.camera_type is None or im.camera_type == q.camera_type,
-    ]
-    if q.s2_range is not None:
-        checks.append(q.s2_range[0] <= leaf_cell(im.lat, im.lon) <= q.s2_range[1])
-    return all(checks)
