@@ -184,13 +184,15 @@ def third_party_site(pages: dict[str, str]) -> Iterator[str]:
         thread.join(timeout=5)
 
 
-def launch_chromium() -> Iterator[Any]:
+def launch_chromium(*, web_build: bool = True) -> Iterator[Any]:
     """Headless Debian Chromium through Playwright (a generator: use it in a fixture with
-    `yield from`); skips, or fails in CI, without Chromium or the web build."""
+    `yield from`); skips, or fails in CI, without Chromium or (when the test serves our own
+    pages, `web_build`) the web build."""
     need(CHROMIUM.exists(), f"Chromium not found at {CHROMIUM} (Debian package `chromium`, "
                             "or set WAYVIEW_CHROMIUM)")
-    need(MANIFEST.exists(), "the front-end is not built (run `make install`, which runs "
-                            "`npm ci && npm run build` in web/)")
+    if web_build:
+        need(MANIFEST.exists(), "the front-end is not built (run `make install`, which runs "
+                                "`npm ci && npm run build` in web/)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

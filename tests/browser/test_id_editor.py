@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import time
@@ -38,27 +37,17 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from tests.acceptance.live import (
-    REPO,
     LiveServer,
     clean_env,
     live_server,
     wayview,
     wayview_json,
 )
+from tests.browser.harness import launch_chromium, need, offline_context, screenshot
 from tests.browser.id import idsite
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser-id")]
 
-CHROMIUM = Path(os.environ.get("WAYVIEW_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    # WebGL without a GPU: MapillaryJS needs it (without it iD falls back to a flat image
-    # viewer that never asks for detections).
-    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-]
-ARTIFACTS = REPO / "artifacts" / "browser"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 WAIT_S = 30.0
 #: Off-loopback hosts iD contacts at start-up that the test leaves unanswered (aborted): Bing
 #: imagery metadata (asked even with `background=none`) and taginfo (tag suggestions).
@@ -78,15 +67,6 @@ SIGN_VALUE = "regulatory--stop--g1"
 POINT_VALUE = "object--street-light"
 BOX = ((0.40, 0.30), (0.60, 0.30), (0.60, 0.55), (0.40, 0.55))
 DETECTION_CREATED_MS = 1_654_077_000_000
-
-
-def need(condition: bool, reason: str) -> None:
-    """Skip with `reason` unless the condition holds; fail instead when `CI` is set."""
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -200,17 +180,7 @@ def id_packages() -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    need(CHROMIUM.exists(), f"Chromium not found at {CHROMIUM} (Debian package `chromium`, "
-                            "or set WAYVIEW_CHROMIUM)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                      headless=True)
-        try:
-            yield instance
-        finally:
-            instance.close()
+    yield from launch_chromium(web_build=False)  # iD brings its own front-end
 
 
 def test_rewrites_find_their_literals(id_packages: None) -> None:
@@ -254,13 +224,6 @@ def _poll(page: Any, what: str, check: Callable[[], Any], timeout: float = WAIT_
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {value!r}")
 
 
-def _screenshot(page: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"id-{name}.png"
-    page.screenshot(path=str(path))
-    return path
-
-
 #: Tags every drawn Mapillary thing with the id iD bound to it (d3 keeps data in `__data__`), so
 #: the test can compare with the seeded ids and click a given one.
 TAG_IDS = """() => {
@@ -291,18 +254,8 @@ def test_id_shows_and_opens_wayview_imagery(id_packages: None, browser: Any,
     traffic = Traffic()
     wayview_origin = urlsplit(world.base).netloc
     with idsite.id_site(world.base) as site:
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-
-        def route(r: Any) -> None:
-            url = r.request.url
-            parts = urlsplit(url)
-            if parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in LOOPBACK:
-                traffic.blocked.append(url)
-                r.abort("internetdisconnected")
-            else:
-                r.continue_()
-
-        context.route("**/*", route)
+        context, offline = offline_context(browser, viewport={"width": 1280, "height": 800})
+        traffic.blocked = offline.blocked  # the aborted off-loopback requests, as they come
         # A first visit shows the welcome splash over the map: mark it seen, as a returning
         # user would have it.
         context.add_init_script("localStorage.setItem('sawSplash', 'true');")
@@ -313,7 +266,7 @@ def test_id_shows_and_opens_wayview_imagery(id_packages: None, browser: Any,
         try:
             _run(page, site, world, traffic)
         except AssertionError as exc:
-            _screenshot(page, "failure")
+            screenshot(page, "id-failure")
             raise AssertionError(
                 f"{exc}\nblocked: {traffic.blocked}\npage errors: {traffic.errors}\n"
                 f"wayview responses: {traffic.wayview[-30:]}\n"
@@ -352,7 +305,7 @@ def _run(page: Any, site: idsite.IdSite, world: World, traffic: Traffic) -> None
     for tileset in ("mly1_public", "mly_map_feature_traffic_sign", "mly_map_feature_point"):
         got = [(u, s) for u, s in tiles if f"/maps/vtp/{tileset}/2/14/" in u]
         assert got and all(s == 200 for _, s in got), (tileset, tiles)
-    _screenshot(page, "overlays")
+    screenshot(page, "id-overlays")
 
     # Click the middle marker of the east line: iD's viewer opens on it.
     target = east[2]
@@ -376,7 +329,7 @@ def _run(page: Any, site: idsite.IdSite, world: World, traffic: Traffic) -> None
     assert not [u for u, s in traffic.wayview if s >= 400], traffic.wayview
     _poll(page, "the viewer's canvas", lambda: page.locator("#ideditor-mly canvas").count() > 0)
     page.wait_for_timeout(1000)  # let the frame settle for the screenshot
-    _screenshot(page, "viewer")
+    screenshot(page, "id-viewer")
 
     # Click the stop sign: iD asks for its detections and opens the image of the newest one.
     _drawn(page)  # (re)tag what iD drew after the map moved to the image
@@ -389,7 +342,7 @@ def _run(page: Any, site: idsite.IdSite, world: World, traffic: Traffic) -> None
     _poll(page, f"photo=mapillary/{newest} after clicking the sign",
           lambda: f"photo=mapillary/{newest}" in page.evaluate("location.hash"))
     page.wait_for_timeout(1500)  # let the viewer's transition end for the screenshot
-    _screenshot(page, "sign")
+    screenshot(page, "id-sign")
 
     # iD ran on what the site served from node_modules: MapillaryJS (rewritten), the tagging
     # schema and the name-suggestion index in place of the CDN (the community index and the
