@@ -3,6 +3,10 @@ column names and order on SQLite and PostgreSQL; each backend converts its own t
 
 from __future__ import annotations
 
+from typing import Any
+
+from wayview.model.entities import UploadSession
+
 #: Image columns, in the order the backends' `_image_from_row` read them.
 IMAGE_COLUMNS = (
     "i.id, i.sequence_id, i.creator_id, i.captured_at_ms, i.lon, i.lat, i.width, i.height,"
@@ -16,3 +20,21 @@ IMAGE_COLUMNS = (
 IMAGE_FROM = "images i JOIN users u ON u.id = i.creator_id"
 #: Detection columns, in the order `_detection_from_row` reads them.
 DETECTION_COLUMNS = "d.id, d.image_id, d.value, d.geometry, d.created_at_ms, d.map_feature_id"
+
+#: Upload session columns, in the order `upload_session_from_row` reads them.
+UPLOAD_SESSION_COLUMNS = (
+    "id, user_id, session_key, handle, size, created_at_ms, updated_at_ms, expires_at_ms"
+)
+#: Upload finishes with their session's handle (`result` is JSON text on SQLite, decoded by
+#: the driver on PostgreSQL).
+UPLOAD_FINISH_SQL = (
+    "SELECT f.id, f.session_id, s.handle, f.user_id, f.file_type, f.organization_id, f.job_id,"
+    " f.result, f.created_at_ms FROM upload_finishes f JOIN upload_sessions s"
+    " ON s.id = f.session_id"
+)
+
+
+def upload_session_from_row(r: tuple[Any, ...]) -> UploadSession:
+    """An UploadSession from a row of `UPLOAD_SESSION_COLUMNS` (same types on both backends)."""
+    return UploadSession(id=r[0], user_id=r[1], session_key=r[2], handle=r[3], size=r[4],
+                         created_at_ms=r[5], updated_at_ms=r[6], expires_at_ms=r[7])

@@ -13,25 +13,16 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from wayview.model.entities import UploadFinish, UploadSession
+from wayview.store.columns import (
+    UPLOAD_FINISH_SQL,
+    UPLOAD_SESSION_COLUMNS,
+    upload_session_from_row,
+)
 from wayview.store.postgres.connection import Queries
-
-_SESSION_COLUMNS = (
-    "id, user_id, session_key, handle, size, created_at_ms, updated_at_ms, expires_at_ms"
-)
-_FINISH_SQL = (
-    "SELECT f.id, f.session_id, s.handle, f.user_id, f.file_type, f.organization_id, f.job_id,"
-    " f.result, f.created_at_ms FROM upload_finishes f JOIN upload_sessions s"
-    " ON s.id = f.session_id"
-)
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _session(r: tuple[Any, ...]) -> UploadSession:
-    return UploadSession(id=r[0], user_id=r[1], session_key=r[2], handle=r[3], size=r[4],
-                         created_at_ms=r[5], updated_at_ms=r[6], expires_at_ms=r[7])
 
 
 def _finish(r: tuple[Any, ...]) -> UploadFinish:
@@ -46,9 +37,9 @@ class UploadsMixin(Queries):
     async def get_upload_session(self, user_id: int, session_key: str) -> UploadSession | None:
         """A user's session by key."""
         row = await self._one(
-            f"SELECT {_SESSION_COLUMNS} FROM upload_sessions"
+            f"SELECT {UPLOAD_SESSION_COLUMNS} FROM upload_sessions"
             " WHERE user_id = %s AND session_key = %s", (user_id, session_key))
-        return _session(row) if row else None
+        return upload_session_from_row(row) if row else None
 
     async def save_upload_session(
         self, user_id: int, session_key: str, *, handle: str, size: int, expires_at_ms: int
@@ -61,10 +52,10 @@ class UploadsMixin(Queries):
             " ON CONFLICT (user_id, session_key) DO UPDATE SET size = excluded.size,"
             " updated_at_ms = excluded.updated_at_ms,"
             " expires_at_ms = GREATEST(upload_sessions.expires_at_ms, excluded.expires_at_ms)"
-            f" RETURNING {_SESSION_COLUMNS}",
+            f" RETURNING {UPLOAD_SESSION_COLUMNS}",
             (user_id, session_key, handle, size, now, now, expires_at_ms))
         assert row is not None  # INSERT … ON CONFLICT DO UPDATE always returns the row
-        return _session(row)
+        return upload_session_from_row(row)
 
     async def upload_sessions_by_handle(
         self, user_id: int, handles: Seq[str]
@@ -74,9 +65,9 @@ class UploadsMixin(Queries):
         if not unique:
             return {}
         rows = await self._all(
-            f"SELECT {_SESSION_COLUMNS} FROM upload_sessions"
+            f"SELECT {UPLOAD_SESSION_COLUMNS} FROM upload_sessions"
             " WHERE user_id = %s AND handle = ANY(%s)", (user_id, unique))
-        return {r[3]: _session(r) for r in rows}
+        return {r[3]: upload_session_from_row(r) for r in rows}
 
     async def extend_upload_sessions(self, session_ids: Seq[int], expires_at_ms: int) -> None:
         """Push expiries forward (never back)."""
@@ -95,7 +86,7 @@ class UploadsMixin(Queries):
                 "INSERT INTO upload_finishes (session_id, user_id, file_type, organization_id,"
                 " created_at_ms) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (session_id) DO NOTHING",
                 (session.id, session.user_id, file_type, organization_id, _now_ms()))
-            cur = await conn.execute(f"{_FINISH_SQL} WHERE f.session_id = %s", (session.id,))
+            cur = await conn.execute(f"{UPLOAD_FINISH_SQL} WHERE f.session_id = %s", (session.id,))
             row = await cur.fetchone()
         assert row is not None
         return _finish(row)
@@ -107,7 +98,7 @@ class UploadsMixin(Queries):
 
     async def get_upload_finish(self, cluster_id: int) -> UploadFinish | None:
         """A finish by cluster id."""
-        row = await self._one(f"{_FINISH_SQL} WHERE f.id = %s", (cluster_id,))
+        row = await self._one(f"{UPLOAD_FINISH_SQL} WHERE f.id = %s", (cluster_id,))
         return _finish(row) if row else None
 
     async def set_upload_result(self, cluster_id: int, result: dict[str, object]) -> None:
@@ -118,9 +109,9 @@ class UploadsMixin(Queries):
     async def expired_upload_sessions(self, now_ms: int, limit: int) -> list[UploadSession]:
         """Expired sessions, oldest expiry first."""
         rows = await self._all(
-            f"SELECT {_SESSION_COLUMNS} FROM upload_sessions WHERE expires_at_ms < %s"
+            f"SELECT {UPLOAD_SESSION_COLUMNS} FROM upload_sessions WHERE expires_at_ms < %s"
             " ORDER BY expires_at_ms, id LIMIT %s", (now_ms, limit))
-        return [_session(r) for r in rows]
+        return [upload_session_from_row(r) for r in rows]
 
     async def delete_upload_session(self, session_id: int, *, expired_before_ms: int) -> bool:
         """Delete a session that is still expired (its finish goes with it)."""

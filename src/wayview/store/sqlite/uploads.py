@@ -9,27 +9,19 @@ from collections.abc import Sequence as Seq
 from typing import Any
 
 from wayview.model.entities import UploadFinish, UploadSession
+from wayview.store.columns import (
+    UPLOAD_FINISH_SQL,
+    UPLOAD_SESSION_COLUMNS,
+    upload_session_from_row,
+)
 from wayview.store.sqlite.connection import Database
 
-_SESSION_COLUMNS = (
-    "id, user_id, session_key, handle, size, created_at_ms, updated_at_ms, expires_at_ms"
-)
-_FINISH_SQL = (
-    "SELECT f.id, f.session_id, s.handle, f.user_id, f.file_type, f.organization_id, f.job_id,"
-    " f.result, f.created_at_ms FROM upload_finishes f JOIN upload_sessions s"
-    " ON s.id = f.session_id"
-)
 # SQLite allows 32,766 host parameters; batch below that.
 _BATCH = 900
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _session(r: tuple[Any, ...]) -> UploadSession:
-    return UploadSession(id=r[0], user_id=r[1], session_key=r[2], handle=r[3], size=r[4],
-                         created_at_ms=r[5], updated_at_ms=r[6], expires_at_ms=r[7])
 
 
 def _finish(r: tuple[Any, ...]) -> UploadFinish:
@@ -48,10 +40,10 @@ class UploadsMixin:
 
         def run(conn: sqlite3.Connection) -> UploadSession | None:
             row = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM upload_sessions"
+                f"SELECT {UPLOAD_SESSION_COLUMNS} FROM upload_sessions"
                 " WHERE user_id = ? AND session_key = ?", (user_id, session_key),
             ).fetchone()
-            return _session(row) if row else None
+            return upload_session_from_row(row) if row else None
 
         return await self.db.read(run)
 
@@ -71,10 +63,10 @@ class UploadsMixin:
                 (user_id, session_key, handle, size, now, now, expires_at_ms),
             )
             row = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM upload_sessions"
+                f"SELECT {UPLOAD_SESSION_COLUMNS} FROM upload_sessions"
                 " WHERE user_id = ? AND session_key = ?", (user_id, session_key),
             ).fetchone()
-            return _session(row)
+            return upload_session_from_row(row)
 
         return await self.db.write(run)
 
@@ -90,10 +82,10 @@ class UploadsMixin:
                 chunk = unique[start : start + _BATCH]
                 marks = ",".join("?" * len(chunk))
                 rows = conn.execute(
-                    f"SELECT {_SESSION_COLUMNS} FROM upload_sessions"
+                    f"SELECT {UPLOAD_SESSION_COLUMNS} FROM upload_sessions"
                     f" WHERE user_id = ? AND handle IN ({marks})", (user_id, *chunk),
                 ).fetchall()
-                out.update((r[3], _session(r)) for r in rows)
+                out.update((r[3], upload_session_from_row(r)) for r in rows)
             return out
 
         return await self.db.read(run)
@@ -124,7 +116,7 @@ class UploadsMixin:
                 " created_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO NOTHING",
                 (session.id, session.user_id, file_type, organization_id, _now_ms()),
             )
-            row = conn.execute(f"{_FINISH_SQL} WHERE f.session_id = ?",
+            row = conn.execute(f"{UPLOAD_FINISH_SQL} WHERE f.session_id = ?",
                                (session.id,)).fetchone()
             return _finish(row)
 
@@ -139,7 +131,7 @@ class UploadsMixin:
         """A finish by cluster id."""
 
         def run(conn: sqlite3.Connection) -> UploadFinish | None:
-            row = conn.execute(f"{_FINISH_SQL} WHERE f.id = ?", (cluster_id,)).fetchone()
+            row = conn.execute(f"{UPLOAD_FINISH_SQL} WHERE f.id = ?", (cluster_id,)).fetchone()
             return _finish(row) if row else None
 
         return await self.db.read(run)
@@ -155,10 +147,10 @@ class UploadsMixin:
 
         def run(conn: sqlite3.Connection) -> list[UploadSession]:
             rows = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM upload_sessions WHERE expires_at_ms < ?"
+                f"SELECT {UPLOAD_SESSION_COLUMNS} FROM upload_sessions WHERE expires_at_ms < ?"
                 " ORDER BY expires_at_ms LIMIT ?", (now_ms, limit),
             ).fetchall()
-            return [_session(r) for r in rows]
+            return [upload_session_from_row(r) for r in rows]
 
         return await self.db.read(run)
 
