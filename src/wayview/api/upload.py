@@ -107,16 +107,18 @@ async def offset(ctx: Context, request: Request, match: re.Match[str]) -> Respon
 
 async def append(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """POST {UPLOAD}/{session_key}: append the body at `Offset`; the file handle."""
-    user_id, key = _uploader(ctx), _session_key(match)
-    start = _offset(request.headers.get("offset"))
-    length_header = request.headers.get("content-length", "")
-    length = int(length_header) if length_header.isdigit() else None
     try:
+        user_id, key = _uploader(ctx), _session_key(match)
+        start = _offset(request.headers.get("offset"))
+        length_header = request.headers.get("content-length", "")
+        length = int(length_header) if length_header.isdigit() else None
         handle = await UploadSessions(ctx.settings, ctx.store).append(
             user_id, key, start, _body(request), length=length)
-    except OffsetInvalid:
-        # Refused before any byte was read: read the body away (bounded) so the client gets
-        # the 412 instead of a connection closed under it, and asks for the offset.
+    except (UploadTooLarge, UploadInterrupted):
+        raise  # too large to read away, or the body is gone already
+    except WayviewError:
+        # Refused before the body was read (412 offset, 400 header, 403 token kind): read it
+        # away (bounded) so the client gets the answer instead of a connection closed under it.
         await _drain(request, MAX_DRAIN_BYTES)
         raise
     return json_response({"h": handle})
