@@ -300,16 +300,15 @@ def worker(data_dir: Path | None, concurrency: int | None, drain: bool) -> None:
     sharing the store: each job is taken by exactly one. Stop with Ctrl-C or SIGTERM; the
     running jobs are handed back to the queue.
     """
-    import logging
     import os
     import signal
 
+    from wayview import logs
     from wayview.blobs import open_blobs
     from wayview.pipeline.worker import JobRunner
 
     settings = make_settings(data_dir)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level)
     lanes = concurrency if concurrency is not None else (os.cpu_count() or 1)
     if lanes < 1:
         raise click.UsageError("--concurrency must be at least 1")

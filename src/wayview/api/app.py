@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from wayview import logs
 from wayview.api import accounts as account_routes
 from wayview.api import graph as graph_routes
 from wayview.api import media
@@ -44,7 +45,7 @@ from wayview.store import Store, open_store
 from wayview.tiles.service import TileService
 
 log = logging.getLogger("wayview")
-access_log = logging.getLogger("wayview.access")
+access_log = logs.access_log
 
 Handler = Callable[["Context", Request, "re.Match[str]"], Awaitable[Response]]
 _SLASHES = re.compile(r"/{2,}")
@@ -258,6 +259,7 @@ class WayviewApp:
                     await self.tiles.shared.close()
                 if self._owns_store:
                     await self.store.close()
+                logs.flush_access_log()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -410,6 +412,5 @@ def app_from_env() -> Any:
 
     raw = os.environ.get("WAYVIEW_SERVER_SETTINGS")
     settings = Settings.model_validate_json(raw) if raw else Settings()
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level)
     return create_app(settings)

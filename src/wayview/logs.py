@@ -1,0 +1,117 @@
+"""wayview.logs: logging set-up for the server and worker processes.
+
+Ordinary log records go to stderr one line at a time. The access log (one line per request,
+logger `wayview.access`) is written in batches instead: a `BatchingHandler` formats each record
+at once (so the line is final when the request ends) but writes the collected lines from a
+background thread every `ACCESS_FLUSH_S`, when `ACCESS_BATCH_BYTES` have piled up, and when the
+server shuts down. Writing a line per request cost ~0.3 ms of server CPU per cold tile (the
+write releases the GIL mid-request and the other threads of the worker take it); in batches the
+event loop never waits on the log file. A process killed with SIGKILL loses at most the last
+`ACCESS_FLUSH_S` of access lines; every other record is written at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import TextIO
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Longest a finished request's access line waits before it is written.
+ACCESS_FLUSH_S = 0.2
+#: Lines are written at once when this many bytes are waiting.
+ACCESS_BATCH_BYTES = 64 * 1024
+
+access_log = logging.getLogger("wayview.access")
+
+
+class BatchingHandler(logging.Handler):
+    """Formats records on the caller's thread, writes them from a daemon thread in batches."""
+
+    def __init__(self, stream: TextIO | None = None, *, interval_s: float = ACCESS_FLUSH_S,
+                 batch_bytes: int = ACCESS_BATCH_BYTES) -> None:
+        super().__init__()
+        self.stream = stream
+        self.interval_s = interval_s
+        self.batch_bytes = batch_bytes
+        self._lines: list[str] = []
+        self._size = 0
+        self._write_lock = threading.Lock()  # one writer at a time, lines stay in order
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        # The writer thread does not survive a fork and may have held the write lock.
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the formatted line (called with the handler lock held)."""
+        try:
+            line = self.format(record) + "\n"
+        except Exception:  # noqa: BLE001 - logging must never break a request
+            self.handleError(record)
+            return
+        self._lines.append(line)
+        self._size += len(line)
+        if self._thread is None or not self._thread.is_alive():  # first use, or after fork
+            self._thread = threading.Thread(target=self._run, name="wayview-access-log",
+                                            daemon=True)
+            self._thread.start()
+        if self._size >= self.batch_bytes:
+            self._wake.set()
+
+    def _take(self) -> str:
+        self.acquire()
+        try:
+            text, self._lines, self._size = "".join(self._lines), [], 0
+        finally:
+            self.release()
+        return text
+
+    def flush(self) -> None:
+        """Write every queued line now."""
+        with self._write_lock:
+            text = self._take()
+            if text:
+                stream = self.stream or sys.stderr
+                try:
+                    stream.write(text)
+                    stream.flush()
+                except (OSError, ValueError):  # the stream went away (shutdown)
+                    pass
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            self.flush()
+
+    def close(self) -> None:
+        """Write what is queued and stop the thread."""
+        self._closed = True
+        self._wake.set()
+        self.flush()
+        super().close()
+
+
+def configure(level: str) -> None:
+    """Log at `level` to stderr, the access log through a `BatchingHandler` (idempotent)."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    if not any(isinstance(h, BatchingHandler) for h in access_log.handlers):
+        handler = BatchingHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        access_log.addHandler(handler)
+        access_log.propagate = False
+
+
+def flush_access_log() -> None:
+    """Write the queued access lines (at shutdown)."""
+    for handler in access_log.handlers:
+        if isinstance(handler, BatchingHandler):
+            handler.flush()

@@ -1,0 +1,70 @@
+"""The batched access log: every line written, in order, soon, once."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+
+from wayview import logs
+
+
+def _handler(stream: io.StringIO, **kw: float) -> logging.Logger:
+    logger = logging.getLogger(f"wayview.test.{id(stream)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = logs.BatchingHandler(stream, **kw)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
+def test_lines_from_many_threads_are_all_written_in_each_threads_order() -> None:
+    out = io.StringIO()
+    logger = _handler(out, interval_s=0.01)
+
+    def work(t: int) -> None:
+        for i in range(500):
+            logger.info("t%d %d", t, i)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for h in logger.handlers:
+        h.flush()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2000
+    for t in range(4):
+        assert [int(x.split()[1]) for x in lines if x.startswith(f"t{t} ")] == list(range(500))
+
+
+def test_a_line_is_written_without_an_explicit_flush() -> None:
+    out = io.StringIO()
+    logger = _handler(out, interval_s=0.05)
+    logger.info("GET /healthz 200")
+    deadline = time.monotonic() + 5
+    while "GET /healthz 200" not in out.getvalue():
+        assert time.monotonic() < deadline, "the access line was never written"
+        time.sleep(0.01)
+    assert out.getvalue() == "GET /healthz 200\n"
+
+
+def test_close_writes_what_is_queued() -> None:
+    out = io.StringIO()
+    logger = _handler(out, interval_s=60)
+    logger.info("last words")
+    assert out.getvalue() == ""  # still queued: the interval is long
+    for h in logger.handlers:
+        h.close()
+    assert out.getvalue() == "last words\n"
+
+
+def test_configure_twice_adds_one_handler_and_access_lines_do_not_reach_root() -> None:
+    logs.configure("info")
+    logs.configure("info")
+    batching = [h for h in logs.access_log.handlers if isinstance(h, logs.BatchingHandler)]
+    assert len(batching) == 1
+    assert logs.access_log.propagate is False
