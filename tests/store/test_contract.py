@@ -8,6 +8,7 @@ from wayview.errors import Conflict
 from wayview.ids import ID_MAX, ID_MIN
 from wayview.model.entities import ImageSearch, MapFeatureSearch, Sequence
 from wayview.testing import add_sequence, make_image, seed
+from wayview.tiles.tilemath import lnglat_to_tile
 
 
 async def test_store_reserve_ids_share_one_space_and_fit_js(store):
@@ -168,3 +169,25 @@ async def test_store_app_with_fixed_client_token(store):
     assert (await store.get_token(hash_token(fixed))).app_id == new.app.id
     with pytest.raises(Conflict):
         await create_app(store, "again", owner=user, client_token=fixed)
+
+
+async def test_store_tile_content_is_every_layer_of_one_tile(store):
+    await seed(store)
+    x, y = lnglat_to_tile(13.4053, 52.52, 14)
+    both = await store.tile_content(14, x, y, ("sequence", "image"))
+    assert both.overview is None
+    images = await store.tile_images(14, x, y)
+    assert both.images is not None and len(both.images) == len(images) >= 10
+    assert both.images.ids.tolist() == images.ids.tolist()
+    assert both.images.sequence_keys == images.sequence_keys
+    assert [images.sequence_keys[i] for i in images.sequence_index] == [
+        (await store.get_images([int(i)]))[int(i)].sequence_id for i in images.ids]
+    assert both.lines == await store.tile_sequence_lines(14, x, y)
+    assert both.lines and {line.sequence_id for line in both.lines} == set(images.sequence_keys)
+    ox, oy = lnglat_to_tile(13.4053, 52.52, 3)
+    overview = await store.tile_content(3, ox, oy, ("overview",))
+    assert overview.images is None and overview.lines is None
+    assert overview.overview is not None and len(overview.overview) >= 1
+    assert overview.overview.ids.tolist() == (await store.tile_overview(3, ox, oy)).ids.tolist()
+    nothing = await store.tile_content(14, x + 5, y, ("sequence", "image"))
+    assert nothing.lines == [] and nothing.images is not None and len(nothing.images) == 0

@@ -286,6 +286,15 @@ class TileLine:
 
 
 @dataclass(frozen=True, slots=True)
+class TileContent:
+    """What one image tile is drawn from: the rows of each layer asked for (None: not asked)."""
+
+    images: TileImageColumns | None = None  # the z14 `image` layer
+    overview: TileImageColumns | None = None  # the z0–5 `overview` layer
+    lines: list[TileLine] | None = None  # the z6–14 `sequence` layer
+
+
+@dataclass(frozen=True, slots=True)
 class TileFeatureColumns:
     """Map features for a tile layer, column-oriented."""
 

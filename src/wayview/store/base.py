@@ -16,6 +16,7 @@ from wayview.model.entities import (
     Organization,
     Page,
     Sequence,
+    TileContent,
     TileFeatureColumns,
     TileImageColumns,
     TileLine,
@@ -146,6 +147,12 @@ class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
 
     async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
         """The pre-clipped sequence lines of a z6–14 tile. Called by the `sequence` layer."""
+
+    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str]) -> TileContent:
+        """The rows of each layer named in `layers` ("image", "overview", "sequence"), read in
+        one snapshot and one call (one thread hop / one round trip). Called for every tile
+        render; the three methods above are its single-layer forms.
+        """
 
     async def tile_map_features(
         self, object_type: str, z: int, x: int, y: int

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from wayview.model.entities import UploadSession
+import numpy as np
+
+from wayview.model.entities import TileImageColumns, UploadSession
 
 #: Image columns, in the order the backends' `_image_from_row` read them.
 IMAGE_COLUMNS = (
@@ -38,3 +40,39 @@ def upload_session_from_row(r: tuple[Any, ...]) -> UploadSession:
     """An UploadSession from a row of `UPLOAD_SESSION_COLUMNS` (same types on both backends)."""
     return UploadSession(id=r[0], user_id=r[1], session_key=r[2], handle=r[3], size=r[4],
                          created_at_ms=r[5], updated_at_ms=r[6], expires_at_ms=r[7])
+
+
+def unique_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_inverse=True)`, by a lookup table when the range is small.
+
+    A tile's sequence rowids usually span a few thousand: marking them in a table of that size
+    costs a fraction of `np.unique`'s sort (~100 µs on an 8,000-image tile).
+
+    >>> [a.tolist() for a in unique_codes(np.array([7, 3, 7, 9]))]
+    [[3, 7, 9], [1, 0, 1, 2]]
+    """
+    if values.size == 0:
+        return values, np.empty(0, dtype=np.intp)
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo > values.size + 4096:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    offset = values - lo
+    seen = np.zeros(hi - lo + 1, dtype=bool)
+    seen[offset] = True
+    rank = np.cumsum(seen, dtype=np.intp)
+    rank -= 1
+    return np.flatnonzero(seen) + lo, rank[offset]
+
+
+def tile_image_columns(
+    table: np.ndarray, sequence_index: np.ndarray, sequence_keys: tuple[str, ...]
+) -> TileImageColumns:
+    """The columns of a tile's packed image records (`tile_rec`: id, z26 code, capture time,
+    compass, pano, organization, creator, sequence row number; one row per image)."""
+    return TileImageColumns(
+        ids=table[:, 0], codes=table[:, 1], captured_at_ms=table[:, 2],
+        compass_deg=table[:, 3], is_pano=table[:, 4].astype(bool),
+        organization_ids=table[:, 5], creator_ids=table[:, 6],
+        sequence_index=sequence_index.reshape(-1), sequence_keys=sequence_keys,
+    )

@@ -130,6 +130,8 @@ class TileService:
         spec = TILESETS[tileset]
         if spec.group == "features" and z != IMAGE_ZOOM:
             return RenderedTile(b"", '"empty"', 0)
+        if self.cache_max_bytes <= 0:  # no cache to validate: skip the epoch read
+            return self._rendered(await self._render(tileset, z, x, y), 0)
         epoch = await self.store.tile_epoch(spec.group, z, x, y)
         if epoch == 0:  # nothing was ever written there
             return RenderedTile(b"", '"empty"', 0)
@@ -140,21 +142,26 @@ class TileService:
             self._cache.move_to_end(key)
             return cached
         shared_key = f"{key[0]}:{z}:{x}:{y}"
-        if self.shared is not None and self.cache_max_bytes > 0:
+        if self.shared is not None:
             found = await self.shared.get(shared_key, epoch)
             if found is not None:
                 tile = RenderedTile(found[0], found[1], epoch)
                 self._remember(key, tile)
                 return tile
-        body = await self._render(tileset, z, x, y)
+        tile = self._rendered(await self._render(tileset, z, x, y), epoch)
+        self._remember(key, tile)
+        if self.shared is not None:
+            await self.shared.put(shared_key, epoch, tile.body, tile.etag)
+        return tile
+
+    @staticmethod
+    def _rendered(body: bytes, epoch: int) -> RenderedTile:
+        if not body:
+            return RenderedTile(b"", '"empty"', epoch)
         # A content hash, not a secret: SHA-1 runs on the CPU's SHA extensions, about half the
         # cost of BLAKE2b on a 150 KB tile body.
         digest = hashlib.sha1(body, usedforsecurity=False).hexdigest()[:24]
-        tile = RenderedTile(body, f'"{digest}"', epoch)
-        self._remember(key, tile)
-        if self.shared is not None and self.cache_max_bytes > 0:
-            await self.shared.put(shared_key, epoch, body, tile.etag)
-        return tile
+        return RenderedTile(body, f'"{digest}"', epoch)
 
     async def _render(self, tileset: str, z: int, x: int, y: int) -> bytes:
         self.renders += 1
@@ -165,20 +172,17 @@ class TileService:
             if not features.ids:
                 return b""
             return encode_tile([_feature_points(spec.layer, features, z, x, y)])
+        names = image_layers(z)
+        content = await self.store.tile_content(z, x, y, names)
         layers: list[PointLayer | LineLayer] = []
-        for name in image_layers(z):
-            if name == "overview":
-                overview = await self.store.tile_overview(z, x, y)
-                if len(overview):
-                    layers.append(_image_points("overview", overview, z, x, y, detailed=False))
-            elif name == "sequence":
-                lines = await self.store.tile_sequence_lines(z, x, y)
-                if lines:
-                    layers.append(_sequence_lines(lines))
-            else:
-                images = await self.store.tile_images(z, x, y)
-                if len(images):
-                    layers.append(_image_points("image", images, z, x, y, detailed=True))
+        for name in names:
+            if name == "overview" and content.overview is not None and len(content.overview):
+                layers.append(_image_points("overview", content.overview, z, x, y,
+                                            detailed=False))
+            elif name == "sequence" and content.lines:
+                layers.append(_sequence_lines(content.lines))
+            elif name == "image" and content.images is not None and len(content.images):
+                layers.append(_image_points("image", content.images, z, x, y, detailed=True))
         return encode_tile(layers) if layers else b""
 
     def _remember(self, key: tuple[str, int, int, int], tile: RenderedTile) -> None:

@@ -29,6 +29,7 @@ from wayview.model.entities import (
     Organization,
     Page,
     Sequence,
+    TileContent,
     TileFeatureColumns,
     TileImageColumns,
     TileLine,
@@ -36,7 +37,13 @@ from wayview.model.entities import (
 )
 from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
-from wayview.store.columns import DETECTION_COLUMNS, IMAGE_COLUMNS, IMAGE_FROM
+from wayview.store.columns import (
+    DETECTION_COLUMNS,
+    IMAGE_COLUMNS,
+    IMAGE_FROM,
+    tile_image_columns,
+    unique_codes,
+)
 from wayview.store.migrate import load_migrations
 from wayview.store.postgres.accounts import AccountsMixin
 from wayview.store.postgres.connection import TILE_REC_DTYPE, Conn, Database
@@ -73,14 +80,37 @@ SQL_BUMP_EPOCH = (
     " ON CONFLICT (grp, z, tile) DO UPDATE SET epoch = tile_epochs.epoch + 1"
 )
 #: Images of one tile as (packed records in tile order, sequence numbers, sequence keys), in
-#: one round trip. `{recs}` selects `qk, id, tile_rec, sequence_no` plus the `{order}` keys.
+#: one round trip. `{recs}` selects `tile_rec, sequence_no` in tile order. The sequences are
+#: looked up by their distinct numbers (index probes), not joined against the whole table.
 _TILE_COLUMNS = (
-    "WITH recs AS MATERIALIZED ({recs})"
-    " SELECT r.blob, s.nos, s.keys FROM"
-    " (SELECT string_agg(tile_rec, ''::bytea ORDER BY {order}) AS blob FROM recs) r,"
+    "WITH r AS (SELECT string_agg(tile_rec, ''::bytea) AS blob,"
+    " array_agg(DISTINCT sequence_no) AS nos FROM ({recs}) t)"
+    " SELECT r.blob, s.nos, s.keys FROM r, LATERAL"
     " (SELECT array_agg(seq_no ORDER BY seq_no) AS nos, array_agg(id ORDER BY seq_no) AS keys"
-    "  FROM sequences WHERE seq_no IN (SELECT sequence_no FROM recs)) s"
+    "  FROM sequences WHERE seq_no = ANY(r.nos)) s"
 )
+
+
+_TILE_IMAGES = _TILE_COLUMNS.format(
+    recs="SELECT tile_rec, sequence_no FROM images WHERE qk BETWEEN %s AND %s ORDER BY qk, id")
+_TILE_OVERVIEW = _TILE_COLUMNS.format(
+    recs="SELECT i.tile_rec, i.sequence_no FROM tile_overview o JOIN images i ON i.id = o.image_id"
+         " WHERE o.z = %s AND o.cell BETWEEN %s AND %s ORDER BY o.cell, i.id")
+_TILE_LINES = (
+    "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms, s.is_pano,"
+    " s.organization_id, s.creator_id FROM tile_sequence_lines l"
+    " JOIN sequences s ON s.id = l.sequence_id WHERE l.z = %s AND l.tile = %s"
+    " ORDER BY l.sequence_id"
+)
+
+
+def _image_columns(rows: list[tuple[Any, ...]]) -> TileImageColumns:
+    """A `_TILE_COLUMNS` row straight into integer arrays (no per-image objects)."""
+    blob, nos, keys = rows[0] if rows else (None, None, None)
+    table = np.frombuffer(blob or b"", dtype=TILE_REC_DTYPE).reshape(-1, 8).astype(np.int64)
+    rowids, index = unique_codes(table[:, 7])
+    by_no = dict(zip(nos or (), keys or (), strict=True))
+    return tile_image_columns(table, index, tuple(str(by_no[int(r)]) for r in rowids))
 
 
 def _now_ms() -> int:
@@ -695,44 +725,55 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
 
     async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:
         """Every image inside a tile (the z14 `image` layer)."""
-        low, high = tile_range(z, x, y)
-        sql = _TILE_COLUMNS.format(
-            recs="SELECT qk, id, tile_rec, sequence_no FROM images WHERE qk BETWEEN %s AND %s",
-            order="qk, id")
-        return await self._image_columns(sql, (low, high))
+        images = (await self.tile_content(z, x, y, ("image",))).images
+        assert images is not None
+        return images
 
     async def tile_overview(self, z: int, x: int, y: int) -> TileImageColumns:
         """The representative images of a z0–5 tile."""
-        low, high = tile_range(z, x, y, z + 5)
-        sql = _TILE_COLUMNS.format(
-            recs="SELECT o.cell, i.id, i.tile_rec, i.sequence_no FROM tile_overview o"
-                 " JOIN images i ON i.id = o.image_id WHERE o.z = %s AND o.cell BETWEEN %s AND %s",
-            order="cell, id")
-        return await self._image_columns(sql, (z, low, high))
-
-    async def _image_columns(self, sql: str, params: tuple[int, ...]) -> TileImageColumns:
-        """Run a `_TILE_COLUMNS` query straight into integer arrays (no per-row objects)."""
-        row = await self._one(sql, params)
-        blob, nos, keys = row if row else (None, None, None)
-        table = np.frombuffer(blob or b"", dtype=TILE_REC_DTYPE).reshape(-1, 8).astype(np.int64)
-        rowids, index = np.unique(table[:, 7], return_inverse=True)
-        by_no = dict(zip(nos or (), keys or (), strict=True))
-        return TileImageColumns(
-            ids=table[:, 0], codes=table[:, 1], captured_at_ms=table[:, 2],
-            compass_deg=table[:, 3], is_pano=table[:, 4].astype(bool),
-            organization_ids=table[:, 5], creator_ids=table[:, 6],
-            sequence_index=index.reshape(-1),
-            sequence_keys=tuple(str(by_no[int(r)]) for r in rowids),
-        )
+        overview = (await self.tile_content(z, x, y, ("overview",))).overview
+        assert overview is not None
+        return overview
 
     async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
         """The pre-clipped sequence lines of a z6–14 tile."""
-        rows = await self._all(
-            "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms,"
-            " s.is_pano, s.organization_id, s.creator_id FROM tile_sequence_lines l"
-            " JOIN sequences s ON s.id = l.sequence_id WHERE l.z = %s AND l.tile = %s"
-            " ORDER BY l.sequence_id", (z, morton(x, y)))
-        return [TileLine(r[0], bytes(r[1]), r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+        lines = (await self.tile_content(z, x, y, ("sequence",))).lines
+        assert lines is not None
+        return lines
+
+    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str]) -> TileContent:
+        """The rows of each layer asked for: one statement per layer, sent together in one
+        pipeline (one round trip), results in binary (bytea as bytes, not hex text).
+
+        Each statement reads its own snapshot; a write landing between them bumps the tile's
+        epoch, so a tile drawn from both is never cached past that write.
+        """
+        statements: list[tuple[str, str, tuple[int, ...]]] = []
+        if "overview" in layers:
+            low, high = tile_range(z, x, y, z + 5)
+            statements.append(("overview", _TILE_OVERVIEW, (z, low, high)))
+        if "image" in layers:
+            statements.append(("image", _TILE_IMAGES, tile_range(z, x, y)))
+        if "sequence" in layers:
+            statements.append(("sequence", _TILE_LINES, (z, morton(x, y))))
+        rows: dict[str, list[tuple[Any, ...]]] = {}
+        async with self.db.connection() as conn:
+            if len(statements) == 1:
+                name, sql, params = statements[0]
+                cur = await conn.execute(sql, params, binary=True)
+                rows[name] = await cur.fetchall()
+            else:
+                async with conn.pipeline():
+                    cursors = [(name, await conn.execute(sql, params, binary=True))
+                               for name, sql, params in statements]
+                for name, cur in cursors:
+                    rows[name] = await cur.fetchall()
+        return TileContent(
+            images=_image_columns(rows["image"]) if "image" in rows else None,
+            overview=_image_columns(rows["overview"]) if "overview" in rows else None,
+            lines=[TileLine(r[0], bytes(r[1]), r[2], r[3], bool(r[4]), r[5], r[6])
+                   for r in rows["sequence"]] if "sequence" in rows else None,
+        )
 
     async def tile_map_features(
         self, object_type: str, z: int, x: int, y: int

@@ -24,6 +24,7 @@ from wayview.model.entities import (
     Organization,
     Page,
     Sequence,
+    TileContent,
     TileFeatureColumns,
     TileImageColumns,
     TileLine,
@@ -31,7 +32,13 @@ from wayview.model.entities import (
 )
 from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
-from wayview.store.columns import DETECTION_COLUMNS, IMAGE_COLUMNS, IMAGE_FROM
+from wayview.store.columns import (
+    DETECTION_COLUMNS,
+    IMAGE_COLUMNS,
+    IMAGE_FROM,
+    tile_image_columns,
+    unique_codes,
+)
 from wayview.store.migrate import load_migrations
 from wayview.store.sqlite.accounts import AccountsMixin
 from wayview.store.sqlite.connection import Database, tile_rec
@@ -737,30 +744,37 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
 
     async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:
         """Every image inside a tile (the z14 `image` layer)."""
-        low, high = tile_range(z, x, y)
-        sql = _TILE_RECS.format(
-            "SELECT tile_rec FROM images WHERE qk BETWEEN ? AND ? ORDER BY qk")
-        return await self.db.read(lambda c: _image_columns(c, sql, (low, high)))
+        images = (await self.tile_content(z, x, y, ("image",))).images
+        assert images is not None
+        return images
 
     async def tile_overview(self, z: int, x: int, y: int) -> TileImageColumns:
         """The representative images of a z0–5 tile."""
-        low, high = tile_range(z, x, y, z + 5)
-        sql = _TILE_RECS.format(
-            "SELECT i.tile_rec FROM tile_overview o JOIN images i ON i.id = o.image_id"
-            " WHERE o.z = ? AND o.cell BETWEEN ? AND ? ORDER BY o.cell, i.id")
-        return await self.db.read(lambda c: _image_columns(c, sql, (z, low, high)))
+        overview = (await self.tile_content(z, x, y, ("overview",))).overview
+        assert overview is not None
+        return overview
 
     async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
         """The pre-clipped sequence lines of a z6–14 tile."""
-        sql = (
-            "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms,"
-            " s.is_pano, s.organization_id, s.creator_id FROM tile_sequence_lines l"
-            " JOIN sequences s ON s.id = l.sequence_id WHERE l.z = ? AND l.tile = ?"
-            " ORDER BY l.sequence_id"
-        )
-        key = morton(x, y)
-        rows = await self.db.read(lambda c: c.execute(sql, (z, key)).fetchall())
-        return [TileLine(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+        lines = (await self.tile_content(z, x, y, ("sequence",))).lines
+        assert lines is not None
+        return lines
+
+    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str]) -> TileContent:
+        """The rows of every layer asked for, read on one reader thread in one snapshot."""
+
+        def run(conn: sqlite3.Connection) -> TileContent:
+            conn.execute("BEGIN")
+            try:
+                return TileContent(
+                    images=_tile_images(conn, z, x, y) if "image" in layers else None,
+                    overview=_tile_overview(conn, z, x, y) if "overview" in layers else None,
+                    lines=_tile_sequence_lines(conn, z, x, y) if "sequence" in layers else None,
+                )
+            finally:
+                conn.execute("COMMIT")
+
+        return await self.db.read(run)
 
     async def tile_map_features(
         self, object_type: str, z: int, x: int, y: int
@@ -805,13 +819,36 @@ def _node(conn: sqlite3.Connection, node_id: int) -> tuple[str, object] | None:
     return (kind, entity) if entity is not None else None
 
 
+def _tile_images(conn: sqlite3.Connection, z: int, x: int, y: int) -> TileImageColumns:
+    low, high = tile_range(z, x, y)
+    sql = _TILE_RECS.format("SELECT tile_rec FROM images WHERE qk BETWEEN ? AND ? ORDER BY qk")
+    return _image_columns(conn, sql, (low, high))
+
+
+def _tile_overview(conn: sqlite3.Connection, z: int, x: int, y: int) -> TileImageColumns:
+    low, high = tile_range(z, x, y, z + 5)
+    sql = _TILE_RECS.format(
+        "SELECT i.tile_rec FROM tile_overview o JOIN images i ON i.id = o.image_id"
+        " WHERE o.z = ? AND o.cell BETWEEN ? AND ? ORDER BY o.cell, i.id")
+    return _image_columns(conn, sql, (z, low, high))
+
+
+def _tile_sequence_lines(conn: sqlite3.Connection, z: int, x: int, y: int) -> list[TileLine]:
+    rows = conn.execute(
+        "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms,"
+        " s.is_pano, s.organization_id, s.creator_id FROM tile_sequence_lines l"
+        " JOIN sequences s ON s.id = l.sequence_id WHERE l.z = ? AND l.tile = ?"
+        " ORDER BY l.sequence_id", (z, morton(x, y))).fetchall()
+    return [TileLine(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+
+
 def _image_columns(
     conn: sqlite3.Connection, sql: str, params: tuple[int, ...]
 ) -> TileImageColumns:
     """Run a `_TILE_RECS` query straight into integer arrays (no per-row objects)."""
     (blob,) = conn.execute(sql, params).fetchone()
     table = np.frombuffer(blob or b"", dtype="<i8").reshape(-1, 8).astype(np.int64)
-    rowids, index = _codes(table[:, 7])
+    rowids, index = unique_codes(table[:, 7])
     keys: dict[int, str] = {}
     wanted = [int(r) for r in rowids]
     for chunk in _chunks(wanted):
@@ -820,32 +857,4 @@ def _image_columns(
             chunk,
         )
         keys.update(found.fetchall())
-    return TileImageColumns(
-        ids=table[:, 0], codes=table[:, 1], captured_at_ms=table[:, 2],
-        compass_deg=table[:, 3], is_pano=table[:, 4].astype(bool),
-        organization_ids=table[:, 5], creator_ids=table[:, 6],
-        sequence_index=index.reshape(-1), sequence_keys=tuple(keys[r] for r in wanted),
-    )
-
-
-def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`np.unique(values, return_inverse=True)`, by a lookup table when the range is small.
-
-    A tile's sequence rowids usually span a few thousand: marking them in a table of that size
-    costs a fraction of `np.unique`'s sort (~100 µs on an 8,000-image tile).
-
-    >>> [a.tolist() for a in _codes(np.array([7, 3, 7, 9]))]
-    [[3, 7, 9], [1, 0, 1, 2]]
-    """
-    if values.size == 0:
-        return values, np.empty(0, dtype=np.intp)
-    lo, hi = int(values.min()), int(values.max())
-    if hi - lo > values.size + 4096:
-        uniq, inverse = np.unique(values, return_inverse=True)
-        return uniq, inverse.reshape(-1)
-    offset = values - lo
-    seen = np.zeros(hi - lo + 1, dtype=bool)
-    seen[offset] = True
-    rank = np.cumsum(seen, dtype=np.intp)
-    rank -= 1
-    return np.flatnonzero(seen) + lo, rank[offset]
+    return tile_image_columns(table, index, tuple(keys[r] for r in wanted))
