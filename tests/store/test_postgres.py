@@ -238,3 +238,37 @@ async def test_postgres_value_wildcards_keep_like_metacharacters_literal(pg_data
     assert await found("a\\b*") == [ids[2]]
     assert await found("a*--x") == sorted(ids)
     await store.close()
+
+
+async def test_postgres_tile_packs_hold_every_image_of_concurrent_writers(pg_database_url):
+    """Several processes writing sequences into the same z14 tile at once: the tile's pack
+    (what z14 tiles are read from) ends up with every image, equal to a range read."""
+    from wayview.store.postgres.store import _TILE_IMAGES_RANGE, _image_columns
+    from wayview.tiles.index import IMAGE_ZOOM, tile_range
+    from wayview.tiles.tilemath import lnglat_to_tile
+
+    stores = [await _opened(pg_database_url) for _ in range(3)]
+    user = await stores[0].create_user("packer")
+    lon0, lat0 = 13.4050, 52.5200
+
+    async def writer(k: int, store: PostgresStore) -> list[int]:
+        written = []
+        for j in range(4):
+            points = [(lon0 + 0.00005 * i, lat0 + 0.0001 * (k * 4 + j)) for i in range(15)]
+            written += [im.id for im in await add_sequence(
+                store, user, points, start_ms=1_600_000_000_000 + (k * 4 + j) * 100_000)]
+        return written
+
+    ids = [i for part in await asyncio.gather(*(writer(k, s) for k, s in enumerate(stores)))
+           for i in part]
+    x, y = lnglat_to_tile(lon0 + 0.0003, lat0 + 0.0005, IMAGE_ZOOM)
+    packed = await stores[0].tile_images(IMAGE_ZOOM, x, y)
+    async with stores[0].db.connection() as conn:
+        cur = await conn.execute(_TILE_IMAGES_RANGE, tile_range(IMAGE_ZOOM, x, y), binary=True)
+        ranged = _image_columns(await cur.fetchall())
+    assert sorted(packed.ids.tolist()) == sorted(ids)  # all 180 images fall in this tile
+    assert packed.ids.tolist() == ranged.ids.tolist()
+    assert packed.sequence_keys == ranged.sequence_keys
+    assert packed.sequence_index.tolist() == ranged.sequence_index.tolist()
+    for store in stores:
+        await store.close()

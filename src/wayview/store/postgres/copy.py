@@ -4,7 +4,8 @@
 Every table is copied row for row in one PostgreSQL transaction (all or nothing), with
 `COPY … FROM STDIN`: users, organizations, applications, tokens and codes (their hashes, as
 stored), sessions, sequences, images, map features, detections, the tile index, jobs, upload
-sessions and finishes, the blob journal. Columns are matched by name; the few that differ
+sessions and finishes, the blob journal (then PostgreSQL's own z14 image packs are built from
+the copied images). Columns are matched by name; the few that differ
 between the two schemas are mapped explicitly (`_RENAMED`, `_FROM_ROWID`), JSON arrays become
 PostgreSQL arrays, integers become booleans where PostgreSQL has booleans, and columns that
 PostgreSQL computes itself (geometry, packed tile records) are left to it. A column of the
@@ -24,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from wayview.errors import InvalidInput
+from wayview.store.postgres.store import SQL_BUILD_ALL_PACKS
 from wayview.store.sqlite.export import SqliteExport
 
 #: Tables in copy order (referenced tables first).
@@ -160,6 +162,9 @@ def copy_sqlite_to_postgres(
                             progress(plan.table, done, total)
                 if progress is not None:
                     progress(plan.table, done, total)
+            if progress is not None:
+                progress("tile_image_packs", 0, 0)
+            dst.execute(SQL_BUILD_ALL_PACKS)  # PostgreSQL's own index of z14 tiles
             _advance_identities(dst)
             dst.commit()
             return [TableCount(t, src.count(t), _count_target(dst, t)) for t in TABLES]

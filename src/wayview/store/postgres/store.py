@@ -91,8 +91,24 @@ _TILE_COLUMNS = (
 )
 
 
-_TILE_IMAGES = _TILE_COLUMNS.format(
+#: Images of a tile at any zoom, from the covering index (z14 tiles read their pack instead).
+_TILE_IMAGES_RANGE = _TILE_COLUMNS.format(
     recs="SELECT tile_rec, sequence_no FROM images WHERE qk BETWEEN %s AND %s ORDER BY qk, id")
+#: The images of one z14 tile: its pack (migration 0005) and its sequences' keys.
+_TILE_IMAGES_PACKED = (
+    "SELECT p.recs, s.nos, s.keys FROM tile_image_packs p, LATERAL"
+    " (SELECT array_agg(seq_no ORDER BY seq_no) AS nos, array_agg(id ORDER BY seq_no) AS keys"
+    "  FROM sequences WHERE seq_no = ANY(p.nos)) s WHERE p.tile = %s"
+)
+#: Every pack from scratch (`wayview migrate-store`, after copying the images).
+SQL_BUILD_ALL_PACKS = (
+    "INSERT INTO tile_image_packs (tile, recs, nos)"
+    " SELECT qk >> 24, string_agg(tile_rec, ''::bytea ORDER BY qk, id),"
+    " array_agg(DISTINCT sequence_no) FROM images GROUP BY qk >> 24"
+)
+assert 2 * (QK_ZOOM - IMAGE_ZOOM) == 24, "pack keys are z26 codes >> 24"
+#: Rebuild the packs of the z14 tiles in `%s` (an array of tile keys) from their images.
+SQL_REBUILD_PACKS = "SELECT wv_refresh_tile_packs(%s::bigint[])"
 _TILE_OVERVIEW = _TILE_COLUMNS.format(
     recs="SELECT i.tile_rec, i.sequence_no FROM tile_overview o JOIN images i ON i.id = o.image_id"
          " WHERE o.z = %s AND o.cell BETWEEN %s AND %s ORDER BY o.cell, i.id")
@@ -467,6 +483,10 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
                 if tiles.touched:
                     await cur.executemany(
                         SQL_BUMP_EPOCH, [("images", z, tile) for z, tile in sorted(tiles.touched)])
+                    # after the images, so that the packs include them
+                    packs = sorted({int(qk) >> 24 for qk in tiles.qk})
+                    if packs:
+                        await cur.execute(SQL_REBUILD_PACKS, (packs,))
                 if tiles.overview:
                     await cur.executemany(
                         "INSERT INTO tile_overview (z, cell, sequence_id, image_id)"
@@ -753,7 +773,9 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
             low, high = tile_range(z, x, y, z + 5)
             statements.append(("overview", _TILE_OVERVIEW, (z, low, high)))
         if "image" in layers:
-            statements.append(("image", _TILE_IMAGES, tile_range(z, x, y)))
+            statements.append(("image", _TILE_IMAGES_PACKED, (morton(x, y),))
+                              if z == IMAGE_ZOOM else ("image", _TILE_IMAGES_RANGE,
+                                                       tile_range(z, x, y)))
         if "sequence" in layers:
             statements.append(("sequence", _TILE_LINES, (z, morton(x, y))))
         rows: dict[str, list[tuple[Any, ...]]] = {}
