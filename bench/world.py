@@ -128,6 +128,13 @@ def walk(rng: np.random.Generator, grids: list[Grid], n: int) -> tuple[np.ndarra
             if inside(u + dirs[cand][0] * g.block_m, v + dirs[cand][1] * g.block_m):
                 d = cand
                 break
+        else:  # a start rounded just outside the region: no street leads in, step to the centre
+            cu = -g.off_x * cos_a - g.off_y * sin_a  # the region's centre in grid coordinates
+            cv = g.off_x * sin_a - g.off_y * cos_a
+            d = max(range(4), key=lambda k: dirs[k][0] * (cu - u) + dirs[k][1] * (cv - v))
+            u, v = u + dirs[d][0] * g.block_m, v + dirs[d][1] * g.block_m
+            pts.append((u, v))
+            length += g.block_m
     arr = np.array(pts)
     seg = np.hypot(np.diff(arr[:, 0]), np.diff(arr[:, 1]))
     cum = np.concatenate([[0.0], np.cumsum(seg)])
