@@ -395,3 +395,10 @@ def test_mvt_categorical_codes_are_checked():
                        {"s": Column(np.array([3]), categories=("a",))})
     with pytest.raises(ValueError, match="category code out of range"):
         encode_tile([layer])
+
+
+def test_mvt_categories_must_be_strings():
+    layer = PointLayer("p", np.array([1, 2]), np.array([1, 2]), None,
+                       {"s": Column(np.array([0, 1]), categories=("a", None))})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="categories must be strings"):
+        encode_tile([layer])

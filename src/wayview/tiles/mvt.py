@@ -256,6 +256,8 @@ def _columns(properties: dict[str, Column], n_all: int, kept: I64 | None) -> _Co
         if col.categories is not None:
             if col.present is not None:
                 raise ValueError(f"column {name!r}: categories take no present mask")
+            if not all(isinstance(c, str) for c in col.categories):
+                raise TypeError(f"column {name!r}: categories must be strings")
             codes = np.asarray(col.values, dtype=np.int64)
             if codes.ndim != 1:
                 raise ValueError(f"column {name!r}: values of shape {codes.shape}")
