@@ -130,6 +130,11 @@ def test_third_party_app_completes_the_flow_with_a_stock_oauth_library(server, m
             # a query-string token, to check the access log redacts it
             httpx.get(f"{base}/me?access_token={second}")
 
+    # the access log is written in batches, within ACCESS_FLUSH_S of the request
+    deadline = time.monotonic() + 10
+    while b"access_token=[redacted]" not in Path(server.log_path).read_bytes():
+        assert time.monotonic() < deadline, "the redacted access line never reached the log"
+        time.sleep(0.05)
     data_files = [p for p in Path(server.data_dir).glob("wayview.db*") if p.is_file()]
     blobs = [(p.name, p.read_bytes()) for p in data_files]
     blobs.append(("server.log", Path(server.log_path).read_bytes()))
