@@ -3,11 +3,12 @@ column names and order on SQLite and PostgreSQL; each backend converts its own t
 
 from __future__ import annotations
 
+from collections.abc import Sequence as Seq
 from typing import Any
 
 import numpy as np
 
-from wayview.model.entities import TileImageColumns, UploadSession
+from wayview.model.entities import TileContent, TileImageColumns, TileLine, UploadSession
 
 #: Image columns, in the order the backends' `_image_from_row` read them.
 IMAGE_COLUMNS = (
@@ -33,6 +34,13 @@ UPLOAD_FINISH_SQL = (
     "SELECT f.id, f.session_id, s.handle, f.user_id, f.file_type, f.organization_id, f.job_id,"
     " f.result, f.created_at_ms FROM upload_finishes f JOIN upload_sessions s"
     " ON s.id = f.session_id"
+)
+#: A tile's pre-clipped sequence lines with their first image's properties, in the order
+#: `tile_line_from_row` reads them; the backend adds `WHERE l.z = … AND l.tile = …`.
+TILE_LINES_SQL = (
+    "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms, s.is_pano,"
+    " s.organization_id, s.creator_id FROM tile_sequence_lines l"
+    " JOIN sequences s ON s.id = l.sequence_id"
 )
 
 
@@ -76,3 +84,34 @@ def tile_image_columns(
         organization_ids=table[:, 5], creator_ids=table[:, 6],
         sequence_index=sequence_index.reshape(-1), sequence_keys=sequence_keys,
     )
+
+
+def tile_line_from_row(r: tuple[Any, ...]) -> TileLine:
+    """A TileLine from a row of `TILE_LINES_SQL` (`coords` as bytes on both backends)."""
+    return TileLine(r[0], bytes(r[1]), r[2], r[3], bool(r[4]), r[5], r[6])
+
+
+class SingleLayerTileReads:
+    """`tile_images`, `tile_overview` and `tile_sequence_lines` of the Store protocol as the
+    one-layer forms of the backend's `tile_content`."""
+
+    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str]) -> TileContent:
+        raise NotImplementedError
+
+    async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:
+        """Every image inside a tile (the z14 `image` layer)."""
+        images = (await self.tile_content(z, x, y, ("image",))).images
+        assert images is not None
+        return images
+
+    async def tile_overview(self, z: int, x: int, y: int) -> TileImageColumns:
+        """The representative images of a z0–5 tile."""
+        overview = (await self.tile_content(z, x, y, ("overview",))).overview
+        assert overview is not None
+        return overview
+
+    async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
+        """The pre-clipped sequence lines of a z6–14 tile."""
+        lines = (await self.tile_content(z, x, y, ("sequence",))).lines
+        assert lines is not None
+        return lines

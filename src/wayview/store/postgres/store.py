@@ -32,7 +32,6 @@ from wayview.model.entities import (
     TileContent,
     TileFeatureColumns,
     TileImageColumns,
-    TileLine,
     User,
 )
 from wayview.model.s2 import leaf_cell
@@ -41,7 +40,10 @@ from wayview.store.columns import (
     DETECTION_COLUMNS,
     IMAGE_COLUMNS,
     IMAGE_FROM,
+    TILE_LINES_SQL,
+    SingleLayerTileReads,
     tile_image_columns,
+    tile_line_from_row,
     unique_codes,
 )
 from wayview.store.migrate import load_migrations
@@ -112,12 +114,7 @@ SQL_REBUILD_PACKS = "SELECT wv_refresh_tile_packs(%s::bigint[])"
 _TILE_OVERVIEW = _TILE_COLUMNS.format(
     recs="SELECT i.tile_rec, i.sequence_no FROM tile_overview o JOIN images i ON i.id = o.image_id"
          " WHERE o.z = %s AND o.cell BETWEEN %s AND %s ORDER BY o.cell, i.id")
-_TILE_LINES = (
-    "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms, s.is_pano,"
-    " s.organization_id, s.creator_id FROM tile_sequence_lines l"
-    " JOIN sequences s ON s.id = l.sequence_id WHERE l.z = %s AND l.tile = %s"
-    " ORDER BY l.sequence_id"
-)
+_TILE_LINES = f"{TILE_LINES_SQL} WHERE l.z = %s AND l.tile = %s ORDER BY l.sequence_id"
 
 
 def _image_columns(rows: list[tuple[Any, ...]]) -> TileImageColumns:
@@ -217,7 +214,7 @@ def _bbox_clause(alias: str, bbox: tuple[float, float, float, float], params: li
     )
 
 
-class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
+class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
     """The Store protocol on PostgreSQL + PostGIS through a pool of async connections."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
@@ -331,10 +328,9 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
     async def get_node(self, node_id: int) -> tuple[str, object] | None:
         """Kind and entity of one node. Images, by far the most asked for, come with their
         kind in one statement; other kinds take a second one."""
-        image_columns = IMAGE_COLUMNS.replace("u.username", "u.username AS creator_username")
         async with self.db.connection() as conn:
             cur = await conn.execute(
-                f"SELECT n.kind, {image_columns} FROM nodes n"
+                f"SELECT n.kind, {IMAGE_COLUMNS} FROM nodes n"
                 " LEFT JOIN images i ON i.id = n.id AND n.kind = 'image'"
                 " LEFT JOIN users u ON u.id = i.creator_id WHERE n.id = %s", (node_id,))
             row = await cur.fetchone()
@@ -743,24 +739,6 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
             (group, z, morton(x, y)))
         return int(row[0]) if row else 0
 
-    async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:
-        """Every image inside a tile (the z14 `image` layer)."""
-        images = (await self.tile_content(z, x, y, ("image",))).images
-        assert images is not None
-        return images
-
-    async def tile_overview(self, z: int, x: int, y: int) -> TileImageColumns:
-        """The representative images of a z0–5 tile."""
-        overview = (await self.tile_content(z, x, y, ("overview",))).overview
-        assert overview is not None
-        return overview
-
-    async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
-        """The pre-clipped sequence lines of a z6–14 tile."""
-        lines = (await self.tile_content(z, x, y, ("sequence",))).lines
-        assert lines is not None
-        return lines
-
     async def tile_content(self, z: int, x: int, y: int, layers: Seq[str]) -> TileContent:
         """The rows of each layer asked for: one statement per layer, sent together in one
         pipeline (one round trip), results in binary (bytea as bytes, not hex text).
@@ -793,8 +771,8 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin):
         return TileContent(
             images=_image_columns(rows["image"]) if "image" in rows else None,
             overview=_image_columns(rows["overview"]) if "overview" in rows else None,
-            lines=[TileLine(r[0], bytes(r[1]), r[2], r[3], bool(r[4]), r[5], r[6])
-                   for r in rows["sequence"]] if "sequence" in rows else None,
+            lines=[tile_line_from_row(r) for r in rows["sequence"]]
+            if "sequence" in rows else None,
         )
 
     async def tile_map_features(

@@ -36,7 +36,10 @@ from wayview.store.columns import (
     DETECTION_COLUMNS,
     IMAGE_COLUMNS,
     IMAGE_FROM,
+    TILE_LINES_SQL,
+    SingleLayerTileReads,
     tile_image_columns,
+    tile_line_from_row,
     unique_codes,
 )
 from wayview.store.migrate import load_migrations
@@ -166,7 +169,7 @@ def _values_clause(column: str, values: tuple[str, ...], params: list[Any]) -> s
     return "(" + " OR ".join(parts) + ")"
 
 
-class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
+class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
     """The Store protocol on one SQLite file (WAL, one writer thread, reader threads)."""
 
     def __init__(self, path: Path, *, readers: int = 4, inline_point_reads: bool = True) -> None:
@@ -742,24 +745,6 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin):
         )
         return int(row[0]) if row else 0
 
-    async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:
-        """Every image inside a tile (the z14 `image` layer)."""
-        images = (await self.tile_content(z, x, y, ("image",))).images
-        assert images is not None
-        return images
-
-    async def tile_overview(self, z: int, x: int, y: int) -> TileImageColumns:
-        """The representative images of a z0–5 tile."""
-        overview = (await self.tile_content(z, x, y, ("overview",))).overview
-        assert overview is not None
-        return overview
-
-    async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
-        """The pre-clipped sequence lines of a z6–14 tile."""
-        lines = (await self.tile_content(z, x, y, ("sequence",))).lines
-        assert lines is not None
-        return lines
-
     async def tile_content(self, z: int, x: int, y: int, layers: Seq[str]) -> TileContent:
         """The rows of every layer asked for, read on one reader thread in one snapshot."""
 
@@ -834,12 +819,9 @@ def _tile_overview(conn: sqlite3.Connection, z: int, x: int, y: int) -> TileImag
 
 
 def _tile_sequence_lines(conn: sqlite3.Connection, z: int, x: int, y: int) -> list[TileLine]:
-    rows = conn.execute(
-        "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms,"
-        " s.is_pano, s.organization_id, s.creator_id FROM tile_sequence_lines l"
-        " JOIN sequences s ON s.id = l.sequence_id WHERE l.z = ? AND l.tile = ?"
-        " ORDER BY l.sequence_id", (z, morton(x, y))).fetchall()
-    return [TileLine(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
+    rows = conn.execute(f"{TILE_LINES_SQL} WHERE l.z = ? AND l.tile = ? ORDER BY l.sequence_id",
+                        (z, morton(x, y))).fetchall()
+    return [tile_line_from_row(r) for r in rows]
 
 
 def _image_columns(
