@@ -35,12 +35,12 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,7 @@ import world  # noqa: E402
 from cpumeter import OTHER_LOAD_LIMIT_CORES, CpuMeter  # noqa: E402
 from peers import geovisio_load, tipg_sql  # noqa: E402
 from peers.cluster import Cluster, descendants  # noqa: E402
+from serverproc import ServerProcess, free_port  # noqa: E402
 
 DOC = REPO / "docs" / "performance.md"
 SECTION = "## Side by side with peers (bench/peers.py)"
@@ -87,13 +88,6 @@ TILE_ROWS = ("z14", "lines", "overview")
 def log(msg: str) -> None:
     """Progress to stderr (the table goes to stdout)."""
     print(msg, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- data: the store, the PostgreSQL copies, the peers' virtualenvs ----------------------------
@@ -128,17 +122,27 @@ def wayview_fingerprint(meta: dict[str, Any]) -> str:
             f"generated={meta['generated_s']} load={LOAD_VERSION} tipg={tipg}")
 
 
+def load_once(cluster: Cluster, db: str, fp: str, what: str, load: Callable[[], str]) -> None:
+    """Recreate `db` and fill it with `load()` (which says how long it took) unless the
+    database already carries fingerprint `fp`; the fingerprint is set only after a full load."""
+    if cluster.fingerprint(db) == fp:
+        log(f"reusing PostgreSQL database {db}")
+        return
+    log(f"loading {db}: {what} …")
+    cluster.recreate(db)
+    done = load()
+    cluster.mark_loaded(db, fp)
+    log(f"  {db} loaded: {done}")
+
+
 def ensure_loaded(cluster: Cluster, data_dir: Path, meta: dict[str, Any], label: str,
                   work: Path) -> dict[str, Any]:
     """wayview_<label> (migrate-store + tipg objects) and geovisio_<label>, unless loaded."""
     info: dict[str, Any] = {}
     wv_db, gv_db = f"wayview_{label}", f"geovisio_{label}"
     fp = wayview_fingerprint(meta)
-    if cluster.fingerprint(wv_db) == fp:
-        log(f"reusing PostgreSQL database {wv_db} ({fp})")
-    else:
-        log(f"loading {wv_db}: wayview migrate-store …")
-        cluster.recreate(wv_db)
+
+    def load_wayview() -> str:
         started = time.monotonic()
         subprocess.run([sys.executable, "-m", "wayview", "migrate-store", "--from",
                         f"sqlite://{data_dir / 'wayview.db'}", "--to", cluster.url(wv_db)],
@@ -149,22 +153,20 @@ def ensure_loaded(cluster: Cluster, data_dir: Path, meta: dict[str, Any], label:
             conn.execute(tipg_sql.SCHEMA_SQL)
             conn.execute("VACUUM ANALYZE")
         info["tipg_objects_s"] = round(time.monotonic() - started, 1)
-        cluster.mark_loaded(wv_db, fp)
-        log(f"  {wv_db} loaded: migrate-store {info['migrate_store_s']} s, tipg objects + "
-            f"VACUUM ANALYZE {info['tipg_objects_s']} s")
-    gv_fp = f"{fp} {GEOVISIO_SPEC} geovisio_load={geovisio_load.LOADER_VERSION}"
-    if cluster.fingerprint(gv_db) == gv_fp:
-        log(f"reusing PostgreSQL database {gv_db}")
-    else:
-        log(f"loading {gv_db} (GeoVisio schema and rows) …")
-        cluster.recreate(gv_db)
+        return (f"migrate-store {info['migrate_store_s']} s, tipg objects + VACUUM ANALYZE "
+                f"{info['tipg_objects_s']} s")
+
+    def load_geovisio() -> str:
         started = time.monotonic()
         phases = geovisio_load.load(cluster.url(wv_db), cluster.url(gv_db),
                                     DATA / "venv-geovisio", work / "geovisio", log=log)
         info["geovisio_load_s"] = round(time.monotonic() - started, 1)
         info["geovisio_phases_s"] = {k: round(v, 1) for k, v in phases.items()}
-        cluster.mark_loaded(gv_db, gv_fp)
-        log(f"  {gv_db} loaded in {info['geovisio_load_s']} s: {info['geovisio_phases_s']}")
+        return f"{info['geovisio_load_s']} s: {info['geovisio_phases_s']}"
+
+    load_once(cluster, wv_db, fp, "wayview migrate-store", load_wayview)
+    load_once(cluster, gv_db, f"{fp} {GEOVISIO_SPEC} geovisio_load={geovisio_load.LOADER_VERSION}",
+              "GeoVisio schema and rows", load_geovisio)
     return info
 
 
@@ -185,40 +187,28 @@ class Spec:
     note: str = ""
 
 
-class Server:
+class Server(ServerProcess):
     """A server in its own process group on a free loopback port; always stopped on exit."""
+
+    start_timeout_s = 120.0
+    poll_s = 0.3
+    probe_timeout_s = 2.0
+    settle_s = 2.0
+    term_wait_s = 20.0
+    kill_wait_s = 10.0
 
     def __init__(self, spec: Spec, port: int, cluster: Cluster) -> None:
         self.spec = spec
+        self.name = spec.name
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.cluster = cluster
-        self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = spec.cwd / f"peers-{spec.key}.log"
 
     def __enter__(self) -> Server:
         self.spec.cwd.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(self.spec.cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         cwd=self.spec.cwd, env=self.spec.env,
-                                         start_new_session=True)
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.spec.name} exited ({self.proc.returncode}):\n"
-                                       f"{self.tail()}")
-                try:
-                    if httpx.get(self.base_url + self.spec.health, timeout=2).status_code == 200:
-                        time.sleep(2.0)  # every worker finishes its start-up
-                        return self
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.3)
-            raise RuntimeError(f"{self.spec.name} not healthy within 120 s:\n{self.tail()}")
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        self.launch(self.spec.cmd, cwd=self.spec.cwd, env=self.spec.env, health=self.spec.health)
+        return self
 
     def app_pids(self) -> list[int]:
         """The server process and everything below it (workers)."""
@@ -227,24 +217,6 @@ class Server:
     def db_pids(self) -> list[int]:
         """PostgreSQL's processes, when this server uses it (nothing else does meanwhile)."""
         return self.cluster.pids() if self.spec.uses_pg else []
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
 
 
 def server_specs(cluster: Cluster, data_dir: Path, label: str, work: Path,

@@ -45,7 +45,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -68,6 +67,7 @@ sys.path.insert(0, str(BENCH))
 import loadgen  # noqa: E402
 import world  # noqa: E402
 from cpumeter import OTHER_LOAD_LIMIT_CORES, CpuMeter  # noqa: E402
+from serverproc import ServerProcess, free_port  # noqa: E402
 
 from wayview.model.entities import Image, MapFeature, Sequence  # noqa: E402
 from wayview.settings import Settings  # noqa: E402
@@ -123,17 +123,10 @@ class Meter(CpuMeter):
 # -- server ----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
+class Server(ServerProcess):
     """`wayview serve` on loopback in its own process group; always stopped on exit.
 
-    (The pattern of bench/graph.py's Server, plus extra environment and its own log file.)
+    (bench/serverproc.py, plus the bench's environment and its own log file.)
     """
 
     def __init__(self, data_dir: Path, workers: int, log_level: str, name: str,
@@ -149,65 +142,12 @@ class Server:
         self.env["WAYVIEW_RATE_LIMIT__TILES_PER_DAY"] = str(10**12)
         self.env["WAYVIEW_RATE_LIMIT__GRAPH_PER_MINUTE"] = str(10**12)
         self.env.update(env or {})
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
         cmd = [sys.executable, "-m", "wayview", "serve", "--data-dir", str(self.data_dir),
                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         cwd=self.data_dir, env=self.env,
-                                         start_new_session=True)
-        try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited ({self.proc.returncode}):\n{self.tail()}")
-                try:
-                    if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
-                        time.sleep(1.0)  # every worker finishes its lifespan start-up
-                        return self
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            raise RuntimeError(f"server not healthy within 90 s:\n{self.tail()}")
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-
-    def worker_pids(self) -> list[int]:
-        """Child processes of the server (the granian workers)."""
-        if self.proc is None:
-            return []
-        try:
-            out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                                 text=True, timeout=10, check=False).stdout
-        except OSError:
-            return []
-        return [int(p) for p in out.split()]
-
-    def all_pids(self) -> list[int]:
-        """The server process and its workers."""
-        return [self.proc.pid, *self.worker_pids()] if self.proc is not None else []
-
-    def tail(self, lines: int = 30) -> str:
-        """The end of the server log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=15)
-        except ProcessLookupError:
-            pass
+        self.launch(cmd, cwd=self.data_dir, env=self.env, health="/healthz")
+        return self
 
 
 # -- wrk ---------------------------------------------------------------------------------------
