@@ -21,6 +21,10 @@ _CAMERA_TYPES = {"perspective": "perspective", "fisheye": "fisheye",
 _OBJECT_TYPES = {"trafficsign": "trafficsign", "traffic_sign": "trafficsign", "point": "point"}
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _OFFSET_RE = re.compile(r"([+-]\d{2})(\d{2})$")
+_CURSOR_VALUE = re.compile(r"-?[0-9]{1,19}")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: Longest cursor text worth decoding: what `encode_cursor` makes of two 64-bit values.
+_MAX_CURSOR_CHARS = 64
 
 
 def parse_bbox(text: str, max_area_deg2: float) -> tuple[float, float, float, float]:
@@ -138,13 +142,25 @@ def encode_cursor(values: tuple[int, ...]) -> str:
 
 
 def decode_cursor(text: str, size: int) -> tuple[int, ...]:
-    """The values inside a cursor made by `encode_cursor` (E9 when tampered)."""
+    """The values inside a cursor made by `encode_cursor` (E9 when tampered).
+
+    Every value must be a plain decimal that fits a signed 64-bit column: a larger one would
+    overflow the database driver (OverflowError, a 500) instead of meaning anything.
+
+    >>> decode_cursor(encode_cursor((1619863200500, 42)), 2)
+    (1619863200500, 42)
+    """
+    if len(text) > _MAX_CURSOR_CHARS:
+        raise InvalidParameter("after", "invalid cursor")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        values = tuple(int(v) for v in raw.split(":"))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidParameter("after", "invalid cursor") from None
-    if len(values) != size:
+    parts = raw.split(":")
+    if len(parts) != size or not all(_CURSOR_VALUE.fullmatch(p) for p in parts):
+        raise InvalidParameter("after", "invalid cursor")
+    values = tuple(int(p) for p in parts)
+    if not all(_INT64_MIN <= v <= _INT64_MAX for v in values):
         raise InvalidParameter("after", "invalid cursor")
     return values
 
