@@ -32,6 +32,21 @@ class ImageIdsSettings(BaseModel):
     )
 
 
+class GraphSettings(BaseModel):
+    """Bounds on the work one Graph request may ask for (`fields=` and what it renders)."""
+
+    fields_max_length: int = Field(
+        4096, ge=16, description="Longest `fields` value in characters (E9 beyond).")
+    fields_max_depth: int = Field(
+        6, ge=1, le=64, description="Deepest nesting in `fields` (`a{b{c}}` and `a.b.c` are 3).")
+    fields_max_names: int = Field(
+        256, ge=1, description="Most field names one `fields` value may hold.")
+    max_rendered_objects: int = Field(
+        100_000, ge=1, description="Most JSON objects (rows plus every nested reference) one "
+        "response may render; the request gets E9 before the level that would pass it is "
+        "loaded.")
+
+
 class CorsSettings(BaseModel):
     """Cross-origin headers (spec §1.7)."""
 
@@ -260,6 +275,7 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     ids: IdsSettings = IdsSettings()
     image_ids: ImageIdsSettings = ImageIdsSettings()
+    graph: GraphSettings = GraphSettings()
     cors: CorsSettings = CorsSettings()
     auth: AuthSettings = AuthSettings()
     oauth: OAuthSettings = OAuthSettings()

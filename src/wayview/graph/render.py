@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wayview.blobs.base import THUMB_WIDTHS
+from wayview.errors import InvalidParameter
 from wayview.model.detection_geometry import encode_polygon
 from wayview.model.entities import (
     ASSET_CLUSTER,
@@ -158,12 +159,41 @@ def _user_scalar(u: User, name: str) -> Any:
     return None
 
 
+class Budget:
+    """How many more JSON objects one response may render (`graph.max_rendered_objects`).
+
+    Spent level by level, before a level's references are loaded: a selection such as
+    `detections{image{detections{image…}}}` doubles at every level and is refused with E9
+    instead of growing until memory runs out.
+
+    >>> b = Budget(3); b.spend(2); b.spend(2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    wayview.errors.InvalidParameter: Invalid parameter fields: the selection renders more ...
+    """
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = self.left = limit
+
+    def spend(self, count: int) -> None:
+        """Take `count` objects from the budget, or raise E9."""
+        self.left -= count
+        if self.left < 0:
+            raise InvalidParameter(
+                "fields", f"the selection renders more than {self.limit} objects "
+                "(graph.max_rendered_objects); ask for fewer nested fields or a smaller limit")
+
+
 class Renderer:
     """Renders entities of one node type for a field tree, loading references in batches."""
 
-    def __init__(self, store: Store, base_url: str, asset_url: AssetUrl | None = None) -> None:
+    def __init__(self, store: Store, base_url: str, asset_url: AssetUrl | None = None,
+                 max_objects: int = 100_000) -> None:
         self.store = store
         self.base_url = base_url
+        self.max_objects = max_objects
 
         def served_here(image_id: int, variant: str) -> str:
             ext = "pbf" if variant == "mesh" else "jpg"
@@ -180,8 +210,19 @@ class Renderer:
             "Asset": lambda asset, name: asset.get(name),
         }
 
-    async def render(self, node_type: str, items: Sequence[Any], tree: FieldTree) -> list[Json]:
-        """One JSON object per item with the requested fields (+ `id`), absent values omitted."""
+    def budget(self) -> Budget:
+        """A fresh object budget for one response (share it across its `render` calls)."""
+        return Budget(self.max_objects)
+
+    async def render(self, node_type: str, items: Sequence[Any], tree: FieldTree,
+                     budget: Budget | None = None) -> list[Json]:
+        """One JSON object per item with the requested fields (+ `id`), absent values omitted.
+
+        Raises E9 (InvalidParameter) when the response would pass its object budget.
+        """
+        if budget is None:
+            budget = self.budget()
+        budget.spend(len(items))
         spec = NODE_TYPES[node_type]
         scalar = self._scalars[node_type]
         ref_values: dict[str, list[Any]] = {}
@@ -189,7 +230,7 @@ class Renderer:
             ref = spec.refs.get(name)
             if ref is not None:
                 ref_values[name] = await self._load_ref(node_type, name, items,
-                                                        selection(sub, ref))
+                                                        selection(sub, ref), budget)
         out = []
         for index, item in enumerate(items):
             obj: Json = {}
@@ -203,13 +244,13 @@ class Renderer:
         return out
 
     async def _load_ref(
-        self, node_type: str, name: str, items: Sequence[Any], sub: FieldTree
+        self, node_type: str, name: str, items: Sequence[Any], sub: FieldTree, budget: Budget
     ) -> list[Any]:
         """The rendered value of reference `name` for each item (None = omit)."""
         key = (node_type, name)
         if key == ("Image", "creator"):
             users = [User(id=im.creator_id, username=im.creator_username) for im in items]
-            return list(await self.render("User", users, sub))
+            return list(await self.render("User", users, sub, budget))
         if key == ("Image", "organization"):
             org_ids = {im.organization_id for im in items if im.organization_id is not None}
             if set(sub) <= {"id"}:
@@ -217,46 +258,46 @@ class Renderer:
             else:
                 orgs = await self.store.get_organizations(sorted(org_ids))
             return await self._render_optional("Organization", items, sub,
-                                               lambda im: orgs.get(im.organization_id))
+                                               lambda im: orgs.get(im.organization_id), budget)
         if key == ("Image", "detections"):
             by_image = await self.store.detections_for_images([im.id for im in items])
             return await self._render_edges("Detection", [by_image.get(im.id, [])
-                                                          for im in items], sub)
+                                                          for im in items], sub, budget)
         if key == ("MapFeature", "images"):
             ids_by_feature = await self.store.image_ids_for_features([f.id for f in items])
             wanted = sorted({i for ids in ids_by_feature.values() for i in ids})
             images = await self.store.get_images(wanted)
             groups = [[images[i] for i in ids_by_feature.get(f.id, []) if i in images]
                       for f in items]
-            return await self._render_edges("Image", groups, sub)
+            return await self._render_edges("Image", groups, sub, budget)
         if key == ("Detection", "image"):
             images = await self.store.get_images(sorted({d.image_id for d in items}))
             return await self._render_optional("Image", items, sub,
-                                               lambda d: images.get(d.image_id))
+                                               lambda d: images.get(d.image_id), budget)
         if key == ("Image", "mesh"):
             assets = [{"id": str(im.id), "url": self.asset_url(im.id, "mesh")}
                       if im.assets & ASSET_MESH else None for im in items]
-            return await self._render_optional("Asset", assets, sub, lambda a: a)
+            return await self._render_optional("Asset", assets, sub, lambda a: a, budget)
         if key == ("Image", "sfm_cluster"):
             assets = [{"id": im.sequence_id, "url": f"{self.base_url}/media/sequences/"
                        f"{im.sequence_id}/cluster.json.z"}
                       if im.assets & ASSET_CLUSTER else None for im in items]
-            return await self._render_optional("Asset", assets, sub, lambda a: a)
+            return await self._render_optional("Asset", assets, sub, lambda a: a, budget)
         # Without a reconstruction mesh/sfm_cluster are omitted (never {"url": null}, §3.2).
         return [None] * len(items)
 
     async def _render_optional(
         self, node_type: str, items: Sequence[Any], sub: FieldTree,
-        pick: Callable[[Any], Any],
+        pick: Callable[[Any], Any], budget: Budget,
     ) -> list[Any]:
         targets = [pick(item) for item in items]
         present = [t for t in targets if t is not None]
-        rendered = iter(await self.render(node_type, present, sub))
+        rendered = iter(await self.render(node_type, present, sub, budget))
         return [next(rendered) if t is not None else None for t in targets]
 
     async def _render_edges(
-        self, node_type: str, groups: list[list[Any]], sub: FieldTree
+        self, node_type: str, groups: list[list[Any]], sub: FieldTree, budget: Budget
     ) -> list[Any]:
         flat = [x for group in groups for x in group]
-        rendered = iter(await self.render(node_type, flat, sub))
+        rendered = iter(await self.render(node_type, flat, sub, budget))
         return [{"data": [next(rendered) for _ in group]} for group in groups]

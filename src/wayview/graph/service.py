@@ -14,7 +14,7 @@ from wayview.graph import params
 from wayview.graph.render import AssetUrl, Json, Renderer
 from wayview.ids import is_sequence_key, parse_id
 from wayview.model.entities import ImageSearch, Principal
-from wayview.model.fields import FieldTree, parse_fields, validate
+from wayview.model.fields import FieldLimits, FieldTree, parse_fields, validate
 from wayview.settings import Settings
 from wayview.store.base import Store
 
@@ -42,7 +42,17 @@ class Graph:
         wayview itself (a public or presigned object-storage URL)."""
         self.store = store
         self.settings = settings
-        self.renderer = Renderer(store, settings.base_url, asset_url)
+        self.renderer = Renderer(store, settings.base_url, asset_url,
+                                 settings.graph.max_rendered_objects)
+        graph = settings.graph
+        self.field_limits = FieldLimits(
+            graph.fields_max_length, graph.fields_max_depth, graph.fields_max_names)
+
+    def _fields(self, text: str | None, node_type: str) -> FieldTree:
+        """Parse (within the configured limits) and validate a `fields` value."""
+        tree = parse_fields(text, self.field_limits)
+        validate(tree, node_type)
+        return tree
 
     async def node(self, id_text: str, fields: str | None, *, method: str = "get") -> Json:
         """GET /{id}: one node of any visible type."""
@@ -52,8 +62,7 @@ class Graph:
             raise NodeNotFound(id_text, method)
         kind, entity = found
         node_type = VISIBLE_KINDS[kind]
-        tree = parse_fields(fields)
-        validate(tree, node_type)
+        tree = self._fields(fields, node_type)
         return (await self.renderer.render(node_type, [entity], tree))[0]
 
     async def me(self, principal: Principal, fields: str | None) -> Json:
@@ -63,8 +72,7 @@ class Graph:
         user = (await self.store.get_users([principal.user_id])).get(principal.user_id)
         if user is None:
             raise UserTokenRequired()
-        tree = parse_fields(fields)
-        validate(tree, "User")
+        tree = self._fields(fields, "User")
         return (await self.renderer.render("User", [user], tree))[0]
 
     async def many(self, ids_text: str, fields: str | None) -> Json:
@@ -72,7 +80,7 @@ class Graph:
         wanted = params.parse_id_list("ids", ids_text, self.settings.ids.max_per_request)
         if not wanted:
             raise MissingParameter("ids")
-        tree = parse_fields(fields)
+        tree = parse_fields(fields, self.field_limits)
         kinds = await self.store.node_kinds(wanted)
         by_type: dict[str, list[int]] = {}
         for node_id in dict.fromkeys(wanted):
@@ -82,6 +90,7 @@ class Graph:
         for node_type in by_type:
             validate(tree, node_type)
         rendered: dict[int, Json] = {}
+        budget = self.renderer.budget()
         loaders: dict[str, Callable[[Sequence[int]], Awaitable[dict[int, Any]]]] = {
             "Image": self.store.get_images, "MapFeature": self.store.get_map_features,
             "Detection": self.store.get_detections,
@@ -91,15 +100,15 @@ class Graph:
             found = await loaders[node_type](node_ids)
             present = [found[i] for i in node_ids if i in found]
             for entity, obj in zip(
-                present, await self.renderer.render(node_type, present, tree), strict=True
+                present, await self.renderer.render(node_type, present, tree, budget),
+                strict=True
             ):
                 rendered[entity.id] = obj
         return {str(i): rendered[i] for i in dict.fromkeys(wanted) if i in rendered}
 
     async def images(self, q: params.Query) -> Collection:
         """GET /images: image search (spec §3.9–3.10)."""
-        tree = parse_fields(q.get("fields"))
-        validate(tree, "Image")
+        tree = self._fields(q.get("fields"), "Image")
         search = params.image_search(q, self.settings)
         return await self._image_collection(search, tree)
 
@@ -114,16 +123,14 @@ class Graph:
         sequence_id = q.get("sequence_id", "").strip()
         if not sequence_id:
             raise MissingParameter("sequence_id")
-        tree = parse_fields(q.get("fields"))
-        validate(tree, "Image")
+        tree = self._fields(q.get("fields"), "Image")
         if not is_sequence_key(sequence_id):
             return Collection([])
         return await self._image_collection(ImageSearch(sequence_ids=(sequence_id,)), tree)
 
     async def map_features(self, q: params.Query) -> Collection:
         """GET /map_features (spec §3.11)."""
-        tree = parse_fields(q.get("fields"))
-        validate(tree, "MapFeature")
+        tree = self._fields(q.get("fields"), "MapFeature")
         page = await self.store.search_map_features(params.map_feature_search(q, self.settings))
         data = await self.renderer.render("MapFeature", page.items, tree)
         return Collection(data, params.encode_cursor(page.next_after)
@@ -131,8 +138,7 @@ class Graph:
 
     async def detections(self, q: params.Query) -> Collection:
         """GET /detections (spec §3.11)."""
-        tree = parse_fields(q.get("fields"))
-        validate(tree, "Detection")
+        tree = self._fields(q.get("fields"), "Detection")
         page = await self.store.search_detections(params.detection_search(q, self.settings))
         data = await self.renderer.render("Detection", page.items, tree)
         return Collection(data, params.encode_cursor(page.next_after)
@@ -154,8 +160,7 @@ class Graph:
         if not z_text.isdigit() or int(z_text) not in valid:
             raise InvalidParameter("z", f"must be an integer from 0 to {valid.stop - 1}")
         z = int(z_text)
-        tree = parse_fields(fields or "url,z,x,y")
-        validate(tree, "ImageTile")
+        tree = self._fields(fields or "url,z,x,y", "ImageTile")
         columns, rows = grid(image.width, image.height, z)
         data = []
         for y in range(rows):
@@ -179,6 +184,5 @@ class Graph:
             if not await self.store.get_map_features([node_id]):
                 raise NodeNotFound(id_text)
             found = (await self.store.detections_for_features([node_id]))[node_id]
-        tree = parse_fields(fields)
-        validate(tree, "Detection")
+        tree = self._fields(fields, "Detection")
         return Collection(await self.renderer.render("Detection", found, tree))

@@ -5,6 +5,7 @@ Wire names (`captured_at`, `thumb_1024_url`) live here and in the renderer only 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -74,78 +75,150 @@ NODE_TYPES: dict[str, NodeType] = {
 }
 
 
-def _split_top(text: str) -> list[str]:
-    items, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth < 0:
-                raise InvalidParameter("fields", "unbalanced braces")
-        elif ch == "," and depth == 0:
-            items.append(text[start:i])
-            start = i + 1
-    if depth != 0:
-        raise InvalidParameter("fields", "unbalanced braces")
-    items.append(text[start:])
-    return items
+@dataclass(frozen=True, slots=True)
+class FieldLimits:
+    """Bounds on one `fields` value, checked while it is parsed (settings `graph.fields_*`)."""
+
+    max_length: int = 4096
+    max_depth: int = 6
+    max_names: int = 256
 
 
-def _merge(tree: FieldTree, name: str, sub: FieldTree | None) -> None:
-    if name in tree:
-        old = tree[name]
-        if old is None:
-            tree[name] = sub
-        elif sub is not None:
-            for k, v in sub.items():
-                _merge(old, k, v)
-    else:
-        tree[name] = sub
+DEFAULT_LIMITS = FieldLimits()
+_TOKENS = re.compile(r"[{},.]|[^{},.]+")
 
 
-def parse_fields(text: str | None) -> FieldTree:
+def parse_fields(text: str | None, limits: FieldLimits = DEFAULT_LIMITS) -> FieldTree:
     """Parse a `fields` value into a tree (cached: clients repeat the same few selections).
 
-    The returned tree is shared between calls and must not be modified.
+    The returned tree is shared between calls and must not be modified. Parsing is iterative
+    and bounded by `limits` (E9 naming the limit beyond them), whatever the input.
 
     >>> parse_fields("id, creator{username},detections.value,,id")
     {'id': None, 'creator': {'username': None}, 'detections': {'value': None}}
+    >>> parse_fields("a{" * 7 + "}" * 7)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    wayview.errors.InvalidParameter: Invalid parameter fields: nested deeper than 6 levels ...
     """
     if not text:
         return {}
-    return _parse_cached(text)
+    if len(text) > limits.max_length:
+        raise InvalidParameter(
+            "fields", f"longer than {limits.max_length} characters (graph.fields_max_length)")
+    return _parse_cached(text, limits)
 
 
 @lru_cache(maxsize=1024)
-def _parse_cached(text: str) -> FieldTree:
-    return _parse(text)
+def _parse_cached(text: str, limits: FieldLimits) -> FieldTree:
+    return _Parser(limits).parse(text)
 
 
-def _parse(text: str) -> FieldTree:
-    tree: FieldTree = {}
-    for raw in _split_top(text):
-        item = raw.strip()
-        if not item:
-            continue
-        if "{" in item:
-            head, _, rest = item.partition("{")
-            if not rest.endswith("}"):
-                raise InvalidParameter("fields", f"malformed selector {item!r}")
-            name, sub = head.strip(), _parse(rest[:-1])
-            dotted = name.split(".")
-            for part in reversed(dotted[1:]):
-                sub = {part.strip(): sub}
-            name = dotted[0].strip()
-        else:
-            parts = [p.strip() for p in item.split(".")]
-            name, sub = parts[0], None
-            for part in reversed(parts[1:]):
-                sub = {part: sub}
-        if not name or (sub is not None and any(not k for k in sub)):
-            raise InvalidParameter("fields", f"malformed selector {item!r}")
-        _merge(tree, name, sub)
-    return tree
+class _Parser:
+    """A one-pass state machine over the tokens `{ } , .` and names (no recursion).
+
+    Grammar: list = item ("," item)*; item = "" | path ["{" list "}"]; path = name ("." name)*.
+    `a{}` selects the reference's defaults, like `a`.
+    """
+
+    def __init__(self, limits: FieldLimits) -> None:
+        self.limits = limits
+        self.names = 0
+
+    def _malformed(self, why: str) -> InvalidParameter:
+        return InvalidParameter("fields", why)
+
+    def _check_depth(self, depth: int) -> None:
+        if depth > self.limits.max_depth:
+            raise InvalidParameter(
+                "fields", f"nested deeper than {self.limits.max_depth} levels "
+                "(graph.fields_max_depth)")
+
+    def _node(self, tree: FieldTree, name: str, depth: int) -> FieldTree:
+        """The sub-tree of `name` in `tree`, created (and counted) when absent or a scalar."""
+        self._check_depth(depth)
+        sub = tree.get(name)
+        if sub is None:
+            if name not in tree:
+                self._count()
+            sub = tree[name] = {}
+        return sub
+
+    def _count(self) -> None:
+        self.names += 1
+        if self.names > self.limits.max_names:
+            raise InvalidParameter(
+                "fields", f"more than {self.limits.max_names} field names "
+                "(graph.fields_max_names)")
+
+    def _add_path(self, tree: FieldTree, path: list[str], depth: int) -> None:
+        for name in path[:-1]:
+            depth += 1
+            tree = self._node(tree, name, depth)
+        last = path[-1]
+        self._check_depth(depth + 1)
+        if last not in tree:
+            self._count()
+            tree[last] = None
+
+    def parse(self, text: str) -> FieldTree:
+        root: FieldTree = {}
+        # Open braces: (the tree being filled, its parent, its name in the parent).
+        stack: list[tuple[FieldTree, FieldTree | None, str]] = [(root, None, "")]
+        parts: list[str] = []
+        current: str | None = None  # the name being read; None after a "." or at item start
+        closed = False  # a "}" ended the item: only "," or "}" may follow
+
+        def finish_item() -> None:
+            nonlocal parts, current
+            if closed:
+                return
+            if current is None and not parts:
+                return  # an empty item: `a,,b`
+            if not current:
+                raise self._malformed(f"malformed selector {'.'.join(parts)!r}.")
+            self._add_path(stack[-1][0], [*parts, current], len(stack) - 1)
+            parts, current = [], None
+
+        for token in _TOKENS.findall(text):
+            if token == ",":
+                finish_item()
+                closed = False
+            elif token == "}":
+                finish_item()
+                if len(stack) == 1:
+                    raise self._malformed("unbalanced braces")
+                tree, parent, name = stack.pop()
+                if not tree and parent is not None:
+                    parent[name] = None
+                closed = True
+            elif closed:
+                if token.strip():
+                    raise self._malformed(f"unexpected {token.strip()!r} after '}}'")
+            elif token == ".":
+                if not current:
+                    raise self._malformed("empty name before '.'")
+                parts.append(current)
+                current = None
+            elif token == "{":
+                if not current:
+                    raise self._malformed("'{' without a field name")
+                parent = stack[-1][0]
+                depth = len(stack) - 1
+                for name in parts:
+                    depth += 1
+                    parent = self._node(parent, name, depth)
+                stack.append((self._node(parent, current, depth + 1), parent, current))
+                parts, current = [], None
+            else:
+                name = token.strip()
+                if current is not None or (not name and parts):
+                    raise self._malformed(f"malformed selector near {token!r}")
+                current = name if name or parts else None
+        finish_item()
+        if len(stack) != 1:
+            raise self._malformed("unbalanced braces")
+        return root
 
 
 def validate(tree: FieldTree, node_type: str) -> None:
