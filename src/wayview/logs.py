@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 from typing import TextIO
+from urllib.parse import unquote_plus
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Longest a finished request's access line waits before it is written.
@@ -25,6 +27,60 @@ ACCESS_FLUSH_S = 0.2
 ACCESS_BATCH_BYTES = 64 * 1024
 
 access_log = logging.getLogger("wayview.access")
+
+#: Query keys whose values reach the access log; every other key is logged as `key=[redacted]`
+#: (credentials such as access_token, client_secret, code, refresh_token and password are not
+#: here, nor is anything a client may invent). Names are compared after percent-decoding.
+LOGGED_QUERY_KEYS = frozenset({
+    "fields", "bbox", "limit", "after", "ids", "image_ids", "sequence_id", "sequence_ids",
+    "organization_id", "creator_username", "start_captured_at", "end_captured_at",
+    "start_first_seen_at", "end_first_seen_at", "start_last_seen_at", "end_last_seen_at",
+    "is_pano", "make", "model", "camera_type", "object_type", "object_values", "s2", "z",
+    "image_key", "style", "grant_type", "response_type", "client_id", "scope", "done",
+})
+#: Longest value, key and path written to the access log (longer ones end in `…`).
+MAX_LOGGED_VALUE = 256
+MAX_LOGGED_PATH = 1024
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\u2028\u2029]")
+
+
+def escape(text: str, limit: int = MAX_LOGGED_PATH) -> str:
+    """`text` safe for one log line: control characters (and backslashes) as `\\xNN`, cut at
+    `limit` characters. A client cannot start a forged line with `%0a` or hide text with NUL.
+
+    >>> escape("/a\\nb\\x00c\\\\d")
+    '/a\\\\x0ab\\\\x00c\\\\x5cd'
+    >>> escape("x" * 10, 4)
+    'xxxx…'
+    """
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return _UNPRINTABLE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def loggable_query(raw: bytes | str) -> str:
+    """A query string as the access log shows it: allow-listed keys with their values, every
+    other key's value replaced by `[redacted]`, everything escaped.
+
+    >>> loggable_query(b"fields=id&access%5Ftoken=MLY|1|s&client_secret=x&password=p")
+    'fields=id&access%5Ftoken=[redacted]&client_secret=[redacted]&password=[redacted]'
+    """
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    if not text:
+        return ""
+    parts = []
+    for item in text.split("&")[:64]:
+        name, has_value, value = item.partition("=")
+        if unquote_plus(name).strip().lower() in LOGGED_QUERY_KEYS:
+            parts.append(escape(item, MAX_LOGGED_VALUE))
+        else:
+            parts.append(escape(name, 64) + ("=[redacted]" if has_value else ""))
+    return "&".join(parts)
 
 
 class BatchingHandler(logging.Handler):

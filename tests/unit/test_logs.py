@@ -68,3 +68,23 @@ def test_configure_twice_adds_one_handler_and_access_lines_do_not_reach_root() -
     batching = [h for h in logs.access_log.handlers if isinstance(h, logs.BatchingHandler)]
     assert len(batching) == 1
     assert logs.access_log.propagate is False
+
+
+def test_query_keys_outside_the_allow_list_are_redacted_after_percent_decoding() -> None:
+    query = (b"fields=id,geometry&bbox=1,2,3,4&access_token=MLY%7C1%7Cs1s1s1"
+             b"&access%5Ftoken=MLY|2|hidden&ACCESS_TOKEN=x&client_secret=s3cret&code=c0de"
+             b"&refresh_token=r3fresh&password=hunter2&my_own=v&flag")
+    line = logs.loggable_query(query)
+    for secret in ("s1s1s1", "hidden", "s3cret", "c0de", "r3fresh", "hunter2", "=v", "=x"):
+        assert secret not in line, line
+    assert line.startswith("fields=id,geometry&bbox=1,2,3,4&access_token=[redacted]&")
+    assert "access%5Ftoken=[redacted]" in line and line.endswith("&flag")
+
+
+def test_escape_keeps_one_request_on_one_line() -> None:
+    assert logs.escape("/a\nINFO forged\r\x00\x1b[31m\\") == \
+        "/a\\x0aINFO forged\\x0d\\x00\\x1b[31m\\x5c"
+    assert logs.escape("\u2028") == "\\u2028"
+    assert logs.escape("é/ü") == "é/ü"
+    assert len(logs.escape("/" * 5000)) == logs.MAX_LOGGED_PATH + 1
+    assert len(logs.loggable_query("fields=" + "a" * 5000)) == logs.MAX_LOGGED_VALUE + 1

@@ -49,7 +49,6 @@ access_log = logs.access_log
 
 Handler = Callable[["Context", Request, "re.Match[str]"], Awaitable[Response]]
 _SLASHES = re.compile(r"/{2,}")
-_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&]*")
 _AUTH_SCHEMES = ("oauth ", "bearer ")
 
 
@@ -328,9 +327,9 @@ class WayviewApp:
                     response.headers.append(k.decode(), v.decode())
             await response(scope, receive, send_with_headers)
         if access_log.isEnabledFor(logging.INFO):
-            query = _TOKEN_IN_QUERY.sub(r"\1[redacted]",
-                                        scope.get("query_string", b"").decode("latin-1"))
-            access_log.info("%s %s%s %d %.1fms trace=%s", method, scope["path"],
+            query = logs.loggable_query(scope.get("query_string", b""))
+            access_log.info("%s %s%s %d %.1fms trace=%s", logs.escape(method, 16),
+                            logs.escape(scope["path"]),
                             f"?{query}" if query else "", status_seen,
                             (time.perf_counter() - started) * 1000, trace_id)
 
