@@ -103,13 +103,16 @@ def serve(host: str | None, port: int | None, workers: int | None,
         click.echo(body)
         sys.exit(0 if status < 400 else 1)
     run_with_store(settings, lambda store: asyncio.sleep(0))  # create + migrate before forking
+    from wayview.server import PortUnavailable, check_port, run_server
     from wayview.store import describe_store
 
-    click.echo(f"wayview {__version__} serving {settings.base_url} "
-               f"(data: {describe_store(settings)})", err=True)
-    from wayview.server import run_server
-
-    run_server(settings)
+    try:
+        check_port(settings.host, settings.port)  # before the banner: fail in one line
+        click.echo(f"wayview {__version__} serving {settings.base_url} "
+                   f"(data: {describe_store(settings)})", err=True)
+        run_server(settings)
+    except PortUnavailable as exc:
+        raise click.ClickException(exc.message) from None
 
 
 async def _get_once(settings: Settings, path: str) -> tuple[int, str]:

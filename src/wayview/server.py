@@ -1,18 +1,75 @@
-"""wayview.server: run the ASGI app under granian (one or several worker processes)."""
+"""wayview.server: run the ASGI app under granian (one or several worker processes).
+
+granian binds its listening socket with SO_REUSEPORT, so a second server started on a port
+that a first one holds would silently share its traffic. `check_port` binds the address once
+without SO_REUSEPORT before granian starts: a port in use (by wayview or any other program) is
+a one-line error instead. Worker processes that die (SIGKILL, out of memory) are respawned.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 
+from wayview.errors import WayviewError
 from wayview.settings import Settings
+
+#: Seconds between granian's checks for dead workers (it respawns them).
+RESPAWN_INTERVAL_S = 1.0
+
+
+class PortUnavailable(WayviewError):
+    """The address `serve` should listen on cannot be bound."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise PortUnavailable unless `host:port` can be bound exclusively right now.
+
+    >>> import socket
+    >>> holder = socket.socket(); holder.bind(("127.0.0.1", 0)); holder.listen()
+    >>> check_port("127.0.0.1", holder.getsockname()[1])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    wayview.server.PortUnavailable: cannot listen on 127.0.0.1:...: the port is already in use ...
+    >>> holder.close()
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    probe = socket.socket(family, kind, proto)
+    try:
+        # SO_REUSEADDR (not SO_REUSEPORT): a socket still in TIME_WAIT does not block a
+        # restart, a listening one does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = ("the port is already in use (another wayview or another program "
+                      "listens there); stop it or choose another --port")
+        elif exc.errno == errno.EACCES:
+            reason = "permission denied (ports below 1024 need privileges)"
+        else:
+            reason = exc.strerror or str(exc)
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {reason}") from None
+    finally:
+        probe.close()
 
 
 def run_server(settings: Settings) -> None:
-    """Serve until interrupted. Settings reach the worker processes as JSON in the environment."""
+    """Serve until interrupted. Settings reach the worker processes as JSON in the environment.
+
+    Raises PortUnavailable before anything starts when the address cannot be bound.
+    """
     from granian import Granian
     from granian.constants import Interfaces
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_port(settings.host, settings.port)
     os.environ["WAYVIEW_SERVER_SETTINGS"] = settings.model_dump_json()
     Granian(
         "wayview.api.app:app_from_env",
@@ -21,6 +78,8 @@ def run_server(settings: Settings) -> None:
         port=settings.port,
         interface=Interfaces.ASGI,
         workers=settings.workers,
+        respawn_failed_workers=True,
+        respawn_interval=RESPAWN_INTERVAL_S,
         log_access=False,  # our own access log redacts tokens
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
     ).serve()

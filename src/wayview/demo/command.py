@@ -213,7 +213,11 @@ def demo_command(
     """Serve a generated demo city: users, organizations, sequences, map features."""
     values: dict[str, Any] = {"data_dir": data_dir, "host": host, "port": port}
     settings = Settings(**values)
+    from wayview.server import check_port, run_server
+
     try:
+        if not build_only:
+            check_port(settings.host, settings.port)  # before a build of a minute or more
         info, built, token = asyncio.run(
             prepare_demo(
                 settings, images=images, seed=seed, with_token=not build_only, progress=True
@@ -226,6 +230,7 @@ def demo_command(
         return
     assert token is not None
     click.echo(demo_banner(info, settings.base_url, token, data_dir, built=built))
-    from wayview.server import run_server
-
-    run_server(settings)
+    try:
+        run_server(settings)
+    except WayviewError as exc:
+        raise click.ClickException(exc.message) from None
