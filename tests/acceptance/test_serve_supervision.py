@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.acceptance.live import REPO, clean_env, free_port, live_server
 
 pytestmark = [pytest.mark.slow]
