@@ -26,7 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 from wayview import logs
 from wayview.api import accounts as account_routes
 from wayview.api import graph as graph_routes
-from wayview.api import media
+from wayview.api import media, openapi
 from wayview.api import tiles as tile_routes
 from wayview.api import upload as upload_routes
 from wayview.api import web as web_routes
@@ -115,6 +115,7 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         Route(r(r"/media/sequences/(?P<sequence>[A-Za-z0-9_-]{1,64})/cluster\.json\.z"), get,
               media.sequence_cluster, auth=False, budget=None),
         Route(r(r"/healthz"), get, graph_routes.healthz, auth=False, budget=None),
+        Route(r(r"/openapi\.json"), get, openapi.serve_openapi, auth=False, budget=None),
         # The /embed page and /app explorer (issue #6): no login, they carry the embed token.
         Route(r(r"/embed"), get, web_routes.embed, auth=False, budget=None),
         Route(r(r"/app"), get, web_routes.explorer, auth=False, budget=None),
