@@ -161,6 +161,28 @@ def users_create(name: str, email: str | None, password_stdin: bool, data_dir: P
          f"created user {user.username} (id {user.id})")
 
 
+@users.command("invite")
+@click.argument("email")
+@data_dir_option
+@json_option
+def users_invite(email: str, data_dir: Path | None, as_json: bool) -> None:
+    """Print an invitation link for one account with EMAIL (for `accounts.signup_invite_only`;
+    valid for `accounts.invite_ttl_s`)."""
+    from wayview.auth.accounts import Accounts
+    from wayview.auth.secret import server_secret
+    from wayview.errors import InvalidInput
+
+    settings = make_settings(data_dir)
+    accounts = Accounts(None, settings, None, server_secret(settings))  # type: ignore[arg-type]
+    try:
+        token = accounts.invite(email)
+    except InvalidInput as exc:
+        raise click.ClickException(exc.message) from None
+    url = f"{settings.base_url}/signup?invite={token}"
+    emit(as_json, {"email": email.strip(), "url": url,
+                   "expires_in_s": settings.accounts.invite_ttl_s}, url)
+
+
 @cli.group()
 def orgs() -> None:
     """Manage organizations."""

@@ -178,6 +178,13 @@ class Forbidden(WayviewError):
     message = "Forbidden"
 
 
+class InviteRequired(WayviewError):
+    """Sign-up on an invite-only server without a valid invitation for that e-mail."""
+
+    message = ("This server accepts new accounts by invitation only: open the invitation "
+               "link you received, with the e-mail address it was sent to.")
+
+
 class TooManyAttempts(WayviewError):
     """Sign-in throttled for this account or address; `retry_after_s` until the next try."""
 

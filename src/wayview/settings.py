@@ -85,11 +85,22 @@ class AccountsSettings(BaseModel):
     """Web accounts: sign-up, sign-in and sessions."""
 
     signup_enabled: bool = Field(True, description="Let visitors create accounts at `/signup`.")
+    signup_invite_only: bool = Field(
+        False, description="Sign-up only with an invitation link from `wayview users invite "
+        "EMAIL` (one account per invitation, for that e-mail address).")
+    invite_ttl_s: int = Field(
+        7 * 86_400, ge=60, description="Lifetime of an invitation link in seconds.")
+    signups_per_address: int = Field(
+        5, ge=0, description="Accounts one client address may create per sign-up window "
+        "(0 = unlimited; shared through Redis when `redis_url` is set).")
+    signup_window_s: int = Field(
+        3600, ge=1, description="Length of the sign-up throttle window in seconds.")
     session_ttl_s: int = Field(
         1_209_600, ge=300, description="Lifetime of a browser session (signed cookie)."
     )
     login_failures_per_account: int = Field(
-        10, ge=0, description="Failed sign-ins allowed per account per throttle window (0 = off)."
+        10, ge=0, description="Failed sign-ins allowed per account *from one client address* "
+        "per throttle window (0 = off); the owner elsewhere is never locked out."
     )
     login_failures_per_address: int = Field(
         50, ge=0, description="Failed sign-ins allowed per client address per throttle window "

@@ -69,3 +69,20 @@ async def test_unreachable_redis_fails_open_or_closed(tmp_path: Path, fail_open:
 def test_settings_pick_the_limiter(redis_url: str) -> None:
     assert isinstance(open_limiter(""), MemoryLimiter)
     assert isinstance(open_limiter(redis_url), RedisLimiter)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_release_gives_back_one_hit_never_below_zero(kind: str, redis_url: str) -> None:
+    clock = Clock()
+    limiter = MemoryLimiter(clock) if kind == "memory" else RedisLimiter(redis_url, clock=clock)
+    key = f"login:{uuid.uuid4().hex}"
+    assert (await limiter.hit(key, 2, 60)).allowed
+    assert (await limiter.hit(key, 2, 60)).allowed
+    assert not (await limiter.hit(key, 2, 60)).allowed
+    await limiter.release(key, 60)
+    assert (await limiter.peek(key, 2, 60)).count == 1
+    assert (await limiter.hit(key, 2, 60)).allowed
+    for _ in range(5):
+        await limiter.release(key, 60)
+    assert (await limiter.peek(key, 2, 60)).count == 0
+    await limiter.close()

@@ -39,6 +39,7 @@ from wayview.errors import (
     InvalidCredentials,
     InvalidInput,
     InvalidOAuthParameter,
+    InviteRequired,
     PasswordLoginDisabled,
     TooManyAttempts,
 )
@@ -214,23 +215,39 @@ def forbidden_page(ctx: Context, request: Request, exc: Forbidden) -> Response:
 
 # -- sign-up, sign-in, sign-out -------------------------------------------------------------
 async def signup(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    """GET/POST /signup."""
+    """GET/POST /signup (`?invite=` on invite-only servers)."""
     page = await _page(ctx, request)
-    if not ctx.settings.accounts.signup_enabled:
+    settings = ctx.settings.accounts
+    if not settings.signup_enabled:
         return page.render("message.html", "Sign-up is closed", status=403,
                            message="This server does not accept new accounts.")
     nxt = _safe_next(request.query_params.get("next"))
     if request.method != "POST":
-        return page.render("signup.html", "Create an account", next=nxt, username="", email="")
+        invite = request.query_params.get("invite", "")
+        email = ctx.accounts.invited_email(invite) if invite else None
+        if settings.signup_invite_only and email is None:
+            return page.render("message.html", "Invitation needed", status=403,
+                               message=InviteRequired.message)
+        return page.render("signup.html", "Create an account", next=nxt, username="",
+                           email=email or "", invite=invite if email else "")
     form = await _form(page)
     nxt = _safe_next(form.get("next"))
+    values = {"next": nxt, "username": form.get("username", ""),
+              "email": form.get("email", ""), "invite": form.get("invite", "")}
     try:
         user = await ctx.accounts.sign_up(form.get("username", ""), form.get("email", ""),
-                                          form.get("password", ""))
-    except InvalidInput as exc:
-        return page.render("signup.html", "Create an account", status=400, error=exc.message,
-                           next=nxt, username=form.get("username", ""),
-                           email=form.get("email", ""))
+                                          form.get("password", ""), _client_address(request),
+                                          invite=form.get("invite") or None)
+    except (InvalidInput, InviteRequired) as exc:
+        status = 403 if isinstance(exc, InviteRequired) else 400
+        return page.render("signup.html", "Create an account", status=status,
+                           error=exc.message, **values)
+    except TooManyAttempts as exc:
+        response = page.render("signup.html", "Create an account", status=429,
+                               error="Too many new accounts from your address; try again "
+                               f"in {exc.retry_after_s} s.", **values)
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     return await _signed_in(page, ctx, user, nxt)
 
 

@@ -11,6 +11,7 @@ HttpOnly cookie (signed double submit); a POST whose token does not match its co
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import re
 import secrets
@@ -19,7 +20,13 @@ from dataclasses import dataclass
 
 from wayview.auth.secret import derive
 from wayview.auth.tokens import hash_password, hash_token, tokens_equal, verify_password
-from wayview.errors import Conflict, InvalidCredentials, InvalidInput, TooManyAttempts
+from wayview.errors import (
+    Conflict,
+    InvalidCredentials,
+    InvalidInput,
+    InviteRequired,
+    TooManyAttempts,
+)
 from wayview.model.entities import User, WebSession
 from wayview.ratelimit.base import RateLimiter
 from wayview.settings import Settings
@@ -62,15 +69,29 @@ class Accounts:
         if len(password) > 1024:
             raise InvalidInput("The password is too long.")
 
-    async def sign_up(self, username: str, email: str, password: str) -> User:
-        """Create an account; InvalidInput/Conflict explain what to fix."""
+    async def sign_up(self, username: str, email: str, password: str, address: str,
+                      invite: str | None = None) -> User:
+        """Create an account; InvalidInput/Conflict explain what to fix.
+
+        Raises InviteRequired on an invite-only server without a valid invitation for this
+        e-mail, TooManyAttempts when `address` has created its share of accounts.
+        """
         username, email = username.strip(), email.strip()
         if not _USERNAME.fullmatch(username):
             raise InvalidInput("Usernames have 2–40 characters: letters, digits, '.', '_', '-', "
                                "starting with a letter or digit.")
         if not _EMAIL.fullmatch(email):
             raise InvalidInput("Enter a valid e-mail address.")
+        if self.settings.accounts.signup_invite_only:
+            invited = self.invited_email(invite) if invite else None
+            if invited is None or invited.lower() != email.lower():
+                raise InviteRequired()
         self.check_password_rules(password)
+        acc = self.settings.accounts
+        decision = await self.limiter.hit(f"signup:addr:{address}", acc.signups_per_address,
+                                          acc.signup_window_s)
+        if not decision.allowed:
+            raise TooManyAttempts(decision.retry_after_s)
         password_hash = await asyncio.to_thread(hash_password, password)
         try:
             return await self.store.create_user(username, email=email,
@@ -78,6 +99,38 @@ class Accounts:
         except Conflict as exc:
             raise InvalidInput(f"That {'username' if 'username' in exc.message else 'e-mail'}"
                                " is already registered.") from None
+
+    # -- invitations ------------------------------------------------------------------------
+    def invite(self, email: str, *, now_s: float | None = None) -> str:
+        """An invitation token for one account with `email` (`/signup?invite=…`).
+
+        >>> from wayview.settings import Settings
+        >>> accounts = Accounts(None, Settings(_env_file=None), None, b"k" * 32)  # type: ignore
+        >>> token = accounts.invite("Ann@example.org")
+        >>> accounts.invited_email(token), accounts.invited_email(token[:-1] + "x")
+        ('Ann@example.org', None)
+        """
+        email = email.strip()
+        if not _EMAIL.fullmatch(email):
+            raise InvalidInput("Enter a valid e-mail address.")
+        expires = int((time.time() if now_s is None else now_s)
+                      + self.settings.accounts.invite_ttl_s)
+        body = base64.urlsafe_b64encode(f"{expires}:{email}".encode()).decode().rstrip("=")
+        return f"{body}.{self._sign(body, 'invite')}"
+
+    def invited_email(self, token: str) -> str | None:
+        """The e-mail an unexpired, untampered invitation is for, else None."""
+        body, _, sig = token.strip().partition(".")
+        if not body or len(token) > 800 or not tokens_equal(sig, self._sign(body, "invite")):
+            return None
+        try:
+            expires, _, email = base64.urlsafe_b64decode(
+                body + "=" * (-len(body) % 4)).decode().partition(":")
+            if int(expires) < time.time():
+                return None
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return email
 
     async def change_password(self, user: User, current: str, new: str,
                               keep_cookie: str | None) -> None:
@@ -96,26 +149,41 @@ class Accounts:
     async def sign_in(self, login: str, password: str, address: str) -> User:
         """The user whose email/username and password these are.
 
-        Raises TooManyAttempts when this account or address has failed too often in the
-        throttle window, InvalidCredentials otherwise (never telling which part was wrong).
+        Every attempt first reserves one try, atomically (in Redis when configured, so all
+        processes share the counts): per account *and* address, and per address. The account
+        is the one the login names, whether typed as username or e-mail. A wrong password
+        keeps the try, a right one gives it back. So parallel guesses cannot overrun the
+        limit, and a guesser elsewhere exhausts only their own address's tries: the owner
+        signing in from another address is never locked out.
+
+        Raises TooManyAttempts when a budget is spent (`retry_after_s` until the window
+        ends), InvalidCredentials otherwise (never telling which part was wrong).
         """
         acc = self.settings.accounts
         window = acc.login_throttle_window_s
-        login = login.strip()
-        keys = [(f"login:acct:{login.lower()}", acc.login_failures_per_account),
-                (f"login:addr:{address}", acc.login_failures_per_address)]
-        for key, limit in keys:
-            state = await self.limiter.peek(key, limit, window)
-            if not state.allowed:
-                raise TooManyAttempts(state.retry_after_s)
+        login = login.strip()[:320]
         creds = await self.store.get_credentials(login) if login else None
+        account = f"user:{creds.user.id}" if creds is not None else f"name:{login.lower()}"
+        keys = [(f"login:acct:{account}:addr:{address}", acc.login_failures_per_account),
+                (f"login:addr:{address}", acc.login_failures_per_address)]
+        taken: list[str] = []
+        for key, limit in keys:
+            decision = await self.limiter.hit(key, limit, window)
+            if not decision.allowed:
+                await self._give_back(taken, window)
+                raise TooManyAttempts(decision.retry_after_s)
+            if limit > 0:
+                taken.append(key)
         stored = creds.password_hash if creds is not None else None
         ok = await asyncio.to_thread(verify_password, stored or _dummy_hash(), password)
         if creds is None or stored is None or not ok:
-            for key, limit in keys:
-                await self.limiter.hit(key, limit, window)
             raise InvalidCredentials()
+        await self._give_back(taken, window)
         return creds.user
+
+    async def _give_back(self, keys: list[str], window: int) -> None:
+        for key in keys:
+            await self.limiter.release(key, window)
 
     # -- sessions ---------------------------------------------------------------------------
     def _sign(self, value: str, purpose: str) -> str:

@@ -61,5 +61,9 @@ class RateLimiter(Protocol):
     async def peek(self, key: str, limit: int, window_s: int) -> Decision:
         """The current window's state without counting (allowed = budget left)."""
 
+    async def release(self, key: str, window_s: int) -> None:
+        """Give back one hit of the current window (never below 0): a reserved attempt that
+        turned out not to count, such as a successful sign-in."""
+
     async def close(self) -> None:
         """Release connections."""

@@ -51,6 +51,12 @@ class MemoryLimiter:
         _, _, count, reset_in = self._state(key, window_s)
         return Decision(count < limit, count, limit, reset_in)
 
+    async def release(self, key: str, window_s: int) -> None:
+        """Give back one hit of the current window."""
+        slot, index, count, _ = self._state(key, window_s)
+        if count > 0:
+            self._counts[slot] = (index, count - 1)
+
     async def close(self) -> None:
         """Nothing to release."""
 

@@ -31,6 +31,12 @@ if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return {1, count}
 """
 
+_RELEASE = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
 
 class RedisLimiter:
     """`RateLimiter` on a Redis server (`redis://host:port/db` or `unix:///path`)."""
@@ -39,6 +45,7 @@ class RedisLimiter:
                  clock: Callable[[], float] = time.time) -> None:
         self._redis: Any = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._hit = self._redis.register_script(_HIT)
+        self._release = self._redis.register_script(_RELEASE)
         self._prefix = prefix
         self._fail_open = fail_open
         self._clock = clock
@@ -69,6 +76,15 @@ class RedisLimiter:
             return self._unavailable(exc, limit, reset_in)
         count = int(raw or 0)
         return Decision(count < limit, count, limit, reset_in)
+
+    async def release(self, key: str, window_s: int) -> None:
+        """Give back one hit of the current window (atomic; a lost Redis is only logged)."""
+        name, _, _ = self._key(key, window_s)
+        try:
+            await self._release(keys=[name])
+        except (RedisError, OSError) as exc:
+            log.error("rate limiter unavailable (%s) while releasing a hit",
+                      type(exc).__name__)
 
     def _unavailable(self, exc: BaseException, limit: int, reset_in: float) -> Decision:
         log.error("rate limiter unavailable (%s): %s", type(exc).__name__,
