@@ -289,6 +289,33 @@ async def test_old_token_keeps_working_within_the_grace(client, dev_app):
     assert (await client.get("/me", headers={"Authorization": f"OAuth {old}"})).is_success
 
 
+async def test_a_refresh_token_gives_one_new_token_even_in_parallel(client, dev_app):
+    """Before: refreshing one old token three times within the grace gave three live tokens."""
+    import asyncio
+
+    code = await code_for(client, dev_app)
+    old = (await exchange(client, dev_app, code)).json()["access_token"]
+
+    async def refresh():
+        return await client.post(
+            "/token", json={"grant_type": "refresh_token", "client_id": dev_app.id,
+                            "refresh_token": old},
+            headers={"Authorization": f"OAuth {dev_app.client_secret}"})
+
+    results = await asyncio.gather(*(refresh() for _ in range(3)))
+    assert sorted(r.status_code for r in results) == [200, 400, 400], [r.text for r in results]
+    for r in results:
+        if r.status_code == 400:
+            assert "already used" in r.json()["error"]["message"]
+    # Later, within the grace, too.
+    r = await refresh()
+    assert r.status_code == 400 and "already used" in r.json()["error"]["message"]
+    # The old token still reads within the grace; the new one works.
+    new = next(r for r in results if r.status_code == 200).json()["access_token"]
+    assert (await client.get("/me", headers={"Authorization": f"OAuth {old}"})).is_success
+    assert (await client.get("/me", headers={"Authorization": f"OAuth {new}"})).is_success
+
+
 async def test_refreshing_a_revoked_token_is_e21(client, dev_app):
     code = await code_for(client, dev_app)
     token = (await exchange(client, dev_app, code)).json()["access_token"]

@@ -254,7 +254,11 @@ async def _refresh_grant(
     users = await store.get_users([token.user_id])
     if token.user_id not in users:
         raise InvalidOAuthParameter("refresh_token", "its user no longer exists")
-    issued = await issue_user_token(store, users[token.user_id], app=app, scopes=token.scopes,
-                                    ttl_s=settings.oauth.token_ttl_s, code_hash=token.code_hash)
-    await store.retire_token(old_hash, now_ms + settings.oauth.refresh_grace_s * 1000)
-    return issued
+    # Claim the refresh first, atomically: of parallel refreshes of one token only one gets a
+    # new token; the old one keeps working for the grace period but cannot be refreshed again.
+    grace_ms = max(settings.oauth.refresh_grace_s * 1000, 1)
+    if not await store.retire_token(old_hash, now_ms + grace_ms):
+        raise InvalidOAuthParameter(
+            "refresh_token", "already used: a refresh token gives one new token")
+    return await issue_user_token(store, users[token.user_id], app=app, scopes=token.scopes,
+                                  ttl_s=settings.oauth.token_ttl_s, code_hash=token.code_hash)

@@ -150,9 +150,11 @@ class AccountsMixin(Queries):
             "UPDATE tokens SET revoked_at_ms = %s"
             " WHERE token_hash = %s AND revoked_at_ms IS NULL", (_now_ms(), token_hash)))
 
-    async def retire_token(self, token_hash: str, expires_at_ms: int) -> None:
-        """Bring a token's expiry forward to `expires_at_ms` (never later than it was)."""
-        await self._run(
+    async def retire_token(self, token_hash: str, expires_at_ms: int) -> bool:
+        """Bring a token's expiry forward to `expires_at_ms`; False if it already ends by
+        then (retired before). A concurrent UPDATE waits for the row lock and re-checks the
+        condition, so concurrent calls retire once."""
+        return 0 < await self._run(
             "UPDATE tokens SET expires_at_ms = %s WHERE token_hash = %s"
             " AND (expires_at_ms IS NULL OR expires_at_ms > %s)",
             (expires_at_ms, token_hash, expires_at_ms))

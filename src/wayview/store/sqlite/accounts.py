@@ -187,15 +187,17 @@ class AccountsMixin:
         )
         return bool(cur.rowcount)
 
-    async def retire_token(self, token_hash: str, expires_at_ms: int) -> None:
-        """Bring a token's expiry forward to `expires_at_ms` (never later than it was)."""
-        await self.db.write(
+    async def retire_token(self, token_hash: str, expires_at_ms: int) -> bool:
+        """Bring a token's expiry forward to `expires_at_ms`; False if it already ends by
+        then (retired before). One UPDATE on the writer thread: concurrent calls retire once."""
+        cur = await self.db.write(
             lambda c: c.execute(
                 "UPDATE tokens SET expires_at_ms = ? WHERE token_hash = ?"
                 " AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
                 (expires_at_ms, token_hash, expires_at_ms),
             )
         )
+        return bool(cur.rowcount)
 
     async def revoke_tokens_of_code(self, code_hash: str) -> list[str]:
         """Revoke the tokens issued from a code (and refreshed from those)."""
