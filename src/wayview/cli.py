@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -82,6 +83,8 @@ def cli() -> None:
     Every setting can also come from a WAYVIEW_* environment variable (nested with __), e.g.
     WAYVIEW_SEARCH__MAX_BBOX_AREA_DEG2=0.05. See docs/configuration.md.
     """
+    # Everything wayview writes (database, secret, uploads, blobs) is for this user only.
+    os.umask(0o077)
 
 
 @cli.command()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 from wayview.errors import InvalidInput
 from wayview.settings import Settings
 from wayview.store.base import NODE_KINDS, Store
 
 __all__ = ["NODE_KINDS", "POSTGRES_SCHEMES", "Store", "describe_store", "open_store",
-           "uses_postgres"]
+           "private_dir", "uses_postgres"]
 
 #: `database_url` prefixes that select the PostgreSQL + PostGIS store.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -52,6 +55,15 @@ def open_store(settings: Settings) -> Store:
         )
     from wayview.store.sqlite.store import SqliteStore
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     return SqliteStore(settings.database_path,
                        inline_point_reads=settings.store_inline_point_reads)
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` (and parents) and make it 0700: the data folder holds the database
+    (e-mail addresses, password hashes) and the server secret, for this user only."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        with contextlib.suppress(PermissionError):  # not ours: leave it to its owner
+            path.chmod(0o700)

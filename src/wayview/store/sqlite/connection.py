@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import struct
 import threading
@@ -86,11 +88,20 @@ class Database:
         self.inline_point_reads = inline_point_reads
 
     def open(self) -> None:
-        """Create the file and switch it to WAL (synchronous; call before serving)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the file (0600: it holds e-mail addresses and password hashes) and switch
+        it to WAL (synchronous; call before serving)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         conn = _connect(self.path, readonly=False)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.close()
+        # SQLite gives the -wal and -shm files the database's mode; older files are fixed.
+        for suffix in ("", "-wal", "-shm"):
+            part = self.path.with_name(self.path.name + suffix)
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                if part.stat().st_mode & 0o077:
+                    part.chmod(0o600)
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
