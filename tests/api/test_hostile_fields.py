@@ -131,3 +131,17 @@ async def test_four_deep_requests_do_not_stall_healthz(client, seeded):
     assert all(r.status_code == 400 for r in results[:4])
     assert results[4].status_code == 200
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("error", [RecursionError, OverflowError, MemoryError])
+async def test_resource_errors_are_e9_never_500(client, seeded, monkeypatch, error):
+    """Whatever hostile input a limit misses: exhausted resources answer E9, no traceback."""
+    from wayview.graph.service import Graph
+
+    async def explode(self, *args, **kwargs):
+        raise error("internal detail")
+
+    monkeypatch.setattr(Graph, "node", explode)
+    r = await client.get(f"/{seeded.images[0].id}", headers=auth(seeded.client_token))
+    assert_e9(r, "too complex")
+    assert "internal detail" not in r.text

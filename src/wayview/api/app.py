@@ -35,7 +35,14 @@ from wayview.auth.accounts import Accounts
 from wayview.auth.secret import server_secret
 from wayview.auth.service import Authenticator
 from wayview.blobs import BlobStore, image_blob_key, open_blobs
-from wayview.errors import Forbidden, MissingScope, NodeNotFound, RateLimited, UserTokenRequired
+from wayview.errors import (
+    Forbidden,
+    InvalidParameter,
+    MissingScope,
+    NodeNotFound,
+    RateLimited,
+    UserTokenRequired,
+)
 from wayview.graph.service import Graph
 from wayview.kv import open_tile_cache
 from wayview.model.entities import Principal
@@ -50,6 +57,9 @@ access_log = logs.access_log
 Handler = Callable[["Context", Request, "re.Match[str]"], Awaitable[Response]]
 _SLASHES = re.compile(r"/{2,}")
 _AUTH_SCHEMES = ("oauth ", "bearer ")
+#: Errors of exhausted resources (deep recursion, huge numbers, memory) that hostile input may
+#: still provoke past the limits: answered with E9, never with a 500 and a traceback.
+RESOURCE_ERRORS = (RecursionError, OverflowError, MemoryError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +329,12 @@ class WayviewApp:
                 response = account_routes.forbidden_page(
                     self._context(), Request(scope, receive), exc)
             except Exception as exc:
+                if isinstance(exc, RESOURCE_ERRORS):
+                    # A class of hostile input no limit caught: refuse it, don't crash (E9).
+                    log.warning("request refused as too complex [trace %s]: %s", trace_id,
+                                type(exc).__name__)
+                    exc = InvalidParameter("request", "too complex to answer within this "
+                                           "server's limits")
                 if shape_of(exc).status >= 500:
                     log.error("request failed [trace %s]", trace_id, exc_info=exc)
                 status, body, headers = envelope(exc, trace_id)
