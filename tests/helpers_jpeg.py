@@ -122,3 +122,71 @@ def write_jpeg(path: Path, **kwargs: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(make_jpeg(**kwargs))
     return path
+
+
+#: Start-of-frame markers whose header `patch_frame_size` rewrites (SOF0–SOF3, SOF5–SOF7,
+#: SOF9–SOF11, SOF13–SOF15; not DHT 0xC4, JPG 0xC8, DAC 0xCC).
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def patch_frame_size(data: bytes, width: int, height: int) -> bytes:
+    """`data` (a JPEG) with every frame header claiming `width` × `height` pixels.
+
+    Only the 16-bit size fields of the SOFn segments change: the entropy-coded data stays the
+    small image's, so the result is a "decompression bomb" (a tiny file that asks the decoder
+    for a huge frame) when the new size is large.
+    """
+    if not (0 < width < 65536 and 0 < height < 65536):
+        raise ValueError(f"a JPEG frame is at most 65535 pixels a side, not {width}×{height}")
+    out = bytearray(data)
+    pos = 2
+    patched = 0
+    while pos + 4 <= len(out) and out[pos] == 0xFF:
+        marker = out[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan: no SOF after this in a baseline file
+            break
+        length = (out[pos + 2] << 8) | out[pos + 3]
+        if marker in _SOF_MARKERS:
+            out[pos + 5 : pos + 7] = height.to_bytes(2, "big")
+            out[pos + 7 : pos + 9] = width.to_bytes(2, "big")
+            patched += 1
+        pos += 2 + length
+    if not patched:
+        raise ValueError("no frame header found")
+    return bytes(out)
+
+
+def make_bomb(
+    width: int = 13_300,
+    height: int = 13_300,
+    *,
+    mode: str = "RGB",
+    progressive: bool = False,
+    exif: bool = True,
+) -> bytes:
+    """A tiny JPEG (about 1 kB) whose frame header claims `width` × `height` pixels.
+
+    `mode` is the Pillow mode of the encoded image ("RGB", "L" or "CMYK"); `progressive`
+    writes SOF2 instead of SOF0. With `exif` the file carries the GPS position and capture
+    time of `make_jpeg`, so it passes every metadata check and only its size gives it away.
+    """
+    small = Image.new(mode, (16, 16), 0 if mode == "L" else (90, 120, 160, 0)[: len(mode)])
+    buffer = io.BytesIO()
+    options: dict[str, Any] = {"quality": 75, "progressive": progressive}
+    if exif:
+        options["exif"] = Image.open(io.BytesIO(make_jpeg(width=8, height=8))).info["exif"]
+    small.save(buffer, "JPEG", **options)
+    return patch_frame_size(buffer.getvalue(), width, height)
+
+
+def make_plain_jpeg(width: int, height: int, *, mode: str = "L", **save: Any) -> bytes:
+    """A uniformly coloured JPEG with `make_jpeg`'s metadata (the most compressible photo a
+    camera could take: a lens cap or a grey wall), saved with Pillow options `save`."""
+    exif_bytes = Image.open(io.BytesIO(make_jpeg(width=8, height=8))).info["exif"]
+    image = Image.new(mode, (width, height), 128 if mode == "L" else (128,) * len(mode))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif_bytes, **save)
+    return buffer.getvalue()

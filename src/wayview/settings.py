@@ -271,6 +271,23 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WAYVIEW_", env_nested_delimiter="__", env_file=".env", extra="ignore"
     )
+    max_image_pixels: int = Field(
+        100_000_000, ge=1,
+        description="Largest image (width × height from its frame header) accepted by uploads "
+        "and `wayview import`, checked before decoding. 100 MP holds the largest 360° camera "
+        "frames (72 MP); the peak memory of processing grows with it (docs/deployment.md).",
+    )
+    min_bytes_per_megapixel: int = Field(
+        1000, ge=0,
+        description="A JPEG smaller than this many bytes per million pixels it claims is "
+        "refused as a decompression bomb (0 = no check). Photos take 100,000 and more; a "
+        "uniformly grey frame about 4,000.",
+    )
+    on_demand_renders: int = Field(
+        1, ge=1,
+        description="Pyramid levels one server process renders on request at the same time "
+        "(levels the pipeline did not store); further requests wait for a free slot.",
+    )
 
     data_dir: Path = Field(
         Path("wayview-data"), description="Folder for the SQLite database and the blob store."

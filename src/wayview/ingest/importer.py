@@ -19,6 +19,7 @@ expensive part in parallel; at most two files per thread are in memory at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import time
@@ -36,6 +37,7 @@ from wayview.ids import new_sequence_key
 from wayview.ingest.exif import PhotoMetadata, read_photo_metadata
 from wayview.ingest.sequencing import SourcePhoto, cut_sequences
 from wayview.model.entities import Image, Sequence
+from wayview.pipeline.limits import check_frame
 from wayview.pipeline.process import (
     Derived,
     ImageProcessor,
@@ -43,7 +45,7 @@ from wayview.pipeline.process import (
     reconstruct_sequence,
     sequence_blob_journal,
 )
-from wayview.settings import Settings
+from wayview.settings import PipelineSettings, Settings
 from wayview.store.base import Store
 
 __all__ = [
@@ -209,7 +211,7 @@ async def import_paths(
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wayview-import") as pool:
         runner = _Runner(loop, pool, workers * _IN_FLIGHT_PER_WORKER)
-        photos = await _scan(store, files, runner, report)
+        photos = await _scan(store, files, runner, report, settings.pipeline)
         sequences = cut_sequences(
             photos,
             max_time_gap_s=max_time_gap_s if max_time_gap_s is not None else rules.max_time_gap_s,
@@ -267,8 +269,10 @@ class _Runner:
         return results
 
 
-def _scan_file(path: Path) -> _Scanned:
-    """Read one file's metadata (the bytes are dropped afterwards)."""
+def _scan_file(path: Path, limits: PipelineSettings) -> _Scanned:
+    """Read one file's metadata (the bytes are dropped afterwards); a file whose frame header
+    claims too many pixels, or more than its bytes can hold, is refused here, before anything
+    decodes it (`wayview.pipeline.limits`)."""
     try:
         with path.open("rb") as fh:
             if fh.read(len(_JPEG_MAGIC)) != _JPEG_MAGIC:
@@ -278,16 +282,21 @@ def _scan_file(path: Path) -> _Scanned:
     except OSError as exc:
         return _Scanned(path, None, f"cannot read: {exc.strerror or exc}")
     try:
-        return _Scanned(path, read_photo_metadata(data), None)
+        metadata = read_photo_metadata(data)
+        check_frame(metadata.width, metadata.height, len(data),
+                    max_pixels=limits.max_image_pixels,
+                    min_bytes_per_megapixel=limits.min_bytes_per_megapixel)
     except InvalidInput as exc:
         return _Scanned(path, None, exc.message)
+    return _Scanned(path, metadata, None)
 
 
 async def _scan(
-    store: Store, files: list[Path], runner: _Runner, report: _Report
+    store: Store, files: list[Path], runner: _Runner, report: _Report,
+    limits: PipelineSettings,
 ) -> list[SourcePhoto]:
     """Pass 1: metadata of every file; skips unusable files and content seen before."""
-    scanned = await runner.map(_scan_file, files)
+    scanned = await runner.map(functools.partial(_scan_file, limits=limits), files)
     first_by_hash: dict[str, Path] = {}
     usable: list[tuple[Path, PhotoMetadata]] = []
     for item in scanned:

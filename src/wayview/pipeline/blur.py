@@ -114,6 +114,11 @@ def blur_regions(image: PILImage.Image, regions: Iterable[Region]) -> PILImage.I
     RGBA and CMYK are converted to RGB first.
     """
     result = image.copy() if image.mode in _BLURRABLE_MODES else image.convert("RGB")
+    return _blur_in_place(result, regions)
+
+
+def _blur_in_place(result: PILImage.Image, regions: Iterable[Region]) -> PILImage.Image:
+    """`blur_regions` on `result` itself (a mode of `_BLURRABLE_MODES`); returns it."""
     width, height = result.size
     for region in regions:
         box = grown_box(region, width, height)
@@ -332,12 +337,22 @@ def blur_jpeg(data: bytes, blurrer: Blurrer) -> tuple[bytes, list[Region]]:
     Raises:
         InvalidInput: the bytes are not a decodable JPEG ("corrupt image data: …").
     """
-    image, icc_profile = _decode(data)
-    regions = blurrer.detect(image)
-    if not regions:
-        return data, []
-    blurred = blur_regions(image, regions)
-    if blurred.mode != image.mode:
+    if isinstance(blurrer, CascadeBlurrer):
+        # The cascades look at a copy of at most `max_side` pixels: decode only that much (DCT
+        # scaling), and the full image only when there is something to blur.
+        regions = _detect_reduced(data, blurrer)
+        if not regions:
+            return data, []
+        image, icc_profile = _decode(data)
+    else:
+        image, icc_profile = _decode(data)
+        regions = blurrer.detect(image)
+        if not regions:
+            return data, []
+    if image.mode in _BLURRABLE_MODES:
+        blurred = _blur_in_place(image, regions)  # the decoded copy is ours: no second copy
+    else:
+        blurred = blur_regions(image, regions)
         icc_profile = None  # the profile described the source colour space
     buffer = io.BytesIO()
     options: dict[str, object] = {"quality": BLUR_JPEG_QUALITY}
@@ -348,8 +363,26 @@ def blur_jpeg(data: bytes, blurrer: Blurrer) -> tuple[bytes, list[Region]]:
 
 
 def _decode(data: bytes) -> tuple[PILImage.Image, bytes | None]:
+    """The full-size image (decoded once, no copy) and its ICC profile."""
+    with pillow_errors():
+        im = PILImage.open(io.BytesIO(strip_metadata_segments(data)), formats=_JPEG_FORMATS)
+        im.load()
+    icc_profile: bytes | None = im.info.get("icc_profile") or None
+    return im, icc_profile
+
+
+def _detect_reduced(data: bytes, blurrer: CascadeBlurrer) -> list[Region]:
+    """`blurrer.detect` on the JPEG decoded at the smallest DCT scale whose long side still
+    covers `blurrer.max_side`; the regions in full-resolution pixels."""
     with pillow_errors(), \
             PILImage.open(io.BytesIO(strip_metadata_segments(data)), formats=_JPEG_FORMATS) as im:
+        width, height = im.size
+        scale = min(1.0, blurrer.max_side / max(width, height))
+        im.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
         im.load()
-        icc_profile: bytes | None = im.info.get("icc_profile") or None
-        return im.copy(), icc_profile
+        found = blurrer.detect(im)
+        back_x, back_y = width / im.size[0], height / im.size[1]
+    if back_x == 1.0 and back_y == 1.0:
+        return found
+    full = [_to_full(r.x, r.y, r.w, r.h, back_x, back_y, r.kind) for r in found]
+    return _distinct(full, width, height)

@@ -41,12 +41,19 @@ from wayview.blobs.base import (
     image_blob_key,
     private_source_key,
 )
+from wayview.errors import InvalidInput
 from wayview.model.entities import ASSET_CLUSTER, ASSET_MESH, ASSET_PYRAMID, Image, ImageSearch
 from wayview.pipeline.blur import Blurrer, blur_jpeg, open_blurrer
+from wayview.pipeline.limits import (
+    allow_pillow_pixels,
+    check_frame,
+    pixel_budget,
+    release_memory,
+)
 from wayview.pipeline.positions import ShotInput, TrackPositioner, merge_components
 from wayview.pipeline.pyramid import render_pyramid, stored_levels
 from wayview.pipeline.sfm_assets import encode_cluster, encode_mesh, image_plane_mesh
-from wayview.pipeline.thumbnails import make_derivatives
+from wayview.pipeline.thumbnails import jpeg_frame_size, make_derivatives
 from wayview.settings import PipelineSettings
 from wayview.store.base import Store
 
@@ -85,31 +92,55 @@ class ImageProcessor:
         self.settings = settings
         self.blobs = blobs
         self.blurrer = blurrer if blurrer is not None else open_blurrer(settings.blurrer)
+        allow_pillow_pixels(settings.max_image_pixels)
+        self._budget = pixel_budget(settings.max_image_pixels)
 
     def derive(self, image_id: int, data: bytes, width: int, height: int) -> Derived:
         """Blur, derive and store one image's public blobs (and its private source).
 
         Raises:
-            InvalidInput: the bytes are not a decodable JPEG.
+            InvalidInput: the bytes are not a decodable JPEG, or its frame is refused by
+                `check` (too large, implausibly small for its size) before any decoding.
             OSError: the blob store failed (whatever was written is deleted again).
         """
-        public, regions = blur_jpeg(data, self.blurrer)
-        derivatives = make_derivatives(public)
+        self.check(data, width, height)
         written: list[str] = []
         assets = 0
-        try:
-            if regions and self.settings.keep_unblurred:
-                self._put(private_source_key(image_id), data, written)
-            for variant, payload in derivatives.items():
-                self._put(image_blob_key(image_id, variant), payload, written)
-            if self.settings.pyramid:
-                for z, x, y, tile in render_pyramid(public, stored_levels(width, height)):
-                    self._put(image_blob_key(image_id, f"tile_{z}_{x}_{y}"), tile, written)
-                assets |= ASSET_PYRAMID
-        except BaseException:
-            delete_blobs(self.blobs, written)
-            raise
+        # Decoding takes memory in proportion to the pixels: bounded per process.
+        with self._budget.hold(width * height):
+            public, regions = blur_jpeg(data, self.blurrer)
+            derivatives = make_derivatives(public)
+            try:
+                if regions and self.settings.keep_unblurred:
+                    self._put(private_source_key(image_id), data, written)
+                for variant, payload in derivatives.items():
+                    self._put(image_blob_key(image_id, variant), payload, written)
+                if self.settings.pyramid:
+                    for z, x, y, tile in render_pyramid(public, stored_levels(width, height)):
+                        self._put(image_blob_key(image_id, f"tile_{z}_{x}_{y}"), tile, written)
+                    assets |= ASSET_PYRAMID
+            except BaseException:
+                delete_blobs(self.blobs, written)
+                raise
+            finally:
+                del public, derivatives
+                release_memory()
         return Derived(tuple(written), len(regions), assets)
+
+    def check(self, data: bytes, width: int, height: int) -> None:
+        """Refuse a JPEG before decoding it: its frame header (as the decoder reads it) must
+        agree with the stored `width` × `height` and pass `pipeline.limits.check_frame`.
+
+        Raises:
+            InvalidInput: with the reason.
+        """
+        size = jpeg_frame_size(data)
+        if size != (width, height):
+            raise InvalidInput(
+                f"corrupt JPEG: frame headers disagree ({size[0]}×{size[1]} and "
+                f"{width}×{height})")
+        check_frame(width, height, len(data), max_pixels=self.settings.max_image_pixels,
+                    min_bytes_per_megapixel=self.settings.min_bytes_per_megapixel)
 
     def _put(self, key: str, data: bytes, written: list[str]) -> None:
         self.blobs.put_bytes(key, data)

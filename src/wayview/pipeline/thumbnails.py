@@ -8,7 +8,7 @@ import struct
 from collections.abc import Iterator
 
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
+from PIL import JpegImagePlugin, UnidentifiedImageError
 
 from wayview.blobs.base import THUMB_WIDTHS
 from wayview.errors import InvalidInput
@@ -17,6 +17,7 @@ from wayview.ingest.exif import iter_segments
 __all__ = [
     "THUMBNAIL_QUALITY",
     "encode_jpeg",
+    "jpeg_frame_size",
     "make_derivatives",
     "pillow_errors",
     "strip_metadata_segments",
@@ -101,6 +102,21 @@ def make_derivatives(data: bytes) -> dict[str, bytes]:
     return derivatives
 
 
+def jpeg_frame_size(data: bytes) -> tuple[int, int]:
+    """`(width, height)` of a JPEG as Pillow's decoder would allocate it, from the headers only
+    (no pixel is decoded).
+
+    Raises:
+        InvalidInput: not a JPEG Pillow can open.
+    """
+    # The plugin class directly: `Image.open` would run Pillow's own bomb check first, whose
+    # warning is an exception where warnings are errors.
+    with pillow_errors(), \
+            JpegImagePlugin.JpegImageFile(io.BytesIO(strip_metadata_segments(data))) as im:
+        width, height = im.size
+        return width, height
+
+
 def _scaled_height(width: int, height: int, target_width: int) -> int:
     return max(1, round(height * target_width / width))
 
@@ -126,7 +142,7 @@ def pillow_errors() -> Iterator[None]:
         yield
     except UnidentifiedImageError as exc:
         raise InvalidInput("not a JPEG") from exc
-    except PILImage.DecompressionBombError as exc:
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
         raise InvalidInput("image too large") from exc
     # Pillow reports damaged or truncated data with any of these.
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
