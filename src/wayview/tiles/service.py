@@ -9,6 +9,7 @@ in this process or any other. `tiles.cache_max_bytes = 0` turns both caches off.
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -23,6 +24,10 @@ from wayview.tiles.index import IMAGE_ZOOM, decode_lines, tile_pixels
 from wayview.tiles.mvt import Column, LineLayer, LineParts, PointLayer, encode_tile
 from wayview.tiles.policy import TILE_VERSION, TILESETS, image_layers
 from wayview.tiles.tilemath import is_valid_tile, project
+
+#: URL segments of a tile: ASCII digits, at most 2 for z (0–14) and 5 for x, y (< 2^14).
+_ZOOM = re.compile(r"[0-9]{1,2}")
+_XY = re.compile(r"[0-9]{1,5}")
 
 
 @dataclass(slots=True)
@@ -50,10 +55,21 @@ class RenderedTile:
 
 
 def parse_tile_request(tileset: str, version: str, z: str, x: str, y: str) -> tuple[int, int, int]:
-    """Validate the URL parts of a tile request (E15 for anything outside the contract)."""
+    """Validate the URL parts of a tile request (E15 for anything outside the contract).
+
+    Only ASCII digits count: `str.isdigit` also accepts `²` (which `int` refuses: a 500, found
+    by the fuzzer) and `١` (which `int` reads as 1).
+
+    >>> parse_tile_request("mly1_public", "2", "14", "8792", "5125")
+    (14, 8792, 5125)
+    >>> parse_tile_request("mly1_public", "2", "1", "\u0661", "0")
+    Traceback (most recent call last):
+    ...
+    wayview.errors.TileNotFound: Unsupported tile request
+    """
     if tileset not in TILESETS or version != TILE_VERSION:
         raise TileNotFound()
-    if not (z.isdigit() and x.isdigit() and y.isdigit()) or len(z) > 2:
+    if not (_ZOOM.fullmatch(z) and _XY.fullmatch(x) and _XY.fullmatch(y)):
         raise TileNotFound()
     zi, xi, yi = int(z), int(x), int(y)
     if not is_valid_tile(zi, xi, yi):
