@@ -14,7 +14,7 @@ from wayview.cli import cli
 def run(*args: str, input: str | None = None) -> dict:
     result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)
 
 
 def test_cli_admin_flow_and_graph_get(tmp_path):
@@ -66,12 +66,13 @@ def test_cli_admin_flow_and_graph_get(tmp_path):
             f"/me?fields=id,username&access_token={token['access_token']}",
         ],
     )
-    assert me.exit_code == 0 and json.loads(me.output) == {"id": user["id"], "username": "alice"}
+    # stdout only: a log line an earlier in-process command configured may reach stderr.
+    assert me.exit_code == 0 and json.loads(me.stdout) == {"id": user["id"], "username": "alice"}
     org_get = CliRunner().invoke(
         cli,
         ["--data-dir", d, "--get", f"/{org['id']}?fields=slug&access_token={app['client_token']}"],
     )
-    assert json.loads(org_get.output) == {"slug": "acme", "id": org["id"]}
+    assert json.loads(org_get.stdout) == {"slug": "acme", "id": org["id"]}
 
     db = (tmp_path / "data" / "wayview.db").read_bytes()
     for secret in (
