@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from wayview.api.errors import AssetNotFound
-from wayview.blobs.base import cluster_blob_key, image_blob_key, is_public_variant, tile_level
+from wayview.blobs.base import (
+    BlobStore,
+    cluster_blob_key,
+    image_blob_key,
+    is_public_variant,
+    tile_level,
+)
 from wayview.ids import parse_id
 
 if TYPE_CHECKING:
@@ -33,15 +42,55 @@ async def image_variant(ctx: Context, request: Request, match: re.Match[str]) ->
     return await _blob(ctx, key, media_type)
 
 
+class _Renders:
+    """On-demand pyramid renders of one app in one event loop: at most
+    `pipeline.on_demand_renders` at once, and concurrent requests for the same level share
+    one render instead of decoding the original once each."""
+
+    def __init__(self, limit: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.slots = asyncio.Semaphore(limit)
+        self.running: dict[tuple[int, int], asyncio.Task[bool]] = {}
+
+    async def render(self, key: tuple[int, int], fn: Callable[[], bool]) -> bool:
+        task = self.running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._run(fn))
+            self.running[key] = task
+            task.add_done_callback(lambda _: self.running.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _run(self, fn: Callable[[], bool]) -> bool:
+        async with self.slots:
+            return await asyncio.to_thread(fn)
+
+
+_RENDERS: weakref.WeakKeyDictionary[BlobStore, _Renders] = weakref.WeakKeyDictionary()
+
+
+def _renders(ctx: Context) -> _Renders:
+    renders = _RENDERS.get(ctx.blobs)
+    if renders is None or renders.loop is not asyncio.get_running_loop():
+        renders = _RENDERS[ctx.blobs] = _Renders(ctx.settings.pipeline.on_demand_renders)
+    return renders
+
+
 async def _render_level(ctx: Context, image_id: int, z: int) -> None:
-    """Render a pyramid level the pipeline did not store (levels below 11, older images)."""
+    """Render a pyramid level the pipeline did not store (levels below 11, older images);
+    only valid levels of stored images, bounded and never retried after a failure
+    (`ensure_pyramid_level`)."""
     from wayview.pipeline.process import ensure_pyramid_level
     from wayview.pipeline.pyramid import levels
 
     image = (await ctx.store.get_images([image_id])).get(image_id)
     if image is None or z not in levels(image.width, image.height):
         raise AssetNotFound()
-    await asyncio.to_thread(ensure_pyramid_level, ctx.blobs, image, z)
+    settings = ctx.settings.pipeline
+    stored = await _renders(ctx).render(
+        (image_id, z), functools.partial(ensure_pyramid_level, ctx.blobs, image, z,
+                                         settings=settings))
+    if not stored:
+        raise AssetNotFound()
 
 
 async def sequence_cluster(ctx: Context, request: Request, match: re.Match[str]) -> Response:

@@ -59,6 +59,16 @@ def private_source_key(image_id: int) -> str:
     return f"private/{image_id % 1000:03d}/{image_id}/source.jpg"
 
 
+def pyramid_failure_key(image_id: int, z: int) -> str:
+    """The private marker of a pyramid level that could not be rendered (never served): its
+    presence answers later requests for the level without trying again.
+
+    >>> pyramid_failure_key(1933525276802129, 9)
+    'private/129/1933525276802129/tile_9.failed'
+    """
+    return f"private/{image_id % 1000:03d}/{image_id}/tile_{int(z)}.failed"
+
+
 def image_blob_folders(image_id: int) -> list[str]:
     """The folders (key prefixes ending in "/") holding every blob of one image: its public
     variants, tiles and mesh, and its private source.

@@ -40,6 +40,7 @@ from wayview.blobs.base import (
     image_blob_folders,
     image_blob_key,
     private_source_key,
+    pyramid_failure_key,
 )
 from wayview.errors import InvalidInput
 from wayview.model.entities import ASSET_CLUSTER, ASSET_MESH, ASSET_PYRAMID, Image, ImageSearch
@@ -208,18 +209,57 @@ async def _sequence_exists(store: Store, sequence_id: str) -> bool:
     return bool(page.items)
 
 
-def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int) -> bool:
+def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int, *,
+                         settings: PipelineSettings | None = None) -> bool:
     """Render and store every tile of level `z` from the public original if they are missing
     (levels outside `stored_levels`, or images imported before the pyramid stage); whether
-    the level is now stored."""
+    the level is now stored.
+
+    Bounded: an image larger than `settings.max_image_pixels` (stored before that limit
+    existed) is not rendered, the decode holds the process's pixel budget, and a level that
+    fails to render leaves a private marker (`pyramid_failure_key`) so that it is never tried
+    again: later calls answer False at once. Tile (0, 0), whose presence means "level
+    stored", is written last, so a reader never sees half a level as complete.
+    """
     if blobs.exists(image_blob_key(image.id, f"tile_{z}_0_0")):
         return True
+    failure = pyramid_failure_key(image.id, z)
+    if blobs.exists(failure):
+        return False
+    limits = settings if settings is not None else PipelineSettings()
+    if image.width * image.height > limits.max_image_pixels:
+        return False
     try:
         original = blobs.get_bytes(image_blob_key(image.id, "original"))
     except FileNotFoundError:
         return False
-    for level, x, y, tile in render_pyramid(original, [z]):
-        blobs.put_bytes(image_blob_key(image.id, f"tile_{level}_{x}_{y}"), tile)
+    written: list[str] = []
+    try:
+        if jpeg_frame_size(original) != (image.width, image.height):
+            raise InvalidInput("the original's frame header disagrees with the stored size")
+        check_frame(image.width, image.height, len(original),
+                    max_pixels=limits.max_image_pixels,
+                    min_bytes_per_megapixel=limits.min_bytes_per_megapixel)
+        first: bytes | None = None
+        with pixel_budget(limits.max_image_pixels).hold(image.width * image.height):
+            try:
+                for level, x, y, tile in render_pyramid(original, [z]):
+                    if (x, y) == (0, 0):
+                        first = tile
+                        continue
+                    key = image_blob_key(image.id, f"tile_{level}_{x}_{y}")
+                    blobs.put_bytes(key, tile)
+                    written.append(key)
+            finally:
+                release_memory()
+        if first is not None:
+            blobs.put_bytes(image_blob_key(image.id, f"tile_{z}_0_0"), first)
+    except (InvalidInput, ValueError, MemoryError) as exc:
+        reason = exc.message if isinstance(exc, InvalidInput) else repr(exc)
+        log.warning("image %d: pyramid level %d cannot be rendered: %s", image.id, z, reason)
+        delete_blobs(blobs, written)
+        blobs.put_bytes(failure, reason.encode("utf-8", "replace")[:1000])
+        return False
     return True
 
 
