@@ -191,7 +191,32 @@ class UploadSettings(BaseModel):
         "(at least 48 h: mapillary_tools reuses cached handles for 2 days).",
     )
     max_session_bytes: int = Field(
-        0, ge=0, description="Largest upload (one file) in bytes (0 = unlimited)."
+        16 * 1024**3, ge=0,
+        description="Largest upload (one file: an image, a zip of a sequence, a video) in bytes "
+        "(0 = unlimited). The default, 16 GiB, holds a 1000-image zip of 12-MP photos or a "
+        "4-GB GoPro/BlackVue video chapter several times over.",
+    )
+    max_expanded_bytes: int = Field(
+        16 * 1024**3, ge=0,
+        description="Most bytes one upload may stage for processing (every zip member and "
+        "every manifest image counts; 0 = unlimited). Staging stops with a reason beyond it.",
+    )
+    max_zip_ratio: int = Field(
+        100, ge=1,
+        description="A zip member that inflates more than this many times its compressed size "
+        "is dropped (JPEG photos compress about 1.1 times).",
+    )
+    user_quota_bytes: int = Field(
+        200 * 1024**3, ge=0,
+        description="Most bytes one user's upload sessions may hold on disk (0 = unlimited). "
+        "Staged uploads stay until their handles expire (`handle_ttl`), so this caps what a "
+        "user uploads per `handle_ttl`; an upload POST beyond it is refused (413) before the "
+        "bytes past it are written.",
+    )
+    min_free_disk_bytes: int = Field(
+        2 * 1024**3, ge=0,
+        description="Refuse uploads (retriable 507) while writing them would leave less than "
+        "this many bytes free on the filesystem of `data_dir` (0 = no floor).",
     )
     max_sequence_length: int = Field(
         1000, ge=1, description="Longer uploads are split into sequences of this many images."
@@ -254,23 +279,6 @@ class PipelineSettings(BaseModel):
     merge_radius_m: float = Field(
         30.0, gt=0, description="Sequences whose images come this close share a `merge_cc`.",
     )
-
-
-class EmbedSettings(BaseModel):
-    """The `/embed` viewer page and the `/app` explorer."""
-
-    frame_ancestors: str = Field(
-        "*", description="`Content-Security-Policy: frame-ancestors` of `/embed`: the origins "
-        "allowed to show it in a frame (space-separated; `*` = any, `'none'` = none).",
-    )
-
-
-class Settings(BaseSettings):
-    """All wayview settings. Environment: `WAYVIEW_<NAME>`, nested with `__`."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="WAYVIEW_", env_nested_delimiter="__", env_file=".env", extra="ignore"
-    )
     max_image_pixels: int = Field(
         100_000_000, ge=1,
         description="Largest image (width × height from its frame header) accepted by uploads "
@@ -287,6 +295,23 @@ class Settings(BaseSettings):
         1, ge=1,
         description="Pyramid levels one server process renders on request at the same time "
         "(levels the pipeline did not store); further requests wait for a free slot.",
+    )
+
+
+class EmbedSettings(BaseModel):
+    """The `/embed` viewer page and the `/app` explorer."""
+
+    frame_ancestors: str = Field(
+        "*", description="`Content-Security-Policy: frame-ancestors` of `/embed`: the origins "
+        "allowed to show it in a frame (space-separated; `*` = any, `'none'` = none).",
+    )
+
+
+class Settings(BaseSettings):
+    """All wayview settings. Environment: `WAYVIEW_<NAME>`, nested with `__`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WAYVIEW_", env_nested_delimiter="__", env_file=".env", extra="ignore"
     )
 
     data_dir: Path = Field(

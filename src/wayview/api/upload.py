@@ -37,7 +37,12 @@ from wayview.errors import (
 )
 from wayview.ingest import upload_job  # noqa: F401  (registers the ingest.upload job handler)
 from wayview.ingest.upload_finish import finish_upload, parse_finish_request
-from wayview.ingest.upload_sessions import MAX_SESSION_KEY, UploadSessions
+from wayview.ingest.upload_sessions import (
+    MAX_SESSION_KEY,
+    QuotaExceeded,
+    StorageFull,
+    UploadSessions,
+)
 
 if TYPE_CHECKING:
     from wayview.api.app import Context
@@ -46,6 +51,8 @@ log = logging.getLogger("wayview.upload")
 
 #: Most bytes of a refused upload body read away so the client sees the answer.
 MAX_DRAIN_BYTES = 64 * 1024 * 1024
+#: Seconds a client is asked to wait when the disk is below `upload.min_free_disk_bytes`.
+STORAGE_FULL_RETRY_S = 60
 #: Largest JSON body of `/finish_upload` and `/logging`.
 MAX_JSON_BODY = 1024 * 1024
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -85,11 +92,16 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
 
 
 async def _json_body(request: Request) -> Any:
+    """The JSON body (at most `MAX_JSON_BODY` bytes); a body that breaks off (the client went
+    away, or a malformed chunked encoding the server gave up on) is a 400, never a 500."""
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_JSON_BODY:
-            raise InvalidParameter("body", f"larger than {MAX_JSON_BODY} bytes")
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_JSON_BODY:
+                raise InvalidParameter("body", f"larger than {MAX_JSON_BODY} bytes")
+    except ClientDisconnect:
+        raise InvalidParameter("body", "the request body is incomplete or malformed") from None
     if not data.strip():
         return {}
     try:
@@ -173,8 +185,14 @@ def error_response(exc: Exception) -> Response:
                              "Request rate limit has been exceeded", True,
                              {"Retry-After": str(exc.retry_after_s)},
                              backoff=exc.retry_after_s * 1000)
+    if isinstance(exc, QuotaExceeded):
+        return _upload_error(413, "QuotaExceededError", exc.message, False)
     if isinstance(exc, UploadTooLarge):
         return _upload_error(413, "FileTooLargeError", exc.message, False)
+    if isinstance(exc, StorageFull):
+        return _upload_error(507, "InsufficientStorageError", exc.message, True,
+                             {"Retry-After": str(STORAGE_FULL_RETRY_S)},
+                             backoff=STORAGE_FULL_RETRY_S * 1000)
     if isinstance(exc, StoreUnavailable):
         return _upload_error(503, "InternalError", INTERNAL_MESSAGE, True, {"Retry-After": "5"})
     if isinstance(exc, UploadInterrupted):

@@ -11,6 +11,15 @@ process or another, run one after the other; one that waits longer than
 size, appends the body as it arrives (small writes, never the whole body in memory), then
 `fsync`s before acknowledging. When the body breaks off, what arrived stays in the file: the
 next `GET` reports it and the client resumes from there.
+
+Disk limits, checked before a byte of the POST is written (and again while a body of unknown
+length streams in):
+
+- `upload.max_session_bytes`: one session's size (413, `UploadTooLarge`).
+- `upload.user_quota_bytes`: the bytes of all of the user's sessions (staged files are kept
+  until their handles expire, finished or not), this POST included (413, `QuotaExceeded`).
+- `upload.min_free_disk_bytes`: the free space left on the filesystem of `data_dir` after the
+  POST (507, `StorageFull`, retriable: the client tries again later).
 """
 
 from __future__ import annotations
@@ -26,12 +35,19 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from wayview.errors import OffsetInvalid, UploadTooLarge
+from wayview.errors import OffsetInvalid, StoreUnavailable, UploadTooLarge
 from wayview.model.entities import UploadSession
 from wayview.settings import Settings
 from wayview.store.base import Store
 
-__all__ = ["UPLOADS_DIR", "UploadSessions", "staged_path"]
+__all__ = [
+    "UPLOADS_DIR",
+    "QuotaExceeded",
+    "StorageFull",
+    "UploadSessions",
+    "free_disk_bytes",
+    "staged_path",
+]
 
 log = logging.getLogger("wayview.upload")
 
@@ -44,6 +60,32 @@ MAX_SESSION_KEY = 1024
 #: Expired sessions removed per cleanup run.
 CLEANUP_BATCH = 10_000
 _LOCK_POLL_S = 0.02
+
+
+#: How often (bytes written) a body of unknown length re-checks the quota and free space.
+RECHECK_BYTES = 16 * 1024 * 1024
+
+
+class QuotaExceeded(UploadTooLarge):
+    """The upload would take the user's staged bytes past `upload.user_quota_bytes`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.message = (f"Upload exceeds your storage quota of {limit} bytes (uploads are "
+                        "kept until their handles expire)")
+        self.args = (self.message,)
+
+
+class StorageFull(StoreUnavailable):
+    """The server's disk is too full to take the upload now (`upload.min_free_disk_bytes`)."""
+
+    message = "The server is short of disk space; try again later"
+
+
+def free_disk_bytes(folder: Path) -> int:
+    """Bytes an unprivileged process may still write on the filesystem holding `folder`."""
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
 
 
 def staged_path(settings: Settings, user_id: int, session_key: str) -> Path:
@@ -106,6 +148,8 @@ class UploadSessions:
         limit = self.settings.upload.max_session_bytes
         if limit and length is not None and offset + length > limit:
             raise UploadTooLarge(limit)
+        quota_room = await self._quota_room(user_id, length or 0)
+        await self._check_disk(length or 0)
         path = self.path(user_id, session_key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = await self._open_locked(path)
@@ -117,7 +161,7 @@ class UploadSessions:
                 user_id, session_key, handle=secrets.token_urlsafe(24), size=held,
                 expires_at_ms=_now_ms() + self._ttl_ms)
             os.lseek(fd, 0, os.SEEK_END)
-            size = held + await self._receive(fd, held, body, limit)
+            size = held + await self._receive(fd, held, body, limit, quota_room=quota_room)
             # One thread hop: the data, and for a new file its directory entry.
             await asyncio.to_thread(_make_durable, fd, path.parent if held == 0 else None)
             await self.store.save_upload_session(
@@ -126,6 +170,37 @@ class UploadSessions:
             return session.handle
         finally:
             os.close(fd)
+
+    async def _quota_room(self, user_id: int, incoming: int) -> int | None:
+        """Bytes the user may still upload (None: no quota).
+
+        Raises:
+            QuotaExceeded: the user's sessions plus `incoming` exceed `upload.user_quota_bytes`.
+        """
+        quota = self.settings.upload.user_quota_bytes
+        if not quota:
+            return None
+        room = quota - await self.store.user_upload_bytes(user_id)
+        if incoming > room or room <= 0:
+            raise QuotaExceeded(quota)
+        return room
+
+    async def _check_disk(self, incoming: int) -> None:
+        """Refuse to write `incoming` more bytes below the free-disk floor.
+
+        Raises:
+            StorageFull: writing them would leave less than `upload.min_free_disk_bytes` free
+                on the filesystem of `data_dir`.
+        """
+        floor = self.settings.upload.min_free_disk_bytes
+        if not floor:
+            return
+        folder = self.settings.data_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        free = await asyncio.to_thread(free_disk_bytes, folder)
+        if free - incoming < floor:
+            log.warning("upload refused: %d bytes free on %s (floor %d)", free, folder, floor)
+            raise StorageFull()
 
     async def _open_locked(self, path: Path) -> int:
         """Open (creating) and exclusively lock a staged file; the lock goes with the fd."""
@@ -150,18 +225,36 @@ class UploadSessions:
                 raise
             os.close(fd)
 
-    async def _receive(self, fd: int, held: int, body: AsyncIterator[bytes], limit: int) -> int:
-        """Write the body after `held` bytes; the number of bytes written."""
+    async def _receive(self, fd: int, held: int, body: AsyncIterator[bytes], limit: int, *,
+                       quota_room: int | None) -> int:
+        """Write the body after `held` bytes; the number of bytes written.
+
+        A body beyond `limit` (the session size) is dropped entirely; one beyond `quota_room`
+        or one that brings the disk below its floor (re-read every `RECHECK_BYTES`) stops
+        there: what was written before is kept (the client may resume later).
+        """
         pending = bytearray()
         written = 0
+        checked = 0
         try:
             async for chunk in body:
                 if limit and held + written + len(pending) + len(chunk) > limit:
                     os.ftruncate(fd, held)
                     pending.clear()
                     raise UploadTooLarge(limit)
+                if quota_room is not None and written + len(pending) + len(chunk) > quota_room:
+                    _write_all(fd, pending)  # up to the quota: kept
+                    pending.clear()
+                    raise QuotaExceeded(self.settings.upload.user_quota_bytes)
                 pending += chunk
                 if len(pending) >= WRITE_BYTES:
+                    if written + len(pending) - checked >= RECHECK_BYTES:
+                        try:
+                            await self._check_disk(len(pending))
+                        except StorageFull:
+                            pending.clear()  # refused: these bytes are not written
+                            raise
+                        checked = written + len(pending)
                     _write_all(fd, pending)
                     written += len(pending)
                     pending.clear()

@@ -30,6 +30,10 @@ class UploadsStore(Protocol):
         """The sessions of `user_id` among `handles` (other users' handles are absent).
         Called by finish_upload and the ingest job."""
 
+    async def user_upload_bytes(self, user_id: int) -> int:
+        """The bytes held by a user's upload sessions (the sum of their sizes; sessions stay
+        until they expire, finished or not). Called by the upload POST (user quota)."""
+
     async def extend_upload_sessions(self, session_ids: Seq[int], expires_at_ms: int) -> None:
         """Keep sessions at least until `expires_at_ms` (they are about to be processed)."""
 

@@ -69,6 +69,12 @@ class UploadsMixin(Queries):
             " WHERE user_id = %s AND handle = ANY(%s)", (user_id, unique))
         return {r[3]: upload_session_from_row(r) for r in rows}
 
+    async def user_upload_bytes(self, user_id: int) -> int:
+        """Sum of the sizes of a user's sessions."""
+        row = await self._one(
+            "SELECT COALESCE(SUM(size), 0) FROM upload_sessions WHERE user_id = %s", (user_id,))
+        return int(row[0]) if row else 0
+
     async def extend_upload_sessions(self, session_ids: Seq[int], expires_at_ms: int) -> None:
         """Push expiries forward (never back)."""
         ids = list(session_ids)

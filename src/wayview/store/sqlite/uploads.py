@@ -90,6 +90,17 @@ class UploadsMixin:
 
         return await self.db.read(run)
 
+    async def user_upload_bytes(self, user_id: int) -> int:
+        """Sum of the sizes of a user's sessions."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM upload_sessions WHERE user_id = ?",
+                (user_id,)).fetchone()
+            return int(row[0])
+
+        return await self.db.read(run)
+
     async def extend_upload_sessions(self, session_ids: Seq[int], expires_at_ms: int) -> None:
         """Push expiries forward (never back)."""
         ids = list(session_ids)
