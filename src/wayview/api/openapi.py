@@ -23,6 +23,7 @@ from starlette.responses import Response
 from wayview import __version__
 from wayview.api.responses import JSON_TYPE
 from wayview.blobs.base import IMAGE_VARIANTS
+from wayview.graph.params import encode_cursor
 from wayview.model.entities import UPLOAD_FILE_TYPES
 from wayview.settings import Settings
 from wayview.tiles.policy import TILE_VERSION, TILESETS
@@ -134,7 +135,8 @@ _NODE_SCHEMAS: dict[str, Json] = {
     }),
     "User": _node("A user (spec §3.7).", {"id": _ID, "username": _STRING}),
     "Asset": _node("A mesh or point cloud of an image (spec §6.2, §6.3).",
-                   {"id": _ID, "url": _URL}),
+                   {"id": {"type": "string", "description": "The image id (mesh) or the "
+                           "reconstruction's id (sfm_cluster)."}, "url": _URL}),
     "ImageTile": {
         "type": "object", "description": "One tile of an image pyramid level (spec §3.12); "
         "no `id`.", "additionalProperties": False,
@@ -279,10 +281,10 @@ def _limit() -> Json:
                   "Most rows to return; larger values are clamped to `search.max_limit`.", 10)
 
 
-def _after() -> Json:
+def _after(example: tuple[int, ...]) -> Json:
     return _query("after", {"type": "string"},
                   "The `paging.cursors.after` of the previous page (an opaque cursor; E9 when "
-                  "it was not made by this server).", "MTYxOTg2MzIwMDUwMDo0MDAw")
+                  "it was not made by this server).", encode_cursor(example))
 
 
 def _id_path(what: str) -> Json:
@@ -327,7 +329,7 @@ def _graph_paths(ids_max: int, image_ids_max: int) -> Json:
         _bbox(required=False),
         *_times("start_captured_at", "end_captured_at", "Captured"),
         _limit(),
-        _after(),
+        _after((1619863200500, 4000000000001001)),
         _query("organization_id", {"type": "string", "pattern": _ID_PATTERN},
                "Images owned by this organization.", "1000000000000001"),
         _query("sequence_ids", _list({"type": "string", "pattern": _SEQUENCE_PATTERN}),
@@ -367,7 +369,7 @@ def _graph_paths(ids_max: int, image_ids_max: int) -> Json:
         *_times("start_first_seen_at", "end_first_seen_at", "First seen"),
         *_times("start_last_seen_at", "end_last_seen_at", "Last seen"),
         _limit(),
-        _after(),
+        _after((4000000000001001,)),
     ]
     detection_filters = [
         _fields("Detection"),
@@ -377,7 +379,7 @@ def _graph_paths(ids_max: int, image_ids_max: int) -> Json:
                ["regulatory--*"], style="form", explode=False),
         *_times("start_captured_at", "end_captured_at", "Image captured"),
         _limit(),
-        _after(),
+        _after((4000000000001001,)),
     ]
     ids_param: Json = _list({"type": "string", "pattern": _ID_PATTERN}, ids_max)
     many_description = ("Nodes keyed by id; `fields` applies to each of them and unknown or "
