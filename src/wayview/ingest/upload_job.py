@@ -5,11 +5,17 @@ The job stages the upload as plain JPEG files in a private temporary folder unde
 with the uploader as creator and the finish's organization, so uploads and `wayview import`
 share one path (metadata, dedup by SHA-256, derivatives, pipeline).
 
-- `mly_bundle_manifest`: each handle's staged file, in manifest order.
+- `mly_bundle_manifest`: each handle's staged file, in manifest order (hard-linked when the
+  filesystem allows, else copied); a handle listed again is staged once, the repeats dropped.
 - `zip`: each JPEG member, in entry order. Member names are never used as paths (the staged
   files are numbered), so there is no zip-slip; the entry count is read from the end record
-  before the central directory is loaded, and members that are too large, compress
-  suspiciously well, are encrypted or are not images are dropped with a reason.
+  before the central directory is loaded, and members that are too large, inflate more than
+  `upload.max_zip_ratio` times (every member, however small: its bytes are counted as they
+  are inflated), are encrypted or are not images are dropped with a reason.
+
+What one upload stages is bounded by `upload.max_expanded_bytes`: every staged byte counts
+(zip members as inflated, manifest images); the item that would pass the budget and all after
+it are dropped with that reason.
 - `mly_camm_video`, `mly_blackvue_video`: frames every `upload.video_sample_distance_m`
   metres (wayview.ingest.video).
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import shutil
 import struct
 import tempfile
@@ -54,9 +61,6 @@ log = logging.getLogger("wayview.upload")
 
 _JPEG_NAMES = (".jpg", ".jpeg")
 _JPEG_MAGIC = b"\xff\xd8\xff"
-#: Members larger than this must not inflate more than `_MAX_RATIO` times.
-_RATIO_FLOOR_BYTES = 1024 * 1024
-_MAX_RATIO = 100
 _COPY_CHUNK = 1024 * 1024
 #: Dropped items listed in a result (the count is always complete).
 _MAX_REPORTED_DROPS = 500
@@ -80,9 +84,14 @@ class _Staged:
 
     names: dict[str, str] = field(default_factory=dict)  # staged file name → upload name
     dropped: list[dict[str, str]] = field(default_factory=list)
+    staged_bytes: int = 0
 
     def drop(self, item: str, reason: str) -> None:
         self.dropped.append({"item": item[:200], "reason": reason})
+
+
+def _budget_reason(budget: int) -> str:
+    return f"the upload exceeds its budget of {budget} staged bytes (upload.max_expanded_bytes)"
 
 
 @job_handler(INGEST_JOB)
@@ -157,6 +166,7 @@ def _result(report: ImportReport, staged: _Staged) -> dict[str, Any]:
         "state": "done",
         "imported": report.imported,
         "sequences": [{"id": s.id, "images": s.image_count} for s in report.sequences],
+        "staged_bytes": staged.staged_bytes,
         "dropped_count": len(dropped),
         "dropped": dropped[:_MAX_REPORTED_DROPS],
     }
@@ -171,16 +181,20 @@ async def _stage(settings: Settings, store: Store, finish: UploadFinish, folder:
         sessions = await store.upload_sessions_by_handle(finish.user_id, handles)
         files = [(h, staged_path(settings, finish.user_id, sessions[h].session_key)
                   if h in sessions else None) for h in handles]
-        return await asyncio.to_thread(_stage_files, files, folder, limits.max_image_bytes)
+        return await asyncio.to_thread(_stage_files, files, folder, limits.max_image_bytes,
+                                       limits.max_expanded_bytes)
     if finish.file_type == "zip":
         return await asyncio.to_thread(stage_zip, source, folder, max_images=limits.max_images,
-                                       max_image_bytes=limits.max_image_bytes)
+                                       max_image_bytes=limits.max_image_bytes,
+                                       max_expanded_bytes=limits.max_expanded_bytes,
+                                       max_ratio=limits.max_zip_ratio)
     frames = await asyncio.to_thread(
         video_to_frames, source, folder, distance_m=limits.video_sample_distance_m,
         max_frames=limits.max_images, fallback_epoch_s=finish.created_at_ms / 1000,
         prefer_blackvue=finish.file_type == "mly_blackvue_video",
     )
-    return _Staged(names={p.name: f"frame at {p.stem}" for p in frames.paths})
+    return _Staged(names={p.name: f"frame at {p.stem}" for p in frames.paths},
+                   staged_bytes=sum(p.stat().st_size for p in frames.paths))
 
 
 async def _session_path(settings: Settings, store: Store, user_id: int, handle: str) -> Path:
@@ -190,29 +204,64 @@ async def _session_path(settings: Settings, store: Store, user_id: int, handle: 
     return staged_path(settings, user_id, sessions[handle].session_key)
 
 
-def _stage_files(files: list[tuple[str, Path | None]], folder: Path, max_bytes: int) -> _Staged:
+def _stage_files(files: list[tuple[str, Path | None]], folder: Path, max_bytes: int,
+                 budget: int = 0) -> _Staged:
+    """Stage a manifest's files in order: each handle once (its repeats are dropped), linked
+    rather than copied where the filesystem allows, within `budget` bytes (0 = unlimited)."""
     staged = _Staged()
+    first_index: dict[str, int] = {}
+    over_budget = False
     for index, (handle, path) in enumerate(files):
         label = f"image {index} ({handle[:12]}…)"
+        if handle in first_index:
+            staged.drop(label, f"duplicate of image {first_index[handle]} (same file handle)")
+            continue
+        first_index[handle] = index
         if path is None:
             staged.drop(label, "unknown file handle")
+            continue
+        if over_budget:
+            staged.drop(label, _budget_reason(budget))
             continue
         try:
             size = path.stat().st_size
             if size > max_bytes:
                 staged.drop(label, f"larger than {max_bytes} bytes")
                 continue
+            if budget and staged.staged_bytes + size > budget:
+                over_budget = True
+                staged.drop(label, _budget_reason(budget))
+                continue
             target = folder / f"{index:06d}.jpg"
-            shutil.copyfile(path, target)
+            _link_or_copy(path, target)
         except FileNotFoundError:
             staged.drop(label, "no bytes uploaded")
             continue
+        staged.staged_bytes += size
         staged.names[target.name] = label
     return staged
 
 
-def stage_zip(path: Path, folder: Path, *, max_images: int, max_image_bytes: int) -> _Staged:
+def _link_or_copy(source: Path, target: Path) -> None:
+    """`target` with `source`'s bytes: a hard link (no space used; both are under `data_dir`),
+    or a copy where links are not possible. Staged files are never written in place
+    (`_mark_panoramas` replaces them), so the session's bytes stay as uploaded."""
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def stage_zip(path: Path, folder: Path, *, max_images: int, max_image_bytes: int,
+              max_expanded_bytes: int = 0, max_ratio: int = 100) -> _Staged:
     """Copy the JPEG members of a zip into `folder` as `000000.jpg`, … in entry order.
+
+    Every member counts: one that inflates more than `max_ratio` times its compressed size is
+    dropped (declared or as it is inflated), and once the inflated bytes would pass
+    `max_expanded_bytes` (0 = unlimited) staging stops: that member and all after it are
+    dropped with the reason.
 
     Raises:
         InvalidInput: not a zip, or a central directory with too many entries.
@@ -227,55 +276,77 @@ def stage_zip(path: Path, folder: Path, *, max_images: int, max_image_bytes: int
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise InvalidInput(f"not a zip file: {exc}") from None
+    over_budget = False
     with archive:
         for info in archive.infolist():
             if info.is_dir():
                 continue
-            reason = _member_problem(info, len(staged.names), max_images, max_image_bytes)
+            reason = _member_problem(info, len(staged.names), max_images, max_image_bytes,
+                                     max_ratio)
+            if reason is None and (over_budget or (
+                    max_expanded_bytes
+                    and staged.staged_bytes + info.file_size > max_expanded_bytes)):
+                over_budget = True
+                reason = _budget_reason(max_expanded_bytes)
             if reason is not None:
                 staged.drop(info.filename, reason)
                 continue
+            room = (max_expanded_bytes - staged.staged_bytes if max_expanded_bytes
+                    else max_image_bytes)
             target = folder / f"{len(staged.names):06d}.jpg"
-            reason = _extract(archive, info, target, max_image_bytes)
+            size, reason = _extract(archive, info, target, max_image_bytes, room, max_ratio)
             if reason is not None:
                 target.unlink(missing_ok=True)
                 staged.drop(info.filename, reason)
+                if reason == _OVER_ROOM:
+                    over_budget = True
+                    staged.dropped[-1]["reason"] = _budget_reason(max_expanded_bytes)
                 continue
+            staged.staged_bytes += size
             staged.names[target.name] = info.filename[:200]
     return staged
 
 
-def _member_problem(info: zipfile.ZipInfo, count: int, max_images: int, max_bytes: int
-                    ) -> str | None:
+def _member_problem(info: zipfile.ZipInfo, count: int, max_images: int, max_bytes: int,
+                    max_ratio: int) -> str | None:
     if not info.filename.lower().endswith(_JPEG_NAMES):
         return "not a JPEG image"
     if info.flag_bits & 0x1:
         return "encrypted"
     if info.file_size > max_bytes:
         return f"larger than {max_bytes} bytes"
-    if (info.file_size > _RATIO_FLOOR_BYTES
-            and info.file_size > _MAX_RATIO * max(info.compress_size, 1)):
+    if info.file_size > max_ratio * max(info.compress_size, 1):
         return "compression ratio too high"
     if count >= max_images:
         return f"more than {max_images} images"
     return None
 
 
-def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, max_bytes: int
-             ) -> str | None:
-    """Copy one member, reading at most `max_bytes`; None or why it failed."""
+_OVER_ROOM = "over the staging budget"
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, max_bytes: int,
+             room: int, max_ratio: int) -> tuple[int, str | None]:
+    """Copy one member, counting what it really inflates to (its header may lie): at most
+    `max_bytes`, `room` (what is left of the budget) and `max_ratio` times its compressed
+    size; (bytes written, None) or (_, why it failed)."""
     total = 0
+    ratio_cap = max_ratio * max(info.compress_size, 1)
     try:
         with archive.open(info) as src, target.open("wb") as out:
             while chunk := src.read(_COPY_CHUNK):
                 total += len(chunk)
                 if total > max_bytes:
-                    return f"larger than {max_bytes} bytes"
+                    return total, f"larger than {max_bytes} bytes"
+                if total > ratio_cap:
+                    return total, "compression ratio too high"
+                if total > room:
+                    return total, _OVER_ROOM
                 out.write(chunk)
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, EOFError,
             OSError) as exc:
-        return f"corrupt member: {exc}"
-    return None
+        return total, f"corrupt member: {exc}"
+    return total, None
 
 
 def zip_entry_count(path: Path) -> int | None:
@@ -313,7 +384,10 @@ def _mark_panoramas(folder: Path) -> None:
         data = path.read_bytes()
         marked = mark_equirectangular(data)
         if marked is not None:
-            path.write_bytes(marked)
+            # A new file replaces the staged one: it may be a hard link to a session's bytes.
+            fresh = path.with_suffix(".tmp")
+            fresh.write_bytes(marked)
+            fresh.replace(path)
 
 
 def mark_equirectangular(data: bytes) -> bytes | None:
