@@ -126,3 +126,45 @@ async def test_staging_a_manifest_never_changes_the_uploaded_bytes(client, store
     assert result["imported"] == 1, result
     held = staged_path(settings, seeded.alice.id, "mly_tools_pano.jpg").read_bytes()
     assert hashlib.sha256(held).digest() == hashlib.sha256(pano).digest()
+
+
+async def test_the_next_attempt_removes_a_killed_attempts_staging_folder(
+        client, store, settings, seeded: Seeded):
+    handle = await upload(client, seeded.user_token, "mly_tools_k.zip",
+                          zip_of([("0.jpg", photo(0))]))
+    cluster = await finish(client, seeded.user_token, handle, "zip")
+    work = settings.data_dir / "uploads" / "work"
+    dead = work / f"cluster-{cluster}-k1ll3d"  # what a SIGKILLed attempt leaves behind
+    dead.mkdir(parents=True)
+    (dead / "000000.jpg").write_bytes(photo(0))
+    other = work / f"cluster-{cluster + 1}-running"  # another upload's, still in progress
+    other.mkdir()
+    result = await run_job(settings, store, cluster)
+    assert result["imported"] == 1
+    assert not dead.exists()
+    assert other.exists()
+
+
+async def test_cleanup_removes_staging_folders_of_finished_or_vanished_uploads(
+        client, store, settings, seeded: Seeded):
+    from wayview.ingest.upload_sessions import UploadSessions
+
+    handle = await upload(client, seeded.user_token, "mly_tools_c.zip",
+                          zip_of([("0.jpg", photo(0))]))
+    done = await finish(client, seeded.user_token, handle, "zip")
+    await run_job(settings, store, done)
+    queued_handle = await upload(client, seeded.user_token, "mly_tools_q.zip",
+                                 zip_of([("0.jpg", photo(1))]))
+    queued = await finish(client, seeded.user_token, queued_handle, "zip")
+    work = settings.data_dir / "uploads" / "work"
+    left = {name: work / name for name in (f"cluster-{done}-a", f"cluster-{queued}-b",
+                                           "cluster-999999999-c")}
+    for folder in left.values():
+        folder.mkdir(parents=True)
+        (folder / "000000.jpg").write_bytes(b"x")
+    (work / "unrelated.txt").write_text("kept")
+    await UploadSessions(settings, store).cleanup_expired()
+    assert not left[f"cluster-{done}-a"].exists()
+    assert not left["cluster-999999999-c"].exists()
+    assert left[f"cluster-{queued}-b"].exists()  # its job will come back for it
+    assert (work / "unrelated.txt").exists()

@@ -47,7 +47,13 @@ from wayview.errors import InvalidInput
 from wayview.ingest.exif import iter_segments, read_photo_metadata
 from wayview.ingest.importer import ImportReport, import_paths
 from wayview.ingest.upload_finish import INGEST_JOB, MANIFEST, read_manifest
-from wayview.ingest.upload_sessions import UPLOADS_DIR, staged_path
+from wayview.ingest.upload_sessions import (
+    UPLOADS_DIR,
+    WORK_DIR,
+    remove_work_folders,
+    staged_path,
+    work_prefix,
+)
 from wayview.ingest.video import video_to_frames
 from wayview.model.entities import UploadFinish
 from wayview.pipeline.jobs import JobContext, job_handler
@@ -129,9 +135,11 @@ async def _process(settings: Settings, store: Store, blobs: BlobStore,
     user = users.get(finish.user_id)
     if user is None:
         return {"state": "failed", "error": "the uploader no longer exists"}
-    work = settings.data_dir / UPLOADS_DIR / "work"
+    work = settings.data_dir / UPLOADS_DIR / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f"cluster-{finish.cluster_id}-", dir=work) as tmp:
+    # An earlier attempt killed mid-way left its folder: this attempt owns the job now.
+    await asyncio.to_thread(remove_work_folders, work, finish.cluster_id)
+    with tempfile.TemporaryDirectory(prefix=work_prefix(finish.cluster_id), dir=work) as tmp:
         folder = Path(tmp)
         try:
             staged = await _stage(settings, store, finish, folder)

@@ -30,7 +30,9 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import secrets
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,17 +44,23 @@ from wayview.store.base import Store
 
 __all__ = [
     "UPLOADS_DIR",
+    "WORK_DIR",
     "QuotaExceeded",
     "StorageFull",
     "UploadSessions",
     "free_disk_bytes",
+    "remove_work_folders",
     "staged_path",
+    "work_prefix",
 ]
 
 log = logging.getLogger("wayview.upload")
 
 #: Folder of staged uploads inside `data_dir`.
 UPLOADS_DIR = "uploads"
+#: Folder (inside UPLOADS_DIR) of the ingest job's staging folders, `cluster-<id>-<random>`.
+WORK_DIR = "work"
+_WORK_NAME = re.compile(r"cluster-([0-9]{1,19})-[A-Za-z0-9_]+")
 #: Bytes gathered from the body before each write.
 WRITE_BYTES = 256 * 1024
 #: Longest session key accepted (mapillary_tools' keys are under 100 characters).
@@ -86,6 +94,32 @@ def free_disk_bytes(folder: Path) -> int:
     """Bytes an unprivileged process may still write on the filesystem holding `folder`."""
     stats = os.statvfs(folder)
     return stats.f_bavail * stats.f_frsize
+
+
+def work_prefix(cluster_id: int) -> str:
+    """The name prefix of the staging folders of one upload's processing."""
+    return f"cluster-{int(cluster_id)}-"
+
+
+def remove_work_folders(work: Path, cluster_id: int | None = None) -> int:
+    """Delete the staging folders under `work` of one upload (`cluster_id`) or, with None,
+    every one; how many. Called by the next attempt of a job whose process was killed, and
+    by the cleanup for uploads that are done."""
+    removed = 0
+    try:
+        entries = list(os.scandir(work))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        match = _WORK_NAME.fullmatch(entry.name)
+        if match is None or not entry.is_dir(follow_symlinks=False):
+            continue
+        if cluster_id is not None and int(match[1]) != cluster_id:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        log.info("removed the staging folder %s left by an interrupted attempt", entry.name)
+        removed += 1
+    return removed
 
 
 def staged_path(settings: Settings, user_id: int, session_key: str) -> Path:
@@ -269,6 +303,7 @@ class UploadSessions:
 
     async def cleanup_expired(self, *, now_ms: int | None = None) -> int:
         """Delete sessions past their expiry (rows, finishes and staged files); how many.
+        Also removes staging folders left behind by killed processing (`cleanup_work`).
 
         A session being written to is left for the next run.
         """
@@ -277,6 +312,24 @@ class UploadSessions:
         for session in await self.store.expired_upload_sessions(now, CLEANUP_BATCH):
             if await self._remove(session, now):
                 removed += 1
+        await self.cleanup_work()
+        return removed
+
+    async def cleanup_work(self) -> int:
+        """Delete staging folders no job will come back for: their upload is gone or its
+        processing has finished (an attempt killed after staging left them); how many.
+        Folders of uploads still queued or running are left to their job's next attempt."""
+        work = self.settings.data_dir / UPLOADS_DIR / WORK_DIR
+        try:
+            names = [e.name for e in os.scandir(work) if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return 0
+        removed = 0
+        for cluster_id in sorted({int(m[1]) for n in names
+                                  if (m := _WORK_NAME.fullmatch(n)) is not None}):
+            finish = await self.store.get_upload_finish(cluster_id)
+            if finish is None or finish.result is not None:
+                removed += await asyncio.to_thread(remove_work_folders, work, cluster_id)
         return removed
 
     async def _remove(self, session: UploadSession, now_ms: int) -> bool:
