@@ -464,13 +464,17 @@ class Fuzzer:
             pass  # e.g. Unsatisfiable: nothing left to generate for this operation and mode
 
     def run(self, *, max_requests: int, max_seconds: float, examples_per_round: int,
-            base_seed: int, progress: Callable[[Report], None] | None = None) -> Report:
-        """Rounds over every operation and both modes until the budget is spent."""
+            base_seed: int, progress: Callable[[Report], None] | None = None,
+            first_operation: int = 0) -> Report:
+        """Rounds over every operation and both modes until the budget is spent (starting at
+        operation `first_operation`, so that runs side by side start apart)."""
         started = time.monotonic()
         self.max_requests = max_requests
         self.deadline = started + max_seconds
         self.report.sample_memory(self.target)
         ops = self.operations()
+        start = first_operation % len(ops)
+        ops = ops[start:] + ops[:start]
         try:
             for round_no in _rounds():
                 before = self.report.requests
@@ -514,6 +518,24 @@ def _describe(kwargs: dict[str, Any]) -> str:
 def scan_log(text: str) -> int:
     """Tracebacks in a server log."""
     return text.count("Traceback (most recent call last)")
+
+
+def merge(reports: list[Report]) -> Report:
+    """One report of several runs against the same server (run side by side)."""
+    total = Report()
+    for r in reports:
+        total.requests += r.requests
+        for mine, theirs in ((total.by_class, r.by_class), (total.by_operation, r.by_operation),
+                             (total.problems, r.problems), (total.validated, r.validated),
+                             (total.known, r.known), (total.kept, r.kept)):
+            mine.update(theirs)
+        total.findings += r.findings
+        total.skipped.update(r.skipped)
+        total.rss_start_kib = min(total.rss_start_kib or r.rss_start_kib, r.rss_start_kib)
+        total.rss_peak_kib = max(total.rss_peak_kib, r.rss_peak_kib)
+        total.hwm_peak_kib = max(total.hwm_peak_kib, r.hwm_peak_kib)
+        total.elapsed_s = max(total.elapsed_s, r.elapsed_s)
+    return total
 
 
 def fuzz(target: FuzzTarget, *, max_requests: int, max_seconds: float,
