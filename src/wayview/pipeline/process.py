@@ -229,6 +229,7 @@ def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int, *,
     limits = settings if settings is not None else PipelineSettings()
     if image.width * image.height > limits.max_image_pixels:
         return False
+    allow_pillow_pixels(limits.max_image_pixels)
     try:
         original = blobs.get_bytes(image_blob_key(image.id, "original"))
     except FileNotFoundError:
