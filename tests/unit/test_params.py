@@ -6,12 +6,27 @@ import base64
 
 import pytest
 import s2cell
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wayview.errors import InvalidParameter
-from wayview.graph.params import decode_cursor, encode_cursor, parse_bbox, parse_time_ms
+from wayview.errors import InvalidParameter, MissingParameter
+from wayview.graph.params import (
+    decode_cursor,
+    detection_search,
+    encode_cursor,
+    image_search,
+    map_feature_search,
+    parse_bbox,
+    parse_bool,
+    parse_id_list,
+    parse_id_param,
+    parse_limit,
+    parse_s2,
+    parse_sequence_ids,
+    parse_time_ms,
+)
 from wayview.model.s2 import cell_level, leaf_cell, leaf_range
+from wayview.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -104,3 +119,44 @@ def test_s2_leaf_in_range_of_its_cell_at_every_level(lat, lon, level):
     assert cell_level(cell) == level
     low, high = leaf_range(cell)
     assert low <= leaf_cell(lat, lon) <= high
+
+
+#: Text that parsers tend to trip on, mixed into arbitrary text (issue #14: fix the class).
+_TRICKY = st.sampled_from([
+    "²", "١١", "１２", "9" * 30, "9" * 5000, "-1", "1e309", "nan", "inf", "1_0", " ", "",
+    ",", ",,,", "\x00", "2021-02-30", "9999-12-31T23:59:59.999999-23:59", "0001-01-01T00:00+23:59",
+    "13.0,55.0,13.05,55.05", "-180,-90,180,90", "nan,0,0,0", "1e400,0,0,0", "true", "0",
+])
+_TEXT = st.one_of(_TRICKY, st.text(max_size=40), st.lists(_TRICKY, max_size=4).map(",".join))
+_QUERY_KEYS = [
+    "bbox", "start_captured_at", "end_captured_at", "limit", "after", "organization_id",
+    "sequence_ids", "sequence_id", "creator_username", "image_ids", "s2", "is_pano", "make",
+    "model", "camera_type", "object_values", "object_type", "start_first_seen_at",
+    "end_first_seen_at", "start_last_seen_at", "end_last_seen_at", "values",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_QUERY_KEYS), _TEXT, max_size=8))
+def test_params_searches_answer_any_query_with_a_search_or_e9_e10(query):
+    """Whatever the query, the search parsers return a search or raise E9-E12, nothing else."""
+    settings_ = Settings(_env_file=None)
+    for parse in (image_search, map_feature_search, detection_search):
+        try:
+            parse(query, settings_)
+        except (InvalidParameter, MissingParameter):
+            pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT)
+def test_params_single_parsers_answer_any_text_with_a_value_or_e9(text):
+    for parse in (lambda t: parse_bbox(t, 0.01), lambda t: parse_time_ms("t", t),
+                  lambda t: parse_limit(t, Settings(_env_file=None)),
+                  lambda t: parse_bool("b", t), lambda t: parse_id_param("i", t),
+                  lambda t: parse_id_list("i", t, 100), lambda t: parse_sequence_ids("s", t),
+                  parse_s2, lambda t: decode_cursor(t, 2), lambda t: decode_cursor(t, 1)):
+        try:
+            parse(text)
+        except InvalidParameter:
+            pass
