@@ -322,9 +322,12 @@ class Fuzzer:
             self._route_of_template[template] = self._route(path)
         return self._route_of_template[template]
 
-    def _patch(self, case: Any, op: Any, op_id: str, data: st.DataObject) -> None:
+    def _patch(self, case: Any, op: Any, op_id: str, data: st.DataObject) -> bool:
         """Swap some generated values for ones that exist, or add them where the generator
-        left an optional parameter out (each parameter with its own coin)."""
+        left an optional parameter out (each parameter with its own coin), and a few for
+        hostile ones; returns whether a hostile value went in (the case may then break the
+        document's rules, so it is no longer a positive one)."""
+        hostile = False
         for param in op.definition.raw.get("parameters", []):
             where = {"path": "path_parameters", "query": "query"}.get(param.get("in"))
             make = self.known.get(param["name"])
@@ -346,17 +349,20 @@ class Fuzzer:
                     setattr(case, where, values)
                 pool = NASTY_HEADERS if where == "headers" else NASTY_STRINGS
                 values[param["name"]] = data.draw(st.sampled_from(pool), label="nasty")
+                hostile = True
         if isinstance(case.body, dict) and data.draw(st.integers(0, 3)) == 0:
             keys = sorted({*case.body, *self._body_properties(op)}, key=str)
             if keys:
                 key = data.draw(st.sampled_from(keys), label="nasty key")
                 case.body[key] = data.draw(st.sampled_from(NASTY_JSON), label="nasty json")
+                hostile = True
         if op_id == "getVectorTile" and data.draw(st.booleans(), label="known tile"):
             z, x, y = data.draw(st.sampled_from(self.target.known.tiles), label="tile")
             case.path_parameters.update({"version": "2", "z": z, "x": x, "y": y})
         if op_id == "finishUpload" and isinstance(case.body, dict) and data.draw(
                 st.booleans(), label="known handle"):
             case.body["file_handle"] = data.draw(st.sampled_from(self.target.known.handles))
+        return hostile
 
     def _body_properties(self, op: Any) -> list[str]:
         """The property names of an operation's JSON body schema (one `$ref` followed)."""
@@ -415,25 +421,25 @@ class Fuzzer:
         report.by_class[f"{status // 100}xx"] += 1
         body = answer.content
         content_type = answer.headers.get("content-type", "")
-        where = _describe(kwargs)
+        found: list[tuple[str, str]] = []
         if status >= 500:
-            report.add(Finding("server error", op_id, mode, where, status, body[:300].decode(
-                "utf-8", "replace")))
+            found.append(("server error", body[:300].decode("utf-8", "replace")))
         if traceback_in(body, content_type):
-            report.add(Finding("traceback", op_id, mode, where, status,
-                               body[:500].decode("utf-8", "replace")))
+            found.append(("traceback", body[:500].decode("utf-8", "replace")))
         path = normalise_path(unquote(urlsplit(answer.request.url or "").path))
         routed = self._route(path)
         if status >= 400:
             upload = self.upload_route.fullmatch(path) is not None
-            for problem in envelope_problems(body, upload=upload):
-                report.add(Finding("envelope", op_id, mode, where, status, problem))
+            found += [("envelope", problem) for problem in envelope_problems(body, upload=upload)]
         expected = self._expected_route(op.path, op)
         if mode == "positive" and routed is not None and routed is expected:
             report.validated[f"{status // 100}xx"] += 1
-            for problem in self.validator.problems(op.method, op.path, status, content_type,
-                                                   body):
-                report.add(Finding("document", op_id, mode, where, status, problem))
+            found += [("document", problem) for problem in self.validator.problems(
+                op.method, op.path, status, content_type, body)]
+        if found:
+            where = _describe(kwargs)  # only now: preparing the request again costs CPU
+            for kind, detail in found:
+                report.add(Finding(kind, op_id, mode, where, status, detail))
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -452,9 +458,9 @@ class Fuzzer:
                   derandomize=False, report_multiple_bugs=False)
         @given(case=strategy, data=st.data())
         def run(case: Any, data: st.DataObject) -> None:
-            self._patch(case, op, op_id, data)
+            hostile = self._patch(case, op, op_id, data)
             self._auth(case, op_id, data)
-            self.send(case, op, op_id, mode.value)
+            self.send(case, op, op_id, f"{mode.value} + hostile" if hostile else mode.value)
 
         try:
             run()
