@@ -191,3 +191,48 @@ async def test_store_tile_content_is_every_layer_of_one_tile(store):
     assert overview.overview.ids.tolist() == (await store.tile_overview(3, ox, oy)).ids.tolist()
     nothing = await store.tile_content(14, x + 5, y, ("sequence", "image"))
     assert nothing.lines == [] and nothing.images is not None and len(nothing.images) == 0
+
+
+async def test_store_feature_changes_move_relink_delete_and_bump_tiles(store):
+    """The perception stage's one write: features upserted and deleted, detections relinked,
+    the tiles of old and new positions invalidated."""
+    from dataclasses import replace
+
+    from wayview.model.entities import FeatureChanges, MapFeature
+
+    world = await seed(store)
+    f0, f1 = world.features
+    d0, d1, d2, d3 = world.detections
+    old_tile = lnglat_to_tile(f0.lon, f0.lat, 14)
+    moved_to = (f0.lon + 0.05, f0.lat)  # another z14 tile
+    new_tile = lnglat_to_tile(*moved_to, 14)
+    assert old_tile != new_tile
+    before_old = await store.tile_epoch("features", 14, *old_tile)
+    before_new = await store.tile_epoch("features", 14, *new_tile)
+    (new_id,) = await store.reserve_ids("map_feature", 1)
+    fresh = MapFeature(id=new_id, object_value="object--bench", object_type="point",
+                       lon=f1.lon, lat=f1.lat, first_seen_at_ms=5, last_seen_at_ms=6)
+    moved = replace(f0, lon=moved_to[0], lat=moved_to[1], last_seen_at_ms=99,
+                    aligned_direction_deg=180.0)
+    await store.apply_feature_changes(FeatureChanges(
+        upserts=(moved, fresh), deletes=(f1.id,),
+        assignments=((d3.id, new_id), (d1.id, None))))
+    got = await store.get_map_features([f0.id, f1.id, new_id])
+    assert set(got) == {f0.id, new_id}
+    assert (got[f0.id].lon, got[f0.id].last_seen_at_ms, got[f0.id].aligned_direction_deg) == \
+        (moved_to[0], 99, 180.0)
+    assert got[new_id] == fresh
+    detections = await store.get_detections([d0.id, d1.id, d2.id, d3.id])
+    assert detections[d0.id].map_feature_id == f0.id
+    assert detections[d1.id].map_feature_id is None
+    assert detections[d2.id].map_feature_id is None  # its feature was deleted
+    assert detections[d3.id].map_feature_id == new_id
+    assert await store.tile_epoch("features", 14, *old_tile) > before_old
+    assert await store.tile_epoch("features", 14, *new_tile) > before_new
+    # The spatial search follows the move.
+    near_new = await store.search_map_features(MapFeatureSearch(
+        bbox=(moved_to[0] - 1e-4, moved_to[1] - 1e-4, moved_to[0] + 1e-4, moved_to[1] + 1e-4)))
+    assert [f.id for f in near_new.items] == [f0.id]
+    near_old = await store.search_map_features(MapFeatureSearch(
+        bbox=(f0.lon - 1e-4, f0.lat - 1e-4, f0.lon + 1e-4, f0.lat + 1e-4)))
+    assert f0.id not in [f.id for f in near_old.items]

@@ -123,6 +123,18 @@ class Detection:
 
 
 @dataclass(frozen=True, slots=True)
+class FeatureChanges:
+    """One atomic change of the map features derived from detections (pipeline → store)."""
+
+    #: Features to insert, or to replace (position, times, direction) when the id exists.
+    upserts: tuple[MapFeature, ...] = ()
+    #: Features to delete (their detections lose the link).
+    deletes: tuple[int, ...] = ()
+    #: (detection id, feature id or None): which feature each detection is evidence of.
+    assignments: tuple[tuple[int, int | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class App:
     """A developer application: the owner of client tokens and of the tokens it obtains."""
 

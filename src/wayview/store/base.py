@@ -9,6 +9,7 @@ from typing import Protocol
 from wayview.model.entities import (
     Detection,
     DetectionSearch,
+    FeatureChanges,
     Image,
     ImageSearch,
     MapFeature,
@@ -108,6 +109,11 @@ class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
 
     async def insert_detections(self, detections: Seq[Detection]) -> None:
         """Insert detections (ids reserved with reserve_ids)."""
+
+    async def apply_feature_changes(self, changes: FeatureChanges) -> None:
+        """Insert, move or delete map features and relink detections, in one transaction;
+        the z14 tile epochs of every old and new position are bumped. Called by the
+        perception stage of the pipeline."""
 
     async def get_map_features(self, ids: Seq[int]) -> dict[int, MapFeature]:
         """Map features by id. Called by GET /{id}."""

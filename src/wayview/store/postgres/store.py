@@ -22,6 +22,7 @@ from wayview.errors import Conflict, StoreUnavailable
 from wayview.model.entities import (
     Detection,
     DetectionSearch,
+    FeatureChanges,
     Image,
     ImageSearch,
     MapFeature,
@@ -608,6 +609,45 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
                 " aligned_direction_deg, first_seen_at_ms, last_seen_at_ms, qk)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
             await cur.executemany(SQL_BUMP_EPOCH, [("features", IMAGE_ZOOM, t) for t in touched])
+
+    async def apply_feature_changes(self, changes: FeatureChanges) -> None:
+        """Upsert/delete map features and relink detections in one transaction."""
+        upserts, deletes = changes.upserts, changes.deletes
+        keys = point_keys([f.lon for f in upserts], [f.lat for f in upserts])
+        rows = [
+            (f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,
+             f.first_seen_at_ms, f.last_seen_at_ms, qk)
+            for f, qk in zip(upserts, keys, strict=True)
+        ]
+        shift = 2 * (QK_ZOOM - IMAGE_ZOOM)
+        ids = [f.id for f in upserts] + list(deletes)
+        async with self.db.transaction() as conn, conn.cursor() as cur:
+            touched = {qk >> shift for qk in keys}
+            if ids:
+                await cur.execute("SELECT qk FROM map_features WHERE id = ANY(%s)", (ids,))
+                touched.update(int(qk) >> shift for (qk,) in await cur.fetchall())
+            if deletes:
+                await cur.execute("UPDATE detections SET map_feature_id = NULL"
+                                  " WHERE map_feature_id = ANY(%s)", (list(deletes),))
+                await cur.execute("DELETE FROM map_features WHERE id = ANY(%s)",
+                                  (list(deletes),))
+            if rows:
+                await cur.executemany(
+                    "INSERT INTO map_features (id, object_value, object_type, lon, lat,"
+                    " aligned_direction_deg, first_seen_at_ms, last_seen_at_ms, qk)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE"
+                    " SET object_value = excluded.object_value,"
+                    " object_type = excluded.object_type, lon = excluded.lon,"
+                    " lat = excluded.lat, aligned_direction_deg = excluded.aligned_direction_deg,"
+                    " first_seen_at_ms = excluded.first_seen_at_ms,"
+                    " last_seen_at_ms = excluded.last_seen_at_ms, qk = excluded.qk", rows)
+            if changes.assignments:
+                await cur.executemany(
+                    "UPDATE detections SET map_feature_id = %s WHERE id = %s",
+                    [(fid, did) for did, fid in changes.assignments])
+            if touched:
+                await cur.executemany(SQL_BUMP_EPOCH, [("features", IMAGE_ZOOM, t)
+                                                       for t in sorted(touched)])
 
     async def insert_detections(self, detections: Seq[Detection]) -> None:
         """Insert detections."""

@@ -17,6 +17,7 @@ from wayview.errors import Conflict
 from wayview.model.entities import (
     Detection,
     DetectionSearch,
+    FeatureChanges,
     Image,
     ImageSearch,
     MapFeature,
@@ -581,6 +582,47 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             conn.executemany(SQL_INSERT_RTREE.format(table="map_features_rtree"), boxes)
             conn.executemany(SQL_BUMP_EPOCH, [("features", IMAGE_ZOOM, t) for t in touched])
+
+        await self.db.write(run)
+
+    async def apply_feature_changes(self, changes: FeatureChanges) -> None:
+        """Upsert/delete map features and relink detections in one write transaction."""
+        upserts, deletes = changes.upserts, changes.deletes
+        keys = point_keys([f.lon for f in upserts], [f.lat for f in upserts])
+        rows = [
+            (f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,
+             f.first_seen_at_ms, f.last_seen_at_ms, qk)
+            for f, qk in zip(upserts, keys, strict=True)
+        ]
+        shift = 2 * (QK_ZOOM - IMAGE_ZOOM)
+        ids = [f.id for f in upserts] + list(deletes)
+
+        def run(conn: sqlite3.Connection) -> None:
+            touched = {qk >> shift for qk in keys}
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                marks = ",".join("?" * len(part))
+                touched.update(qk >> shift for (qk,) in conn.execute(
+                    f"SELECT qk FROM map_features WHERE id IN ({marks})", part))
+            conn.executemany("UPDATE detections SET map_feature_id = NULL"
+                             " WHERE map_feature_id = ?", [(i,) for i in deletes])
+            conn.executemany("DELETE FROM map_features WHERE id = ?", [(i,) for i in deletes])
+            conn.executemany("DELETE FROM map_features_rtree WHERE id = ?", [(i,) for i in ids])
+            conn.executemany(
+                "INSERT INTO map_features (id, object_value, object_type, lon, lat,"
+                " aligned_direction_deg, first_seen_at_ms, last_seen_at_ms, qk)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " object_value = excluded.object_value, object_type = excluded.object_type,"
+                " lon = excluded.lon, lat = excluded.lat,"
+                " aligned_direction_deg = excluded.aligned_direction_deg,"
+                " first_seen_at_ms = excluded.first_seen_at_ms,"
+                " last_seen_at_ms = excluded.last_seen_at_ms, qk = excluded.qk", rows)
+            conn.executemany(SQL_INSERT_RTREE.format(table="map_features_rtree"),
+                             [(f.id, f.lon, f.lon, f.lat, f.lat) for f in upserts])
+            conn.executemany("UPDATE detections SET map_feature_id = ? WHERE id = ?",
+                             [(fid, did) for did, fid in changes.assignments])
+            conn.executemany(SQL_BUMP_EPOCH, [("features", IMAGE_ZOOM, t)
+                                              for t in sorted(touched)])
 
         await self.db.write(run)
 
