@@ -156,3 +156,45 @@ def test_a_malformed_chunked_body_on_a_live_server_is_a_400(tmp_path) -> None:
             assert status == b"HTTP/1.1 400 Bad Request", (body, answer[:300])
             assert b"incomplete or malformed" in answer
         assert "Traceback" not in server.log_tail()
+
+
+async def test_a_chunked_body_that_crosses_the_disk_floor_stops_retriably(
+        tmp_path, store, seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up while a long body streams in (another writer): the POST stops at the
+    next check with the retriable 507, and what was written before is kept for the resume."""
+    import wayview.ingest.upload_sessions as sessions
+
+    mib = 1024 * 1024
+    readings = iter([100 * mib] + [10 * mib] * 100)  # free bytes: plenty, then short
+    monkeypatch.setattr(sessions, "free_disk_bytes", lambda folder: next(readings))
+    settings = make_settings(tmp_path, upload={"min_free_disk_bytes": 50 * mib})
+    async with app_client(settings, store) as client:
+        r = await client.post("/upload/long", content=chunks(b"x" * (40 * mib), mib),
+                              headers=dict(auth(seeded.user_token), Offset="0"))
+        offset = (await client.get("/upload/long", headers=auth(seeded.user_token))).json()
+    assert r.status_code == 507, r.text
+    assert r.json()["debug_info"]["retriable"] is True
+    assert 0 < offset["offset"] < 20 * mib
+
+
+async def test_a_store_failure_after_the_body_was_read_is_a_retriable_503(
+        tmp_path, store, seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wayview.errors import StoreUnavailable
+
+    settings = make_settings(tmp_path)
+    real = store.save_upload_session
+    calls = 0
+
+    async def flaky(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the update after the bytes are on disk
+            raise StoreUnavailable("database is locked")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "save_upload_session", flaky)
+    async with app_client(settings, store) as client:
+        r = await client.post("/upload/flaky", content=b"a" * 1000,
+                              headers=dict(auth(seeded.user_token), Offset="0"))
+    assert r.status_code == 503, r.text
+    assert r.json()["debug_info"]["retriable"] is True

@@ -137,14 +137,15 @@ async def append(ctx: Context, request: Request, match: re.Match[str]) -> Respon
 
 
 async def _drain(request: Request, limit: int) -> None:
-    """Read and drop up to `limit` bytes of an unread body (no error if it breaks off)."""
+    """Read and drop up to `limit` bytes of what is left of the body (no error if it breaks
+    off, or if it was read to its end already: starlette then raises RuntimeError)."""
     seen = 0
     try:
         async for chunk in request.stream():
             seen += len(chunk)
             if seen > limit:
                 return
-    except ClientDisconnect:
+    except (ClientDisconnect, RuntimeError):
         return
 
 
