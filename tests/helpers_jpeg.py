@@ -190,3 +190,13 @@ def make_plain_jpeg(width: int, height: int, *, mode: str = "L", **save: Any) ->
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", exif=exif_bytes, **save)
     return buffer.getvalue()
+
+
+def make_scan_bomb(width: int = 2000, height: int = 1500, *, repeats: int = 200) -> bytes:
+    """A progressive JPEG (`make_plain_jpeg`) whose last scan is repeated `repeats` times: a
+    valid-looking file of a plausible size whose decoding makes one pass over the whole image
+    per scan (48 MP with 1,000 scans: 260 kB, 27 s of CPU)."""
+    data = make_plain_jpeg(width, height, mode="L", progressive=True, optimize=True)
+    start = data.rindex(b"\xff\xda")
+    end = len(data) - 2  # the last scan runs up to EOI
+    return data[:end] + data[start:end] * repeats + data[end:]

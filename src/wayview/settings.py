@@ -291,6 +291,12 @@ class PipelineSettings(BaseModel):
         "refused as a decompression bomb (0 = no check). Photos take 100,000 and more; a "
         "uniformly grey frame about 4,000.",
     )
+    max_jpeg_scans: int = Field(
+        50, ge=1,
+        description="A JPEG with more scans than this is refused before decoding: each scan is "
+        "a pass over the whole image (a 260-kB file of 1,000 scans costs 27 s of CPU); "
+        "progressive JPEGs have about 10, baseline ones 1.",
+    )
     on_demand_renders: int = Field(
         1, ge=1,
         description="Pyramid levels one server process renders on request at the same time "

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 from PIL import Image, JpegImagePlugin
 from tests.conftest import shared_path
-from tests.helpers_jpeg import make_bomb, make_jpeg, make_plain_jpeg, patch_frame_size
+from tests.helpers_jpeg import (
+    make_bomb,
+    make_jpeg,
+    make_plain_jpeg,
+    make_scan_bomb,
+    patch_frame_size,
+)
 
 from wayview.blobs import LocalBlobs
 from wayview.errors import InvalidInput
@@ -47,6 +53,9 @@ def write_bomb_set(folder: Path) -> dict[str, str]:
         # Under the pixel limit but 1 kB for 48 MP: implausible.
         (folder / f"dense-{name}").write_bytes(make_bomb(8000, 6000, **options))
         expected[f"dense-{name}"] = "implausible image"
+    # A plausible size, but each of its 206 scans is a pass over the whole image.
+    (folder / "many-scans.jpg").write_bytes(make_scan_bomb())
+    expected["many-scans.jpg"] = "implausible image: 206 scans"
     # The largest frame a JPEG can state.
     (folder / "max-frame.jpg").write_bytes(make_bomb(65_535, 65_535))
     expected["max-frame.jpg"] = "image too large"
@@ -141,6 +150,8 @@ def test_the_pipeline_checks_the_frame_the_decoder_sees(tmp_path: Path) -> None:
         processor.derive(1, make_bomb(), 13_300, 13_300)
     with pytest.raises(InvalidInput, match="implausible image"):
         processor.derive(1, make_bomb(4000, 3000), 4000, 3000)
+    with pytest.raises(InvalidInput, match="implausible image: 206 scans"):
+        processor.derive(1, make_scan_bomb(), 2000, 1500)
     assert not list(tmp_path.rglob("*.jpg"))
 
 

@@ -37,7 +37,7 @@ from wayview.ids import new_sequence_key
 from wayview.ingest.exif import PhotoMetadata, read_photo_metadata
 from wayview.ingest.sequencing import SourcePhoto, cut_sequences
 from wayview.model.entities import Image, Sequence
-from wayview.pipeline.limits import check_frame
+from wayview.pipeline.limits import check_frame, check_scans
 from wayview.pipeline.process import (
     Derived,
     ImageProcessor,
@@ -286,6 +286,7 @@ def _scan_file(path: Path, limits: PipelineSettings) -> _Scanned:
         check_frame(metadata.width, metadata.height, len(data),
                     max_pixels=limits.max_image_pixels,
                     min_bytes_per_megapixel=limits.min_bytes_per_megapixel)
+        check_scans(data, limits.max_jpeg_scans)
     except InvalidInput as exc:
         return _Scanned(path, None, exc.message)
     return _Scanned(path, metadata, None)

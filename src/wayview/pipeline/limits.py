@@ -12,6 +12,11 @@ alone, before decoding, with a reason for the per-file report:
   Pillow writes, a uniformly grey frame with optimised Huffman tables, about 3,900 (RGB 5,900).
   The default floor of 1,000 is four times below that, and a bomb of 1 kB for 177 MP has 6.
 
+- **scans** (`pipeline.max_jpeg_scans`): a progressive JPEG is decoded scan by scan, each a
+  pass over every block of the image, so a small file repeating a scan a thousand times costs
+  a thousand passes; `check_scans` counts the start-of-scan markers (entropy-coded data never
+  contains one: a 0xFF byte there is always followed by 0x00 or a restart number).
+
 Accepted images are decoded at full size for the pyramid's top level, so the memory of one
 image grows with its pixels (about 7.5 bytes per pixel for a baseline RGB photo, up to 14 for
 a progressive CMYK one). `pixel_budget` caps the pixels being processed at once in a process at
@@ -36,7 +41,14 @@ from PIL import Image as PILImage
 
 from wayview.errors import InvalidInput
 
-__all__ = ["PixelBudget", "allow_pillow_pixels", "check_frame", "pixel_budget", "release_memory"]
+__all__ = [
+    "PixelBudget",
+    "allow_pillow_pixels",
+    "check_frame",
+    "check_scans",
+    "pixel_budget",
+    "release_memory",
+]
 
 _PILLOW_LOCK = threading.Lock()
 _BUDGETS: dict[int, PixelBudget] = {}
@@ -72,6 +84,23 @@ def check_frame(width: int, height: int, nbytes: int, *, max_pixels: int,
         raise InvalidInput(
             f"implausible image: {nbytes} bytes for {width}×{height} pixels "
             f"(at least {expected} expected)")
+
+
+def check_scans(data: bytes, max_scans: int) -> None:
+    """Refuse a JPEG with more than `max_scans` start-of-scan markers (0xFFDA) in all.
+
+    >>> check_scans(bytes.fromhex("ffd8" + "ffda0008" * 3 + "ffd9"), 3)
+    >>> check_scans(bytes.fromhex("ffd8" + "ffda0008" * 4 + "ffd9"), 3)
+    Traceback (most recent call last):
+    ...
+    wayview.errors.InvalidInput: implausible image: 4 scans (at most 3)
+
+    Raises:
+        InvalidInput: with the reason.
+    """
+    scans = data.count(b"\xff\xda")
+    if scans > max_scans:
+        raise InvalidInput(f"implausible image: {scans} scans (at most {max_scans})")
 
 
 def allow_pillow_pixels(max_pixels: int) -> None:

@@ -48,6 +48,7 @@ from wayview.pipeline.blur import Blurrer, blur_jpeg, open_blurrer
 from wayview.pipeline.limits import (
     allow_pillow_pixels,
     check_frame,
+    check_scans,
     pixel_budget,
     release_memory,
 )
@@ -130,7 +131,8 @@ class ImageProcessor:
 
     def check(self, data: bytes, width: int, height: int) -> None:
         """Refuse a JPEG before decoding it: its frame header (as the decoder reads it) must
-        agree with the stored `width` × `height` and pass `pipeline.limits.check_frame`.
+        agree with the stored `width` × `height` and pass `pipeline.limits.check_frame`, and
+        it may have at most `pipeline.max_jpeg_scans` scans.
 
         Raises:
             InvalidInput: with the reason.
@@ -142,6 +144,7 @@ class ImageProcessor:
                 f"{width}×{height})")
         check_frame(width, height, len(data), max_pixels=self.settings.max_image_pixels,
                     min_bytes_per_megapixel=self.settings.min_bytes_per_megapixel)
+        check_scans(data, self.settings.max_jpeg_scans)
 
     def _put(self, key: str, data: bytes, written: list[str]) -> None:
         self.blobs.put_bytes(key, data)
@@ -241,6 +244,7 @@ def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int, *,
         check_frame(image.width, image.height, len(original),
                     max_pixels=limits.max_image_pixels,
                     min_bytes_per_megapixel=limits.min_bytes_per_megapixel)
+        check_scans(original, limits.max_jpeg_scans)
         first: bytes | None = None
         with pixel_budget(limits.max_image_pixels).hold(image.width * image.height):
             try:
