@@ -168,3 +168,26 @@ async def test_cleanup_removes_staging_folders_of_finished_or_vanished_uploads(
     assert not left["cluster-999999999-c"].exists()
     assert left[f"cluster-{queued}-b"].exists()  # its job will come back for it
     assert (work / "unrelated.txt").exists()
+
+
+async def test_decompression_bombs_in_an_upload_are_dropped_with_their_reason(
+        client, store, settings, seeded: Seeded):
+    from tests.helpers_jpeg import make_bomb, make_scan_bomb
+
+    data = zip_of([("0.jpg", photo(0)), ("huge.jpg", make_bomb(13_300, 13_300, mode="CMYK")),
+                   ("dense.jpg", make_bomb(8000, 6000, progressive=True)),
+                   ("scans.jpg", make_scan_bomb())])
+    handle = await upload(client, seeded.user_token, "mly_tools_bombs.zip", data)
+    bomb = await upload(client, seeded.user_token, "mly_tools_bomb.jpg", make_bomb())
+    m = await upload(client, seeded.user_token, "uuid_bomb.json", _manifest([bomb]))
+    result = await run_job(settings, store,
+                           await finish(client, seeded.user_token, handle, "zip"))
+    assert result["imported"] == 1, result
+    reasons = {d["item"]: d["reason"] for d in result["dropped"]}
+    assert reasons["huge.jpg"].startswith("image too large: 13300×13300 pixels")
+    assert reasons["dense.jpg"].startswith("implausible image: ")
+    assert reasons["scans.jpg"].startswith("implausible image: 206 scans")
+    manifest = await run_job(settings, store,
+                             await finish(client, seeded.user_token, m, "mly_bundle_manifest"))
+    assert manifest["imported"] == 0
+    assert manifest["dropped"][0]["reason"].startswith("image too large")
