@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 import zipfile
 
 from tests.api.test_upload_ingest import finish, photo, run_job, upload, zip_of
@@ -162,11 +164,15 @@ async def test_cleanup_removes_staging_folders_of_finished_or_vanished_uploads(
     for folder in left.values():
         folder.mkdir(parents=True)
         (folder / "000000.jpg").write_bytes(b"x")
+        os.utime(folder, (time.time() - 7200, time.time() - 7200))
+    fresh = work / f"cluster-{done}-fresh"  # a run of the same upload started a moment ago
+    fresh.mkdir()
     (work / "unrelated.txt").write_text("kept")
     await UploadSessions(settings, store).cleanup_expired()
     assert not left[f"cluster-{done}-a"].exists()
     assert not left["cluster-999999999-c"].exists()
     assert left[f"cluster-{queued}-b"].exists()  # its job will come back for it
+    assert fresh.exists()
     assert (work / "unrelated.txt").exists()
 
 

@@ -70,6 +70,9 @@ CLEANUP_BATCH = 10_000
 _LOCK_POLL_S = 0.02
 
 
+#: A staging folder of a finished upload is removed by the cleanup once it is this old (a
+#: job run again by an operator may be using a fresh one).
+STALE_WORK_S = 3600.0
 #: How often (bytes written) a body of unknown length re-checks the quota and free space.
 RECHECK_BYTES = 16 * 1024 * 1024
 
@@ -101,11 +104,13 @@ def work_prefix(cluster_id: int) -> str:
     return f"cluster-{int(cluster_id)}-"
 
 
-def remove_work_folders(work: Path, cluster_id: int | None = None) -> int:
+def remove_work_folders(work: Path, cluster_id: int | None = None, *,
+                        older_than_s: float = 0.0) -> int:
     """Delete the staging folders under `work` of one upload (`cluster_id`) or, with None,
-    every one; how many. Called by the next attempt of a job whose process was killed, and
-    by the cleanup for uploads that are done."""
+    every one, last changed at least `older_than_s` ago; how many. Called by the next attempt
+    of a job whose process was killed, and by the cleanup for uploads that are done."""
     removed = 0
+    now = time.time()
     try:
         entries = list(os.scandir(work))
     except FileNotFoundError:
@@ -116,6 +121,12 @@ def remove_work_folders(work: Path, cluster_id: int | None = None) -> int:
             continue
         if cluster_id is not None and int(match[1]) != cluster_id:
             continue
+        if older_than_s > 0:
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime < older_than_s:
+                    continue
+            except FileNotFoundError:
+                continue
         shutil.rmtree(entry.path, ignore_errors=True)
         log.info("removed the staging folder %s left by an interrupted attempt", entry.name)
         removed += 1
@@ -317,8 +328,9 @@ class UploadSessions:
 
     async def cleanup_work(self) -> int:
         """Delete staging folders no job will come back for: their upload is gone or its
-        processing has finished (an attempt killed after staging left them); how many.
-        Folders of uploads still queued or running are left to their job's next attempt."""
+        processing has finished (an attempt killed after staging left them) at least
+        `STALE_WORK_S` ago; how many. Folders of uploads still queued or running are left to
+        their job's next attempt."""
         work = self.settings.data_dir / UPLOADS_DIR / WORK_DIR
         try:
             names = [e.name for e in os.scandir(work) if e.is_dir(follow_symlinks=False)]
@@ -329,7 +341,8 @@ class UploadSessions:
                                   if (m := _WORK_NAME.fullmatch(n)) is not None}):
             finish = await self.store.get_upload_finish(cluster_id)
             if finish is None or finish.result is not None:
-                removed += await asyncio.to_thread(remove_work_folders, work, cluster_id)
+                removed += await asyncio.to_thread(remove_work_folders, work, cluster_id,
+                                                   older_than_s=STALE_WORK_S)
         return removed
 
     async def _remove(self, session: UploadSession, now_ms: int) -> bool:

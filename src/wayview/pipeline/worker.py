@@ -14,6 +14,10 @@ What happens when a handler fails:
 Parked jobs keep their error and wait for an operator: `wayview jobs list --state parked`,
 `wayview jobs retry`. Handlers are idempotent, so a retried or taken-over job does not
 duplicate anything.
+
+`run_forever` also does the upload housekeeping when it starts and every
+`MAINTENANCE_INTERVAL_S`: expired upload sessions and the staging folders of killed attempts
+(`UploadSessions.cleanup_expired`), so disk held by them comes back without a cron job.
 """
 
 from __future__ import annotations
@@ -30,14 +34,18 @@ from collections.abc import Callable
 
 from wayview.blobs.base import BlobStore
 from wayview.errors import InvalidInput
+from wayview.ingest.upload_sessions import UploadSessions
 from wayview.model.entities import Job
 from wayview.pipeline.jobs import JobContext, JobHandler, handler_for, load_handlers
 from wayview.settings import Settings
 from wayview.store.base import Store
 
-__all__ = ["JobRunner", "backoff_s", "worker_name"]
+__all__ = ["MAINTENANCE_INTERVAL_S", "JobRunner", "backoff_s", "worker_name"]
 
 log = logging.getLogger("wayview.jobs")
+
+#: Seconds between two runs of the upload housekeeping in `run_forever`.
+MAINTENANCE_INTERVAL_S = 3600.0
 
 
 def worker_name() -> str:
@@ -104,8 +112,30 @@ class JobRunner:
     async def run_forever(self) -> None:
         """Run jobs until `stop()`; idle lanes poll every `jobs.poll_s` (or on `wake()`)."""
         log.info("job runner %s started (%d at once)", self.name, self.concurrency)
-        await asyncio.gather(*(self._lane() for _ in range(self.concurrency)))
+        maintenance = asyncio.create_task(self._maintain())
+        try:
+            await asyncio.gather(*(self._lane() for _ in range(self.concurrency)))
+        finally:
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
         log.info("job runner %s stopped", self.name)
+
+    async def maintain_once(self) -> int:
+        """One run of the upload housekeeping; sessions removed."""
+        return await UploadSessions(self.settings, self.store).cleanup_expired()
+
+    async def _maintain(self) -> None:
+        while not self._stop.is_set():
+            try:
+                removed = await self.maintain_once()
+                if removed:
+                    log.info("job runner %s removed %d expired upload sessions", self.name,
+                             removed)
+            except Exception:  # the store or the disk is unavailable: try again later
+                log.exception("job runner %s: upload housekeeping failed", self.name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), MAINTENANCE_INTERVAL_S)
 
     def stop(self) -> None:
         """Ask the lanes to stop after their current job."""
