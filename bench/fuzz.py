@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +112,7 @@ def main() -> int:
     if report.rss_end_kib - report.rss_start_kib > MAX_SERVER_GROWTH_MIB * 1024:
         failures.append(f"server RSS grew by {(report.rss_end_kib - report.rss_start_kib) // 1024} MiB")
     if args.json is not None:
-        data = asdict(report)
-        data["kept"] = [[*k, v] for k, v in report.kept.items()]
-        args.json.write_text(json.dumps(data, indent=2, default=str))
+        args.json.write_text(json.dumps(report.to_json(), indent=2))
     print("\nFAILED: " + "; ".join(failures) if failures else "\nPASSED")
     return 1 if failures else 0
 

@@ -148,6 +148,20 @@ class Report:
         if not self.rss_start_kib:
             self.rss_start_kib = total
 
+    def to_json(self) -> dict[str, Any]:
+        """The counts as plain JSON values (`dataclasses.asdict` mangles Counters)."""
+        return {
+            "requests": self.requests, "elapsed_s": round(self.elapsed_s, 1),
+            "by_class": dict(self.by_class), "by_operation": dict(self.by_operation),
+            "problems": dict(self.problems), "validated": dict(self.validated),
+            "server_errors": self.server_errors, "tracebacks": self.tracebacks,
+            "log_tracebacks": self.log_tracebacks,
+            "rss_kib": {"start": self.rss_start_kib, "end": self.rss_end_kib,
+                        "peak": self.rss_peak_kib, "largest_process_hwm": self.hwm_peak_kib},
+            "known_bugs_not_sent": dict(self.known), "skipped": self.skipped,
+            "findings": [vars(f) for f in self.findings],
+        }
+
     def summary(self) -> str:
         """The counts as a few lines of text."""
         classes = ", ".join(f"{k}: {v}" for k, v in sorted(self.by_class.items()))
