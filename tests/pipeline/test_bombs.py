@@ -178,6 +178,28 @@ def test_thumbnails_of_a_large_photo_decode_reduced() -> None:
     assert grown_mb < 8000 * 6000 * 3 / 2**20 / 2, grown_mb  # a full decode is 137 MB
 
 
+def test_blur_detection_of_a_large_photo_decodes_reduced() -> None:
+    """The cascades look at a 1,600-pixel copy: a 48 MP photo with nothing to blur is decoded
+    at 1/4 scale (it used to be decoded in full and copied: 275 MB)."""
+    data = make_plain_jpeg(8000, 6000, mode="RGB")
+    script = (
+        "import resource, sys\n"
+        "from tests.helpers_jpeg import make_jpeg\n"
+        "from wayview.pipeline.blur import CascadeBlurrer, blur_jpeg\n"
+        "data = sys.stdin.buffer.read()\n"
+        "blurrer = CascadeBlurrer()\n"
+        "blur_jpeg(make_jpeg(), blurrer)  # loads the cascades\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "out, regions = blur_jpeg(data, blurrer)\n"
+        "assert out is data and regions == []\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], input=data, capture_output=True,
+                          check=True, cwd=REPO, timeout=120)
+    grown_mb = int(done.stdout)
+    assert grown_mb < 8000 * 6000 * 3 / 2**20 / 2, grown_mb
+
+
 #: Documented bound (docs/deployment.md, "Memory"): a process's peak RSS while processing is at
 #: most its baseline (about 150 MB, plus about 75 MB per pipeline thread once its OpenCV
 #: cascades are loaded; the import pool has one thread per CPU) plus 16 bytes per pixel of
