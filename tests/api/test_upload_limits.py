@@ -198,3 +198,18 @@ async def test_a_store_failure_after_the_body_was_read_is_a_retriable_503(
                               headers=dict(auth(seeded.user_token), Offset="0"))
     assert r.status_code == 503, r.text
     assert r.json()["debug_info"]["retriable"] is True
+
+
+async def test_an_empty_post_at_the_quota_still_answers_the_handle(tmp_path, store, seeded):
+    """mapillary_tools 0.12 ends every upload with an empty POST; 0.14 sends one when the
+    server holds the whole file: neither may fail because the user is exactly at the quota."""
+    settings = make_settings(tmp_path, upload={"user_quota_bytes": 1000})
+    async with app_client(settings, store) as client:
+        headers = auth(seeded.user_token)
+        first = await client.post("/upload/q", content=b"a" * 1000,
+                                  headers=dict(headers, Offset="0"))
+        empty = await client.post("/upload/q", content=b"", headers=dict(headers, Offset="1000"))
+        more = await client.post("/upload/q", content=b"b", headers=dict(headers, Offset="1000"))
+    assert first.status_code == 200 and empty.status_code == 200
+    assert empty.json() == first.json()
+    assert more.status_code == 413
