@@ -12,12 +12,12 @@ share one path (metadata, dedup by SHA-256, derivatives, pipeline).
   before the central directory is loaded, and members that are too large, inflate more than
   `upload.max_zip_ratio` times (every member, however small: its bytes are counted as they
   are inflated), are encrypted or are not images are dropped with a reason.
+- `mly_camm_video`, `mly_blackvue_video`: frames every `upload.video_sample_distance_m`
+  metres (wayview.ingest.video).
 
 What one upload stages is bounded by `upload.max_expanded_bytes`: every staged byte counts
 (zip members as inflated, manifest images); the item that would pass the budget and all after
 it are dropped with that reason.
-- `mly_camm_video`, `mly_blackvue_video`: frames every `upload.video_sample_distance_m`
-  metres (wayview.ingest.video).
 
 mapillary_tools sends no panorama flag (spec §8.5): a staged JPEG with a 2:1 frame and no XMP
 gets a GPano packet, so the importer stores it as spherical.
@@ -257,8 +257,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except FileNotFoundError:
-        raise
-    except OSError:
+        raise  # no bytes uploaded: the caller drops the image
+    except OSError:  # another filesystem, or links not supported
         shutil.copyfile(source, target)
 
 
