@@ -302,6 +302,31 @@ class PipelineSettings(BaseModel):
         description="Pyramid levels one server process renders on request at the same time "
         "(levels the pipeline did not store); further requests wait for a free slot.",
     )
+    detectors: str = Field(
+        "signs", description="What the pipeline detects in every image, comma-separated: "
+        "`signs` (traffic signs by colour and shape), `onnx` (your YOLO-format model, see "
+        "`onnx_model`), `package.module:Class`, or `none`.",
+    )
+    onnx_model: str = Field(
+        "", description="Path of a YOLO-format (v5/v8) ONNX detector for `detectors = onnx`; "
+        "its licence is yours to choose.",
+    )
+    onnx_labels: str = Field(
+        "", description="Path of a text file mapping the ONNX model's classes to taxonomy "
+        "values: one line per class index, the value (or `-` to ignore the class).",
+    )
+    onnx_min_score: float = Field(
+        0.4, ge=0, le=1, description="Detections of the ONNX model below this score are "
+        "dropped.",
+    )
+    map_features: bool = Field(
+        True, description="Triangulate map features from the detections of every upload and "
+        "import (and merge them with stored ones).",
+    )
+    feature_merge_radius_m: float = Field(
+        8.0, gt=0, description="A new map feature this close to a stored one of the same "
+        "value is the same object: its evidence joins the stored feature.",
+    )
 
 
 class EmbedSettings(BaseModel):
