@@ -117,7 +117,8 @@ def test_panorama_sightings_use_the_full_circle():
     for k, c in enumerate(cams):
         true = bearing_deg(*c, *sign)
         u = 0.5 + (((true - 90.0 + 180) % 360) - 180) / 360.0
-        sightings.append(Sighting(k, k, "object--fire-hydrant", c[0], c[1], 90.0, u, 0.01,
+        width = math.degrees(2 * math.atan(0.35 / 2 / distance_m(*c, *sign))) / 360.0
+        sightings.append(Sighting(k, k, "object--fire-hydrant", c[0], c[1], 90.0, u, width,
                                   360.0, k, spherical=True))
     [feature] = place_sightings(sightings)
     assert distance_m(feature.lon, feature.lat, *sign) < 0.05
@@ -138,3 +139,19 @@ def test_many_sightings_across_a_city_stay_fast_and_separate(n):
     features = place_sightings(sightings)
     assert len(features) == n // 4
     assert time.monotonic() - started < 10
+
+
+def test_a_lone_ray_with_a_wrong_heading_joins_the_object_it_points_near():
+    """Phone compasses err by 10° and more: a third camera whose heading is 8° off still
+    saw the same sign, so it adds evidence instead of a second feature."""
+    sign = at(3.0, 40.0)
+    sightings = [sighting(k, at(0.0, 20.0 * k), sign, heading=0.0) for k in range(2)]
+    lone = sighting(9, at(-2.0, -5.0), sign, heading=0.0)
+    sightings.append(Sighting(**{**{f: getattr(lone, f) for f in lone.__slots__},
+                                 "heading_deg": 8.0}))
+    [feature] = place_sightings(sightings)
+    assert {s.detection_id for s in feature.sightings} == {0, 1, 9}
+    assert distance_m(feature.lon, feature.lat, *sign) < 0.5  # the lone ray did not move it
+    # Far off in angle: a separate object.
+    far = Sighting(**{**{f: getattr(lone, f) for f in lone.__slots__}, "heading_deg": 40.0})
+    assert len(place_sightings([*sightings[:2], far])) == 2

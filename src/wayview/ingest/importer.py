@@ -37,7 +37,9 @@ from wayview.ids import new_sequence_key
 from wayview.ingest.exif import PhotoMetadata, read_photo_metadata
 from wayview.ingest.sequencing import SourcePhoto, cut_sequences
 from wayview.model.entities import Image, Sequence
+from wayview.pipeline.detectors import Found
 from wayview.pipeline.limits import check_frame, check_scans
+from wayview.pipeline.perception import detections_from, update_map_features
 from wayview.pipeline.process import (
     Derived,
     ImageProcessor,
@@ -395,7 +397,7 @@ async def _store_sequence(
         else:
             written.extend(outcome.keys)
             images.append(replace(_image(photo.metadata, job.image_id, sequence, now_ms),
-                                  assets=outcome.assets))
+                                  assets=outcome.assets, quality_score=outcome.quality_score))
     blobs = processor.blobs
     failed = [image_id for image_id, outcome in outcomes.items() if isinstance(outcome, str)]
     try:
@@ -417,12 +419,31 @@ async def _store_sequence(
         return
     if images:  # a sequence bridging stored components makes them one
         await absorb_merge_components(processor.settings, store, images)
+        await _store_perception(store, processor.settings, images, outcomes)
     # A file that failed half-way may have left some of its blobs.
     await _discard_folders(runner, blobs, failed)
     await store.forget_blobs(owner, journal)
     if images:
         report.imported += len(images)
         report.sequences.append(ImportedSequence(sequence.id, len(images)))
+
+
+async def _store_perception(store: Store, settings: PipelineSettings, images: list[Image],
+                            outcomes: dict[int, Derived | str]) -> None:
+    """The detections of a stored sequence, and the map features they make (stage 6)."""
+    found: list[tuple[int, Found]] = []
+    for image in images:
+        outcome = outcomes[image.id]
+        if isinstance(outcome, Derived):
+            found.extend((image.id, f) for f in outcome.found)
+    if not found:
+        return
+    ids = await store.reserve_ids("detection", len(found))
+    now_ms = int(time.time() * 1000)
+    rows = [detection for (image_id, f), did in zip(found, ids, strict=True)
+            for detection in detections_from(image_id, [f], [did], now_ms)]
+    await store.insert_detections(rows)
+    await update_map_features(settings, store, images)
 
 
 async def _discard_folders(runner: _Runner, blobs: BlobStore, image_ids: list[int]) -> None:

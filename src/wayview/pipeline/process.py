@@ -5,7 +5,9 @@ Per image (`ImageProcessor.derive`, in a worker thread):
 1. **privacy blurring**: the `pipeline.blurrer` finds faces and licence plates; they are
    blurred before anything public is made. The unblurred upload is kept as a private blob
    (never served) when `pipeline.keep_unblurred`, else dropped.
-2. **derivatives** of the blurred image: `thumb_256/1024/2048` and the public `original`.
+2. **derivatives** of the blurred image: `thumb_256/1024/2048` and the public `original`;
+   the detectors (`pipeline.detectors`) and `quality_score` look at the 2048-px derivative
+   (`pipeline.perception.Perceiver`).
 3. **image pyramid** (`pipeline.pyramid`): the 1024-px tiles of the levels MapillaryJS asks for
    (§3.12); other valid levels are rendered on first request (`ensure_pyramid_level`).
 
@@ -17,6 +19,9 @@ Per sequence (`reconstruct_sequence`), before its rows are written:
 5. **3D assets** (`pipeline.meshes`): `merge_cc` (shared with stored sequences that come within
    `pipeline.merge_radius_m`), a mesh per perspective/fisheye image and one `sfm_cluster` per
    sequence, so MapillaryJS gets its 3D transitions.
+
+After the rows are in, the importer stores the detections and re-places the map features
+around the sequence (`pipeline.perception.update_map_features`, stage 6).
 
 The importer inserts the sequence only after every stage, in one transaction, so a sequence is
 never half visible; the blobs of a sequence that fails are deleted again. Before it writes a
@@ -45,6 +50,7 @@ from wayview.blobs.base import (
 from wayview.errors import InvalidInput
 from wayview.model.entities import ASSET_CLUSTER, ASSET_MESH, ASSET_PYRAMID, Image, ImageSearch
 from wayview.pipeline.blur import Blurrer, blur_jpeg, open_blurrer
+from wayview.pipeline.detectors import Found
 from wayview.pipeline.limits import (
     allow_pillow_pixels,
     check_frame,
@@ -52,6 +58,7 @@ from wayview.pipeline.limits import (
     pixel_budget,
     release_memory,
 )
+from wayview.pipeline.perception import Perceiver
 from wayview.pipeline.positions import ShotInput, TrackPositioner, merge_components
 from wayview.pipeline.pyramid import render_pyramid, stored_levels
 from wayview.pipeline.sfm_assets import encode_cluster, encode_mesh, image_plane_mesh
@@ -84,6 +91,9 @@ class Derived:
     keys: tuple[str, ...]
     blurred_regions: int
     assets: int
+    #: What the detectors found in the blurred image (stage 1b).
+    found: tuple[Found, ...] = ()
+    quality_score: float | None = None
 
 
 class ImageProcessor:
@@ -94,6 +104,7 @@ class ImageProcessor:
         self.settings = settings
         self.blobs = blobs
         self.blurrer = blurrer if blurrer is not None else open_blurrer(settings.blurrer)
+        self.perceiver = Perceiver(settings)
         allow_pillow_pixels(settings.max_image_pixels)
         self._budget = pixel_budget(settings.max_image_pixels)
 
@@ -112,6 +123,7 @@ class ImageProcessor:
         with self._budget.hold(width * height):
             public, regions = blur_jpeg(data, self.blurrer)
             derivatives = make_derivatives(public)
+            seen = self.perceiver.look(derivatives["thumb_2048"])
             try:
                 if regions and self.settings.keep_unblurred:
                     self._put(private_source_key(image_id), data, written)
@@ -127,7 +139,7 @@ class ImageProcessor:
             finally:
                 del public, derivatives
                 release_memory()
-        return Derived(tuple(written), len(regions), assets)
+        return Derived(tuple(written), len(regions), assets, seen.found, seen.quality_score)
 
     def check(self, data: bytes, width: int, height: int) -> None:
         """Refuse a JPEG before decoding it: its frame header (as the decoder reads it) must

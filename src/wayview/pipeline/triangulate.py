@@ -134,6 +134,10 @@ class TriangulationSettings:
     max_single_view_m: float = 40.0
     #: Objects of one value placed closer than this are one object (their sightings join).
     merge_radius_m: float = 6.0
+    #: A ray that agrees with no other joins a triangulated object of its value when it
+    #: passes within this angle of it (phone compasses err by 15° and more) and the
+    #: object's size in the picture puts it at a compatible distance (×0.4 to ×2.5).
+    join_angle_deg: float = 20.0
 
 
 @dataclass(slots=True)
@@ -146,7 +150,8 @@ class Placed:
     sightings: list[Sighting] = field(default_factory=list)
     #: Root mean square of the rays' perpendicular misses (0 for a single view), metres.
     residual_m: float = 0.0
-    #: "triangulated" (two or more rays agree) or "single-view" (known size).
+    #: "triangulated" (two or more rays cross), "fused" (nearly parallel rays placed by
+    #: their directions and sizes together) or "single-view" (one ray, known size).
     method: str = "triangulated"
 
     @property
@@ -284,6 +289,35 @@ def _merge_close(placed: list[Placed], plane: _Plane, radius_m: float) -> list[P
     return out
 
 
+#: How far a ray's distance to an object may be from its distance by size (× this range).
+_MIN_SIZE_RATIO = 0.4
+_MAX_SIZE_RATIO = 2.5
+#: Standard errors assumed when rays are fused: the bearing (radians; 5°, what phone compasses
+#: and headings from the track err by) and the distance from the object's size (a quarter).
+_BEARING_SIGMA = 0.087
+_SIZE_SIGMA = 0.25
+
+
+def _fuse(origins: np.ndarray, directions: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The point best agreeing with every ray's direction *and* its distance from size.
+
+    Weighted linear least squares: across each ray the miss counts with the bearing's error
+    at that distance, along it the difference from the size distance counts with the size's
+    error. Rays of well-separated directions pin the point by their crossing; nearly parallel
+    ones (a sign straight ahead) by their sizes, never an ill-conditioned intersection.
+    """
+    a = np.zeros((2, 2))
+    b = np.zeros(2)
+    for p, d, dist in zip(origins, directions, sizes, strict=True):
+        normal = np.array([d[1], -d[0]])
+        w_perp = 1.0 / (_BEARING_SIGMA * dist) ** 2
+        w_along = 1.0 / (_SIZE_SIGMA * dist) ** 2
+        a += w_perp * np.outer(normal, normal) + w_along * np.outer(d, d)
+        b += w_perp * normal * (normal @ p) + w_along * d * (d @ p + dist)
+    solved: np.ndarray = np.linalg.solve(a, b)
+    return solved
+
+
 def _rays(group: Sequence[Sighting], plane: _Plane) -> tuple[np.ndarray, np.ndarray]:
     origins = np.array([plane.to_xy(s.lon, s.lat) for s in group], dtype=float)
     angles = np.radians([s.bearing_deg for s in group])
@@ -323,7 +357,8 @@ def _least_squares(origins: np.ndarray, directions: np.ndarray, weights: np.ndar
         b += w * (m @ p)
     if abs(np.linalg.det(a)) < 1e-9:
         return None
-    return np.asarray(np.linalg.solve(a, b))
+    solved: np.ndarray = np.linalg.solve(a, b)
+    return solved
 
 
 def _refine(point: np.ndarray, origins: np.ndarray, directions: np.ndarray,
@@ -345,9 +380,21 @@ def _refine(point: np.ndarray, origins: np.ndarray, directions: np.ndarray,
 def _place_value(value: str, group: list[Sighting], plane: _Plane,
                  settings: TriangulationSettings) -> list[Placed]:
     origins, directions = _rays(group, plane)
+    sizes = np.array([s.single_view_distance_m() for s in group])
     remaining = list(range(len(group)))
     out: list[Placed] = []
     min_sin = math.sin(math.radians(settings.min_angle_deg))
+
+    def agree(perp: np.ndarray, along: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Rays that pass close to a point, in front of their camera, at a distance the
+        object's size in their picture allows (a crossing right at a camera, or far behind
+        the object, is not the object)."""
+        ratio = along / sizes[idx]
+        ok: np.ndarray = ((perp <= settings.max_miss_m) & (along > 0)
+                          & (along <= settings.max_range_m)
+                          & (ratio >= _MIN_SIZE_RATIO) & (ratio <= _MAX_SIZE_RATIO))
+        return ok
+
     while len(remaining) >= 2:
         best: tuple[int, float, np.ndarray, list[int]] | None = None
         for i_pos, i in enumerate(remaining):
@@ -363,8 +410,7 @@ def _place_value(value: str, group: list[Sighting], plane: _Plane,
                     continue
                 idx = np.array(remaining)
                 perp, along = _misses(point, origins[idx], directions[idx])
-                ok = (perp <= settings.max_miss_m) & (along > 0) & \
-                    (along <= settings.max_range_m)
+                ok = agree(perp, along, idx)
                 inliers = [int(k) for k in idx[ok]]
                 score = float(np.sum(perp[ok]))
                 if best is None or len(inliers) > best[0] or \
@@ -377,20 +423,47 @@ def _place_value(value: str, group: list[Sighting], plane: _Plane,
         point = _refine(point, origins[idx], directions[idx], settings.max_miss_m / 2)
         # Rays that the refined point now misses go back to the pool.
         perp, along = _misses(point, origins[idx], directions[idx])
-        keep = [k for k, ok in zip(inliers, (perp <= settings.max_miss_m) & (along > 0),
-                                   strict=True) if ok]
+        keep = [k for k, ok in zip(inliers, agree(perp, along, idx), strict=True) if ok]
         if len(keep) < 2:
-            keep = inliers[:2]
+            remaining = [k for k in remaining if k not in inliers[:2]] + inliers[:2]
+            break
         lon, lat = plane.to_lonlat(float(point[0]), float(point[1]))
         kept_perp, _ = _misses(point, origins[np.array(keep)], directions[np.array(keep)])
         out.append(Placed(value, lon, lat, [group[k] for k in keep],
                           residual_m=float(np.sqrt(np.mean(kept_perp ** 2)))))
         remaining = [k for k in remaining if k not in keep]
-    for k in remaining:
+    # Rays no pair agreed on, the most reliable first (the largest in the picture: their
+    # distance from size is best). Each joins an object it points near (within
+    # `join_angle_deg`, at a distance its size allows) or is placed by size; later rays may
+    # then join it.
+    for k in sorted(remaining, key=lambda k: -group[k].width_frac):
         s = group[k]
+        near: tuple[float, Placed] | None = None
+        for item in out:
+            x, y = plane.to_xy(item.lon, item.lat)
+            perp, along = _misses(np.array([x, y]), origins[k:k + 1], directions[k:k + 1])
+            if not 0 < along[0] <= settings.max_range_m:
+                continue
+            angle = math.degrees(math.atan2(perp[0], along[0]))
+            ratio = along[0] / sizes[k]
+            if angle <= settings.join_angle_deg and \
+                    _MIN_SIZE_RATIO <= ratio <= _MAX_SIZE_RATIO and \
+                    (near is None or angle < near[0]):
+                near = (angle, item)
+        if near is not None:
+            near[1].sightings.append(s)
+            continue
         dist = min(s.single_view_distance_m(), settings.max_single_view_m)
         point = origins[k] + dist * directions[k]
         lon, lat = plane.to_lonlat(float(point[0]), float(point[1]))
         out.append(Placed(value, lon, lat, [s], residual_m=0.0, method="single-view"))
+    index = {id(g): k for k, g in enumerate(group)}
+    for item in out:
+        if item.method == "single-view" and len(item.sightings) >= 2:
+            ks = np.array([index[id(s)] for s in item.sightings])
+            point = _fuse(origins[ks], directions[ks],
+                          np.array([s.single_view_distance_m() for s in item.sightings]))
+            item.lon, item.lat = plane.to_lonlat(float(point[0]), float(point[1]))
+            item.method = "fused"
     out.sort(key=lambda p: -len(p.sightings))
     return out

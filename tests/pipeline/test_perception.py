@@ -1,0 +1,123 @@
+"""The pipeline sees (issue #15): imported photos of a street with a stop sign get detections,
+a quality score and exactly one map feature where the sign stands; a second pass joins it."""
+
+from __future__ import annotations
+
+import io
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+
+from wayview.blobs import LocalBlobs
+from wayview.fixture_signs import paste_sign
+from wayview.fixtures import make_jpeg
+from wayview.ingest.importer import import_paths
+from wayview.model.entities import DetectionSearch, ImageSearch, MapFeatureSearch
+from wayview.pipeline.triangulate import bearing_deg, distance_m
+from wayview.store import open_store
+from wayview.testing import make_settings
+
+LON0, LAT0 = 13.40, 52.52
+M_LAT = 1 / 111_195.0
+M_LON = M_LAT / math.cos(math.radians(LAT0))
+SIGN = (LON0 + 6.0 * M_LON, LAT0 + 38.0 * M_LAT)  # 6 m right of the street, 38 m ahead
+FOCAL_35MM = 28  # a 65.5° horizontal field of view
+T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
+
+
+def street_photo(path: Path, north_m: float, east_m: float, when: datetime,
+                 compass: float = 0.0) -> None:
+    """A 1024×768 photo at (east_m, north_m) looking at `compass`, the sign pasted where a
+    pinhole camera would see it."""
+    lon, lat = LON0 + east_m * M_LON, LAT0 + north_m * M_LAT
+    data = make_jpeg(width=1024, height=768, lat=lat, lon=lon, captured_at=when,
+                     compass_deg=compass, focal_35mm=FOCAL_35MM, seed=int(north_m))
+    image = PILImage.open(io.BytesIO(data))
+    exif = image.info["exif"]
+    image = image.convert("RGB")
+    hfov = 2 * math.atan(18 / FOCAL_35MM)
+    off = math.radians(((bearing_deg(lon, lat, *SIGN) - compass + 180) % 360) - 180)
+    u = 0.5 + math.tan(off) / (2 * math.tan(hfov / 2))
+    dist = distance_m(lon, lat, *SIGN)
+    focal_px = 1024 / (2 * math.tan(hfov / 2))
+    size = max(8, round(focal_px * 0.75 / dist))
+    paste_sign(image, "regulatory--stop--g1", round(u * 1024 - size / 2), 300, size)
+    image.save(path, "JPEG", quality=92, exif=exif)
+
+
+def walk(folder: Path, start_m: float, east_m: float, when: datetime, count: int = 6) -> Path:
+    """Photos every 4 m northwards (the sign 38 to 18 m ahead, 10° to 18° right: 16 to 32 px
+    wide)."""
+    folder.mkdir(parents=True)
+    for k in range(count):
+        street_photo(folder / f"{k:02d}.jpg", start_m + 4.0 * k, east_m,
+                     when + timedelta(seconds=2 * k))
+    return folder
+
+
+@pytest.fixture
+async def world(tmp_path):
+    settings = make_settings(tmp_path)
+    store = open_store(settings)
+    await store.open()
+    await store.create_user("ann")
+    try:
+        yield settings, store, LocalBlobs(settings.blobs_path)
+    finally:
+        await store.close()
+
+
+async def test_imported_photos_make_one_map_feature_where_the_sign_stands(world, tmp_path):
+    settings, store, blobs = world
+    report = await import_paths(store, blobs, settings, [walk(tmp_path / "a", 0.0, 0.0, T0)],
+                                username="ann")
+    assert report.imported == 6
+    images = (await store.search_images(ImageSearch(bbox=(13.39, 52.51, 13.41, 52.53)))).items
+    assert all(im.quality_score is not None and 0.5 <= im.quality_score <= 1 for im in images)
+    detections = (await store.search_detections(DetectionSearch(
+        bbox=(13.39, 52.51, 13.41, 52.53)))).items
+    assert len(detections) >= 4
+    assert {d.value for d in detections} == {"regulatory--stop--g1"}
+    features = (await store.search_map_features(MapFeatureSearch(
+        bbox=(13.39, 52.51, 13.41, 52.53)))).items
+    assert len(features) == 1
+    [feature] = features
+    assert feature.object_type == "trafficsign"
+    assert distance_m(feature.lon, feature.lat, *SIGN) < 3.0
+    assert all(d.map_feature_id == feature.id for d in detections)
+    seen = {d.image_id for d in detections}
+    times = sorted(im.captured_at_ms for im in images if im.id in seen)
+    assert (feature.first_seen_at_ms, feature.last_seen_at_ms) == (times[0], times[-1])
+    assert feature.aligned_direction_deg is not None
+    assert 150 < feature.aligned_direction_deg < 210  # it faces the street, southwards
+
+    # A second walk a day later along the other side joins the same feature.
+    later = T0 + timedelta(days=1)
+    await import_paths(store, blobs, settings, [walk(tmp_path / "b", 2.0, -2.0, later)],
+                       username="ann")
+    features = (await store.search_map_features(MapFeatureSearch(
+        bbox=(13.39, 52.51, 13.41, 52.53)))).items
+    assert [f.id for f in features] == [feature.id]
+    assert features[0].last_seen_at_ms > feature.last_seen_at_ms
+    evidence = (await store.detections_for_features([feature.id]))[feature.id]
+    assert len(evidence) > len(detections)
+    assert distance_m(features[0].lon, features[0].lat, *SIGN) < 3.0
+
+
+async def test_detection_and_features_can_be_switched_off(world, tmp_path):
+    settings, store, blobs = world
+    off = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(
+        update={"detectors": "none"})})
+    await import_paths(store, blobs, off, [walk(tmp_path / "a", 0.0, 0.0, T0, count=3)],
+                       username="ann")
+    bbox = (13.39, 52.51, 13.41, 52.53)
+    assert (await store.search_detections(DetectionSearch(bbox=bbox))).items == []
+    no_features = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(
+        update={"map_features": False})})
+    await import_paths(store, blobs, no_features, [walk(tmp_path / "b", 1.0, 0.0, T0, count=3)],
+                       username="ann")
+    assert len((await store.search_detections(DetectionSearch(bbox=bbox))).items) == 3
+    assert (await store.search_map_features(MapFeatureSearch(bbox=bbox))).items == []
