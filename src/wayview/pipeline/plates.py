@@ -1,0 +1,132 @@
+"""wayview.pipeline.plates: licence plates found by shape and contrast, for privacy blurring.
+
+No permissively licensed plate detector with bundled weights exists (the good YOLO fine-tunes
+are AGPL-3.0; see docs/api.md, "Processing"). This is the permissive default, classical vision
+on the grey image:
+
+1. **Character strokes.** A black-hat transform (closing minus image) with a small horizontal
+   kernel keeps what is darker than its surroundings and thin: characters on a bright plate,
+   also window bars and text on signs. Thresholded, and closed horizontally so the characters
+   of one plate join into one blob.
+2. **Plate-shaped blobs.** Each blob's bounding box must be 2–8 times as wide as high and
+   between `min_height` and a tenth of the photo high.
+3. **Confirmation.** Inside the box (with a small margin) the pixels are split into dark and
+   bright by Otsu's threshold; the box is a plate when the dark connected parts include at
+   least `MIN_CHARACTERS` character-like ones — taller than wide, 35–100 % of the box's height,
+   their tops and bottoms aligned — and the bright part (the plate) covers at least half of the
+   box and is brighter than the characters by a clear margin.
+
+Where it fails (docs/performance.md, "Perception"): plates smaller than about 45 px wide,
+plates in deep shadow or strongly tilted, and two-line plates; shop signs and house numbers with
+several dark characters on a bright ground are blurred as well.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image as PILImage
+
+__all__ = ["MIN_CHARACTERS", "PlateFinder", "PlateBox"]
+
+#: Character-like dark parts a plate must show.
+MIN_CHARACTERS = 4
+
+PlateBox = tuple[float, float, float, float, float]  # x0, y0, x1, y1, score
+
+
+class PlateFinder:
+    """Licence plates by shape and contrast (see the module docstring).
+
+    Args:
+        max_side: the photo is reduced to at most this long side first.
+        min_height: smallest character height (pixels of the reduced photo) looked for.
+    """
+
+    name = "plates"
+
+    def __init__(self, *, max_side: int = 2048, min_height: int = 7) -> None:
+        if max_side < 64:
+            raise ValueError(f"max_side must be at least 64, not {max_side}")
+        self.max_side = max_side
+        self.min_height = min_height
+
+    def scale_for(self, width: int, height: int) -> float:
+        """The factor (≤ 1) applied to a `width` × `height` photo before looking at it."""
+        return min(1.0, self.max_side / max(width, height, 1))
+
+    def find(self, image: PILImage.Image, full_size: tuple[int, int] | None = None
+             ) -> list[PlateBox]:
+        """Plates in `image`, a copy of a photo of `full_size` (default: its own size);
+        boxes in `image`'s pixels."""
+        full_w, full_h = full_size or image.size
+        scale = self.scale_for(full_w, full_h)
+        target = (max(1, round(full_w * scale)), max(1, round(full_h * scale)))
+        grey_image = image.convert("L")
+        if grey_image.width > target[0]:
+            grey_image = grey_image.resize(target, PILImage.Resampling.BILINEAR,
+                                           reducing_gap=2.0)
+        back_x = image.width / grey_image.width
+        back_y = image.height / grey_image.height
+        grey = np.asarray(grey_image)
+        return [(x0 * back_x, y0 * back_y, x1 * back_x, y1 * back_y, s)
+                for x0, y0, x1, y1, s in self._find(grey)]
+
+    def _find(self, grey: np.ndarray) -> list[PlateBox]:
+        height, width = grey.shape
+        strokes = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT,
+                                   cv2.getStructuringElement(cv2.MORPH_RECT, (9, 3)))
+        _, mask = cv2.threshold(strokes, 40, 255, cv2.THRESH_BINARY)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE,
+                                cv2.getStructuringElement(cv2.MORPH_RECT, (13, 3)))
+        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        found: list[PlateBox] = []
+        max_h = max(self.min_height + 1, height // 10)
+        for x, y, w, h, area in stats[1:count]:
+            if not self.min_height <= h <= max_h or not 1.8 * h <= w <= 8.0 * h:
+                continue
+            if area < 0.2 * w * h:
+                continue
+            score = _plate_score(grey, int(x), int(y), int(w), int(h))
+            if score > 0:
+                mx, my = 0.12 * w, 0.35 * h  # the characters' box → the plate's
+                found.append((max(0.0, x - mx), max(0.0, y - my), min(width, x + w + mx),
+                              min(height, y + h + my), score))
+        return found
+
+
+def _plate_score(grey: np.ndarray, x: int, y: int, w: int, h: int) -> float:
+    """How plate-like the text-line box (x, y, w, h) is: 0 = not a plate, else the fraction of
+    the middle rows' width that alternates between ink and plate."""
+    pad = max(1, h // 4)
+    top, left = max(0, y - pad), max(0, x - pad)
+    crop = grey[top:y + h + pad, left:x + w + pad]
+    if crop.size == 0:
+        return 0.0
+    level, dark = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    bright = crop[dark == 0]
+    ink = crop[dark > 0]
+    if bright.size < 0.45 * crop.size or ink.size == 0:
+        return 0.0
+    if float(bright.mean()) - float(ink.mean()) < 50:
+        return 0.0
+    if float(bright.std()) > 0.35 * (float(bright.mean()) - float(ink.mean())):
+        return 0.0  # a plate's ground is even
+    # Above and below the characters lies the plate: mostly bright.
+    inner = dark[:, x - left:x - left + w] > 0
+    band = max(1, pad // 2)
+    rim = np.concatenate([inner[max(0, y - top - band):y - top],
+                          inner[y - top + h:y - top + h + band]])
+    if rim.size and float(rim.mean()) > 0.3:
+        return 0.0
+    # Characters cross the middle rows of the line: count the dark runs along three rows.
+    runs = []
+    for frac in (0.4, 0.5, 0.6):
+        row = dark[y - top + int(frac * h), x - left:x - left + w] > 0
+        runs.append(int(np.count_nonzero(row[1:] & ~row[:-1])) + int(row[0]))
+    found = sorted(runs)[1]
+    if found < MIN_CHARACTERS + 1:
+        return 0.0
+    if found > 4 * w / max(1, h):  # denser than characters can be: a texture
+        return 0.0
+    return round(min(1.0, found / 10), 3)
