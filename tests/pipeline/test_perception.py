@@ -121,3 +121,44 @@ async def test_detection_and_features_can_be_switched_off(world, tmp_path):
                        username="ann")
     assert len((await store.search_detections(DetectionSearch(bbox=bbox))).items) == 3
     assert (await store.search_map_features(MapFeatureSearch(bbox=bbox))).items == []
+
+
+async def test_reprocess_adds_and_removes_evidence_and_features(world, tmp_path):
+    """Imported without detectors, reprocessed with them: detections and the feature appear;
+    reprocessed with none: the evidence goes and the feature with it."""
+    from wayview.pipeline.reprocess import reprocess
+
+    settings, store, blobs = world
+    bbox = (13.39, 52.51, 13.41, 52.53)
+    blind = settings.pipeline.model_copy(update={"detectors": "none"})
+    await import_paths(store, blobs, settings.model_copy(update={"pipeline": blind}),
+                       [walk(tmp_path / "a", 0.0, 0.0, T0)], username="ann")
+    assert (await store.search_map_features(MapFeatureSearch(bbox=bbox))).items == []
+    done: list[int] = []
+    report = await reprocess(settings.pipeline, store, blobs, progress=done.append)
+    assert (report.images, report.sequences, sum(done)) == (6, 1, 6)
+    assert report.detections >= 4 and report.features_written == 1
+    [feature] = (await store.search_map_features(MapFeatureSearch(bbox=bbox))).items
+    assert distance_m(feature.lon, feature.lat, *SIGN) < 3.0
+    # Idempotent: the same feature, the same number of detections.
+    again = await reprocess(settings.pipeline, store, blobs)
+    assert again.detections == report.detections and again.features_deleted == 0
+    assert [f.id for f in (await store.search_map_features(MapFeatureSearch(bbox=bbox))).items] \
+        == [feature.id]
+    gone = await reprocess(blind, store, blobs)
+    assert (gone.detections, gone.features_deleted) == (0, 1)
+    assert (await store.search_map_features(MapFeatureSearch(bbox=bbox))).items == []
+    assert (await store.search_detections(DetectionSearch(bbox=bbox))).items == []
+
+
+def test_reprocess_command_needs_a_selection(tmp_path):
+    from click.testing import CliRunner
+
+    from wayview.cli import cli
+
+    result = CliRunner().invoke(cli, ["reprocess", "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "--sequence KEY, --organization ID or --all" in result.output
+    result = CliRunner().invoke(cli, ["reprocess", "--all", "--json", "--data-dir",
+                                      str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert '"images": 0' in result.stdout

@@ -236,3 +236,21 @@ async def test_store_feature_changes_move_relink_delete_and_bump_tiles(store):
     near_old = await store.search_map_features(MapFeatureSearch(
         bbox=(f0.lon - 1e-4, f0.lat - 1e-4, f0.lon + 1e-4, f0.lat + 1e-4)))
     assert f0.id not in [f.id for f in near_old.items]
+
+
+async def test_store_replace_detections_reports_the_features_that_lost_evidence(store):
+    from wayview.model.entities import Detection
+
+    world = await seed(store)
+    d0, d1, d2, d3 = world.detections
+    (new_id,) = await store.reserve_ids("detection", 1)
+    fresh = Detection(id=new_id, image_id=d2.image_id, value="object--bench",
+                      geometry=(((0.1, 0.1), (0.2, 0.1), (0.2, 0.2)),), created_at_ms=7)
+    lost = await store.replace_detections([d2.image_id], [fresh])
+    assert lost == [world.features[1].id]  # d2 was its evidence; d3 (same image) had none
+    by_image = await store.detections_for_images([d2.image_id, d0.image_id])
+    assert [d.id for d in by_image[d2.image_id]] == [new_id]
+    assert [d.id for d in by_image[d0.image_id]] == [d0.id]
+    assert await store.replace_detections([], []) == []
+    await store.set_quality_scores([(d0.image_id, 0.42), (123, 0.5)])
+    assert (await store.get_images([d0.image_id]))[d0.image_id].quality_score == 0.42

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -158,3 +158,67 @@ def report_text(report: ImportReport) -> str:
         lines.append(f"Skipped {len(report.skipped)} file{'s' * (len(report.skipped) != 1)}:")
         lines += [f"  {s.path}: {s.reason}" for s in report.skipped]
     return "\n".join(lines)
+
+
+@click.command("reprocess")
+@click.option("--sequence", "sequence_ids", multiple=True,
+              help="Only this sequence (repeatable).")
+@click.option("--organization", "organization_id", type=int, default=None,
+              help="Only the images of this organization.")
+@click.option("--all", "everything", is_flag=True, help="Every stored image.")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Data folder (database and blobs). Default: $WAYVIEW_DATA_DIR or ./wayview-data.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object, no progress.")
+def reprocess_command(sequence_ids: tuple[str, ...], organization_id: int | None,
+                      everything: bool, data_dir: Path | None, as_json: bool) -> None:
+    """Run detection, quality_score and map features again on stored images.
+
+    Use it after changing `pipeline.detectors` (or upgrading wayview): each selected image's
+    detections are replaced, and the map features around it are placed again. Blurring is
+    not redone. Choose the images with --sequence, --organization or --all.
+    """
+    if bool(sequence_ids) + (organization_id is not None) + everything != 1:
+        raise click.UsageError("choose the images: --sequence KEY, --organization ID or --all")
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    try:
+        report = asyncio.run(_reprocess(settings, sequence_ids, organization_id,
+                                        show_progress=not as_json))
+    except WayviewError as exc:
+        raise click.ClickException(exc.message) from None
+    out = {"images": report.images, "sequences": report.sequences,
+           "detections": report.detections, "features_written": report.features_written,
+           "features_deleted": report.features_deleted,
+           "skipped": [{"image_id": str(i), "reason": r} for i, r in report.skipped]}
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"Reprocessed {report.images} images in {report.sequences} sequences: "
+               f"{report.detections} detections, {report.features_written} map features "
+               f"written, {report.features_deleted} deleted.")
+    for image_id, reason in report.skipped:
+        click.echo(f"  image {image_id}: {reason}")
+
+
+async def _reprocess(settings: Settings, sequence_ids: tuple[str, ...],
+                     organization_id: int | None, *, show_progress: bool) -> Any:
+    from wayview.blobs import open_blobs
+    from wayview.pipeline.reprocess import reprocess
+    from wayview.store import open_store
+
+    store = open_store(settings)
+    await store.open()
+    try:
+        blobs = open_blobs(settings)
+        done = [0]
+
+        def progress(count: int) -> None:
+            done[0] += count
+            click.echo(f"  {done[0]} images", err=True)
+
+        return await reprocess(settings.pipeline, store, blobs, sequence_ids=sequence_ids,
+                               organization_id=organization_id,
+                               progress=progress if show_progress else None)
+    finally:
+        await store.close()

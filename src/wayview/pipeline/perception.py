@@ -160,14 +160,21 @@ async def _context(store: Store, bbox: tuple[float, float, float, float],
 
 
 async def update_map_features(settings: PipelineSettings, store: Store,
-                              images: Sequence[Image]) -> FeatureChanges:
-    """Re-place the map features around `images` (already stored, with their detections)."""
-    if not settings.map_features or not images:
+                              images: Sequence[Image], lost: Sequence[int] = ()
+                              ) -> FeatureChanges:
+    """Re-place the map features around `images` (already stored, with their detections).
+
+    `lost`: features that lost evidence since (their detections were replaced or deleted);
+    those left without any are deleted.
+    """
+    if not images or not settings.map_features:
         return FeatureChanges()
     own = await store.detections_for_images([im.id for im in images])
     values = tuple(sorted({d.value for ds in own.values() for d in ds}))
     if not values:
-        return FeatureChanges()
+        changes = FeatureChanges(deletes=await _orphans(store, lost))
+        await store.apply_feature_changes(changes)
+        return changes
     bbox = _bbox(images, CONTEXT_MARGIN_M)
     detections = {d.id: d for d in await _context(store, bbox, values)}
     for ds in own.values():
@@ -183,10 +190,24 @@ async def update_map_features(settings: PipelineSettings, store: Store,
         merge_radius_m=settings.feature_merge_radius_m))
     stored = await _stored_features(store, bbox, values)
     changes = await _reconcile(store, settings, placed, detections, stored)
+    orphans = [fid for fid in await _orphans(store, lost)
+               if fid not in {f.id for f in changes.upserts}
+               and fid not in {a for _, a in changes.assignments}]
+    if orphans:
+        changes = FeatureChanges(changes.upserts, tuple(sorted({*changes.deletes, *orphans})),
+                                 changes.assignments)
     await store.apply_feature_changes(changes)
     log.info("map features around %d images: %d placed, %d written, %d deleted",
              len(images), len(placed), len(changes.upserts), len(changes.deletes))
     return changes
+
+
+async def _orphans(store: Store, lost: Sequence[int]) -> tuple[int, ...]:
+    """Of the features in `lost`, those no detection is evidence of any more."""
+    if not lost:
+        return ()
+    evidence = await store.detections_for_features(sorted(set(lost)))
+    return tuple(fid for fid in sorted(set(lost)) if not evidence.get(fid))
 
 
 async def _stored_features(store: Store, bbox: tuple[float, float, float, float],

@@ -110,6 +110,15 @@ class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
     async def insert_detections(self, detections: Seq[Detection]) -> None:
         """Insert detections (ids reserved with reserve_ids)."""
 
+    async def replace_detections(self, image_ids: Seq[int], detections: Seq[Detection]
+                                 ) -> list[int]:
+        """Delete every detection of `image_ids` and insert `detections` (of those images),
+        in one transaction; the ids of the map features the deleted ones were evidence of.
+        Called by `wayview reprocess`."""
+
+    async def set_quality_scores(self, scores: Seq[tuple[int, float | None]]) -> None:
+        """Set `quality_score` of images by id (unknown ids are ignored)."""
+
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Insert, move or delete map features and relink detections, in one transaction;
         the z14 tile epochs of every old and new position are bumped. Called by the

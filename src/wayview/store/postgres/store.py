@@ -610,6 +610,34 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
             await cur.executemany(SQL_BUMP_EPOCH, [("features", IMAGE_ZOOM, t) for t in touched])
 
+    async def replace_detections(self, image_ids: Seq[int], detections: Seq[Detection]
+                                 ) -> list[int]:
+        """Delete the images' detections, insert the new ones; the features that lost
+        evidence."""
+        rows = [
+            (d.id, d.image_id, d.map_feature_id, d.value,
+             Jsonb([[list(p) for p in ring] for ring in d.geometry]), d.created_at_ms)
+            for d in detections
+        ]
+        async with self.db.transaction() as conn, conn.cursor() as cur:
+            await cur.execute(
+                "DELETE FROM detections WHERE image_id = ANY(%s) RETURNING map_feature_id",
+                (list(image_ids),))
+            lost = sorted({int(fid) for (fid,) in await cur.fetchall() if fid is not None})
+            if rows:
+                await cur.executemany(
+                    "INSERT INTO detections (id, image_id, map_feature_id, value, geometry,"
+                    " created_at_ms) VALUES (%s, %s, %s, %s, %s, %s)", rows)
+        return lost
+
+    async def set_quality_scores(self, scores: Seq[tuple[int, float | None]]) -> None:
+        """Set images' quality_score."""
+        if not scores:
+            return
+        async with self.db.transaction() as conn, conn.cursor() as cur:
+            await cur.executemany("UPDATE images SET quality_score = %s WHERE id = %s",
+                                  [(score, image_id) for image_id, score in scores])
+
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Upsert/delete map features and relink detections in one transaction."""
         upserts, deletes = changes.upserts, changes.deletes

@@ -585,6 +585,37 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
 
         await self.db.write(run)
 
+    async def replace_detections(self, image_ids: Seq[int], detections: Seq[Detection]
+                                 ) -> list[int]:
+        """Delete the images' detections, insert the new ones; the features that lost
+        evidence."""
+        rows = [
+            (d.id, d.image_id, d.map_feature_id, d.value,
+             json.dumps([[list(p) for p in ring] for ring in d.geometry]), d.created_at_ms)
+            for d in detections
+        ]
+        ids = list(image_ids)
+
+        def run(conn: sqlite3.Connection) -> list[int]:
+            lost: set[int] = set()
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                marks = ",".join("?" * len(part))
+                lost.update(fid for (fid,) in conn.execute(
+                    f"SELECT DISTINCT map_feature_id FROM detections WHERE image_id IN ({marks})"
+                    " AND map_feature_id IS NOT NULL", part))
+                conn.execute(f"DELETE FROM detections WHERE image_id IN ({marks})", part)
+            conn.executemany("INSERT INTO detections VALUES (?, ?, ?, ?, ?, ?)", rows)
+            return sorted(lost)
+
+        return await self.db.write(run)
+
+    async def set_quality_scores(self, scores: Seq[tuple[int, float | None]]) -> None:
+        """Set images' quality_score."""
+        await self.db.write(lambda c: c.executemany(
+            "UPDATE images SET quality_score = ? WHERE id = ?",
+            [(score, image_id) for image_id, score in scores]))
+
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Upsert/delete map features and relink detections in one write transaction."""
         upserts, deletes = changes.upserts, changes.deletes
