@@ -211,12 +211,11 @@ def test_blur_regions_handles_other_modes() -> None:
 # --- open_blurrer ----------------------------------------------------------------------------
 
 
-def test_open_blurrer_opencv_is_the_default() -> None:
-    for name in ("opencv", " OpenCV ", ""):
+def test_open_blurrer_opencv_is_still_available() -> None:
+    for name in ("opencv", " OpenCV "):
         blurrer = open_blurrer(name)
         assert isinstance(blurrer, CascadeBlurrer)
         assert blurrer.name == "opencv"
-    assert isinstance(open_blurrer(), CascadeBlurrer)
 
 
 def test_open_blurrer_none_detects_nothing() -> None:
@@ -285,6 +284,7 @@ def test_open_blurrer_accepts_a_dotted_path_to_a_bundled_class() -> None:
     ("name", "message"),
     [
         ("gpu", "unknown blurrer 'gpu'"),
+        ("centerface+gpu", "unknown blurrer 'centerface\\+gpu'"),
         ("wayview.pipeline.blur", "unknown blurrer"),
         ("no_such_package_xyz.blur:Blurrer", "cannot import module 'no_such_package_xyz.blur'"),
         ("wayview.pipeline.blur:Missing", "has no 'Missing'"),
