@@ -323,6 +323,67 @@ def test_lund_images(tool: Tool, world: World, tmp_path: Path):
         assert abs(lat - row["lat"]) <= 1e-6 and abs(lon - row["lon"]) <= 1e-6, (image, row)
         assert image["captured_at"] == row["captured_at_ms"]
         assert image["creator"]["username"] == "uploader"
+    assert_lund_stop_sign(world)
+
+
+#: Where the Lund stop sign stands, estimated by eye from the photos (it is 26 m ahead of
+#: frame 23 by its size and bearing; frames 25–26 pass it): good to about ±6 m.
+LUND_STOP = (13.19455, 55.69958)
+SDK_SCRIPT = '''
+import json, sys
+real_stdout, sys.stdout = sys.stdout, sys.stderr
+cfg = json.loads(sys.argv[1])
+import requests.adapters
+_send = requests.adapters.HTTPAdapter.send
+def send(self, request, **kw):
+    for host in ("https://graph.mapillary.com", "https://tiles.mapillary.com"):
+        if request.url.startswith(host):
+            request.url = cfg["base"] + request.url[len(host):]
+    return _send(self, request, **kw)
+requests.adapters.HTTPAdapter.send = send
+import mapillary.interface as mly
+mly.set_access_token(cfg["token"])
+bbox = cfg["bbox"]
+out = {"signs": json.loads(mly.traffic_signs_in_bbox(bbox)),
+       "stop": json.loads(mly.traffic_signs_in_bbox(bbox, filter_values=["regulatory--stop--g1"])),
+       "points": json.loads(mly.map_feature_points_in_bbox(bbox))}
+real_stdout.write(json.dumps(out))
+'''
+
+
+def assert_lund_stop_sign(world: World) -> None:
+    """The pipeline saw the real stop sign: one map feature near where it stands, served by
+    the Graph API and found by the Mapillary SDK's `traffic_signs_in_bbox`."""
+    from tests.acceptance.test_sdk import SDK_VERSION
+
+    from wayview.pipeline.triangulate import distance_m
+
+    lon, lat = LUND_STOP
+    bbox = f"{lon - 0.001},{lat - 0.001},{lon + 0.001},{lat + 0.001}"
+    features = world.graph("/map_features", bbox=bbox, object_values="regulatory--stop--g1",
+                           fields="id,object_value,object_type,geometry,images")["data"]
+    assert len(features) == 1, features
+    [feature] = features
+    flon, flat = feature["geometry"]["coordinates"]
+    assert distance_m(flon, flat, lon, lat) < 10.0, feature
+    assert feature["object_type"] == "trafficsign" and len(feature["images"]["data"]) >= 2
+    detections = world.graph(f"/{feature['id']}/detections", fields="id,value,geometry,image")
+    assert {d["value"] for d in detections["data"]} == {"regulatory--stop--g1"}
+    # The SDK (its own tile client and GeoJSON) finds it too.
+    sdk = client_venv(Path(os.environ.get("WAYVIEW_SDK_VENV") or REPO / ".venv-sdk"),
+                      f"mapillary=={SDK_VERSION}", "mapillary", SDK_VERSION)
+    cfg = {"base": world.server.base_url, "token": world.token,
+           "bbox": {"west": lon - 0.002, "south": lat - 0.002, "east": lon + 0.002,
+                    "north": lat + 0.002}}
+    done = subprocess.run([str(sdk), "-c", SDK_SCRIPT, json.dumps(cfg)], env=clean_env(),
+                          capture_output=True, text=True, timeout=300, check=False,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-4000:]
+    found = json.loads(done.stdout)
+    values = [f["properties"]["value"] for f in found["stop"]["features"]]
+    assert values == ["regulatory--stop--g1"], found["stop"]
+    assert "regulatory--stop--g1" in [f["properties"]["value"]
+                                      for f in found["signs"]["features"]]
 
 
 def _with_capture_time(source: Path, target: Path, captured_at_ms: int, *, tag: str) -> None:

@@ -1,8 +1,10 @@
 """wayview.pipeline.perception: what the pipeline sees in a photo, and the map features it makes.
 
 Per image (`Perceiver.look`, in the worker thread that derived the image): the configured
-detectors (`pipeline.detectors`) and `quality_score` run on the blurred 2048-px derivative, so
-they see what the public sees and never decode the full photo again.
+detectors (`pipeline.detectors`) and `quality_score` run on the uploaded photo decoded at most
+2048 px wide (reduced DCT decoding), before blurring: a blurred patch must neither hide a sign
+nor look like one. Only boxes and values come out of it; the unblurred pixels stay private.
+`wayview reprocess` looks at the stored 2048-px derivative instead.
 
 Per batch of stored images (`update_map_features`, after their rows are in): the detections
 become sightings, are placed together with the stored detections of the same values nearby
@@ -53,6 +55,8 @@ __all__ = ["Perceiver", "Perception", "update_map_features", "sighting_of"]
 
 log = logging.getLogger("wayview.pipeline")
 
+#: Photos are looked at this wide at most.
+LOOK_WIDTH = 2048
 #: Metres around a batch's images searched for stored detections and features.
 CONTEXT_MARGIN_M = 150.0
 #: Stored detections read as context for one batch, at most.
@@ -75,9 +79,16 @@ class Perceiver:
         self.detectors = open_detectors(settings)
 
     def look(self, jpeg: bytes) -> Perception:
-        """Detections and quality of one (blurred, reduced) JPEG."""
+        """Detections and quality of one JPEG, decoded at most `LOOK_WIDTH` wide (reduced
+        DCT decoding: a large photo is never decoded at full size here)."""
         with PILImage.open(io.BytesIO(jpeg)) as opened:
+            if opened.width > LOOK_WIDTH:
+                height = max(1, round(opened.height * LOOK_WIDTH / opened.width))
+                opened.draft("RGB", (LOOK_WIDTH, height))
             image = opened.convert("RGB")
+        if image.width > LOOK_WIDTH:
+            height = max(1, round(image.height * LOOK_WIDTH / image.width))
+            image = image.resize((LOOK_WIDTH, height), PILImage.Resampling.BILINEAR)
         found = tuple(run_detectors(self.detectors, image)) if self.detectors else ()
         return Perception(found, measure_quality(image).score)
 

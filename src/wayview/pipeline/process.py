@@ -6,8 +6,8 @@ Per image (`ImageProcessor.derive`, in a worker thread):
    blurred before anything public is made. The unblurred upload is kept as a private blob
    (never served) when `pipeline.keep_unblurred`, else dropped.
 2. **derivatives** of the blurred image: `thumb_256/1024/2048` and the public `original`;
-   the detectors (`pipeline.detectors`) and `quality_score` look at the 2048-px derivative
-   (`pipeline.perception.Perceiver`).
+   the detectors (`pipeline.detectors`) and `quality_score` look at the photo as uploaded,
+   before blurring, decoded at most 2048 px wide (`pipeline.perception.Perceiver`).
 3. **image pyramid** (`pipeline.pyramid`): the 1024-px tiles of the levels MapillaryJS asks for
    (§3.12); other valid levels are rendered on first request (`ensure_pyramid_level`).
 
@@ -123,7 +123,7 @@ class ImageProcessor:
         with self._budget.hold(width * height):
             public, regions = blur_jpeg(data, self.blurrer)
             derivatives = make_derivatives(public)
-            seen = self.perceiver.look(derivatives["thumb_2048"])
+            seen = self.perceiver.look(data)
             try:
                 if regions and self.settings.keep_unblurred:
                     self._put(private_source_key(image_id), data, written)
