@@ -74,8 +74,9 @@ class World:
 
 
 async def _add_features(data_dir: Path, sequence_id: str) -> tuple[int, int]:
-    """One traffic sign and one point beside the line (store API)."""
-    from wayview.model.entities import ImageSearch, MapFeature
+    """One traffic sign and one point beside the line, the sign's detection on the second
+    photo (store API)."""
+    from wayview.model.entities import Detection, ImageSearch, MapFeature
     from wayview.settings import Settings
     from wayview.testing import open_test_store
 
@@ -92,7 +93,17 @@ async def _add_features(data_dir: Path, sequence_id: str) -> tuple[int, int]:
                        lon=LON0 + 3.5 * STEP_DEG, lat=LAT0 - 0.00004,
                        first_seen_at_ms=seen[3], last_seen_at_ms=seen[3]),
         ])
+        second = min(page.items, key=lambda im: im.captured_at_ms if im.captured_at_ms > seen[0]
+                     else 2**62)
+        (detection_id,) = await store.reserve_ids("detection", 1)
+        await store.insert_detections([Detection(
+            id=detection_id, image_id=second.id, value=SIGN_VALUE, geometry=(DETECTION_RING,),
+            created_at_ms=seen[1], map_feature_id=sign_id)])
     return sign_id, point_id
+
+
+#: The sign's detection on the second photo: a box in the middle-right, normalised.
+DETECTION_RING = ((0.55, 0.35), (0.7, 0.35), (0.7, 0.55), (0.55, 0.55))
 
 
 def seed_world(root: Path) -> Iterator[World]:

@@ -172,6 +172,41 @@ def test_embed_photo_shows_image_and_moves_along_the_sequence(open_embed: Any, w
     session.check_clean()
 
 
+def test_embed_outlines_the_detections_of_the_photo(open_embed: Any, world: World) -> None:
+    """MapillaryJS draws each detection of the current image (its base64 MVT geometry decoded
+    in the page) as an outline tag on the photo; other photos have none."""
+    from PIL import Image
+
+    session = open_embed("photo", world.image_ids[1])
+    session.seen(world.image_ids[1])
+    drawn = session.wait("() => window.wayview.seen.detections.length > 0 && "
+                         "window.wayview.seen.detections")
+    assert [d["value"] for d in drawn] == [SIGN_VALUE]
+    ring = drawn[0]["ring"]
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    assert (min(xs), min(ys), max(xs), max(ys)) == pytest.approx((0.55, 0.35, 0.7, 0.55),
+                                                                abs=1 / 4096)
+    assert session.inner.evaluate(
+        "() => window.wayview.viewer.getComponent('tag').getAll().length") == 1
+    time.sleep(1.0)  # let the WebGL frame with the tag render
+    path = screenshot(session.page, "embed-detection")
+    # The orange outline is on the screenshot, where the box lies inside the photo.
+    image = Image.open(path).convert("RGB")
+    orange = [(x, y) for x in range(0, image.width, 2) for y in range(0, image.height, 2)
+              if _is_orange(image.getpixel((x, y)))]
+    assert len(orange) > 50, "no detection outline on the screenshot"
+    # Moving on: the next photo has no detection, its outline is gone.
+    session.inner.evaluate(
+        "async () => (await window.wayview.viewer.moveDir(window.wayview.NavigationDirection.Next)).id")
+    session.wait("() => window.wayview.viewer.getComponent('tag').getAll().length === 0")
+    session.check_clean()
+
+
+def _is_orange(rgb: tuple[int, int, int]) -> bool:
+    r, g, b = rgb
+    return r > 220 and 80 < g < 150 and b < 60
+
+
 def test_embed_split_map_follows_viewer_and_marker_click_moves_viewer(
         open_embed: Any, world: World) -> None:
     session = open_embed("split", world.image_ids[0])

@@ -3,7 +3,7 @@
 // Everything comes from this server (no basemap, no glyphs, no CDN): the pages work offline.
 import { Map as MapLibreMap, setWorkerUrl } from "maplibre-gl";
 import "maplibre-gl/dist/maplibre-gl.css";
-import { GraphDataProvider, Viewer } from "mapillary-js";
+import { GraphDataProvider, OutlineTag, PolygonGeometry, Viewer } from "mapillary-js";
 import "mapillary-js/dist/mapillary.css";
 import "./common.css";
 
@@ -156,4 +156,127 @@ export function clickImages(map, open) {
   });
   map.on("mouseenter", "images", () => { map.getCanvas().style.cursor = "pointer"; });
   map.on("mouseleave", "images", () => { map.getCanvas().style.cursor = ""; });
+}
+
+// -- detections on the photo ----------------------------------------------------------------
+
+/** Read a protobuf varint at `pos`: [value, next position]. */
+function varint(bytes, pos) {
+  let value = 0;
+  let shift = 0;
+  for (;;) {
+    const byte = bytes[pos++];
+    value += (byte & 0x7f) * 2 ** shift;
+    if (byte < 0x80) return [value, pos];
+    shift += 7;
+  }
+}
+
+/** The fields of one protobuf message: [field number, wire type, value or bytes]. */
+function fields(bytes) {
+  const out = [];
+  let pos = 0;
+  while (pos < bytes.length) {
+    let key;
+    [key, pos] = varint(bytes, pos);
+    const field = Math.floor(key / 8);
+    const wire = key & 7;
+    if (wire === 0) {
+      let v;
+      [v, pos] = varint(bytes, pos);
+      out.push([field, wire, v]);
+    } else if (wire === 2) {
+      let length;
+      [length, pos] = varint(bytes, pos);
+      out.push([field, wire, bytes.subarray(pos, pos + length)]);
+      pos += length;
+    } else if (wire === 5) { pos += 4; } else if (wire === 1) { pos += 8; } else { break; }
+  }
+  return out;
+}
+
+/**
+ * A detection's `geometry` (spec §5: base64 of a Mapbox Vector Tile, extent 4096, origin top
+ * left) as rings of [x, y] in 0..1 image coordinates, each ring closed.
+ */
+export function decodeDetectionGeometry(base64) {
+  const raw = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const rings = [];
+  for (const [tileField, , layer] of fields(raw)) {
+    if (tileField !== 3) continue;
+    const layerFields = fields(layer);
+    const extentField = layerFields.find(([f]) => f === 5);
+    const extent = extentField ? extentField[2] : 4096;
+    for (const [layerField, , feature] of layerFields) {
+      if (layerField !== 2) continue;
+      for (const [featureField, , geometry] of fields(feature)) {
+        if (featureField !== 4) continue;
+        const ints = [];
+        for (let pos = 0; pos < geometry.length;) {
+          let v;
+          [v, pos] = varint(geometry, pos);
+          ints.push(v);
+        }
+        let x = 0;
+        let y = 0;
+        let ring = [];
+        for (let i = 0; i < ints.length;) {
+          const command = ints[i] & 7;
+          const count = Math.floor(ints[i] / 8);
+          i += 1;
+          if (command === 7) {
+            if (ring.length) { ring.push(ring[0]); rings.push(ring); ring = []; }
+            continue;
+          }
+          for (let k = 0; k < count; k++) {
+            const dx = ints[i++];
+            const dy = ints[i++];
+            x += (dx >>> 1) ^ -(dx & 1);
+            y += (dy >>> 1) ^ -(dy & 1);
+            if (command === 1 && ring.length) { ring.push(ring[0]); rings.push(ring); ring = []; }
+            ring.push([Math.min(1, Math.max(0, x / extent)), Math.min(1, Math.max(0, y / extent))]);
+          }
+        }
+        if (ring.length) { ring.push(ring[0]); rings.push(ring); }
+      }
+    }
+  }
+  return rings;
+}
+
+/**
+ * Outline every detection of the current image on the photo (MapillaryJS tag component),
+ * labelled with its value. `state.detections` holds what is drawn (tests, debugging).
+ */
+export function showDetections(viewer, config, state) {
+  viewer.activateComponent("tag");
+  const tags = viewer.getComponent("tag");
+  state.detections = [];
+  const draw = async (imageId) => {
+    const token = encodeURIComponent(config.token);
+    let rows = [];
+    try {
+      const response = await fetch(
+        `${config.base}/${imageId}/detections?fields=id,value,geometry&access_token=${token}`);
+      if (response.ok) rows = (await response.json()).data || [];
+    } catch (error) {
+      rows = [];
+    }
+    if (state.imageId !== null && state.imageId !== imageId) return;  // moved on meanwhile
+    const outlines = [];
+    const drawn = [];
+    for (const row of rows) {
+      const rings = decodeDetectionGeometry(row.geometry);
+      if (!rings.length || rings[0].length < 4) continue;
+      outlines.push(new OutlineTag(`det-${row.id}`, new PolygonGeometry(rings[0]), {
+        lineColor: 0xff6f00, lineWidth: 3, text: row.value, textColor: 0xff6f00,
+      }));
+      drawn.push({ id: row.id, value: row.value, ring: rings[0] });
+    }
+    tags.removeAll();
+    if (outlines.length) tags.add(outlines);
+    state.detections = drawn;
+  };
+  viewer.on("image", (event) => { state.imageId = event.image.id; draw(event.image.id); });
+  viewer.getImage().then((image) => { if (image) draw(image.id); }).catch(() => {});
 }

@@ -6,7 +6,7 @@
 import { NavigationDirection } from "mapillary-js";
 import {
   addCurrentImageLayers, clickImages, coverageLayers, createMap, createViewer, followViewer,
-  readConfig, tileSource,
+  readConfig, showDetections, tileSource,
 } from "./common.js";
 import "./embed.css";
 
@@ -14,7 +14,10 @@ const config = readConfig();
 const state = { imageId: null, lngLat: null, imageEvents: [], focus: "photo" };
 const viewer = createViewer(config, document.getElementById("viewer"), config.image.id);
 viewer.on("image", (event) => { state.imageEvents.push(event.image.id); });
-window.wayview = { config, state, viewer, map: null, NavigationDirection };
+// Detections are drawn with their own state: the map's `state.imageId` is set by followViewer.
+const seen = { imageId: null, detections: [] };
+showDetections(viewer, config, seen);
+window.wayview = { config, state, viewer, map: null, NavigationDirection, seen };
 
 if (config.style !== "photo") {
   const map = createMap(config, document.getElementById("map"), {
