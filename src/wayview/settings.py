@@ -274,7 +274,7 @@ class PipelineSettings(BaseModel):
         "Higher is faster (cost grows with the square) and misses smaller faces.",
     )
     blur_face_threshold: float = Field(
-        0.2, gt=0, lt=1, description="CenterFace score above which a face is blurred (lower "
+        0.15, gt=0, lt=1, description="CenterFace score above which a face is blurred (lower "
         "blurs more: privacy first).",
     )
     blur_max_input_pixels: int = Field(

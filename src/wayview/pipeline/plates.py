@@ -10,15 +10,21 @@ on the grey image:
    of one plate join into one blob.
 2. **Plate-shaped blobs.** Each blob's bounding box must be 2–8 times as wide as high and
    between `min_height` and a tenth of the photo high.
-3. **Confirmation.** Inside the box (with a small margin) the pixels are split into dark and
-   bright by Otsu's threshold; the box is a plate when the dark connected parts include at
-   least `MIN_CHARACTERS` character-like ones — taller than wide, 35–100 % of the box's height,
-   their tops and bottoms aligned — and the bright part (the plate) covers at least half of the
-   box and is brighter than the characters by a clear margin.
+3. **Confirmation.** The blob is either the line of characters (the plate lies around it)
+   or, when the characters touch the plate's dark outline, the whole plate (the characters
+   lie inside it). In the line (resp. the plate less its rim) the pixels are split into ink and
+   ground by Otsu's threshold; it is a plate when the ground covers at least 45 % of it, is
+   even and brighter than the ink by a clear margin, is one connected piece (textures such as
+   leaves and cobbles break it up), the rows just above and below the line are ground, and the
+   middle rows cross more than `MIN_CHARACTERS` dark runs, no denser than characters can be
+   (inside a whole plate at least two ink parts must also have a character's height and
+   width).
 
-Where it fails (docs/performance.md, "Perception"): plates smaller than about 45 px wide,
-plates in deep shadow or strongly tilted, and two-line plates; shop signs and house numbers with
-several dark characters on a bright ground are blurred as well.
+Measured in docs/performance.md ("Perception"): about 80 % of rendered plates 50–120 px wide
+are found; it misses plates in deep shadow, strongly tilted or smaller than about 45 px wide,
+two-line plates and light characters on a dark ground; street-name signs and house numbers with
+dark characters on a bright ground are blurred as well. An operator with a stronger model
+adds it as the `yolo` part.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ from PIL import Image as PILImage
 
 __all__ = ["MIN_CHARACTERS", "PlateFinder", "PlateBox"]
 
-#: Character-like dark parts a plate must show.
+#: Dark runs along the middle of a plate's line must number more than this (characters).
 MIN_CHARACTERS = 4
+#: Separate characters of full height inside a whole-plate blob (small plates blur together).
+_WHOLE_CHARACTERS = 2
 
 PlateBox = tuple[float, float, float, float, float]  # x0, y0, x1, y1, score
 
@@ -96,37 +104,62 @@ class PlateFinder:
 
 
 def _plate_score(grey: np.ndarray, x: int, y: int, w: int, h: int) -> float:
-    """How plate-like the text-line box (x, y, w, h) is: 0 = not a plate, else the fraction of
-    the middle rows' width that alternates between ink and plate."""
+    """How plate-like the blob (x, y, w, h) is: 0 = not a plate, else a score in (0, 1].
+
+    The blob is either the line of characters (the plate lies around it) or, when the
+    characters touch the plate's dark outline, the whole plate (the characters lie inside).
+    """
     pad = max(1, h // 4)
     top, left = max(0, y - pad), max(0, x - pad)
     crop = grey[top:y + h + pad, left:x + w + pad]
+    around = _characters(crop, y - top, x - left, w, h, rim=max(1, pad // 2))
+    if around:
+        return around
+    inset = max(1, round(h * 0.12))
+    if h - 2 * inset < 4 or w - 2 * inset < 8:
+        return 0.0
+    inner = grey[y + inset:y + h - inset, x + inset:x + w - inset]
+    return _characters(inner, 0, 0, w - 2 * inset, h - 2 * inset, rim=0)
+
+
+def _characters(crop: np.ndarray, y: int, x: int, w: int, h: int, *, rim: int) -> float:
+    """Dark characters on an even, bright ground in the line (x, y, w, h) of `crop`; `rim`
+    rows above and below the line must be ground."""
     if crop.size == 0:
         return 0.0
-    level, dark = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    _, dark = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     bright = crop[dark == 0]
     ink = crop[dark > 0]
     if bright.size < 0.45 * crop.size or ink.size == 0:
         return 0.0
-    if float(bright.mean()) - float(ink.mean()) < 50:
+    contrast = float(bright.mean()) - float(ink.mean())
+    if contrast < 50 or float(bright.std()) > 0.35 * contrast:
+        return 0.0  # a plate's ground is even and much brighter than its characters
+    # The ground is one piece around the characters; textures (leaves, cobbles) break it up.
+    count, _, stats, _ = cv2.connectedComponentsWithStats(
+        (dark == 0).astype(np.uint8), connectivity=4)
+    if count < 2 or stats[1:, cv2.CC_STAT_AREA].max() < 0.85 * bright.size:
         return 0.0
-    if float(bright.std()) > 0.35 * (float(bright.mean()) - float(ink.mean())):
-        return 0.0  # a plate's ground is even
-    # Above and below the characters lies the plate: mostly bright.
-    inner = dark[:, x - left:x - left + w] > 0
-    band = max(1, pad // 2)
-    rim = np.concatenate([inner[max(0, y - top - band):y - top],
-                          inner[y - top + h:y - top + h + band]])
-    if rim.size and float(rim.mean()) > 0.3:
-        return 0.0
+    if rim:
+        line = dark[:, x:x + w] > 0
+        edge = np.concatenate([line[max(0, y - rim):y], line[y + h:y + h + rim]])
+        if edge.size and float(edge.mean()) > 0.3:
+            return 0.0
     # Characters cross the middle rows of the line: count the dark runs along three rows.
     runs = []
     for frac in (0.4, 0.5, 0.6):
-        row = dark[y - top + int(frac * h), x - left:x - left + w] > 0
+        row = dark[y + int(frac * h), x:x + w] > 0
         runs.append(int(np.count_nonzero(row[1:] & ~row[:-1])) + int(row[0]))
     found = sorted(runs)[1]
-    if found < MIN_CHARACTERS + 1:
-        return 0.0
-    if found > 4 * w / max(1, h):  # denser than characters can be: a texture
-        return 0.0
+    if found < MIN_CHARACTERS + 1 or found > 4 * w / max(1, h):
+        return 0.0  # too few for a plate, or denser than characters can be: a texture
+    if not rim:
+        # Inside a whole plate: the ink must be separate characters of about the line's
+        # height (cobble joints and leaf edges are long, thin or small).
+        count, _, stats, _ = cv2.connectedComponentsWithStats(dark[y:y + h, x:x + w],
+                                                              connectivity=8)
+        chars = sum(1 for _, _, cw, ch, _ in stats[1:count]
+                    if 0.4 * h <= ch <= h and cw <= 1.2 * ch)
+        if chars < _WHOLE_CHARACTERS:
+            return 0.0
     return round(min(1.0, found / 10), 3)
