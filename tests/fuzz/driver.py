@@ -285,6 +285,10 @@ def _known_strategies(target: FuzzTarget) -> dict[str, Callable[[str], st.Search
         "after": lambda op: _cursor(),
         "z": lambda op: st.integers(0, 15) if op == "getImageTiles" else st.integers(0, 14),
         "variant": lambda op: variants,
+        "Accept-Encoding": lambda op: st.sampled_from(
+            ["gzip", "gzip;q=0", "*", "br, gzip;q=0.5", "identity", "gzip;q=1e999", "x;q=nan"]),
+        "If-None-Match": lambda op: st.sampled_from(['"empty"', "*", '"0"', 'W/"x", "empty"']),
+        "Offset": lambda op: st.one_of(st.integers(0, 2000).map(str), st.just("")),
         "object_values": lambda op: st.lists(st.sampled_from(
             ["*", "regulatory--*", "*--g1", "object--*", "information--*"]), min_size=1,
             max_size=3),
@@ -343,7 +347,8 @@ class Fuzzer:
         document's rules, so it is no longer a positive one)."""
         hostile = False
         for param in op.definition.raw.get("parameters", []):
-            where = {"path": "path_parameters", "query": "query"}.get(param.get("in"))
+            where = {"path": "path_parameters", "query": "query", "header": "headers"}.get(
+                param.get("in"))
             make = self.known.get(param["name"])
             if where is None or make is None:
                 continue
