@@ -257,7 +257,7 @@ async def _refresh_grant(
     # Claim the refresh first, atomically: of parallel refreshes of one token only one gets a
     # new token; the old one keeps working for the grace period but cannot be refreshed again.
     grace_ms = max(settings.oauth.refresh_grace_s * 1000, 1)
-    if not await store.retire_token(old_hash, now_ms + grace_ms):
+    if not await store.retire_token(old_hash, now_ms + grace_ms, token.expires_at_ms):
         raise InvalidOAuthParameter(
             "refresh_token", "already used: a refresh token gives one new token")
     return await issue_user_token(store, users[token.user_id], app=app, scopes=token.scopes,

@@ -56,10 +56,13 @@ class AccountsStore(Protocol):
     async def revoke_token(self, token_hash: str) -> bool:
         """Revoke a token; False if unknown or already revoked."""
 
-    async def retire_token(self, token_hash: str, expires_at_ms: int) -> bool:
-        """Let a token expire at `expires_at_ms` (refresh grace), in one atomic step; False
-        (nothing changed) if it already expires by then: it was retired before (a refresh
-        token is good for one refresh) or its own lifetime ends sooner."""
+    async def retire_token(self, token_hash: str, expires_at_ms: int,
+                           previous_expires_at_ms: int | None) -> bool:
+        """Let a token expire at `expires_at_ms` (refresh grace), in one atomic
+        compare-and-set: only if its expiry is still `previous_expires_at_ms` (what the caller
+        read) and later than the new one. False (nothing changed) otherwise: another refresh
+        got there first, it was retired before (a refresh token is good for one refresh), or
+        its own lifetime ends sooner."""
 
     async def revoke_tokens_of_code(self, code_hash: str) -> list[str]:
         """Revoke every token descending from an authorization code; their hashes."""

@@ -150,14 +150,16 @@ class AccountsMixin(Queries):
             "UPDATE tokens SET revoked_at_ms = %s"
             " WHERE token_hash = %s AND revoked_at_ms IS NULL", (_now_ms(), token_hash)))
 
-    async def retire_token(self, token_hash: str, expires_at_ms: int) -> bool:
-        """Bring a token's expiry forward to `expires_at_ms`; False if it already ends by
-        then (retired before). A concurrent UPDATE waits for the row lock and re-checks the
-        condition, so concurrent calls retire once."""
+    async def retire_token(self, token_hash: str, expires_at_ms: int,
+                           previous_expires_at_ms: int | None) -> bool:
+        """Compare-and-set a token's expiry to `expires_at_ms` (see the protocol). A
+        concurrent UPDATE waits for the row lock and re-checks against the new row, so of
+        parallel refreshes exactly one wins."""
         return 0 < await self._run(
             "UPDATE tokens SET expires_at_ms = %s WHERE token_hash = %s"
+            " AND expires_at_ms IS NOT DISTINCT FROM %s"
             " AND (expires_at_ms IS NULL OR expires_at_ms > %s)",
-            (expires_at_ms, token_hash, expires_at_ms))
+            (expires_at_ms, token_hash, previous_expires_at_ms, expires_at_ms))
 
     async def revoke_tokens_of_code(self, code_hash: str) -> list[str]:
         """Revoke the tokens issued from a code (and refreshed from those)."""

@@ -187,14 +187,14 @@ class AccountsMixin:
         )
         return bool(cur.rowcount)
 
-    async def retire_token(self, token_hash: str, expires_at_ms: int) -> bool:
-        """Bring a token's expiry forward to `expires_at_ms`; False if it already ends by
-        then (retired before). One UPDATE on the writer thread: concurrent calls retire once."""
+    async def retire_token(self, token_hash: str, expires_at_ms: int,
+                           previous_expires_at_ms: int | None) -> bool:
+        """Compare-and-set a token's expiry to `expires_at_ms` (see the protocol)."""
         cur = await self.db.write(
             lambda c: c.execute(
                 "UPDATE tokens SET expires_at_ms = ? WHERE token_hash = ?"
-                " AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
-                (expires_at_ms, token_hash, expires_at_ms),
+                " AND expires_at_ms IS ? AND (expires_at_ms IS NULL OR expires_at_ms > ?)",
+                (expires_at_ms, token_hash, previous_expires_at_ms, expires_at_ms),
             )
         )
         return bool(cur.rowcount)
