@@ -307,9 +307,12 @@ async def _import_sequences(
             progress(done, total)
 
     # The demo's rendered scenes hold no people or plates: skip the (slow) face and plate
-    # detectors; every other pipeline stage runs as for real uploads.
+    # detectors. Its detections and map features are planned (drawn into the scenes and
+    # inserted afterwards), so the sign detector and triangulation stay off too; every other
+    # pipeline stage runs as for real uploads.
     demo_settings = settings.model_copy(update={
-        "pipeline": settings.pipeline.model_copy(update={"blurrer": "none"})})
+        "pipeline": settings.pipeline.model_copy(update={
+            "blurrer": "none", "detectors": "none", "map_features": False})})
     with tempfile.TemporaryDirectory(prefix="wayview-demo-") as tmp:
         root = Path(tmp)
         pending: asyncio.Task[Path] | None = None
