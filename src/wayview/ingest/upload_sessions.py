@@ -138,7 +138,7 @@ def staged_path(settings: Settings, user_id: int, session_key: str) -> Path:
 
     >>> from wayview.settings import Settings
     >>> staged_path(Settings(data_dir="d"), 7, "a/../b").as_posix()[:20]
-    'd/uploads/7/cd4b9f3d'
+    'd/uploads/7/900ea8b7'
     """
     digest = hashlib.sha256(session_key.encode("utf-8", "surrogatepass")).hexdigest()
     return settings.data_dir / UPLOADS_DIR / str(int(user_id)) / digest
