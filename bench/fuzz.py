@@ -15,9 +15,11 @@ and exits 1 when any rule was broken.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,6 @@ def _job(args: tuple[int, int, float, int, int]) -> Report:
 
 
 def main() -> int:
-    global _TARGET, _DOCUMENT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100_000, help="request budget")
     parser.add_argument("--minutes", type=float, default=60.0, help="time budget")
@@ -65,12 +66,31 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO / "bench" / ".data" / "fuzz",
                         help="world folder (built once, reused)")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--postgres", action="store_true",
+                        help="serve the world from a throwaway PostgreSQL + PostGIS cluster "
+                        "(Debian postgresql-15, postgresql-15-postgis-3) instead of SQLite")
     args = parser.parse_args()
 
+    with contextlib.ExitStack() as stack:
+        database_url = ""
+        if args.postgres:
+            from tests.pg_server import pg_server
+
+            database_url = stack.enter_context(pg_server())
+            # A fresh database each time: the world folder must be fresh too.
+            args.data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="wayview-fuzz-pg-")))
+        return _run(args, database_url)
+
+
+def _run(args: argparse.Namespace, database_url: str) -> int:
+    global _TARGET, _DOCUMENT
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    print(f"building/reusing the demo world in {args.data_dir} …", flush=True)
+    print(f"building/reusing the demo world in {args.data_dir} "
+          f"({'PostgreSQL' if database_url else 'SQLite'}) …", flush=True)
     env = {"WAYVIEW_WORKERS": str(args.workers)}
-    with fuzz_server(args.data_dir, images=args.images, env=env) as target:
+    with fuzz_server(args.data_dir, images=args.images, env=env,
+                     database_url=database_url) as target:
         import httpx
 
         with httpx.Client(trust_env=False, timeout=30.0) as client:

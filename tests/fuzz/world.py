@@ -173,20 +173,24 @@ def _upload_handles(base_url: str, prefix: str, user_token: str) -> list[str]:
 
 @contextlib.contextmanager
 def fuzz_server(folder: Path, *, images: int = 120, seed: int = 7,
-                env: dict[str, str] | None = None) -> Iterator[FuzzTarget]:
-    """Build the demo world in `folder` (once; reused when already there) and serve it."""
+                env: dict[str, str] | None = None,
+                database_url: str = "") -> Iterator[FuzzTarget]:
+    """Build the demo world in `folder` (once; reused when already there) and serve it; with
+    `database_url`, in that (empty) PostgreSQL database instead of SQLite."""
     from wayview.demo.command import prepare_demo
 
     data_dir = folder / "data"
-    settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=data_dir,  # type: ignore[call-arg]
+                        database_url=database_url)
+    store_env = {"WAYVIEW_DATABASE_URL": database_url} if database_url else {}
     info, _, client_token = asyncio.run(
         prepare_demo(settings, images=images, seed=seed, with_token=True))
     assert client_token is not None
     username = sorted(info.users)[0]
     user_token = str(wayview_json("tokens", "create", "--user", username, data_dir=data_dir,
-                                  cwd=REPO)["access_token"])
+                                  cwd=REPO, env=store_env)["access_token"])
     known = asyncio.run(_known_values(settings, info.bbox))
-    server_env = {**FUZZ_SERVER_ENV, **(env or {})}
+    server_env = {**FUZZ_SERVER_ENV, **store_env, **(env or {})}
     prefix = settings.upload.path_prefix
     with live_server(data_dir, folder / "server.log", cwd=REPO, env=server_env) as server:
         known.handles = _upload_handles(server.base_url, prefix, user_token)
