@@ -145,3 +145,19 @@ async def test_resource_errors_are_e9_never_500(client, seeded, monkeypatch, err
     r = await client.get(f"/{seeded.images[0].id}", headers=auth(seeded.client_token))
     assert_e9(r, "too complex")
     assert "internal detail" not in r.text
+
+
+@pytest.mark.parametrize("z", ["²", "١١", "11²", "⁹"])
+async def test_non_ascii_digits_are_e9_not_500(client, seeded, z):
+    """`str.isdigit()` holds for `²` and `١`, but they are no level (found by the fuzzer)."""
+    r = await client.get(f"/{seeded.images[0].id}/tiles", params={"z": z},
+                         headers=auth(seeded.client_token))
+    assert_e9(r, "z")
+
+
+async def test_finish_upload_with_a_non_ascii_organization_is_refused(client, seeded):
+    r = await client.post("/finish_upload", headers=auth(seeded.user_token),
+                          json={"file_handle": "x", "file_type": "zip",
+                                "organization_id": "²"})
+    assert 400 <= r.status_code < 500, r.text
+    assert "organization_id" in r.text

@@ -123,7 +123,8 @@ async def append(ctx: Context, request: Request, match: re.Match[str]) -> Respon
         user_id, key = _uploader(ctx), _session_key(match)
         start = _offset(request.headers.get("offset"))
         length_header = request.headers.get("content-length", "")
-        length = int(length_header) if length_header.isdigit() else None
+        length = int(length_header) if length_header.isascii() and length_header.isdigit() \
+            else None
         handle = await UploadSessions(ctx.settings, ctx.store).append(
             user_id, key, start, _body(request), length=length)
     except (UploadTooLarge, UploadInterrupted):

@@ -157,7 +157,7 @@ class Graph:
         if z_text is None or z_text == "":
             raise MissingParameter("z")
         valid = levels(image.width, image.height)
-        if not z_text.isdigit() or int(z_text) not in valid:
+        if not (z_text.isascii() and z_text.isdigit()) or int(z_text) not in valid:
             raise InvalidParameter("z", f"must be an integer from 0 to {valid.stop - 1}")
         z = int(z_text)
         tree = self._fields(fields or "url,z,x,y", "ImageTile")

@@ -628,7 +628,7 @@ def _parse_date(text: str | None) -> tuple[int, int, int] | None:
     if not text:
         return None
     parts = re.split(r"[:-]", text.strip())
-    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+    if len(parts) != 3 or not all(part.isascii() and part.isdigit() for part in parts):
         return None
     return int(parts[0]), int(parts[1]), int(parts[2])
 
@@ -657,7 +657,7 @@ def _parse_exif_datetime(
     y, mo, d, h, mi, s, inline_frac, inline_offset = match.groups()
     # GoPro pads SubSecTime with spaces (mapillary_tools issue #388).
     digits = (subsec or "").strip().replace(" ", "0")
-    frac = digits if digits.isdigit() else inline_frac
+    frac = digits if digits.isascii() and digits.isdigit() else inline_frac
     delta = _offset(offset) or _offset(inline_offset) or timedelta(0)
     return _make_time_ms(
         (int(y), int(mo), int(d)), (int(h), int(mi), int(s) + _fraction_s(frac)), delta

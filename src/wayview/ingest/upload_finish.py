@@ -81,7 +81,8 @@ def _organization_id(value: Any) -> int | None:
         raise InvalidParameter("organization_id", "not an id")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 19:
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() \
+            and len(value.strip()) <= 19:
         number = int(value.strip())
     else:
         raise InvalidParameter("organization_id", "not an id")

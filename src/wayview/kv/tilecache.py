@@ -75,8 +75,8 @@ class RedisTileCache:
         except (RedisError, OSError) as exc:
             self._unavailable(exc)
             return None
-        if stored is None or etag is None or body is None or not stored.isdigit() \
-                or int(stored) != epoch:
+        if stored is None or etag is None or body is None or not stored.isascii() \
+                or not stored.isdigit() or int(stored) != epoch:
             self.misses += 1
             return None
         self.hits += 1
