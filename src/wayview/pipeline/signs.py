@@ -253,7 +253,8 @@ def _classify_red(blob: _Blob, vertices: int, fill: float, solidity: float,
     if vertices == 3 and 0.35 <= fill <= 0.65:
         ys = blob.contour[:, 0, 1]
         bottom_x = blob.contour[int(np.argmax(ys)), 0, 0]
-        if abs(bottom_x - (blob.x + blob.w / 2)) < 0.2 * blob.w and white_share > 0.2:
+        # Its white middle is small at 20-odd pixels (a sixth of the triangle).
+        if abs(bottom_x - (blob.x + blob.w / 2)) < 0.2 * blob.w and white_share > 0.12:
             return "regulatory--yield--g1", 0.5 + 0.5 * _closeness(fill, 0.5, 0.2)
         return None
     aspect = blob.w / blob.h
