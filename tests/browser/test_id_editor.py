@@ -358,3 +358,41 @@ def _run(page: Any, site: idsite.IdSite, world: World, traffic: Traffic) -> None
     # test does not stub, which iD asks at start-up and does without.
     assert {urlsplit(u).hostname for u in traffic.blocked} <= HARMLESS_HOSTS, traffic.blocked
     assert not traffic.errors, traffic.errors
+
+
+def test_id_draws_the_stop_sign_the_pipeline_found_in_lund(id_packages: None, browser: Any,
+                                                           world: World) -> None:
+    """The real Lund photos, imported with the CLI into the running server's data: the
+    pipeline's own detections make the stop-sign map feature, and iD's traffic-sign overlay
+    draws it with its sprite (issue #15's real-client check)."""
+    from tests.conftest import shared_path
+
+    lund = shared_path("data", "opensfm_lund", "images")
+    report = json.loads(wayview("import", str(lund), "--user", USERNAME, "--json",
+                                data_dir=world.server.data_dir,
+                                cwd=world.server.data_dir.parent).strip().splitlines()[-1])
+    assert report["imported"] == 29, report
+    with httpx.Client(base_url=world.base, trust_env=False, timeout=10) as http:
+        r = http.get("/map_features", params={
+            "bbox": "13.190,55.697,13.200,55.702", "object_values": SIGN_VALUE,
+            "fields": "id,geometry"},
+            headers={"Authorization": f"OAuth {idsite.ID_CLIENT_TOKEN}"})
+    assert r.status_code == 200, r.text
+    [feature] = r.json()["data"]
+    lon, lat = feature["geometry"]["coordinates"]
+    with idsite.id_site(world.base) as site:
+        context, offline = offline_context(browser, viewport={"width": 1280, "height": 800})
+        context.add_init_script("localStorage.setItem('sawSplash', 'true');")
+        page = context.new_page()
+        try:
+            page.goto(f"{site.base_url}/index.html#background=none&map=18.00/{lat:.6f}/"
+                      f"{lon:.6f}&photo_overlay=mapillary,mapillary-signs", wait_until="load")
+            signs = _poll(page, "the Lund stop sign on iD's traffic-sign overlay",
+                          lambda: [d for d in _drawn(page)["signs"] if d["id"] == feature["id"]])
+            assert [d["sprite"] for d in signs] == [f"#{SIGN_VALUE}"]
+            screenshot(page, "id-lund-stop-sign")
+        except AssertionError:
+            screenshot(page, "id-lund-failure")
+            raise
+        finally:
+            context.close()
