@@ -162,3 +162,26 @@ def test_reprocess_command_needs_a_selection(tmp_path):
                                       str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
     assert '"images": 0' in result.stdout
+
+
+class ExplodingDetector:
+    """An operator's detector with a bug."""
+
+    name = "exploding"
+
+    def detect(self, image):
+        raise RuntimeError("bug in a plug-in")
+
+
+async def test_a_failing_detector_does_not_lose_the_photos(world, tmp_path, caplog):
+    settings, store, blobs = world
+    broken = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(
+        update={"detectors": "tests.pipeline.test_perception:ExplodingDetector"})})
+    report = await import_paths(store, blobs, broken, [walk(tmp_path / "a", 0.0, 0.0, T0, 3)],
+                                username="ann")
+    assert report.imported == 3 and not report.skipped
+    bbox = (13.39, 52.51, 13.41, 52.53)
+    assert (await store.search_detections(DetectionSearch(bbox=bbox))).items == []
+    images = (await store.search_images(ImageSearch(bbox=bbox))).items
+    assert all(im.quality_score is not None for im in images)
+    assert "a detector failed" in caplog.text

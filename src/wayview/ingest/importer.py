@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import os
 import time
 import uuid
@@ -30,6 +31,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, TypeVar
+
+import numpy as np
 
 from wayview.blobs.base import BlobStore, image_blob_folders
 from wayview.errors import InvalidInput, WayviewError
@@ -49,6 +52,8 @@ from wayview.pipeline.process import (
 )
 from wayview.settings import PipelineSettings, Settings
 from wayview.store.base import Store
+
+log = logging.getLogger("wayview.ingest")
 
 __all__ = [
     "DEFAULT_CAMERA_PARAMETERS",
@@ -443,7 +448,12 @@ async def _store_perception(store: Store, settings: PipelineSettings, images: li
     rows = [detection for (image_id, f), did in zip(found, ids, strict=True)
             for detection in detections_from(image_id, [f], [did], now_ms)]
     await store.insert_detections(rows)
-    await update_map_features(settings, store, images)
+    try:
+        await update_map_features(settings, store, images)
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError):
+        # The sequence and its detections are stored; `wayview reprocess` places features.
+        log.exception("map features around sequence %s could not be placed",
+                      images[0].sequence_id)
 
 
 async def _discard_folders(runner: _Runner, blobs: BlobStore, image_ids: list[int]) -> None:

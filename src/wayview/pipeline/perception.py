@@ -89,7 +89,12 @@ class Perceiver:
         if image.width > LOOK_WIDTH:
             height = max(1, round(image.height * LOOK_WIDTH / image.width))
             image = image.resize((LOOK_WIDTH, height), PILImage.Resampling.BILINEAR)
-        found = tuple(run_detectors(self.detectors, image)) if self.detectors else ()
+        found: tuple[Found, ...] = ()
+        if self.detectors:
+            try:
+                found = tuple(run_detectors(self.detectors, image))
+            except Exception:  # noqa: BLE001 - an operator's detector must not lose the photo
+                log.exception("a detector failed; the image is kept without detections")
         return Perception(found, measure_quality(image).score)
 
 
