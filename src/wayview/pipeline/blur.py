@@ -362,17 +362,17 @@ class PrivacyBlurrer:
         return max(1, min(long_side, max(sides)))
 
     def detect_at(self, image: PILImage.Image, full_size: tuple[int, int]) -> list[Region]:
-        """Every part on the same decoded copy; regions in `image`'s pixels."""
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        """Every part on the same decoded copy; regions in `image`'s pixels. Each part
+        converts what it looks at itself (no full-size copy of the photo here)."""
         found: list[Region] = []
         if self.faces is not None:
-            found += [_region(box, "face") for box in self.faces.find(rgb, full_size)]
+            found += [_region(box, "face") for box in self.faces.find(image, full_size)]
         if self.plates is not None:
-            found += [_region(box, "plate") for box in self.plates.find(rgb, full_size)]
+            found += [_region(box, "plate") for box in self.plates.find(image, full_size)]
         if self.yolo is not None:
-            found += self.yolo.detect_at(rgb, full_size)
+            found += self.yolo.detect_at(image, full_size)
         if self.cascade is not None:
-            found += self.cascade.detect(rgb)
+            found += self.cascade.detect(image)
         return _distinct(found, image.width, image.height)
 
     def detect(self, image: PILImage.Image) -> list[Region]:

@@ -100,46 +100,42 @@ class CenterFace:
     def find(self, image: PILImage.Image, full_size: tuple[int, int] | None = None
              ) -> list[FaceBox]:
         """Faces in `image`, a copy of a photo of `full_size` (default: its own size) at any
-        scale; boxes in `image`'s pixels."""
+        scale; boxes in `image`'s pixels. The photo itself is never copied whole: tiles are
+        cut (and converted to RGB) one at a time."""
         full_w, full_h = full_size or image.size
         scale = self.scale_for(full_w, full_h)
         target = (max(1, round(full_w * scale)), max(1, round(full_h * scale)))
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
-        if rgb.width > target[0]:
-            rgb = rgb.resize(target, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
-        back_x, back_y = image.width / rgb.width, image.height / rgb.height
-        pixels = np.asarray(rgb)
-        boxes = self._find_array(pixels)
-        if not boxes:
-            return []
+        scaled = image
+        if image.width > target[0]:
+            scaled = image.resize(target, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+        back_x, back_y = image.width / scaled.width, image.height / scaled.height
+        boxes = self._find_image(scaled)
         return [(x0 * back_x, y0 * back_y, x1 * back_x, y1 * back_y, s)
                 for x0, y0, x1, y1, s in boxes]
 
-    def _find_array(self, pixels: np.ndarray) -> list[FaceBox]:
-        height, width = pixels.shape[:2]
+    def _find_image(self, image: PILImage.Image) -> list[FaceBox]:
+        width, height = image.size
         if width * height <= self.max_input_pixels:
-            return self._run(pixels)
-        found = self._tiled(pixels)
+            return self._run(_rgb_array(image))
+        found = self._tiled(image)
         # Faces taller than the tiles' overlap may be cut by every tile: a pass over the
         # whole photo reduced by _COARSE finds them (they are still ≥ MODEL_FACE_PX there),
         # itself tiled if it is still too large.
-        small = np.asarray(PILImage.fromarray(pixels).resize(
-            (max(1, width // _COARSE), max(1, height // _COARSE)),
-            PILImage.Resampling.BILINEAR, reducing_gap=2.0))
-        fx, fy = width / small.shape[1], height / small.shape[0]
+        small = image.resize((max(1, width // _COARSE), max(1, height // _COARSE)),
+                             PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+        fx, fy = width / small.width, height / small.height
         found += [(x0 * fx, y0 * fy, x1 * fx, y1 * fy, s)
-                  for x0, y0, x1, y1, s in self._find_array(small)]
+                  for x0, y0, x1, y1, s in self._find_image(small)]
         return _suppress(found)
 
-    def _tiled(self, pixels: np.ndarray) -> list[FaceBox]:
+    def _tiled(self, image: PILImage.Image) -> list[FaceBox]:
         """The photo in the fewest equal tiles of at most `max_input_pixels` that overlap by
         `_OVERLAP` pixels (a face up to that high lies whole in some tile)."""
-        height, width = pixels.shape[:2]
-        grid = _grid(width, height, self.max_input_pixels)
+        columns, rows = _grid(image.width, image.height, self.max_input_pixels)
         found: list[FaceBox] = []
-        for top, bottom in grid[1]:
-            for left, right in grid[0]:
-                tile = pixels[top:bottom, left:right]
+        for top, bottom in rows:
+            for left, right in columns:
+                tile = _rgb_array(image.crop((left, top, right, bottom)))
                 found += [(x0 + left, y0 + top, x1 + left, y1 + top, s)
                           for x0, y0, x1, y1, s in self._run(tile)]
         return found
@@ -153,6 +149,10 @@ class CenterFace:
         tensor[0, :, :height, :width] = pixels.transpose(2, 0, 1)
         heatmap, scale, offset, _ = self.session.run(_OUTPUTS, {_INPUT: tensor})
         return _decode(heatmap[0, 0], scale[0], offset[0], self.threshold, width, height)
+
+
+def _rgb_array(image: PILImage.Image) -> np.ndarray:
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def _decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, threshold: float,

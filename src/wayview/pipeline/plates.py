@@ -70,10 +70,10 @@ class PlateFinder:
         full_w, full_h = full_size or image.size
         scale = self.scale_for(full_w, full_h)
         target = (max(1, round(full_w * scale)), max(1, round(full_h * scale)))
-        grey_image = image.convert("L")
-        if grey_image.width > target[0]:
-            grey_image = grey_image.resize(target, PILImage.Resampling.BILINEAR,
-                                           reducing_gap=2.0)
+        reduced = image
+        if image.width > target[0]:  # reduce first: no full-size grey copy
+            reduced = image.resize(target, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+        grey_image = reduced.convert("L")
         back_x = image.width / grey_image.width
         back_y = image.height / grey_image.height
         grey = np.asarray(grey_image)
