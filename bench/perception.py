@@ -360,12 +360,13 @@ def main() -> None:
     wanted = args.only or [s for s in SECTIONS
                            if not (s == "throughput" and args.skip_throughput)]
     real = sets.real_samples()
-    out = [f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python bench/perception.py"
-           f"{' --write-docs' if args.write_docs else ''}`: {os.cpu_count()} cores "
-           f"({platform.machine()}), Python {platform.python_version()}, other load on the "
-           "machine possible (CPU ms are process time, not wall time).", ""]
+    out = [f"Made by `python bench/perception.py --write-docs` (`--only SECTION` redoes one "
+           f"section): {os.cpu_count()} cores ({platform.machine()}), Python "
+           f"{platform.python_version()}, other load on the machine possible (CPU ms are "
+           "process time, not wall time).", ""]
     for section in wanted:
         started = time.perf_counter()
+        first = len(out)
         if section == "faces":
             out += faces_section(real, args.quick)
         elif section == "plates":
@@ -374,6 +375,7 @@ def main() -> None:
             out += cost_section(args.quick)
         elif section == "throughput":
             out += throughput_section(args.images, args.threads)
+        out[first + 2:first + 2] = [f"_Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC._", ""]
         out.append("")
         print(f"[{section}: {time.perf_counter() - started:.0f} s]", file=sys.stderr)
     text = "\n".join(out).rstrip() + "\n"
