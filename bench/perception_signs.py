@@ -231,3 +231,48 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def signs_section() -> list[str]:
+    """Markdown of the `signs` section of bench/perception.py."""
+    real = real_photos()
+    comp = composites()
+    lines = ["### Traffic signs (classical detector `signs`)", "",
+             "Real photos labelled by eye (bench/perception/signs.json): the Lund stop sign in "
+             "seven frames, the Lund speed-bump warning (a class the detector does not know), "
+             "the Sony sample's stop sign; the other Lund, Berlin and Sony photos are "
+             f"negatives ({real['photos']} photos in all, {real['ms_per_photo']} ms per photo).",
+             "", "| real photos: class, width in a 1024-px frame | found |", "|---|---:|"]
+    lines += [f"| {name} | {value} |" for name, value in real["recall"].items()]
+    lines += [f"| false detections in {real['photos']} photos | {real['false_detections']} |",
+              "", f"Composites: each class rendered at 16/24/40/80 px into Lund frames without "
+              f"the real sign, {PLACEMENTS} random placements per class and size; *false* counts "
+              "detections of that value elsewhere in the frame.", "",
+              "| class | 16 px | 24 px | 40 px | 80 px | false |", "|---|---:|---:|---:|---:|---:|"]
+    by_class: dict[str, list[str]] = defaultdict(list)
+    false: dict[str, int] = defaultdict(int)
+    for key, row in comp.items():
+        value, _ = key.rsplit(" ", 1)
+        by_class[value].append(row["recall"])
+        false[value] += row["false"]
+    lines += [f"| {value} | {' | '.join(cells)} | {false[value]} |"
+              for value, cells in by_class.items()]
+    return lines
+
+
+def map_features_section() -> list[str]:
+    """Markdown of the `map features` section of bench/perception.py."""
+    result = map_features()
+    truth = json.loads(LABELS.read_text())["lund_stop_sign"]
+    lines = ["### Map features (the Lund stop sign)", "",
+             "The 29 Lund photos imported with every stage on; the stop sign is estimated to "
+             f"stand at {truth['lon']}, {truth['lat']} (±{truth['uncertainty_m']} m: "
+             f"{truth['how']}). Target: exactly one feature within 10 m.", "",
+             "| headings | stop-sign features | distance to the sign | detections | import of "
+             "29 photos |", "|---|---:|---:|---:|---:|"]
+    for label, row in result.items():
+        lines.append(f"| {label} | {row['stop features']} | "
+                     f"{', '.join(f'{d} m' for d in row['distances m'])} | "
+                     f"{', '.join(map(str, row['detections']))} | "
+                     f"{row['import s (29 photos)']} s |")
+    return lines
