@@ -13,7 +13,8 @@ One command, one table per section:
 - **throughput**: bench/pipeline.py's measurement (2048 × 1536 synthetic camera-sized JPEGs,
   `ImageProcessor.derive` on 2 threads) with the blurrer off, the old `opencv` and the new
   default in one run (target: the default ≥ 2 × the 1.07 images/s `opencv` had);
-- *signs* and *map features*: added later (see `SECTIONS` at the end of this file).
+- *signs* and *map features*: the classical sign detector on labelled real photos and
+  composites, and the Lund stop sign as map features (bench/perception_signs.py).
 
 The evaluation sets are built by bench/perception_sets.py (labels in bench/perception/; images
 read from ../shared/data, faces from an npm package fetched once into bench/.data/).
@@ -45,6 +46,7 @@ sys.path.insert(0, str(BENCH.parent / "src"))
 sys.path.insert(0, str(BENCH))
 
 import perception_sets as sets  # noqa: E402
+import perception_signs  # noqa: E402
 
 from wayview.pipeline.blur import (  # noqa: E402
     CascadeBlurrer,
@@ -341,10 +343,8 @@ def throughput_section(images: int, threads: int) -> list[str]:
     return lines
 
 
-# The sections, in order. Another engineer adds `signs` and `map features` here later:
-# ---- signs (to be added) ----
-# ---- map features (to be added) ----
-SECTIONS = ("faces", "plates", "cost", "throughput")
+# The sections, in order; `signs` and `map features` live in bench/perception_signs.py.
+SECTIONS = ("faces", "plates", "signs", "map features", "cost", "throughput")
 
 
 def main() -> None:
@@ -371,6 +371,10 @@ def main() -> None:
             out += faces_section(real, args.quick)
         elif section == "plates":
             out += plates_section(real, args.quick)
+        elif section == "signs":
+            out += perception_signs.signs_section()
+        elif section == "map features":
+            out += perception_signs.map_features_section()
         elif section == "cost":
             out += cost_section(args.quick)
         elif section == "throughput":
