@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from wayview.ingest.exif import PhotoMetadata
+from wayview.model.geo import EARTH_RADIUS_M, haversine_m
 
 __all__ = ["EARTH_RADIUS_M", "SourcePhoto", "cut_sequences", "haversine_m"]
-
-#: Mean Earth radius (IUGG), the usual sphere for haversine distances.
-EARTH_RADIUS_M = 6_371_008.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,19 +17,6 @@ class SourcePhoto:
 
     source: str
     metadata: PhotoMetadata
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres between two WGS84 points (spherical Earth).
-
-    >>> round(haversine_m(0.0, 0.0, 0.0, 1.0))
-    111195
-    """
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    d_phi = phi2 - phi1
-    d_lambda = math.radians(lon2 - lon1)
-    a = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def cut_sequences(

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wayview.model.geo import EARTH_RADIUS_M, haversine_m
+from wayview.model.geo import bearing_deg as geo_bearing_deg
+
 __all__ = [
     "DEFAULT_SIZE_M",
     "PHYSICAL_SIZE_M",
@@ -40,7 +43,6 @@ __all__ = [
     "place_sightings",
 ]
 
-EARTH_RADIUS_M = 6_371_008.8
 #: Width in metres of objects by taxonomy value prefix (the longest matching prefix wins).
 PHYSICAL_SIZE_M: dict[str, float] = {
     "regulatory--stop": 0.75,
@@ -176,28 +178,21 @@ class Placed:
 
 
 def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    """Great-circle distance in metres.
+    """Great-circle distance in metres (arguments lon, lat: the order of this module).
 
     >>> round(distance_m(13.0, 55.0, 13.0, 55.001), 1)
     111.2
     """
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+    return haversine_m(lat1, lon1, lat2, lon2)
 
 
 def bearing_deg(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    """Initial compass bearing from point 1 to point 2, degrees.
+    """Initial compass bearing from point 1 to point 2, degrees (arguments lon, lat).
 
     >>> round(bearing_deg(13.0, 55.0, 13.0, 55.001)), round(bearing_deg(13.0, 55.0, 13.001, 55.0))
     (0, 90)
     """
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dl = math.radians(lon2 - lon1)
-    x = math.sin(dl) * math.cos(p2)
-    y = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
-    return math.degrees(math.atan2(x, y)) % 360.0
+    return geo_bearing_deg(lat1, lon1, lat2, lon2)
 
 
 class _Plane:

@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from wayview.model.entities import TileContent, TileImageColumns, TileLine, UploadSession
+from wayview.model.entities import (
+    MapFeature,
+    TileContent,
+    TileImageColumns,
+    TileLine,
+    UploadSession,
+)
+from wayview.tiles.index import IMAGE_ZOOM, QK_ZOOM, point_keys
 
 #: Image columns, in the order the backends' `_image_from_row` read them.
 IMAGE_COLUMNS = (
@@ -115,3 +122,18 @@ class SingleLayerTileReads:
         lines = (await self.tile_content(z, x, y, ("sequence",))).lines
         assert lines is not None
         return lines
+
+
+def map_feature_rows(features: Seq[MapFeature]) -> tuple[list[tuple[Any, ...]], set[int]]:
+    """The `map_features` rows of `features` (columns id, object_value, object_type, lon, lat,
+    aligned_direction_deg, first_seen_at_ms, last_seen_at_ms, qk) and the z14 tiles (as the
+    quadkey prefix the feature epochs use) they lie in."""
+    keys = point_keys([f.lon for f in features], [f.lat for f in features])
+    rows = [(f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,
+             f.first_seen_at_ms, f.last_seen_at_ms, qk)
+            for f, qk in zip(features, keys, strict=True)]
+    return rows, {qk >> FEATURE_TILE_SHIFT for qk in keys}
+
+
+#: A feature's quadkey shifted right by this gives its z14 tile (the epoch key).
+FEATURE_TILE_SHIFT = 2 * (QK_ZOOM - IMAGE_ZOOM)

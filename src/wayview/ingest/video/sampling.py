@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wayview.ingest.sequencing import haversine_m
 from wayview.ingest.video.track import GpsPoint
+from wayview.model.geo import bearing_deg, haversine_m
 
 __all__ = ["FramePlan", "bearing_deg", "plan_frames"]
 
@@ -31,19 +31,6 @@ class FramePlan:
     alt_m: float | None
     heading_deg: float | None
     captured_at_ms: int
-
-
-def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Initial great-circle bearing from point 1 to point 2, degrees clockwise from north.
-
-    >>> round(bearing_deg(0.0, 0.0, 0.0, 1.0)), round(bearing_deg(0.0, 0.0, -1.0, 0.0))
-    (90, 180)
-    """
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    d_lambda = math.radians(lon2 - lon1)
-    y = math.sin(d_lambda) * math.cos(phi2)
-    x = math.cos(phi1) * math.sin(phi2) - math.sin(phi1) * math.cos(phi2) * math.cos(d_lambda)
-    return math.degrees(math.atan2(y, x)) % 360.0
 
 
 def plan_frames(

@@ -39,10 +39,12 @@ from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
 from wayview.store.columns import (
     DETECTION_COLUMNS,
+    FEATURE_TILE_SHIFT,
     IMAGE_COLUMNS,
     IMAGE_FROM,
     TILE_LINES_SQL,
     SingleLayerTileReads,
+    map_feature_rows,
     tile_image_columns,
     tile_line_from_row,
     unique_codes,
@@ -57,7 +59,6 @@ from wayview.tiles.index import (
     OVERVIEW_PER_CELL,
     QK_ZOOM,
     morton,
-    point_keys,
     sequence_rows,
     tile_range,
 )
@@ -595,14 +596,8 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
         """Insert map features and bump their z14 tile epochs (the GiST index follows)."""
         if not features:
             return
-        keys = point_keys([f.lon for f in features], [f.lat for f in features])
-        rows = [
-            (f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,
-             f.first_seen_at_ms, f.last_seen_at_ms, qk)
-            for f, qk in zip(features, keys, strict=True)
-        ]
-        shift = 2 * (QK_ZOOM - IMAGE_ZOOM)
-        touched = sorted({qk >> shift for qk in keys})
+        rows, tiles = map_feature_rows(features)
+        touched = sorted(tiles)
         async with self.db.transaction() as conn, conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO map_features (id, object_value, object_type, lon, lat,"
@@ -641,16 +636,11 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Upsert/delete map features and relink detections in one transaction."""
         upserts, deletes = changes.upserts, changes.deletes
-        keys = point_keys([f.lon for f in upserts], [f.lat for f in upserts])
-        rows = [
-            (f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,
-             f.first_seen_at_ms, f.last_seen_at_ms, qk)
-            for f, qk in zip(upserts, keys, strict=True)
-        ]
-        shift = 2 * (QK_ZOOM - IMAGE_ZOOM)
+        rows, tiles = map_feature_rows(upserts)
+        shift = FEATURE_TILE_SHIFT
         ids = [f.id for f in upserts] + list(deletes)
         async with self.db.transaction() as conn, conn.cursor() as cur:
-            touched = {qk >> shift for qk in keys}
+            touched = set(tiles)
             if ids:
                 await cur.execute("SELECT qk FROM map_features WHERE id = ANY(%s)", (ids,))
                 touched.update(int(qk) >> shift for (qk,) in await cur.fetchall())

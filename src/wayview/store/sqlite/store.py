@@ -35,10 +35,12 @@ from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
 from wayview.store.columns import (
     DETECTION_COLUMNS,
+    FEATURE_TILE_SHIFT,
     IMAGE_COLUMNS,
     IMAGE_FROM,
     TILE_LINES_SQL,
     SingleLayerTileReads,
+    map_feature_rows,
     tile_image_columns,
     tile_line_from_row,
     unique_codes,
@@ -51,9 +53,7 @@ from wayview.store.sqlite.uploads import UploadsMixin
 from wayview.tiles.index import (
     IMAGE_ZOOM,
     OVERVIEW_PER_CELL,
-    QK_ZOOM,
     morton,
-    point_keys,
     sequence_rows,
     tile_range,
 )
@@ -565,15 +565,9 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
     # -- map features and detections -------------------------------------------------------
     async def insert_map_features(self, features: Seq[MapFeature]) -> None:
         """Insert map features, index their positions and bump their z14 tile epochs."""
-        keys = point_keys([f.lon for f in features], [f.lat for f in features])
-        rows = [
-            (f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,
-             f.first_seen_at_ms, f.last_seen_at_ms, qk)
-            for f, qk in zip(features, keys, strict=True)
-        ]
+        rows, tiles = map_feature_rows(features)
         boxes = [(f.id, f.lon, f.lon, f.lat, f.lat) for f in features]
-        shift = 2 * (QK_ZOOM - IMAGE_ZOOM)
-        touched = sorted({qk >> shift for qk in keys})
+        touched = sorted(tiles)
 
         def run(conn: sqlite3.Connection) -> None:
             conn.executemany(
@@ -619,17 +613,12 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Upsert/delete map features and relink detections in one write transaction."""
         upserts, deletes = changes.upserts, changes.deletes
-        keys = point_keys([f.lon for f in upserts], [f.lat for f in upserts])
-        rows = [
-            (f.id, f.object_value, f.object_type, f.lon, f.lat, f.aligned_direction_deg,
-             f.first_seen_at_ms, f.last_seen_at_ms, qk)
-            for f, qk in zip(upserts, keys, strict=True)
-        ]
-        shift = 2 * (QK_ZOOM - IMAGE_ZOOM)
+        rows, tiles = map_feature_rows(upserts)
+        shift = FEATURE_TILE_SHIFT
         ids = [f.id for f in upserts] + list(deletes)
 
         def run(conn: sqlite3.Connection) -> None:
-            touched = {qk >> shift for qk in keys}
+            touched = set(tiles)
             for start in range(0, len(ids), 500):
                 part = ids[start:start + 500]
                 marks = ",".join("?" * len(part))
