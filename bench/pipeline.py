@@ -9,7 +9,7 @@ Generates `--images` synthetic street JPEGs (wayview.fixtures.make_jpeg) and mea
   Pillow at the same sizes, with nothing else (the floor any pipeline pays);
 - *pipeline, no blur*: `ImageProcessor.derive` with `pipeline.blurrer = none` (metadata
   stripping, thumbnails, pyramid, blob writes);
-- *pipeline, opencv blur*: the same with the Haar-cascade blurrer (the default).
+- *pipeline, opencv blur*: the same with the Haar-cascade blurrer (the default before `centerface+plates`; bench/perception.py compares the two).
 
 Prints images/s and the pipeline's share of the codec-only rate (issue target: ≥ 60 %).
 """
