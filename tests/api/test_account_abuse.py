@@ -23,6 +23,9 @@ from wayview.settings import Settings
 from wayview.testing import BASE_URL, make_settings, open_test_store
 
 REPO = Path(__file__).resolve().parents[2]
+#: Throttle windows are fixed and aligned to the epoch: one that ends mid-test resets the
+#: counts. Tests use windows of ~31 years so that never happens.
+WINDOW = 10**9
 
 
 @contextlib.asynccontextmanager
@@ -39,7 +42,8 @@ def app_for(settings: Settings, store, limiter=None):
 
 async def test_parallel_wrong_passwords_cannot_overrun_the_limit(tmp_path):
     settings = make_settings(tmp_path, accounts={"login_failures_per_account": 10,
-                                                 "login_failures_per_address": 1000})
+                                                 "login_failures_per_address": 1000,
+                                                 "login_throttle_window_s": WINDOW})
     async with open_test_store(settings) as store:
         app = app_for(settings, store)
         async with client_from(app, "10.0.0.1") as client:
@@ -57,7 +61,8 @@ async def test_parallel_wrong_passwords_cannot_overrun_the_limit(tmp_path):
 
 
 async def test_username_and_email_share_one_account_budget(tmp_path):
-    settings = make_settings(tmp_path, accounts={"login_failures_per_account": 3})
+    settings = make_settings(tmp_path, accounts={"login_failures_per_account": 3,
+                                                 "login_throttle_window_s": WINDOW})
     async with open_test_store(settings) as store:
         async with client_from(app_for(settings, store), "10.0.0.1") as client:
             await sign_up(client, "alice", password="correct horse 1",
@@ -71,7 +76,8 @@ async def test_username_and_email_share_one_account_budget(tmp_path):
 
 async def test_an_attacker_cannot_lock_the_owner_out(tmp_path):
     settings = make_settings(tmp_path, accounts={"login_failures_per_account": 3,
-                                                 "login_failures_per_address": 5})
+                                                 "login_failures_per_address": 5,
+                                                 "login_throttle_window_s": WINDOW})
     async with open_test_store(settings) as store:
         app = app_for(settings, store)
         async with client_from(app, "203.0.113.9") as attacker, \
@@ -90,7 +96,8 @@ async def test_an_attacker_cannot_lock_the_owner_out(tmp_path):
 
 
 async def test_the_sign_in_throttle_is_shared_through_redis(tmp_path):
-    settings = make_settings(tmp_path, accounts={"login_failures_per_account": 4})
+    settings = make_settings(tmp_path, accounts={"login_failures_per_account": 4,
+                                                 "login_throttle_window_s": WINDOW})
     (tmp_path / "redis").mkdir()
     with redis_server(tmp_path / "redis") as url:
         async with open_test_store(settings) as store:
@@ -109,7 +116,8 @@ async def test_the_sign_in_throttle_is_shared_through_redis(tmp_path):
 
 
 async def test_sign_up_is_throttled_per_address(tmp_path):
-    settings = make_settings(tmp_path, accounts={"signups_per_address": 3})
+    settings = make_settings(tmp_path, accounts={"signups_per_address": 3,
+                                                 "signup_window_s": WINDOW})
     async with open_test_store(settings) as store:
         app = app_for(settings, store)
         async with client_from(app, "10.0.0.1") as one, client_from(app, "10.0.0.2") as two:

@@ -113,8 +113,10 @@ async def test_sign_in_never_continues_to_another_site(client, target):
 
 
 async def test_sign_in_is_throttled_per_account_and_per_address(tmp_path):
+    # A fixed window aligned to the epoch must not end mid-test (~31 years).
     settings = make_settings(tmp_path, accounts={"login_failures_per_account": 3,
-                                                 "login_failures_per_address": 5})
+                                                 "login_failures_per_address": 5,
+                                                 "login_throttle_window_s": 10**9})
     async with open_test_store(settings) as store, app_client(settings, store) as client:
         await sign_up(client, "alice", password="correct horse 1")
         await sign_up(client, "bob", password="correct horse 2")
