@@ -185,3 +185,36 @@ async def test_a_failing_detector_does_not_lose_the_photos(world, tmp_path, capl
     images = (await store.search_images(ImageSearch(bbox=bbox))).items
     assert all(im.quality_score is not None for im in images)
     assert "a detector failed" in caplog.text
+
+
+class FaceEverywhere:
+    """A face finder that calls the sign a face, and finds a real face in the corner."""
+
+    name = "face-everywhere"
+
+    def __init__(self, sign_box: tuple[int, int, int, int]) -> None:
+        self.sign_box = sign_box
+
+    def detect(self, image):
+        from wayview.pipeline.blur import Region
+
+        x0, y0, x1, y1 = self.sign_box
+        return [Region(x0 + 2, y0 + 2, x1 - x0 - 4, y1 - y0 - 4, "face"),
+                Region(10, 10, 40, 40, "face")]
+
+
+def test_a_sign_the_detectors_found_is_never_blurred_as_a_face(tmp_path):
+    from wayview.pipeline.process import ImageProcessor
+
+    path = tmp_path / "sign.jpg"
+    street_photo(path, 20.0, 0.0, T0)
+    data = path.read_bytes()
+    settings = make_settings(tmp_path).pipeline
+    processor = ImageProcessor(settings, LocalBlobs(tmp_path / "blobs"))
+    [found] = processor.perceiver.look(data).found
+    u0, v0, u1, v1 = found.box
+    box = (round(u0 * 1024), round(v0 * 768), round(u1 * 1024), round(v1 * 768))
+    processor.blurrer = FaceEverywhere(box)
+    derived = processor.derive(1, data, 1024, 768)
+    assert derived.blurred_regions == 1  # the corner face only
+    assert [f.value for f in derived.found] == ["regulatory--stop--g1"]

@@ -31,7 +31,7 @@ import importlib
 import io
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -484,13 +484,19 @@ def open_blurrer(name: str = DEFAULT_BLURRER, settings: PipelineSettings | None 
     return result
 
 
-def blur_jpeg(data: bytes, blurrer: Blurrer) -> tuple[bytes, list[Region]]:
+def blur_jpeg(data: bytes, blurrer: Blurrer,
+              not_faces: Sequence[tuple[float, float, float, float]] = ()
+              ) -> tuple[bytes, list[Region]]:
     """The JPEG with every detected face and plate blurred, and the regions found.
 
     The stored pixel grid is kept (EXIF orientation is not applied; clients rotate by
     `exif_orientation`). When regions are found the photo is re-encoded at
     `BLUR_JPEG_QUALITY`, keeping only its ICC profile of all metadata; when none are found the
     original bytes are returned untouched.
+
+    `not_faces`: pixel boxes (left, top, right, bottom) known to hold something else, such as
+    the traffic signs the detectors found; a "face" lying mostly inside one is not blurred (a
+    small red octagon can look like a face to CenterFace).
 
     Raises:
         InvalidInput: the bytes are not a decodable JPEG ("corrupt image data: …").
@@ -499,12 +505,13 @@ def blur_jpeg(data: bytes, blurrer: Blurrer) -> tuple[bytes, list[Region]]:
         # The blurrer looks at a reduced copy: decode only that much (DCT scaling), and the
         # full image only when there is something to blur.
         regions, full = _detect_reduced(data, blurrer)
+        regions = _spare(regions, not_faces)
         if not regions:
             return data, []
         image, icc_profile = full if full is not None else _decode(data)
     else:
         image, icc_profile = _decode(data)
-        regions = blurrer.detect(image)
+        regions = _spare(blurrer.detect(image), not_faces)
         if not regions:
             return data, []
     if image.mode in _BLURRABLE_MODES:
@@ -518,6 +525,28 @@ def blur_jpeg(data: bytes, blurrer: Blurrer) -> tuple[bytes, list[Region]]:
         options["icc_profile"] = icc_profile
     blurred.save(buffer, "JPEG", **options)
     return buffer.getvalue(), regions
+
+
+def _spare(regions: list[Region], not_faces: Sequence[tuple[float, float, float, float]]
+           ) -> list[Region]:
+    """`regions` without the faces that lie at least half inside one of `not_faces`.
+
+    >>> _spare([Region(10, 10, 10, 10, "face"), Region(10, 10, 10, 10, "plate")],
+    ...        [(8, 8, 18, 18)])
+    [Region(x=10, y=10, w=10, h=10, kind='plate')]
+    """
+    if not not_faces:
+        return regions
+    kept = []
+    for r in regions:
+        area = max(1, r.w * r.h)
+        covered = max((max(0.0, min(r.x + r.w, x1) - max(r.x, x0))
+                       * max(0.0, min(r.y + r.h, y1) - max(r.y, y0)) / area
+                       for x0, y0, x1, y1 in not_faces), default=0.0)
+        if r.kind == "face" and covered >= 0.5:
+            continue
+        kept.append(r)
+    return kept
 
 
 def _decode(data: bytes) -> tuple[PILImage.Image, bytes | None]:
