@@ -218,3 +218,18 @@ def test_a_sign_the_detectors_found_is_never_blurred_as_a_face(tmp_path):
     derived = processor.derive(1, data, 1024, 768)
     assert derived.blurred_regions == 1  # the corner face only
     assert [f.value for f in derived.found] == ["regulatory--stop--g1"]
+
+
+async def test_reprocess_skips_an_image_whose_derivative_is_damaged(world, tmp_path):
+    from wayview.blobs import image_blob_key
+    from wayview.pipeline.reprocess import reprocess
+
+    settings, store, blobs = world
+    await import_paths(store, blobs, settings, [walk(tmp_path / "a", 0.0, 0.0, T0, 2)],
+                       username="ann")
+    images = (await store.search_images(ImageSearch(bbox=(13.39, 52.51, 13.41, 52.53)))).items
+    blobs.put_bytes(image_blob_key(images[0].id, "thumb_2048"), b"\xff\xd8 not a jpeg")
+    report = await reprocess(settings.pipeline, store, blobs)
+    assert report.images == 1
+    assert [(i, r.split(":")[0]) for i, r in report.skipped] == [
+        (images[0].id, "cannot decode its 2048-px derivative")]

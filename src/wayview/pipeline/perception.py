@@ -41,6 +41,7 @@ from wayview.model.entities import (
 )
 from wayview.pipeline.detectors import Found, open_detectors, run_detectors
 from wayview.pipeline.quality import measure_quality
+from wayview.pipeline.thumbnails import pillow_errors
 from wayview.pipeline.triangulate import (
     Placed,
     Sighting,
@@ -80,8 +81,12 @@ class Perceiver:
 
     def look(self, jpeg: bytes) -> Perception:
         """Detections and quality of one JPEG, decoded at most `LOOK_WIDTH` wide (reduced
-        DCT decoding: a large photo is never decoded at full size here)."""
-        with PILImage.open(io.BytesIO(jpeg)) as opened:
+        DCT decoding: a large photo is never decoded at full size here).
+
+        Raises:
+            InvalidInput: the bytes are not a decodable JPEG ("corrupt image data: …").
+        """
+        with pillow_errors(), PILImage.open(io.BytesIO(jpeg)) as opened:
             if opened.width > LOOK_WIDTH:
                 height = max(1, round(opened.height * LOOK_WIDTH / opened.width))
                 opened.draft("RGB", (LOOK_WIDTH, height))

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from wayview.blobs.base import BlobStore, image_blob_key
+from wayview.errors import InvalidInput
 from wayview.model.entities import Image, ImageSearch
 from wayview.pipeline.perception import (
     Perceiver,
@@ -84,8 +85,8 @@ async def reprocess(settings: PipelineSettings, store: Store, blobs: BlobStore, 
             return f"cannot read its 2048-px derivative: {exc}"
         try:
             return perceiver.look(data)
-        except (OSError, ValueError) as exc:
-            return f"cannot decode its 2048-px derivative: {exc}"
+        except InvalidInput as exc:
+            return f"cannot decode its 2048-px derivative: {exc.message}"
 
     seen_sequences: set[str] = set()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="wayview-reprocess") as pool:
