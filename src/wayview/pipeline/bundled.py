@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from wayview.errors import InvalidInput
+from wayview.pipeline.protobuf import read_varint, write_varint
 
 __all__ = ["make_dynamic", "nms", "package_file", "shared_session"]
 
@@ -95,43 +96,20 @@ def shared_session(key: str, load: Any, *, variant: str = "") -> Any:
 # --- protobuf wire format ------------------------------------------------------------------
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _put_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _fields(data: bytes) -> Iterator[tuple[int, int, bytes | int, bytes]]:
     """(field number, wire type, value, the field's raw bytes) of one protobuf message."""
     pos = 0
     while pos < len(data):
         start = pos
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire = key >> 3, key & 7
         value: bytes | int
         if wire == 0:
-            value, pos = _varint(data, pos)
+            value, pos = read_varint(data, pos)
         elif wire == 1:
             value, pos = data[pos:pos + 8], pos + 8
         elif wire == 2:
-            length, pos = _varint(data, pos)
+            length, pos = read_varint(data, pos)
             value, pos = data[pos:pos + length], pos + length
         elif wire == 5:
             value, pos = data[pos:pos + 4], pos + 4
@@ -143,7 +121,7 @@ def _fields(data: bytes) -> Iterator[tuple[int, int, bytes | int, bytes]]:
 
 
 def _message(number: int, payload: bytes) -> bytes:
-    return _put_varint(number << 3 | 2) + _put_varint(len(payload)) + payload
+    return write_varint(number << 3 | 2) + write_varint(len(payload)) + payload
 
 
 def _field(data: bytes, number: int) -> bytes | int | None:
@@ -161,9 +139,9 @@ def _string(data: bytes, number: int) -> str:
 def _value_info(name: str, elem_type: int, dims: Sequence[int | str]) -> bytes:
     shape = b"".join(
         _message(_SHAPE_DIM, _message(_DIM_PARAM, d.encode()) if isinstance(d, str)
-                 else _put_varint(_DIM_VALUE << 3) + _put_varint(d))
+                 else write_varint(_DIM_VALUE << 3) + write_varint(d))
         for d in dims)
-    tensor = (_put_varint(_TENSOR_TYPE_ELEM << 3) + _put_varint(elem_type)
+    tensor = (write_varint(_TENSOR_TYPE_ELEM << 3) + write_varint(elem_type)
               + _message(_TENSOR_TYPE_SHAPE, shape))
     return (_message(_VALUE_NAME, name.encode())
             + _message(_VALUE_TYPE, _message(_TYPE_TENSOR, tensor)))

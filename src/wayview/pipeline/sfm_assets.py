@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from wayview.pipeline.protobuf import read_varint, write_varint
+
 __all__ = [
     "DEFAULT_MESH_DEPTH",
     "decode_cluster",
@@ -87,7 +89,7 @@ def encode_mesh(
                 raise ValueError(
                     f"face {number} refers to vertex {index}, but there are {count} vertices"
                 )
-            pieces.append(_FACE_BYTE + _varint(index))
+            pieces.append(_FACE_BYTE + write_varint(index))
     return b"".join(pieces)
 
 
@@ -113,7 +115,7 @@ def decode_mesh(data: bytes) -> tuple[list[tuple[float, float, float]], list[tup
     position, end = 0, len(data)
     while position < end:
         start = position
-        key, position = _read_varint(view, position)
+        key, position = read_varint(view, position)
         field, wire_type = key >> 3, key & 7
         if field == 0:
             raise ValueError(f"field number 0 at byte {start}")
@@ -129,7 +131,7 @@ def decode_mesh(data: bytes) -> tuple[list[tuple[float, float, float]], list[tup
                     f"field {field} at byte {start} has wire type {wire_type}, expected {expected}"
                 )
         if wire_type == 0:
-            value, position = _read_varint(view, position)
+            value, position = read_varint(view, position)
             if field == 2:
                 indices.append(value)
         elif wire_type == 5:
@@ -141,7 +143,7 @@ def decode_mesh(data: bytes) -> tuple[list[tuple[float, float, float]], list[tup
         elif wire_type == 1:
             position += 8
         elif wire_type == 2:
-            length, position = _read_varint(view, position)
+            length, position = read_varint(view, position)
             position += length
         else:
             raise ValueError(f"unsupported wire type {wire_type} at byte {start}")
@@ -351,31 +353,6 @@ def _interleave(key: int, values: list[float]) -> list[float]:
     out: list[float] = [key] * (2 * len(values))
     out[1::2] = values
     return out
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _read_varint(view: memoryview, position: int) -> tuple[int, int]:
-    result = shift = 0
-    start = position
-    while True:
-        if position >= len(view):
-            raise ValueError(f"truncated varint at byte {start}")
-        byte = view[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
-        if shift >= 64:
-            raise ValueError(f"varint longer than 10 bytes at byte {start}")
 
 
 def _undistort(xd: float, yd: float, k1: float, k2: float) -> tuple[float, float]:
