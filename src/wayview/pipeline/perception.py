@@ -211,9 +211,8 @@ async def update_map_features(settings: PipelineSettings, store: Store,
         merge_radius_m=settings.feature_merge_radius_m))
     stored = await _stored_features(store, bbox, values)
     changes = await _reconcile(store, settings, placed, detections, stored)
-    orphans = [fid for fid in await _orphans(store, lost)
-               if fid not in {f.id for f in changes.upserts}
-               and fid not in {a for _, a in changes.assignments}]
+    in_use = {f.id for f in changes.upserts} | {fid for _, fid in changes.assignments}
+    orphans = [fid for fid in await _orphans(store, lost) if fid not in in_use]
     if orphans:
         changes = FeatureChanges(changes.upserts, tuple(sorted({*changes.deletes, *orphans})),
                                  changes.assignments)
