@@ -93,6 +93,27 @@ class Image:
 
 
 @dataclass(frozen=True, slots=True)
+class ComputedFields:
+    """The structure-from-motion results of one stored image (`Store.set_computed_fields`).
+
+    Written by the SfM job after the image's sequence is stored; every field replaces the
+    stored one (`camera_parameters` refined by bundle adjustment, `assets` with the mesh and
+    cluster bits). `merge_cc` None keeps the stored value.
+    """
+
+    image_id: int
+    computed_lon: float
+    computed_lat: float
+    computed_altitude_m: float | None
+    computed_compass_angle_deg: float
+    computed_rotation: tuple[float, float, float]
+    atomic_scale: float
+    camera_parameters: tuple[float, float, float] | None
+    assets: int
+    merge_cc: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class MapFeature:
     """A map object (traffic sign or point) derived from detections."""
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence as Seq
 from typing import Protocol
 
 from wayview.model.entities import (
+    ComputedFields,
     Detection,
     DetectionSearch,
     FeatureChanges,
@@ -118,6 +119,12 @@ class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
 
     async def set_quality_scores(self, scores: Seq[tuple[int, float | None]]) -> None:
         """Set `quality_score` of images by id (unknown ids are ignored)."""
+
+    async def set_computed_fields(self, fields: Seq[ComputedFields]) -> int:
+        """Replace the computed fields of stored images (unknown ids are ignored), in one
+        transaction; how many images changed. The z14 tile epochs of every old and new
+        computed position are bumped, so `mly1_computed_public` tiles are rendered again.
+        Called by the SfM job (`wayview.pipeline.sfm_job`)."""
 
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Insert, move or delete map features and relink detections, in one transaction;
