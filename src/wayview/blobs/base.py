@@ -106,6 +106,18 @@ def cluster_blob_key(sequence_id: str) -> str:
     return f"clusters/{sequence_id[-2:]}/{sequence_id}.json.z"
 
 
+def sfm_report_key(sequence_id: str) -> str:
+    """The private key (never served) of a sequence's last SfM report: which images fell back
+    to the GPS track and why (`wayview sfm-report`).
+
+    >>> sfm_report_key("k3h9q2m1x0v8b7n6c5z4a3")
+    'private/sfm/a3/k3h9q2m1x0v8b7n6c5z4a3.json'
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", sequence_id):
+        raise ValueError(f"bad sequence id {sequence_id!r}")
+    return f"private/sfm/{sequence_id[-2:]}/{sequence_id}.json"
+
+
 def check_key(key: str) -> str:
     """Reject keys that could escape the store (`..`, absolute paths, odd characters).
 

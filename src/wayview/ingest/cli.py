@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,17 +171,34 @@ def report_text(report: ImportReport) -> str:
     help="Data folder (database and blobs). Default: $WAYVIEW_DATA_DIR or ./wayview-data.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object, no progress.")
+@click.option("--stage", type=click.Choice(["perception", "sfm"]), default="perception",
+              show_default=True, help="perception: detections, quality_score and map "
+              "features; sfm: structure from motion (computed positions, meshes, clusters).")
+@click.option("--queue", is_flag=True,
+              help="With --stage sfm: queue one job per sequence for the workers instead of "
+              "running them here.")
 def reprocess_command(sequence_ids: tuple[str, ...], organization_id: int | None,
-                      everything: bool, data_dir: Path | None, as_json: bool) -> None:
-    """Run detection, quality_score and map features again on stored images.
+                      everything: bool, data_dir: Path | None, as_json: bool, stage: str,
+                      queue: bool) -> None:
+    """Run a pipeline stage again on stored images.
 
-    Use it after changing `pipeline.detectors` (or upgrading wayview): each selected image's
-    detections are replaced, and the map features around it are placed again. Blurring is
-    not redone. Choose the images with --sequence, --organization or --all.
+    --stage perception (the default), after changing `pipeline.detectors` (or upgrading
+    wayview): each selected image's detections are replaced, and the map features around it
+    are placed again. Blurring is not redone.
+
+    --stage sfm, after installing `wayview[sfm]` or changing `pipeline.sfm_*`: structure from
+    motion runs again on each selected sequence (needs pycolmap here, unless --queue).
+
+    Choose the images with --sequence, --organization or --all.
     """
     if bool(sequence_ids) + (organization_id is not None) + everything != 1:
         raise click.UsageError("choose the images: --sequence KEY, --organization ID or --all")
+    if queue and stage != "sfm":
+        raise click.UsageError("--queue goes with --stage sfm")
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    if stage == "sfm":
+        _reprocess_sfm_command(settings, sequence_ids, organization_id, as_json, queue)
+        return
     try:
         report = asyncio.run(_reprocess(settings, sequence_ids, organization_id,
                                         show_progress=not as_json))
@@ -199,6 +216,76 @@ def reprocess_command(sequence_ids: tuple[str, ...], organization_id: int | None
                f"written, {report.features_deleted} deleted.")
     for image_id, reason in report.skipped:
         click.echo(f"  image {image_id}: {reason}")
+
+
+def _reprocess_sfm_command(settings: Settings, sequence_ids: tuple[str, ...],
+                           organization_id: int | None, as_json: bool, queue: bool) -> None:
+    from wayview.pipeline.reprocess import reprocess_sfm
+
+    def progress(sequence_id: str, registered: int, images: int) -> None:
+        if not as_json:
+            click.echo(f"  sequence {sequence_id}: {registered} of {images} images "
+                       "registered", err=True)
+
+    async def run(store: Any, blobs: Any) -> Any:
+        return await reprocess_sfm(settings.pipeline, store, blobs, sequence_ids=sequence_ids,
+                                   organization_id=organization_id, queue=queue,
+                                   progress=progress)
+
+    try:
+        report = asyncio.run(_with_store(settings, run))
+    except WayviewError as exc:
+        raise click.ClickException(exc.message) from None
+    if as_json:
+        click.echo(json.dumps({
+            "sequences": report.sequences, "queued": report.queued, "images": report.images,
+            "registered": report.registered,
+            "fallbacks": [{"sequence_id": s, "image_id": i, "reason": r}
+                          for s, i, r in report.fallbacks]}))
+        return
+    if queue:
+        click.echo(f"Queued structure from motion for {report.queued} sequences.")
+        return
+    click.echo(f"Structure from motion on {report.sequences} sequences: {report.registered} "
+               f"of {report.images} images registered.")
+    for sequence_id, image_id, reason in report.fallbacks:
+        click.echo(f"  sequence {sequence_id}, image {image_id}: {reason}")
+
+
+@click.command("sfm-report")
+@click.argument("sequence_id")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Data folder (database and blobs). Default: $WAYVIEW_DATA_DIR or ./wayview-data.",
+)
+def sfm_report_command(sequence_id: str, data_dir: Path | None) -> None:
+    """Print a sequence's last structure-from-motion report (JSON).
+
+    It says how many images were registered, what each window did, and every image that kept
+    its GPS-track position, with the reason."""
+    from wayview.blobs import open_blobs
+    from wayview.pipeline.sfm_job import read_report
+
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    try:
+        report = read_report(open_blobs(settings), sequence_id)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if report is None:
+        raise click.ClickException(f"structure from motion never ran on sequence {sequence_id}")
+    click.echo(json.dumps(report, indent=2))
+
+
+async def _with_store(settings: Settings, run: Callable[[Any, Any], Awaitable[Any]]) -> Any:
+    from wayview.blobs import open_blobs
+    from wayview.store import open_store
+
+    store = open_store(settings)
+    await store.open()
+    try:
+        return await run(store, open_blobs(settings))
+    finally:
+        await store.close()
 
 
 async def _reprocess(settings: Settings, sequence_ids: tuple[str, ...],

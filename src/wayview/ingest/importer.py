@@ -50,6 +50,7 @@ from wayview.pipeline.process import (
     reconstruct_sequence,
     sequence_blob_journal,
 )
+from wayview.pipeline.sfm_job import enqueue_sfm
 from wayview.settings import PipelineSettings, Settings
 from wayview.store.base import Store
 
@@ -425,6 +426,7 @@ async def _store_sequence(
     if images:  # a sequence bridging stored components makes them one
         await absorb_merge_components(processor.settings, store, images)
         await _store_perception(store, processor.settings, images, outcomes)
+        await enqueue_sfm(processor.settings, store, sequence.id)
     # A file that failed half-way may have left some of its blobs.
     await _discard_folders(runner, blobs, failed)
     await store.forget_blobs(owner, journal)

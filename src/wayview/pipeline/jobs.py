@@ -48,7 +48,7 @@ def handler_for(kind: str) -> JobHandler | None:
 
 
 #: Modules that register job handlers when imported.
-_HANDLER_MODULES = ("wayview.ingest.upload_job",)
+_HANDLER_MODULES = ("wayview.ingest.upload_job", "wayview.pipeline.sfm_job")
 
 
 def load_handlers() -> None:

@@ -74,6 +74,7 @@ __all__ = [
     "ensure_pyramid_level",
     "reconstruct_sequence",
     "sequence_blob_journal",
+    "shot_input",
 ]
 
 log = logging.getLogger("wayview.pipeline")
@@ -285,6 +286,18 @@ def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int, *,
     return True
 
 
+def shot_input(im: Image) -> ShotInput:
+    """What a positioner knows of a stored image: its upload's position, compass and camera."""
+    return ShotInput(
+        image_id=im.id, captured_at_ms=im.captured_at_ms, lon=im.lon, lat=im.lat,
+        altitude_m=im.altitude_m, compass_angle_deg=im.compass_angle_deg,
+        camera_type=im.camera_type, width=im.width, height=im.height,
+        exif_orientation=im.exif_orientation,
+        focal_35mm=im.camera_parameters[0] * 36.0 if im.camera_parameters else None,
+        make=im.make, model=im.model,
+    )
+
+
 async def reconstruct_sequence(settings: PipelineSettings, store: Store, blobs: BlobStore,
                                images: Sequence[Image]) -> tuple[list[Image], list[str]]:
     """Stages 4–5 for one sequence (all images share `sequence_id`, at least one).
@@ -293,15 +306,7 @@ async def reconstruct_sequence(settings: PipelineSettings, store: Store, blobs: 
         (images with their computed fields, the keys of the blobs written).
     """
     ordered = sorted(images, key=lambda im: (im.captured_at_ms, im.id))
-    shots = [ShotInput(
-        image_id=im.id, captured_at_ms=im.captured_at_ms, lon=im.lon, lat=im.lat,
-        altitude_m=im.altitude_m, compass_angle_deg=im.compass_angle_deg,
-        camera_type=im.camera_type, width=im.width, height=im.height,
-        exif_orientation=im.exif_orientation,
-        focal_35mm=im.camera_parameters[0] * 36.0 if im.camera_parameters else None,
-        make=im.make, model=im.model,
-    ) for im in ordered]
-    solved = TrackPositioner().solve(shots)
+    solved = TrackPositioner().solve([shot_input(im) for im in ordered])
     by_id = {shot.image_id: shot for shot in solved.shots}
     merge_cc = await _merge_component(settings, store, ordered) if settings.meshes else None
     out: list[Image] = []

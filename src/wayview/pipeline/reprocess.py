@@ -28,7 +28,7 @@ from wayview.pipeline.perception import (
 from wayview.settings import PipelineSettings
 from wayview.store.base import Store
 
-__all__ = ["ReprocessReport", "reprocess"]
+__all__ = ["ReprocessReport", "SfmReprocessReport", "reprocess", "reprocess_sfm"]
 
 log = logging.getLogger("wayview.pipeline")
 _PAGE = 2000
@@ -121,4 +121,58 @@ async def reprocess(settings: PipelineSettings, store: Store, blobs: BlobStore, 
                     progress(len(images))
     log.info("reprocessed %d images of %d sequences: %d detections", report.images,
              report.sequences, report.detections)
+    return report
+
+
+@dataclass
+class SfmReprocessReport:
+    """What `reprocess_sfm` did: per sequence, its SfM report (or that it was queued)."""
+
+    sequences: int = 0
+    queued: int = 0
+    images: int = 0
+    registered: int = 0
+    fallbacks: list[tuple[str, str, str]] = field(default_factory=list)  # (seq, image, why)
+
+
+async def reprocess_sfm(settings: PipelineSettings, store: Store, blobs: BlobStore, *,
+                        sequence_ids: Sequence[str] = (), organization_id: int | None = None,
+                        queue: bool = False,
+                        progress: Callable[[str, int, int], None] | None = None
+                        ) -> SfmReprocessReport:
+    """Run structure from motion again on the selected stored sequences (all when neither
+    `sequence_ids` nor `organization_id` is given): here, one sequence after the other, or
+    with `queue` as `sfm` jobs for the workers.
+
+    Raises:
+        InvalidInput: SfM cannot run here (pycolmap is not installed).
+    """
+    from wayview.pipeline.sfm import sfm_unavailable
+    from wayview.pipeline.sfm_job import SFM_JOB, solve_sequence
+
+    reason = sfm_unavailable()
+    if reason is not None and not queue:
+        raise InvalidInput(f"structure from motion cannot run here: {reason}")
+    chosen: list[str] = []
+    async for page in _selected(store, sequence_ids=sequence_ids,
+                                organization_id=organization_id):
+        for image in page:
+            if image.sequence_id not in chosen:
+                chosen.append(image.sequence_id)
+    report = SfmReprocessReport()
+    for sequence_id in chosen:
+        report.sequences += 1
+        if queue:
+            await store.enqueue_job(SFM_JOB, {"sequence_id": sequence_id},
+                                    dedupe_key=f"{SFM_JOB}:{sequence_id}")
+            report.queued += 1
+            continue
+        solved = await solve_sequence(settings, store, blobs, sequence_id)
+        if solved is None:
+            continue
+        report.images += solved.images
+        report.registered += solved.registered
+        report.fallbacks += [(sequence_id, i, why) for i, why in sorted(solved.fallbacks.items())]
+        if progress is not None:
+            progress(sequence_id, solved.registered, solved.images)
     return report

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -31,6 +31,7 @@ __all__ = [
     "encode_cluster",
     "encode_mesh",
     "image_plane_mesh",
+    "point_mesh",
     "reconstruction",
 ]
 
@@ -198,13 +199,99 @@ def image_plane_mesh(
     >>> len(vertices), len(faces)
     (25, 32)
     """
+    if not (math.isfinite(depth) and depth > 0):
+        raise ValueError(f"depth must be positive, got {depth!r}")
+    return _grid_mesh(width, height, camera_parameters, divisions, lambda _column, _row: depth)
+
+
+def point_mesh(
+    width: int,
+    height: int,
+    camera_parameters: Sequence[float],
+    points: Sequence[Sequence[float]],
+    divisions: int = 8,
+) -> tuple[list[tuple[float, float, float]], list[tuple[int, int, int]]]:
+    """A mesh for a perspective image from the 3-D points it sees (the real 3D transition).
+
+    `points` are in the image's camera frame (x right, y down, z forward), in reconstruction
+    units. The mesh is `image_plane_mesh`'s grid (same vertex order, corners first, same
+    faces), but every vertex sits on its own ray at the depth of the points seen near it: the
+    median depth of the points that project within one grid cell of the vertex. Vertices with
+    no point nearby take the mean of their filled neighbours (repeatedly), and without any
+    point in front of the camera the mesh is the plane at `DEFAULT_MESH_DEPTH`. Depths are
+    clamped to the 5th–95th percentile of the points' depths, so one stray point makes no spike.
+
+    >>> wall = [(x / 4, y / 4, 20.0) for x in range(-2, 3) for y in range(-2, 3)]
+    >>> vertices, faces = point_mesh(400, 300, (1.0, 0.0, 0.0), wall)
+    >>> {round(v[2], 6) for v in vertices}, len(vertices), len(faces)
+    ({20.0}, 81, 128)
+    """
+    focal = float(camera_parameters[0])
+    if not (math.isfinite(focal) and focal > 0):
+        raise ValueError(f"focal must be positive, got {focal!r}")
+    size = max(width, height)
+    half_u, half_v = width / (2 * size), height / (2 * size)
+    ahead = [(x / z, y / z, z) for x, y, z in ((float(p[0]), float(p[1]), float(p[2]))
+                                              for p in points)
+             if z > 1e-6 and math.isfinite(x) and math.isfinite(y) and math.isfinite(z)]
+    if not ahead:
+        return image_plane_mesh(width, height, camera_parameters, divisions=divisions)
+    depths_sorted = sorted(z for _, _, z in ahead)
+    low = depths_sorted[int(0.05 * (len(depths_sorted) - 1))]
+    high = depths_sorted[int(0.95 * (len(depths_sorted) - 1))]
+    k1 = float(camera_parameters[1]) if len(camera_parameters) > 1 else 0.0
+    k2 = float(camera_parameters[2]) if len(camera_parameters) > 2 else 0.0
+    cell_x = 2 * half_u / focal / divisions
+    cell_y = 2 * half_v / focal / divisions
+    grid: dict[tuple[int, int], float] = {}
+    for row in range(divisions + 1):
+        for column in range(divisions + 1):
+            u = -half_u + 2 * half_u * column / divisions
+            v = -half_v + 2 * half_v * row / divisions
+            x, y = _undistort(u / focal, v / focal, k1, k2)
+            near = sorted(z for px, py, z in ahead
+                          if abs(px - x) <= cell_x and abs(py - y) <= cell_y)
+            if near:
+                grid[column, row] = min(high, max(low, near[len(near) // 2]))
+    if not grid:
+        median = depths_sorted[len(depths_sorted) // 2]
+        grid = {(0, 0): median}
+    _fill(grid, divisions)
+    return _grid_mesh(width, height, camera_parameters, divisions,
+                      lambda column, row: grid[column, row])
+
+
+def _fill(grid: dict[tuple[int, int], float], divisions: int) -> None:
+    """Give every grid vertex a depth: the mean of its filled 8-neighbours, ring by ring."""
+    everything = [(c, r) for r in range(divisions + 1) for c in range(divisions + 1)]
+    while len(grid) < len(everything):
+        new: dict[tuple[int, int], float] = {}
+        for c, r in everything:
+            if (c, r) in grid:
+                continue
+            near = [grid[c + dc, r + dr] for dc in (-1, 0, 1) for dr in (-1, 0, 1)
+                    if (c + dc, r + dr) in grid]
+            if near:
+                new[c, r] = sum(near) / len(near)
+        if not new:  # cannot happen with one filled vertex; guards an endless loop
+            fallback = sum(grid.values()) / len(grid)
+            new = {point: fallback for point in everything if point not in grid}
+        grid.update(new)
+
+
+def _grid_mesh(
+    width: int,
+    height: int,
+    camera_parameters: Sequence[float],
+    divisions: int,
+    depth_at: Callable[[int, int], float],
+) -> tuple[list[tuple[float, float, float]], list[tuple[int, int, int]]]:
+    """The grid mesh of `image_plane_mesh`, each vertex at depth `depth_at(column, row)`."""
     focal, k1, k2 = (float(value) for value in camera_parameters)
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}×{height}")
     if not (math.isfinite(focal) and focal > 0):
         raise ValueError(f"focal must be positive, got {focal!r}")
-    if not (math.isfinite(depth) and depth > 0):
-        raise ValueError(f"depth must be positive, got {depth!r}")
     if divisions < 1:
         raise ValueError(f"divisions must be at least 1, got {divisions}")
     size = max(width, height)
@@ -219,6 +306,7 @@ def image_plane_mesh(
         u = -half_u + 2 * half_u * column / divisions
         v = -half_v + 2 * half_v * row / divisions
         x, y = _undistort(u / focal, v / focal, k1, k2)
+        depth = depth_at(column, row)
         vertices.append((x * depth, y * depth, depth))
     faces: list[tuple[int, int, int]] = []
     for row in range(divisions):

@@ -1,0 +1,554 @@
+"""wayview.pipeline.sfm: structure from motion with pycolmap (the optional extra `wayview[sfm]`).
+
+`reconstruct` poses a sequence's images from their pixels (§3.2, §6.2):
+
+1. SIFT features of every image (its public ≤ 2048-px derivative), one camera per camera model
+   of the sequence, with the EXIF focal length as a prior when known;
+2. matching of image pairs: each image with the next `sfm_match_overlap` ones in capture
+   order, and each *neighbour* (an image of another sequence that comes within
+   `merge_radius_m`) with the sequence images nearest to it, so sequences that cross or
+   revisit each other share one reconstruction;
+3. global SfM (GLOMAP, `pycolmap.global_mapping`) on windows of `sfm_window` images that
+   overlap by `sfm_window_overlap` (the global mapper's cost grows fast with size; a window
+   that registers too few of its images is tried again with other seeds);
+4. the windows are chained on their shared images and each chain is placed in the local ENU
+   frame by the upright GPS fit (`wayview.pipeline.sfm_geometry`); neighbours count as
+   targets with their already computed positions, at a higher weight, so the sequence lines
+   up with what is stored;
+5. per image: the pose (`computed_rotation`, translation, `computed_geometry`, altitude and
+   compass angle), the camera refined by bundle adjustment, `atomic_scale` (the window's
+   units per metre: the mesh is in window units) and a mesh from the points the image sees.
+
+Images that are not registered, that land further than `sfm_max_residual_m` from their GPS
+position, or whose window failed keep the `TrackPositioner` result; each such fallback is
+returned with its reason.
+
+pycolmap is BSD-3, but its manylinux wheel links GPL-2.0+ parts of SuiteSparse statically:
+that is why it is an optional extra and never a default dependency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import resource
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from wayview.pipeline.positions import (
+    _ORIENTATION_ALIAS,
+    _ORIENTATION_MATRICES,
+    SPHERICAL_CAMERA_TYPES,
+    ComputedShot,
+    ShotInput,
+    TrackPositioner,
+    enu_to_lla,
+    heading_from_rotation,
+    lla_to_enu,
+    matrix_to_angle_axis,
+)
+from wayview.pipeline.sfm_assets import point_mesh
+from wayview.pipeline.sfm_geometry import (
+    Similarity,
+    WindowSolution,
+    chain_windows,
+    upright_fit,
+)
+
+__all__ = [
+    "SfmImage",
+    "SfmOptions",
+    "SfmResult",
+    "WindowReport",
+    "reconstruct",
+    "sfm_unavailable",
+]
+
+log = logging.getLogger("wayview.pipeline")
+
+FloatArray = NDArray[np.float64]
+
+#: A window registering fewer than this share of its own images is tried with another seed.
+RETRY_BELOW = 0.8
+#: Weight of a neighbour's computed position in the GPS fit (a sequence image weighs 1).
+NEIGHBOUR_WEIGHT = 4.0
+#: Sequence images each neighbour is matched with.
+NEIGHBOUR_PAIRS = 4
+#: Neighbours of the same other sequence are matched with this many of their successors.
+NEIGHBOUR_OVERLAP = 3
+
+
+def sfm_unavailable() -> str | None:
+    """Why SfM cannot run here (pycolmap missing or broken), or None when it can."""
+    try:
+        import pycolmap  # noqa: F401
+    except ImportError as exc:
+        return f"pycolmap is not installed (pip install 'wayview[sfm]'): {exc}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SfmImage:
+    """One image to reconstruct: its metadata and JPEG bytes (its ≤ 2048-px derivative).
+
+    A *neighbour* is an image of another sequence, matched so both share one reconstruction
+    but not positioned again: `neighbour_at` is its stored computed (lat, lon, alt).
+    """
+
+    shot: ShotInput
+    jpeg: bytes
+    neighbour_at: tuple[float, float, float | None] | None = None
+    sequence_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SfmOptions:
+    """Tuning of `reconstruct` (from `pipeline.sfm_*` settings)."""
+
+    window: int = 15
+    overlap: int = 5
+    match_overlap: int = 8
+    max_image_size: int = 2048
+    max_features: int = 8192
+    max_residual_m: float = 20.0
+    seeds: int = 3
+    threads: int = 2
+    max_points: int = 100_000
+    mesh_divisions: int = 8
+
+
+@dataclass(slots=True)
+class WindowReport:
+    """What one window did (for the operator and the benchmark)."""
+
+    images: int
+    registered: int
+    points: int
+    seed: int
+    cpu_s: float
+    peak_rss_mb: float
+    error: str = ""
+
+
+@dataclass(slots=True)
+class SfmResult:
+    """The reconstruction of one sequence."""
+
+    reference_lla: tuple[float, float, float]
+    #: One shot per sequence image (input order): SfM poses, or TrackPositioner's fallbacks.
+    shots: list[ComputedShot]
+    #: image id → why it fell back to the GPS track.
+    fallbacks: dict[int, str]
+    #: OpenSfM cluster (§6.2) with the points, shots of the sequence and of the neighbours.
+    cluster: dict[str, Any]
+    #: image id → (vertices, faces) in its window's units (see `atomic_scale`).
+    meshes: dict[int, tuple[list[tuple[float, float, float]], list[tuple[int, int, int]]]]
+    windows: list[WindowReport] = field(default_factory=list)
+    extraction_cpu_s: float = 0.0
+    matching_cpu_s: float = 0.0
+
+    @property
+    def registered(self) -> int:
+        return len(self.shots) - len(self.fallbacks)
+
+
+@contextlib.contextmanager
+def _quiet_colmap() -> Iterator[None]:
+    import pycolmap
+
+    previous = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 2  # warnings and below go nowhere
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = previous
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _camera_group(shot: ShotInput) -> str:
+    return "|".join(str(part) for part in (shot.make, shot.model, shot.width, shot.height,
+                                           shot.camera_type, shot.focal_35mm))
+
+
+def _up_in_camera(orientation: int) -> FloatArray:
+    """The upright image's "up" in the stored camera frame (the stored grid may be rotated)."""
+    matrix = _ORIENTATION_MATRICES[_ORIENTATION_ALIAS.get(orientation, 1)]
+    return np.asarray(matrix @ np.array([0.0, -1.0, 0.0]), np.float64)
+
+
+def reconstruct(images: Sequence[SfmImage], options: SfmOptions | None = None, *,
+                work_dir: Path | None = None) -> SfmResult:
+    """Pose the sequence images of `images` (neighbours are matched but not returned).
+
+    Raises:
+        RuntimeError: pycolmap is not installed.
+        ValueError: no sequence image.
+    """
+    reason = sfm_unavailable()
+    if reason is not None:
+        raise RuntimeError(reason)
+    options = options or SfmOptions()
+    own = sorted((im for im in images if im.neighbour_at is None),
+                 key=lambda im: (im.shot.captured_at_ms, im.shot.image_id))
+    neighbours = [im for im in images if im.neighbour_at is not None]
+    if not own:
+        raise ValueError("no sequence image to reconstruct")
+    track = TrackPositioner().solve([im.shot for im in own])
+    reference = track.reference_lla
+    fallback_shots = {shot.image_id: shot for shot in track.shots}
+    fallbacks: dict[int, str] = {}
+    perspective = [im for im in own if im.shot.camera_type not in SPHERICAL_CAMERA_TYPES]
+    for im in own:
+        if im.shot.camera_type in SPHERICAL_CAMERA_TYPES:
+            fallbacks[im.shot.image_id] = "spherical images are not reconstructed yet"
+    targets = _targets(own, neighbours, reference)
+    tmp = Path(tempfile.mkdtemp(prefix="wayview-sfm-", dir=work_dir))
+    try:
+        with _quiet_colmap():
+            solved = _solve(perspective, neighbours, targets, options, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    windows, reports, extraction_s, matching_s = solved
+    segments = chain_windows(windows)
+    placed: dict[int, tuple[FloatArray, FloatArray, Similarity, int]] = {}
+    window_enu: dict[int, Similarity] = {}  # window index → its frame to ENU
+    up = {im.shot.image_id: _up_in_camera(im.shot.exif_orientation)
+          for im in [*own, *neighbours]}
+    weights = {im.shot.image_id: NEIGHBOUR_WEIGHT for im in neighbours}
+    own_ids = {im.shot.image_id for im in own}
+    for segment in segments:
+        fit = upright_fit(segment.poses, targets, up_in_camera=up, weights=weights,
+                          reject_m=options.max_residual_m)
+        if fit is None:
+            for image_id in segment.poses:
+                if image_id in own_ids:
+                    fallbacks.setdefault(image_id, "its reconstruction is too short to place "
+                                         "on the GPS track")
+            continue
+        to_enu, residuals = fit
+        for window_index, to_segment in segment.windows:
+            window_enu[window_index] = to_segment.then(to_enu)
+        for image_id, (rotation, centre) in segment.poses.items():
+            if image_id in placed:
+                continue
+            if image_id in own_ids and residuals.get(image_id, 0.0) > options.max_residual_m:
+                fallbacks.setdefault(
+                    image_id, f"placed {residuals[image_id]:.0f} m from its GPS position "
+                    f"(more than {options.max_residual_m:g} m)")
+                continue
+            window_index = segment.owner[image_id]
+            r_enu, c_enu = to_enu.pose(rotation, centre)
+            placed[image_id] = (r_enu, c_enu, window_enu[window_index], window_index)
+    for im in perspective:
+        if im.shot.image_id not in placed:
+            fallbacks.setdefault(im.shot.image_id, "not registered by structure from motion")
+    shots: list[ComputedShot] = []
+    meshes: dict[int, tuple[list[tuple[float, float, float]], list[tuple[int, int, int]]]] = {}
+    cameras: dict[str, dict[str, Any]] = {}
+    cluster_shots: dict[str, dict[str, Any]] = {}
+    for im in [*own, *neighbours]:
+        image_id = im.shot.image_id
+        is_own = image_id in own_ids
+        if image_id not in placed or (is_own and image_id in fallbacks):
+            if is_own:
+                shot = fallback_shots[image_id]
+                shots.append(shot)
+                _add_camera(cameras, shot.camera_id, im.shot, shot.camera_parameters)
+                cluster_shots[str(image_id)] = {"camera": shot.camera_id,
+                                                "rotation": list(shot.rotation),
+                                                "translation": list(shot.translation)}
+            continue
+        r_enu, c_enu, window_to_enu, window_index = placed[image_id]
+        window = windows[window_index]
+        assert window is not None
+        params = window.cameras.get(image_id) or (0.85, 0.0, 0.0)
+        camera_id = f"sfm {_camera_group(im.shot)} {params[0]:.4f}"
+        _add_camera(cameras, camera_id, im.shot, params)
+        angle_axis = matrix_to_angle_axis(r_enu)
+        translation = -r_enu @ c_enu
+        cluster_shots[str(image_id)] = {"camera": camera_id, "rotation": list(angle_axis),
+                                        "translation": [float(v) for v in translation]}
+        if not is_own:
+            continue
+        lat, lon, alt = (float(v) for v in enu_to_lla(c_enu, reference))
+        w_rotation, w_centre = window.poses[image_id]
+        seen = window.points[window.seen.get(image_id, np.zeros(0, np.int64))]
+        in_camera = (seen - w_centre) @ w_rotation.T
+        meshes[image_id] = point_mesh(im.shot.width, im.shot.height, params,
+                                      in_camera.tolist(), divisions=options.mesh_divisions)
+        shots.append(ComputedShot(
+            image_id=image_id, lon=lon, lat=lat,
+            altitude_m=alt if im.shot.altitude_m is not None else None,
+            compass_angle_deg=heading_from_rotation(angle_axis),
+            rotation=angle_axis, camera_parameters=params,
+            atomic_scale=1.0 / window_to_enu.scale,
+            translation=(float(translation[0]), float(translation[1]), float(translation[2])),
+            camera_id=camera_id,
+        ))
+    by_id = {shot.image_id: shot for shot in shots}
+    ordered = [by_id[im.shot.image_id] for im in images if im.neighbour_at is None]
+    points = _cluster_points(windows, window_enu, options.max_points)
+    lat0, lon0, alt0 = reference
+    cluster = {"cameras": cameras, "shots": cluster_shots, "points": points,
+               "reference_lla": {"latitude": lat0, "longitude": lon0, "altitude": alt0}}
+    return SfmResult(reference, ordered, fallbacks, cluster, meshes, reports,
+                     extraction_s, matching_s)
+
+
+def _add_camera(cameras: dict[str, dict[str, Any]], camera_id: str, shot: ShotInput,
+                params: tuple[float, float, float] | None) -> None:
+    if camera_id in cameras:
+        return
+    focal, k1, k2 = params or (0.85, 0.0, 0.0)
+    projection = "fisheye" if shot.camera_type == "fisheye" else "perspective"
+    cameras[camera_id] = {"projection_type": projection, "width": shot.width,
+                          "height": shot.height, "focal": focal, "k1": k1, "k2": k2}
+
+
+def _targets(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
+             reference: tuple[float, float, float]
+             ) -> dict[int, tuple[float, float, float | None]]:
+    """ENU targets of the fit: GPS of sequence images, computed positions of neighbours."""
+    targets: dict[int, tuple[float, float, float | None]] = {}
+    for im in own:
+        alt = im.shot.altitude_m
+        e, n, u = lla_to_enu(im.shot.lat, im.shot.lon, alt if alt is not None else reference[2],
+                             reference)
+        targets[im.shot.image_id] = (float(e), float(n), float(u) if alt is not None else None)
+    for im in neighbours:
+        assert im.neighbour_at is not None
+        lat, lon, alt = im.neighbour_at
+        e, n, u = lla_to_enu(lat, lon, alt if alt is not None else reference[2], reference)
+        targets[im.shot.image_id] = (float(e), float(n), float(u) if alt is not None else None)
+    return targets
+
+
+def _windows(count: int, size: int, overlap: int) -> list[range]:
+    """Index ranges of the windows over `count` images (the last one is never short).
+
+    >>> [(w.start, w.stop) for w in _windows(29, 15, 5)]
+    [(0, 15), (10, 25), (14, 29)]
+    >>> [(w.start, w.stop) for w in _windows(12, 15, 5)]
+    [(0, 12)]
+    """
+    size = max(3, size)
+    step = max(1, size - max(0, min(overlap, size - 1)))
+    if count <= size:
+        return [range(0, count)]
+    out = []
+    start = 0
+    while start + size < count:
+        out.append(range(start, start + size))
+        start += step
+    out.append(range(count - size, count))
+    return out
+
+
+def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
+           targets: dict[int, tuple[float, float, float | None]], options: SfmOptions,
+           tmp: Path) -> tuple[list[WindowSolution | None], list[WindowReport], float, float]:
+    """Features, matches and the windows' global SfM (pycolmap)."""
+    import pycolmap
+
+    if len(own) < 2:
+        return [], [], 0.0, 0.0
+    image_dir = tmp / "images"
+    database = tmp / "database.db"
+    names: dict[int, str] = {}
+    groups: dict[str, list[SfmImage]] = {}
+    for im in [*own, *neighbours]:
+        groups.setdefault(_camera_group(im.shot), []).append(im)
+    started = _cpu_s()
+    for number, (_, members) in enumerate(groups.items()):
+        folder = image_dir / f"camera{number}"
+        folder.mkdir(parents=True)
+        for im in members:
+            name = f"camera{number}/{im.shot.image_id}.jpg"
+            (image_dir / name).write_bytes(im.jpeg)
+            names[im.shot.image_id] = name
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = "SIMPLE_RADIAL"
+        first = members[0].shot
+        if first.focal_35mm:
+            width, height = _jpeg_size(members[0].jpeg) or (first.width, first.height)
+            focal_px = first.focal_35mm / 36.0 * max(width, height)
+            reader.camera_params = f"{focal_px},{width / 2},{height / 2},0"
+        extraction = pycolmap.FeatureExtractionOptions()
+        extraction.max_image_size = options.max_image_size
+        extraction.num_threads = options.threads
+        extraction.sift.max_num_features = options.max_features
+        pycolmap.extract_features(
+            database, image_dir, image_names=[names[im.shot.image_id] for im in members],
+            camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
+            extraction_options=extraction, device=pycolmap.Device.cpu)
+    extraction_s = _cpu_s() - started
+    pairs = _pairs(own, neighbours, targets, options.match_overlap)
+    pairs_file = tmp / "pairs.txt"
+    pairs_file.write_text("".join(f"{names[a]} {names[b]}\n" for a, b in pairs))
+    started = _cpu_s()
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = options.threads
+    pairing = pycolmap.ImportedPairingOptions()
+    pairing.match_list_path = str(pairs_file)
+    pycolmap.match_image_pairs(database, matching_options=matching, pairing_options=pairing,
+                               device=pycolmap.Device.cpu)
+    matching_s = _cpu_s() - started
+    partners: dict[int, set[int]] = {}
+    for a, b in pairs:
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
+    neighbour_ids = {im.shot.image_id for im in neighbours}
+    solutions: list[WindowSolution | None] = []
+    reports: list[WindowReport] = []
+    for number, window in enumerate(_windows(len(own), options.window, options.overlap)):
+        window_ids = [own[i].shot.image_id for i in window]
+        extra = sorted({p for m in window_ids for p in partners.get(m, set())
+                        if p in neighbour_ids})
+        solution, report = _map_window(database, image_dir, tmp / f"window{number}",
+                                       [*window_ids, *extra], set(window_ids), names, options)
+        solutions.append(solution)
+        reports.append(report)
+    return solutions, reports, extraction_s, matching_s
+
+
+def _pairs(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
+           targets: dict[int, tuple[float, float, float | None]], overlap: int
+           ) -> list[tuple[int, int]]:
+    """Image pairs to match: sequential within the sequence, neighbours with the nearest."""
+    ids = [im.shot.image_id for im in own]
+    pairs = [(ids[i], ids[j]) for i in range(len(ids))
+             for j in range(i + 1, min(len(ids), i + 1 + max(1, overlap)))]
+    by_sequence: dict[str, list[SfmImage]] = {}
+    for im in neighbours:
+        by_sequence.setdefault(im.sequence_id, []).append(im)
+        e, n, _ = targets[im.shot.image_id]
+        nearest = sorted(ids, key=lambda i: math.hypot(targets[i][0] - e, targets[i][1] - n))
+        pairs += [(i, im.shot.image_id) for i in nearest[:NEIGHBOUR_PAIRS]]
+    for members in by_sequence.values():
+        members.sort(key=lambda im: (im.shot.captured_at_ms, im.shot.image_id))
+        pairs += [(members[i].shot.image_id, members[j].shot.image_id)
+                  for i in range(len(members))
+                  for j in range(i + 1, min(len(members), i + 1 + NEIGHBOUR_OVERLAP))]
+    return pairs
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    from wayview.pipeline.thumbnails import jpeg_frame_size
+
+    try:
+        return jpeg_frame_size(data)
+    except ValueError:
+        return None
+
+
+def _map_window(database: Path, image_dir: Path, out: Path, image_ids: list[int],
+                members: set[int], names: dict[int, str], options: SfmOptions
+                ) -> tuple[WindowSolution | None, WindowReport]:
+    """Global SfM of one window, with seed retries; the best registration wins."""
+    import pycolmap
+
+    by_name = {names[i]: i for i in image_ids}
+    best: tuple[WindowSolution, int] | None = None
+    best_report: WindowReport | None = None
+    for seed in range(max(1, options.seeds)):
+        started = _cpu_s()
+        attempt = out / f"seed{seed}"
+        attempt.mkdir(parents=True)
+        opts = pycolmap.GlobalPipelineOptions()
+        opts.image_names = [names[i] for i in image_ids]
+        opts.random_seed = seed
+        opts.num_threads = options.threads
+        error = ""
+        solution: WindowSolution | None = None
+        try:
+            models = pycolmap.global_mapping(database, image_dir, attempt, opts)
+        except Exception as exc:  # a window that cannot be solved falls back, never crashes
+            models = {}
+            error = f"{type(exc).__name__}: {exc}"
+        if models:
+            model = max(models.values(), key=lambda m: m.num_reg_images())
+            solution = _solution(model, by_name)
+        registered = len(set(solution.poses) & members) if solution else 0
+        report = WindowReport(images=len(members), registered=registered,
+                              points=len(solution.points) if solution else 0, seed=seed,
+                              cpu_s=_cpu_s() - started, peak_rss_mb=_peak_rss_mb(),
+                              error=error or ("" if solution else "no reconstruction"))
+        if best is None or registered > best[1]:
+            best = (solution, registered) if solution else best
+            best_report = report
+        shutil.rmtree(attempt, ignore_errors=True)
+        if registered >= RETRY_BELOW * len(members):
+            break
+    assert best_report is not None
+    return (best[0] if best else None), best_report
+
+
+def _solution(model: Any, by_name: dict[str, int]) -> WindowSolution:
+    """A pycolmap reconstruction as a `WindowSolution` (image ids instead of names)."""
+    poses: dict[int, tuple[FloatArray, FloatArray]] = {}
+    cameras: dict[int, tuple[float, float, float]] = {}
+    colmap_ids: dict[int, int] = {}
+    for colmap_id, image in model.images.items():
+        image_id = by_name.get(image.name)
+        if image_id is None or not image.has_pose:
+            continue
+        pose = image.cam_from_world()
+        rotation = np.asarray(pose.rotation.matrix(), np.float64)
+        centre = np.asarray(image.projection_center(), np.float64)
+        poses[image_id] = (rotation, centre)
+        camera = model.cameras[image.camera_id]
+        params = [float(v) for v in camera.params]
+        k1 = params[3] if len(params) > 3 else 0.0
+        cameras[image_id] = (params[0] / max(camera.width, camera.height), k1, 0.0)
+        colmap_ids[colmap_id] = image_id
+    xyz: list[Any] = []
+    colors: list[Any] = []
+    seen: dict[int, list[int]] = {}
+    for point in model.points3D.values():
+        index = len(xyz)
+        xyz.append(point.xyz)
+        colors.append(point.color)
+        for element in point.track.elements:
+            image_id = colmap_ids.get(element.image_id)
+            if image_id is not None:
+                seen.setdefault(image_id, []).append(index)
+    return WindowSolution(
+        poses, cameras,
+        np.asarray(xyz, np.float64).reshape(-1, 3),
+        np.asarray(colors, np.uint8).reshape(-1, 3),
+        {i: np.asarray(v, np.int64) for i, v in seen.items()},
+    )
+
+
+def _cluster_points(windows: Sequence[WindowSolution | None], window_enu: dict[int, Similarity],
+                    max_points: int) -> dict[str, dict[str, Any]]:
+    """The points of every placed window in ENU (at most `max_points`, evenly thinned)."""
+    clouds = [(window_enu[index].apply(window.points), window.colors)
+              for index, window in enumerate(windows)
+              if window is not None and index in window_enu and len(window.points)]
+    if not clouds:
+        return {}
+    xyz = np.concatenate([c[0] for c in clouds])
+    rgb = np.concatenate([c[1] for c in clouds])
+    if len(xyz) > max_points > 0:
+        keep = np.linspace(0, len(xyz) - 1, max_points).astype(np.int64)
+        xyz, rgb = xyz[keep], rgb[keep]
+    return {str(n): {"color": [int(c) for c in rgb[n]],
+                     "coordinates": [round(float(v), 3) for v in xyz[n]]}
+            for n in range(len(xyz))}
