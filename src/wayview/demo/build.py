@@ -308,11 +308,14 @@ async def _import_sequences(
 
     # The demo's rendered scenes hold no people or plates: skip the (slow) face and plate
     # detectors. Its detections and map features are planned (drawn into the scenes and
-    # inserted afterwards), so the sign detector and triangulation stay off too; every other
-    # pipeline stage runs as for real uploads.
+    # inserted afterwards), so the sign detector and triangulation stay off too. Rendered
+    # scenes are no photographs for structure from motion (and it would keep the CPU busy for
+    # an hour), so positions come from the GPS track. Every other pipeline stage runs as for
+    # real uploads.
     demo_settings = settings.model_copy(update={
         "pipeline": settings.pipeline.model_copy(update={
-            "blurrer": "none", "detectors": "none", "map_features": False})})
+            "blurrer": "none", "detectors": "none", "map_features": False,
+            "positioner": "track"})})
     with tempfile.TemporaryDirectory(prefix="wayview-demo-") as tmp:
         root = Path(tmp)
         pending: asyncio.Task[Path] | None = None
