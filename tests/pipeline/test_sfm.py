@@ -445,3 +445,50 @@ def test_track_positioner_is_what_sfm_falls_back_to() -> None:
                        width=640, height=480, exif_orientation=1) for i in range(3)]
     solved = TrackPositioner().solve(shots)
     assert [s.atomic_scale for s in solved.shots] == [1.0, 1.0, 1.0]
+
+
+@needs_sfm
+def test_sequences_that_meet_share_one_reconstruction_and_merge_cc(tmp_path: Path) -> None:
+    """The Lund walk cut in two sequences (two uploads): the second is matched with the first
+    where they meet, so its cluster holds both and the join shows no jump."""
+    if not (LUND / "images").is_dir():
+        pytest.skip(f"shared Lund data not available: {LUND} (../shared beside the repo)")
+    settings = _lund_settings(tmp_path)
+    files = sorted((LUND / "images").glob("*.jpg"))
+    halves = [tmp_path / "first", tmp_path / "second"]
+    for half, chosen in zip(halves, (files[:14], files[14:]), strict=True):
+        half.mkdir()
+        for path in chosen:
+            (half / path.name).write_bytes(path.read_bytes())
+
+    async def run() -> tuple[list[Image], list[Image], list[str]]:
+        store = open_store(settings)
+        await store.open()
+        try:
+            blobs = LocalBlobs(settings.blobs_path)
+            await store.create_user("lund")
+            ids = []
+            for half in halves:  # one after the other, each solved before the next arrives
+                report = await import_paths(store, blobs, settings, [half], username="lund")
+                ids.append(report.sequences[0].id)
+                assert await JobRunner(settings, store, blobs).drain() == 1
+            found = [(await store.search_images(ImageSearch(sequence_ids=(i,)))).items
+                     for i in ids]
+            return found[0], found[1], ids
+        finally:
+            await store.close()
+
+    first, second, ids = asyncio.run(run())
+    first.sort(key=lambda im: im.captured_at_ms)
+    second.sort(key=lambda im: im.captured_at_ms)
+    blobs = LocalBlobs(settings.blobs_path)
+    report = read_report(blobs, ids[1])
+    assert report is not None and report["neighbours"] > 0 and report["fallbacks"] == {}
+    [cluster] = decode_cluster(blobs.get_bytes(cluster_blob_key(ids[1])))
+    assert {str(im.id) for im in second} < set(cluster["shots"])
+    assert set(cluster["shots"]) & {str(im.id) for im in first}
+    assert {im.merge_cc for im in first} == {im.merge_cc for im in second} != {None}
+    walk = _enu([*first, *second], computed=True)
+    steps = np.linalg.norm(np.diff(walk[:, :2], axis=0), axis=1)
+    join = steps[len(first) - 1]
+    assert join < 3.0 * float(np.median(steps)) + 1.0, (join, np.median(steps))
