@@ -30,8 +30,9 @@ async def _answers(settings: Settings, token: str, image_id: int) -> list[object
             for path in paths:
                 r = await client.get(path, headers=auth)
                 out.append((r.status_code, r.json()))
-            tile = await client.get("/maps/vtp/mly1_public/2/14/8802/5373", headers=auth)
-            out.append((tile.status_code, tile.content))
+            for tileset in ("mly1_public", "mly1_computed_public"):
+                tile = await client.get(f"/maps/vtp/{tileset}/2/14/8802/5373", headers=auth)
+                out.append((tile.status_code, tile.content))
             return out
 
 

@@ -242,8 +242,9 @@ async def test_postgres_value_wildcards_keep_like_metacharacters_literal(pg_data
 
 async def test_postgres_tile_packs_hold_every_image_of_concurrent_writers(pg_database_url):
     """Several processes writing sequences into the same z14 tile at once: the tile's pack
-    (what z14 tiles are read from) ends up with every image, equal to a range read."""
-    from wayview.store.postgres.store import _TILE_IMAGES_RANGE, _image_columns
+    (what z14 tiles are read from) ends up with every image, equal to a range read, and to
+    the computed tileset's tile (no computed positions: the same places)."""
+    from wayview.store.postgres.tiles import TILE_IMAGES_RANGE, image_columns
     from wayview.tiles.index import IMAGE_ZOOM, tile_range
     from wayview.tiles.tilemath import lnglat_to_tile
 
@@ -264,11 +265,14 @@ async def test_postgres_tile_packs_hold_every_image_of_concurrent_writers(pg_dat
     x, y = lnglat_to_tile(lon0 + 0.0003, lat0 + 0.0005, IMAGE_ZOOM)
     packed = await stores[0].tile_images(IMAGE_ZOOM, x, y)
     async with stores[0].db.connection() as conn:
-        cur = await conn.execute(_TILE_IMAGES_RANGE, tile_range(IMAGE_ZOOM, x, y), binary=True)
-        ranged = _image_columns(await cur.fetchall())
+        cur = await conn.execute(TILE_IMAGES_RANGE, tile_range(IMAGE_ZOOM, x, y), binary=True)
+        ranged = image_columns(await cur.fetchall())
     assert sorted(packed.ids.tolist()) == sorted(ids)  # all 180 images fall in this tile
     assert packed.ids.tolist() == ranged.ids.tolist()
     assert packed.sequence_keys == ranged.sequence_keys
     assert packed.sequence_index.tolist() == ranged.sequence_index.tolist()
+    computed = (await stores[0].tile_content(IMAGE_ZOOM, x, y, ("image",), computed=True)).images
+    assert computed is not None and computed.ids.tolist() == packed.ids.tolist()
+    assert computed.codes.tolist() == packed.codes.tolist()
     for store in stores:
         await store.close()

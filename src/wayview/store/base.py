@@ -122,8 +122,11 @@ class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
 
     async def set_computed_fields(self, fields: Seq[ComputedFields]) -> int:
         """Replace the computed fields of stored images (unknown ids are ignored), in one
-        transaction; how many images changed. The z14 tile epochs of every old and new
-        computed position are bumped, so `mly1_computed_public` tiles are rendered again.
+        transaction; how many images changed (an image written with the values it already
+        has does not count). The `mly1_computed_public` tile index of every sequence whose
+        computed positions or angles changed is rebuilt, and the "computed" tile epochs of
+        every old and new computed position (every zoom) and of every old and new line tile
+        are bumped, so those tiles are rendered again; `mly1_public` is not touched.
         Called by the SfM job (`wayview.pipeline.sfm_job`)."""
 
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
@@ -153,10 +156,13 @@ class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
         """Ids of the images that saw each feature (by capture time). Called by `images` edges."""
 
     # -- vector tiles ----------------------------------------------------------------------
-    # Writers keep the tile index in step inside insert_sequence / insert_map_features (see
-    # wayview.tiles.index); these reads never scan raw images beyond one tile's range.
+    # Writers keep the tile index in step inside insert_sequence / set_computed_fields /
+    # insert_map_features / apply_feature_changes (see wayview.tiles.index); these reads never
+    # scan raw images beyond one tile's range.
     async def tile_epoch(self, group: str, z: int, x: int, y: int) -> int:
-        """The write epoch of a tile ("images" or "features"; 0 = never written).
+        """The write epoch of a tile (0 = never written) in one group: "images" (original
+        positions), "computed" (computed positions, falling back to the original ones) or
+        "features".
 
         Called by GET /maps/vtp/… for every request (cache validation).
         """
@@ -170,10 +176,15 @@ class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
     async def tile_sequence_lines(self, z: int, x: int, y: int) -> list[TileLine]:
         """The pre-clipped sequence lines of a z6–14 tile. Called by the `sequence` layer."""
 
-    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str]) -> TileContent:
+    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
+                           computed: bool = False) -> TileContent:
         """The rows of each layer named in `layers` ("image", "overview", "sequence"), read in
         one snapshot and one call (one thread hop / one round trip). Called for every tile
-        render; the three methods above are its single-layer forms.
+        render; the three methods above are its single-layer forms (original positions).
+
+        With `computed`, images and lines are at the computed positions and angles, falling
+        back to the original ones (`mly1_computed_public`, spec §4.2): a point lies in the tile
+        holding its computed position only.
         """
 
     async def tile_map_features(

@@ -4,18 +4,21 @@ column names and order on SQLite and PostgreSQL; each backend converts its own t
 from __future__ import annotations
 
 from collections.abc import Sequence as Seq
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from wayview.model.entities import (
+    ComputedFields,
+    Image,
     MapFeature,
     TileContent,
     TileImageColumns,
     TileLine,
     UploadSession,
 )
-from wayview.tiles.index import IMAGE_ZOOM, QK_ZOOM, point_keys
+from wayview.tiles.index import IMAGE_ZOOM, QK_ZOOM, point_keys, tile_position
 
 #: Image columns, in the order the backends' `_image_from_row` read them.
 IMAGE_COLUMNS = (
@@ -25,6 +28,11 @@ IMAGE_COLUMNS = (
     " i.computed_lon, i.computed_lat, i.computed_altitude_m, i.computed_compass_deg,"
     " i.content_sha256, i.created_at_ms, u.username, i.computed_rotation, i.atomic_scale,"
     " i.merge_cc, i.assets"
+)
+#: The images columns the computed tile index is drawn from, in the order of
+#: `wayview.tiles.index.computed_position`'s arguments, after the id.
+COMPUTED_SOURCE_COLUMNS = (
+    "id, lon, lat, compass_angle_deg, computed_lon, computed_lat, computed_compass_deg"
 )
 #: The FROM clause `IMAGE_COLUMNS` needs (the creator's username is a join).
 IMAGE_FROM = "images i JOIN users u ON u.id = i.creator_id"
@@ -42,13 +50,45 @@ UPLOAD_FINISH_SQL = (
     " f.result, f.created_at_ms FROM upload_finishes f JOIN upload_sessions s"
     " ON s.id = f.session_id"
 )
-#: A tile's pre-clipped sequence lines with their first image's properties, in the order
-#: `tile_line_from_row` reads them; the backend adds `WHERE l.z = … AND l.tile = …`.
-TILE_LINES_SQL = (
-    "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms, s.is_pano,"
-    " s.organization_id, s.creator_id FROM tile_sequence_lines l"
-    " JOIN sequences s ON s.id = l.sequence_id"
-)
+
+
+@dataclass(frozen=True, slots=True)
+class TileIndex:
+    """Where the tile index of one image tileset lives (the same names on both backends).
+
+    `mly1_public` draws images at their original positions, `mly1_computed_public` at their
+    computed ones (falling back to the original ones, spec §4.2): each has its own Morton
+    code and packed record per image, its own overview cells and sequence lines, and its own
+    `tile_epochs` group, so a change of computed positions never invalidates `mly1_public`.
+    """
+
+    group: str  # tile_epochs group
+    qk: str  # images column: z26 Morton code of the position drawn
+    compass: str  # images column: the integer compass angle drawn
+    rec: str  # images column: the packed tile record (migration 0004)
+    overview: str  # table of the z0–5 overview cells
+    lines: str  # table of the z6–14 pre-clipped sequence lines
+
+    @property
+    def lines_sql(self) -> str:
+        """A tile's pre-clipped sequence lines with their first image's properties, in the
+        order `tile_line_from_row` reads them; the backend adds `WHERE l.z = … AND l.tile = …`.
+        """
+        return (
+            "SELECT l.sequence_id, l.coords, s.first_image_id, s.first_captured_at_ms, s.is_pano,"
+            f" s.organization_id, s.creator_id FROM {self.lines} l"
+            " JOIN sequences s ON s.id = l.sequence_id"
+        )
+
+
+ORIGINAL_INDEX = TileIndex("images", "qk", "tile_compass_deg", "tile_rec", "tile_overview",
+                           "tile_sequence_lines")
+COMPUTED_INDEX = TileIndex("computed", "computed_qk", "computed_tile_compass_deg",
+                           "computed_tile_rec", "tile_overview_computed",
+                           "tile_sequence_lines_computed")
+#: The index of each image tileset, by `computed`.
+TILE_INDEXES = {False: ORIGINAL_INDEX, True: COMPUTED_INDEX}
+TILE_LINES_SQL = ORIGINAL_INDEX.lines_sql
 
 
 def upload_session_from_row(r: tuple[Any, ...]) -> UploadSession:
@@ -102,7 +142,8 @@ class SingleLayerTileReads:
     """`tile_images`, `tile_overview` and `tile_sequence_lines` of the Store protocol as the
     one-layer forms of the backend's `tile_content`."""
 
-    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str]) -> TileContent:
+    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
+                           computed: bool = False) -> TileContent:
         raise NotImplementedError
 
     async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:
@@ -122,6 +163,39 @@ class SingleLayerTileReads:
         lines = (await self.tile_content(z, x, y, ("sequence",))).lines
         assert lines is not None
         return lines
+
+
+def with_computed(image: Image, fields: ComputedFields) -> Image:
+    """`image` with the computed fields of `fields` (`merge_cc` None keeps the stored one)."""
+    return replace(
+        image, computed_lon=fields.computed_lon, computed_lat=fields.computed_lat,
+        computed_altitude_m=fields.computed_altitude_m,
+        computed_compass_angle_deg=fields.computed_compass_angle_deg,
+        computed_rotation=fields.computed_rotation, atomic_scale=fields.atomic_scale,
+        camera_parameters=fields.camera_parameters, assets=fields.assets,
+        merge_cc=image.merge_cc if fields.merge_cc is None else fields.merge_cc)
+
+
+def computed_updates(
+    stored: dict[int, Image], fields: Seq[ComputedFields]
+) -> tuple[list[Image], list[str]]:
+    """What `Store.set_computed_fields` writes: the stored images whose fields change (with
+    their new values; unknown ids are skipped, the last entry of an id wins), and the
+    sequences, in order, whose computed tile index must be rebuilt (an image's computed
+    position or angle changed)."""
+    latest = {f.image_id: f for f in fields}
+    changed: list[Image] = []
+    moved: set[str] = set()
+    for image_id, f in latest.items():
+        old = stored.get(image_id)
+        if old is None:
+            continue
+        new = with_computed(old, f)
+        if new != old:
+            changed.append(new)
+            if tile_position(new, computed=True) != tile_position(old, computed=True):
+                moved.add(new.sequence_id)
+    return changed, sorted(moved)
 
 
 def map_feature_rows(features: Seq[MapFeature]) -> tuple[list[tuple[Any, ...]], set[int]]:

@@ -11,6 +11,10 @@ never scan raw images per request (issue: vector tiles):
   in tile pixels;
 - the tiles touched at every zoom, whose epochs the write bumps (cache validation).
 
+The same rows are built twice per sequence: at the original positions for `mly1_public` and at
+the computed positions and angles, falling back to the original ones, for
+`mly1_computed_public` (spec §4.2; `sequence_rows(..., computed=True)`).
+
 This module, `tilemath` and `geometry` are pure (numpy only) and are the only parts of
 `wayview.tiles` that `wayview.store` may import: the store calls `sequence_rows` inside
 `insert_sequence`, so every writer (import, upload, demo, tests) keeps the index in step with
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,6 +126,23 @@ def tile_range(z: int, x: int, y: int, level: int = QK_ZOOM) -> tuple[int, int]:
     return low, low + (1 << shift) - 1
 
 
+def code_tiles(codes: Iterable[int]) -> set[tuple[int, int]]:
+    """The (zoom, tile Morton code) of the tiles at every zoom 0–14 holding z26 codes: the
+    tiles whose epochs a write of those positions bumps.
+
+    >>> sorted(code_tiles([tile_range(14, 3, 5)[0]]))[::7]
+    [(0, 0), (7, 0), (14, 39)]
+    >>> morton(3, 5)
+    39
+    """
+    keys = {int(code) >> (2 * (QK_ZOOM - MAX_ZOOM)) for code in codes}
+    out: set[tuple[int, int]] = set()
+    for z in range(MAX_ZOOM, -1, -1):
+        out.update((z, key) for key in keys)
+        keys = {key >> 2 for key in keys}
+    return out
+
+
 def encode_parts(parts: Sequence[np.ndarray]) -> bytes:
     """Line parts (n, 2) int → the BLOB stored in `tile_sequence_lines`."""
     chunks = []
@@ -168,24 +189,72 @@ def decode_lines(blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.nda
     return flat[keep], sizes, parts_per_line
 
 
-def tile_compass(images: Sequence[Image]) -> list[int]:
+def has_computed(image: Image) -> bool:
+    """Whether an image has a computed position or angle (else both tilesets place it alike).
+
+    >>> has_computed(Image(1, "s", 1, 0, 13.0, 52.0, 1, 1)), has_computed(
+    ...     Image(1, "s", 1, 0, 13.0, 52.0, 1, 1, computed_compass_angle_deg=3.0))
+    (False, True)
+    """
+    return image.computed_compass_angle_deg is not None or (
+        image.computed_lon is not None and image.computed_lat is not None)
+
+
+def tile_position(image: Image, *, computed: bool = False) -> tuple[float, float, float | None]:
+    """(lon, lat, compass angle or None) an image is drawn at: the original ones, or with
+    `computed` the computed ones, each falling back to the original (spec §4.2).
+
+    >>> im = Image(1, "s", 1, 0, 13.0, 52.0, 1, 1, compass_angle_deg=10.0, computed_lon=13.1,
+    ...            computed_lat=52.1)
+    >>> tile_position(im), tile_position(im, computed=True)
+    ((13.0, 52.0, 10.0), (13.1, 52.1, 10.0))
+    """
+    if not computed:
+        return image.lon, image.lat, image.compass_angle_deg
+    return computed_position(image.lon, image.lat, image.compass_angle_deg, image.computed_lon,
+                             image.computed_lat, image.computed_compass_angle_deg)
+
+
+def computed_position(
+    lon: float, lat: float, angle: float | None, computed_lon: float | None,
+    computed_lat: float | None, computed_angle: float | None,
+) -> tuple[float, float, float | None]:
+    """`tile_position(..., computed=True)` of stored column values.
+
+    >>> computed_position(13.0, 52.0, None, None, 52.1, 7.0)
+    (13.0, 52.0, 7.0)
+    """
+    if computed_angle is None:
+        computed_angle = angle
+    if computed_lon is None or computed_lat is None:
+        return lon, lat, computed_angle
+    return computed_lon, computed_lat, computed_angle
+
+
+def tile_compass(images: Sequence[Image], *, computed: bool = False) -> list[int]:
     """The integer compass angle tiles carry for each image of a sequence (in capture order).
 
-    The original angle; else the bearing to the next image (the last image: from the previous);
-    else 0 (spec §4.3).
+    The angle (with `computed`: the computed one, else the original); else the bearing to the
+    next image (the last image: from the previous) at the positions drawn; else 0 (spec §4.3).
     """
+    return _compass([tile_position(im, computed=computed) for im in images])
+
+
+def _compass(points: Sequence[tuple[float, float, float | None]]) -> list[int]:
+    """`tile_compass` of (lon, lat, angle or None) in capture order."""
     out = []
-    n = len(images)
-    for k, im in enumerate(images):
-        if im.compass_angle_deg is not None:
-            out.append(int(round(im.compass_angle_deg)) % 360)
+    n = len(points)
+    for k, (_, _, angle) in enumerate(points):
+        if angle is not None:
+            out.append(int(round(angle)) % 360)
             continue
-        a, b = (im, images[k + 1]) if k + 1 < n else (images[k - 1], im) if n > 1 else (im, im)
-        if (a.lon, a.lat) == (b.lon, b.lat):
+        a, b = (points[k], points[k + 1]) if k + 1 < n else (
+            (points[k - 1], points[k]) if n > 1 else (points[k], points[k]))
+        if a[:2] == b[:2]:
             out.append(0)
             continue
-        phi1, phi2 = math.radians(a.lat), math.radians(b.lat)
-        dlon = math.radians(b.lon - a.lon)
+        phi1, phi2 = math.radians(a[1]), math.radians(b[1])
+        dlon = math.radians(b[0] - a[0])
         bearing = math.degrees(math.atan2(
             math.sin(dlon) * math.cos(phi2),
             math.cos(phi1) * math.sin(phi2) - math.sin(phi1) * math.cos(phi2) * math.cos(dlon),
@@ -221,16 +290,25 @@ def point_keys(lons: Sequence[float] | np.ndarray, lats: Sequence[float] | np.nd
     return [int(v) for v in morton_array(qx, qy)]
 
 
-def sequence_rows(images: Sequence[Image]) -> SequenceTileRows:
-    """The tile rows of one sequence; `images` in capture order."""
+def sequence_rows(images: Sequence[Image], *, computed: bool = False) -> SequenceTileRows:
+    """The tile rows of one sequence; `images` in capture order. With `computed`, the rows of
+    `mly1_computed_public`: at the computed positions and angles (see `tile_position`)."""
+    return rows_at([im.id for im in images],
+                   [tile_position(im, computed=computed) for im in images])
+
+
+def rows_at(ids: Sequence[int], points: Sequence[tuple[float, float, float | None]]
+            ) -> SequenceTileRows:
+    """`sequence_rows` of images given by id and drawn (lon, lat, angle or None), in capture
+    order."""
     rows = SequenceTileRows()
-    if not images:
+    if not ids:
         return rows
-    lons = np.array([im.lon for im in images], dtype=np.float64)
-    lats = np.array([im.lat for im in images], dtype=np.float64)
+    lons = np.array([p[0] for p in points], dtype=np.float64)
+    lats = np.array([p[1] for p in points], dtype=np.float64)
     wx, wy = _points_world(lons, lats)
     rows.qk = point_keys(lons, lats)
-    rows.compass = tile_compass(images)
+    rows.compass = _compass(points)
     top14 = 2**MAX_ZOOM - 1
     tx14 = np.clip(np.floor(wx / EXTENT), 0, top14).astype(np.int64)
     ty14 = np.clip(np.floor(wy / EXTENT), 0, top14).astype(np.int64)
@@ -244,10 +322,10 @@ def sequence_rows(images: Sequence[Image]) -> SequenceTileRows:
         cells = morton_array(np.floor(wx / cell_size).astype(np.int64),
                              np.floor(wy / cell_size).astype(np.int64))
         seen: set[int] = set()
-        for im, cell in zip(images, cells.tolist(), strict=True):
+        for image_id, cell in zip(ids, cells.tolist(), strict=True):
             if cell not in seen:
                 seen.add(cell)
-                rows.overview.append((z, int(cell), im.id))
+                rows.overview.append((z, int(cell), image_id))
     world = np.column_stack([wx, wy])
     _, first = np.unique(world, axis=0, return_index=True)
     if len(first) >= 2:

@@ -25,14 +25,15 @@ import psycopg
 from psycopg import sql
 
 from wayview.errors import InvalidInput
-from wayview.store.postgres.store import SQL_BUILD_ALL_PACKS
+from wayview.store.postgres.tiles import SQL_BUILD_ALL_PACKS
 from wayview.store.sqlite.export import SqliteExport
 
 #: Tables in copy order (referenced tables first).
 TABLES = (
     "nodes", "users", "organizations", "organization_members", "apps", "tokens", "oauth_codes",
     "web_sessions", "sequences", "images", "map_features", "detections", "tile_epochs",
-    "tile_overview", "tile_sequence_lines", "jobs", "upload_sessions", "upload_finishes",
+    "tile_overview", "tile_sequence_lines", "tile_overview_computed",
+    "tile_sequence_lines_computed", "jobs", "upload_sessions", "upload_finishes",
     "blob_journal",
 )
 #: (table, target column) → source column, where the names differ.
@@ -40,7 +41,7 @@ _RENAMED = {("images", "sequence_no"): "sequence_rowid"}
 #: (table, target column) filled from the source row's rowid.
 _FROM_ROWID = {("sequences", "seq_no")}
 #: Source columns the target derives itself.
-_DERIVED = {("images", "tile_rec")}
+_DERIVED = {("images", "tile_rec"), ("images", "computed_tile_rec")}
 _BATCH = 5_000
 
 

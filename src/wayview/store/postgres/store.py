@@ -8,18 +8,19 @@ by the database itself, not by a single writer as in SQLite.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from collections.abc import Sequence as Seq
 from typing import Any, TypeVar
 
-import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
 from wayview import ids as id_mint
 from wayview.errors import Conflict, StoreUnavailable
 from wayview.model.entities import (
+    ComputedFields,
     Detection,
     DetectionSearch,
     FeatureChanges,
@@ -32,38 +33,51 @@ from wayview.model.entities import (
     Sequence,
     TileContent,
     TileFeatureColumns,
-    TileImageColumns,
     User,
 )
 from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
 from wayview.store.columns import (
+    COMPUTED_INDEX,
     DETECTION_COLUMNS,
     FEATURE_TILE_SHIFT,
     IMAGE_COLUMNS,
     IMAGE_FROM,
-    TILE_LINES_SQL,
+    ORIGINAL_INDEX,
     SingleLayerTileReads,
+    computed_updates,
     map_feature_rows,
-    tile_image_columns,
-    tile_line_from_row,
-    unique_codes,
 )
 from wayview.store.migrate import load_migrations
 from wayview.store.postgres.accounts import AccountsMixin
-from wayview.store.postgres.connection import TILE_REC_DTYPE, Conn, Database
+from wayview.store.postgres.connection import Conn, Database
 from wayview.store.postgres.jobs import JobsMixin
+from wayview.store.postgres.tiles import (
+    SQL_BUMP_EPOCH,
+    SQL_REBUILD_PACKS,
+    bump_epochs,
+    insert_lines,
+    insert_overview,
+    rebuild_computed,
+    rebuild_pending_computed,
+    tile_content_from_rows,
+    tile_statements,
+)
 from wayview.store.postgres.uploads import UploadsMixin
 from wayview.tiles.index import (
     IMAGE_ZOOM,
-    OVERVIEW_PER_CELL,
-    QK_ZOOM,
+    has_computed,
     morton,
     sequence_rows,
     tile_range,
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger("wayview.store")
+
+#: Sequences whose computed tile index one transaction builds when the store opens.
+_BUILD_BATCH = 100
 
 #: Key of the transaction-scoped advisory lock held while migrating, so processes starting
 #: at once apply each migration exactly once ("wayview" in ASCII).
@@ -75,59 +89,11 @@ SQL_INSERT_IMAGE = (
     " altitude_m, compass_angle_deg, computed_lon, computed_lat, computed_altitude_m,"
     " computed_compass_deg, camera_type, camera_parameters, exif_orientation, width, height,"
     " make, model, is_pano, quality_score, s2_leaf, content_sha256, created_at_ms, qk,"
-    " tile_compass_deg, sequence_no, computed_rotation, atomic_scale, merge_cc, assets)"
+    " tile_compass_deg, sequence_no, computed_rotation, atomic_scale, merge_cc, assets,"
+    " computed_qk, computed_tile_compass_deg)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-    " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-SQL_BUMP_EPOCH = (
-    "INSERT INTO tile_epochs (grp, z, tile, epoch) VALUES (%s, %s, %s, 1)"
-    " ON CONFLICT (grp, z, tile) DO UPDATE SET epoch = tile_epochs.epoch + 1"
-)
-#: Images of one tile as (packed records in tile order, sequence numbers, sequence keys), in
-#: one round trip. `{recs}` selects `tile_rec, sequence_no` in tile order. The sequences are
-#: looked up by their distinct numbers (index probes), not joined against the whole table.
-_TILE_COLUMNS = (
-    "WITH r AS (SELECT string_agg(tile_rec, ''::bytea) AS blob,"
-    " array_agg(DISTINCT sequence_no) AS nos FROM ({recs}) t)"
-    " SELECT r.blob, s.nos, s.keys FROM r, LATERAL"
-    " (SELECT array_agg(seq_no ORDER BY seq_no) AS nos, array_agg(id ORDER BY seq_no) AS keys"
-    "  FROM sequences WHERE seq_no = ANY(r.nos)) s"
-)
-
-
-#: Images of a tile at any zoom, from the covering index (z14 tiles read their pack instead).
-_TILE_IMAGES_RANGE = _TILE_COLUMNS.format(
-    recs="SELECT tile_rec, sequence_no FROM images WHERE qk BETWEEN %s AND %s ORDER BY qk, id")
-#: The images of one z14 tile: its pack (migration 0005) and its sequences' keys.
-_TILE_IMAGES_PACKED = (
-    "SELECT p.recs, s.nos, s.keys FROM tile_image_packs p, LATERAL"
-    " (SELECT array_agg(seq_no ORDER BY seq_no) AS nos, array_agg(id ORDER BY seq_no) AS keys"
-    "  FROM sequences WHERE seq_no = ANY(p.nos)) s WHERE p.tile = %s"
-)
-#: Every pack from scratch (`wayview migrate-store`, after copying the images).
-SQL_BUILD_ALL_PACKS = (
-    "INSERT INTO tile_image_packs (tile, recs, nos)"
-    " SELECT qk >> 24, string_agg(tile_rec, ''::bytea ORDER BY qk, id),"
-    " array_agg(DISTINCT sequence_no) FROM images GROUP BY qk >> 24"
-)
-assert 2 * (QK_ZOOM - IMAGE_ZOOM) == 24, "pack keys are z26 codes >> 24"
-#: Rebuild the packs of the z14 tiles in `%s` (an array of tile keys) from their images.
-SQL_REBUILD_PACKS = "SELECT wv_refresh_tile_packs(%s::bigint[])"
-_TILE_OVERVIEW = _TILE_COLUMNS.format(
-    recs="SELECT i.tile_rec, i.sequence_no FROM tile_overview o JOIN images i ON i.id = o.image_id"
-         " WHERE o.z = %s AND o.cell BETWEEN %s AND %s ORDER BY o.cell, i.id")
-_TILE_LINES = f"{TILE_LINES_SQL} WHERE l.z = %s AND l.tile = %s ORDER BY l.sequence_id"
-
-
-def _image_columns(rows: list[tuple[Any, ...]]) -> TileImageColumns:
-    """A `_TILE_COLUMNS` row straight into integer arrays (no per-image objects)."""
-    blob, nos, keys = rows[0] if rows else (None, None, None)
-    table = np.frombuffer(blob or b"", dtype=TILE_REC_DTYPE).reshape(-1, 8).astype(np.int64)
-    rowids, index = unique_codes(table[:, 7])
-    by_no = dict(zip(nos or (), keys or (), strict=True))
-    return tile_image_columns(table, index, tuple(str(by_no[int(r)]) for r in rowids))
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -224,11 +190,23 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
-        """Connect and apply pending migrations (safe when several processes start at once)."""
+        """Connect, apply pending migrations and build the computed tile index of sequences
+        stored without one (migration 0006); safe when several processes start at once."""
         await self.db.open()
         try:
             async with self.db.transaction() as conn:
                 await self._migrate(conn)
+            built = 0
+            while True:
+                async with self.db.transaction() as conn:
+                    done = await rebuild_pending_computed(conn, _BUILD_BATCH)
+                if not done:
+                    break
+                if not built:
+                    log.info("building the mly1_computed_public tile index of stored sequences")
+                built += done
+            if built:
+                log.info("built the mly1_computed_public tile index of %d sequences", built)
         except BaseException:
             await self.db.close()
             raise
@@ -431,7 +409,8 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
 
     # -- images and sequences --------------------------------------------------------------
     async def insert_sequence(self, sequence: Sequence, images: Seq[Image]) -> None:
-        """Insert a sequence, its images and their tile index in one transaction.
+        """Insert a sequence, its images and the tile index of both image tilesets in one
+        transaction.
 
         The tile epochs are bumped after the images, in sorted order (no deadlock between two
         writers), and before the overview cells: a writer holding the epoch rows of a tile
@@ -444,12 +423,15 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
                 raise ValueError(f"image {im.id} belongs to {im.sequence_id}, not {sequence.id}")
         ordered = sorted(images, key=lambda im: (im.captured_at_ms, im.id))
         tiles = sequence_rows(ordered)
+        # Without computed values both tilesets draw the sequence alike.
+        computed = sequence_rows(ordered, computed=True) \
+            if any(has_computed(im) for im in ordered) else tiles
         first = ordered[0] if ordered else None
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "INSERT INTO sequences (id, creator_id, organization_id, created_at_ms,"
-                " first_image_id, first_captured_at_ms, is_pano)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING seq_no",
+                " first_image_id, first_captured_at_ms, is_pano, computed_tiles)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, true) RETURNING seq_no",
                 (sequence.id, sequence.creator_id, sequence.organization_id,
                  sequence.created_at_ms or now, first.id if first else None,
                  first.captured_at_ms if first else None, any(im.is_pano for im in ordered)),
@@ -466,8 +448,9 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
                  im.quality_score, leaf_cell(im.lat, im.lon), im.content_sha256,
                  im.created_at_ms or now, qk, compass, seq_no,
                  list(im.computed_rotation) if im.computed_rotation else None,
-                 im.atomic_scale, im.merge_cc, im.assets)
-                for im, qk, compass in zip(ordered, tiles.qk, tiles.compass, strict=True)
+                 im.atomic_scale, im.merge_cc, im.assets, cqk, ccompass)
+                for im, qk, compass, cqk, ccompass in zip(
+                    ordered, tiles.qk, tiles.compass, computed.qk, computed.compass, strict=True)
             ]
             async with conn.cursor() as cur:
                 if rows:
@@ -485,15 +468,10 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
                     packs = sorted({int(qk) >> 24 for qk in tiles.qk})
                     if packs:
                         await cur.execute(SQL_REBUILD_PACKS, (packs,))
-                if tiles.overview:
-                    await cur.executemany(
-                        "INSERT INTO tile_overview (z, cell, sequence_id, image_id)"
-                        " SELECT %(z)s, %(cell)s, %(seq)s, %(image)s WHERE (SELECT COUNT(*)"
-                        " FROM tile_overview WHERE z = %(z)s AND cell = %(cell)s) < %(cap)s"
-                        " ON CONFLICT DO NOTHING",
-                        [{"z": z, "cell": cell, "seq": sequence.id, "image": image_id,
-                          "cap": OVERVIEW_PER_CELL} for z, cell, image_id in tiles.overview],
-                    )
+            await insert_lines(conn, COMPUTED_INDEX, sequence.id, computed)
+            await bump_epochs(conn, COMPUTED_INDEX.group, computed.touched)
+            await insert_overview(conn, ORIGINAL_INDEX, sequence.id, tiles)
+            await insert_overview(conn, COMPUTED_INDEX, sequence.id, computed)
 
     async def find_images_by_sha256(self, hashes: Iterable[str]) -> dict[str, int]:
         """Stored image ids for content hashes."""
@@ -632,6 +610,42 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
         async with self.db.transaction() as conn, conn.cursor() as cur:
             await cur.executemany("UPDATE images SET quality_score = %s WHERE id = %s",
                                   [(score, image_id) for image_id, score in scores])
+
+    async def set_computed_fields(self, fields: Seq[ComputedFields]) -> int:
+        """Write the images' computed fields and rebuild the computed tile index of the
+        sequences whose computed positions or angles changed, in one transaction.
+
+        The images' sequences are locked first (FOR UPDATE, in key order), then the images
+        are read: two writers of one sequence take turns, and a concurrent rebuild when a
+        store opens (which locks the sequence first too) never deadlocks with this one.
+        """
+        wanted = list(dict.fromkeys(f.image_id for f in fields))
+        if not wanted:
+            return 0
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "SELECT id FROM sequences WHERE id IN (SELECT sequence_id FROM images"
+                " WHERE id = ANY(%s)) ORDER BY id FOR UPDATE", (wanted,))
+            cur = await conn.execute(
+                f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.id = ANY(%s)", (wanted,))
+            stored = {int(r[0]): _image_from_row(r) for r in await cur.fetchall()}
+            changed, moved = computed_updates(stored, fields)
+            if changed:
+                async with conn.cursor() as c:
+                    await c.executemany(
+                        "UPDATE images SET computed_lon = %s, computed_lat = %s,"
+                        " computed_altitude_m = %s, computed_compass_deg = %s,"
+                        " computed_rotation = %s, atomic_scale = %s, camera_parameters = %s,"
+                        " assets = %s, merge_cc = %s WHERE id = %s",
+                        [(im.computed_lon, im.computed_lat, im.computed_altitude_m,
+                          im.computed_compass_angle_deg,
+                          list(im.computed_rotation) if im.computed_rotation else None,
+                          im.atomic_scale,
+                          list(im.camera_parameters) if im.camera_parameters else None,
+                          im.assets, im.merge_cc, im.id)
+                         for im in sorted(changed, key=lambda im: im.id)])
+            await rebuild_computed(conn, moved)
+        return len(changed)
 
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Upsert/delete map features and relink detections in one transaction."""
@@ -797,23 +811,15 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
             (group, z, morton(x, y)))
         return int(row[0]) if row else 0
 
-    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str]) -> TileContent:
+    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
+                           computed: bool = False) -> TileContent:
         """The rows of each layer asked for: one statement per layer, sent together in one
         pipeline (one round trip), results in binary (bytea as bytes, not hex text).
 
         Each statement reads its own snapshot; a write landing between them bumps the tile's
         epoch, so a tile drawn from both is never cached past that write.
         """
-        statements: list[tuple[str, str, tuple[int, ...]]] = []
-        if "overview" in layers:
-            low, high = tile_range(z, x, y, z + 5)
-            statements.append(("overview", _TILE_OVERVIEW, (z, low, high)))
-        if "image" in layers:
-            statements.append(("image", _TILE_IMAGES_PACKED, (morton(x, y),))
-                              if z == IMAGE_ZOOM else ("image", _TILE_IMAGES_RANGE,
-                                                       tile_range(z, x, y)))
-        if "sequence" in layers:
-            statements.append(("sequence", _TILE_LINES, (z, morton(x, y))))
+        statements = tile_statements(z, x, y, layers, computed=computed)
         rows: dict[str, list[tuple[Any, ...]]] = {}
         async with self.db.connection() as conn:
             if len(statements) == 1:
@@ -826,12 +832,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
                                for name, sql, params in statements]
                 for name, cur in cursors:
                     rows[name] = await cur.fetchall()
-        return TileContent(
-            images=_image_columns(rows["image"]) if "image" in rows else None,
-            overview=_image_columns(rows["overview"]) if "overview" in rows else None,
-            lines=[tile_line_from_row(r) for r in rows["sequence"]]
-            if "sequence" in rows else None,
-        )
+        return tile_content_from_rows(rows)
 
     async def tile_map_features(
         self, object_type: str, z: int, x: int, y: int

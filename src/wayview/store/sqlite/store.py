@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -10,11 +11,10 @@ from collections.abc import Sequence as Seq
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
 from wayview import ids as id_mint
 from wayview.errors import Conflict
 from wayview.model.entities import (
+    ComputedFields,
     Detection,
     DetectionSearch,
     FeatureChanges,
@@ -27,41 +27,47 @@ from wayview.model.entities import (
     Sequence,
     TileContent,
     TileFeatureColumns,
-    TileImageColumns,
-    TileLine,
     User,
 )
 from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
 from wayview.store.columns import (
+    COMPUTED_INDEX,
     DETECTION_COLUMNS,
     FEATURE_TILE_SHIFT,
     IMAGE_COLUMNS,
     IMAGE_FROM,
-    TILE_LINES_SQL,
+    ORIGINAL_INDEX,
     SingleLayerTileReads,
+    computed_updates,
     map_feature_rows,
-    tile_image_columns,
-    tile_line_from_row,
-    unique_codes,
 )
 from wayview.store.migrate import load_migrations
 from wayview.store.sqlite.accounts import AccountsMixin
 from wayview.store.sqlite.connection import Database, tile_rec
 from wayview.store.sqlite.jobs import JobsMixin
-from wayview.store.sqlite.uploads import UploadsMixin
-from wayview.tiles.index import (
-    IMAGE_ZOOM,
-    OVERVIEW_PER_CELL,
-    morton,
-    sequence_rows,
-    tile_range,
+from wayview.store.sqlite.tiles import (
+    SQL_BUMP_EPOCH,
+    bump_epochs,
+    rebuild_computed,
+    rebuild_pending_computed,
+    tile_images,
+    tile_overview,
+    tile_sequence_lines,
+    write_lines_and_overview,
 )
+from wayview.store.sqlite.uploads import UploadsMixin
+from wayview.tiles.index import IMAGE_ZOOM, has_computed, morton, sequence_rows, tile_range
 
 T = TypeVar("T")
 
+log = logging.getLogger("wayview.store")
+
 # SQLite allows 32,766 host parameters; batch below that.
 _BATCH = 900
+
+#: Sequences whose computed tile index one write transaction builds when the store opens.
+_BUILD_BATCH = 100
 
 
 SQL_INSERT_IMAGE = (
@@ -70,14 +76,9 @@ SQL_INSERT_IMAGE = (
     " computed_compass_deg, camera_type, camera_parameters, exif_orientation, width, height,"
     " make, model, is_pano, quality_score, s2_leaf, content_sha256, created_at_ms, qk,"
     " tile_compass_deg, sequence_rowid, tile_rec, computed_rotation, atomic_scale, merge_cc,"
-    " assets) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " assets, computed_qk, computed_tile_compass_deg, computed_tile_rec)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-SQL_BUMP_EPOCH = (
-    "INSERT INTO tile_epochs (grp, z, tile, epoch) VALUES (?, ?, ?, 1)"
-    " ON CONFLICT (grp, z, tile) DO UPDATE SET epoch = epoch + 1"
-)
-#: A tile's packed image records in one BLOB (migration 0004); the subquery fixes the order.
-_TILE_RECS = "SELECT CAST(group_concat(tile_rec, '') AS BLOB) FROM ({}) AS recs"
 SQL_INSERT_RTREE = "INSERT INTO {table} (id, min_lon, max_lon, min_lat, max_lat) VALUES (?,?,?,?,?)"
 
 
@@ -178,9 +179,20 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
-        """Create the file if needed and apply pending migrations."""
+        """Create the file if needed, apply pending migrations and build the computed tile
+        index of sequences stored without one (migration 0010)."""
         self.db.open()
         await self.db.write(self._migrate)
+        pending = await self.db.read(lambda c: c.execute(
+            "SELECT 1 FROM sequences WHERE computed_tiles = 0 LIMIT 1").fetchone())
+        built = 0
+        while pending and (done := await self.db.write(
+                lambda c: rebuild_pending_computed(c, _BUILD_BATCH))):
+            if not built:
+                log.info("building the mly1_computed_public tile index of stored sequences")
+            built += done
+        if built:
+            log.info("built the mly1_computed_public tile index of %d sequences", built)
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -364,13 +376,17 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
 
     # -- images and sequences --------------------------------------------------------------
     async def insert_sequence(self, sequence: Sequence, images: Seq[Image]) -> None:
-        """Insert a sequence, its images and their tile index in one transaction."""
+        """Insert a sequence, its images and the tile index of both image tilesets in one
+        transaction."""
         now = _now_ms()
         for im in images:
             if im.sequence_id != sequence.id:
                 raise ValueError(f"image {im.id} belongs to {im.sequence_id}, not {sequence.id}")
         ordered = sorted(images, key=lambda im: (im.captured_at_ms, im.id))
         tiles = sequence_rows(ordered)
+        # Without computed values both tilesets draw the sequence alike.
+        computed = sequence_rows(ordered, computed=True) \
+            if any(has_computed(im) for im in ordered) else tiles
         rows = []
         boxes = []
         for im, qk, compass in zip(ordered, tiles.qk, tiles.compass, strict=True):
@@ -386,13 +402,15 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
             ))
             boxes.append((im.id, im.lon, im.lon, im.lat, im.lat))
         extras = [(json.dumps(list(im.computed_rotation)) if im.computed_rotation else None,
-                   im.atomic_scale, im.merge_cc, im.assets) for im in ordered]
+                   im.atomic_scale, im.merge_cc, im.assets, qk, compass)
+                  for im, qk, compass in zip(ordered, computed.qk, computed.compass, strict=True)]
         first = ordered[0] if ordered else None
 
         def run(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
                 "INSERT INTO sequences (id, creator_id, organization_id, created_at_ms,"
-                " first_image_id, first_captured_at_ms, is_pano) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " first_image_id, first_captured_at_ms, is_pano, computed_tiles)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
                 (sequence.id, sequence.creator_id, sequence.organization_id,
                  sequence.created_at_ms or now, first.id if first else None,
                  first.captured_at_ms if first else None,
@@ -401,23 +419,14 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
             rowid = int(cur.lastrowid or 0)
             conn.executemany(SQL_INSERT_IMAGE, [
                 (*row, rowid, tile_rec(row[0], row[25], row[4], row[26], row[20], row[3],
-                                       row[2], rowid), *extra)
+                                       row[2], rowid), *extra,
+                 tile_rec(row[0], extra[4], row[4], extra[5], row[20], row[3], row[2], rowid))
                 for row, extra in zip(rows, extras, strict=True)])
             conn.executemany(SQL_INSERT_RTREE.format(table="images_rtree"), boxes)
-            conn.executemany(
-                "INSERT OR IGNORE INTO tile_overview (z, cell, sequence_id, image_id)"
-                " SELECT ?1, ?2, ?3, ?4 WHERE (SELECT COUNT(*) FROM tile_overview"
-                " WHERE z = ?1 AND cell = ?2) < ?5",
-                [(z, cell, sequence.id, image_id, OVERVIEW_PER_CELL)
-                 for z, cell, image_id in tiles.overview],
-            )
-            conn.executemany(
-                "INSERT INTO tile_sequence_lines (z, tile, sequence_id, coords)"
-                " VALUES (?, ?, ?, ?)",
-                [(z, tile, sequence.id, blob) for z, tile, blob in tiles.lines],
-            )
-            conn.executemany(SQL_BUMP_EPOCH,
-                             [("images", z, tile) for z, tile in sorted(tiles.touched)])
+            write_lines_and_overview(conn, ORIGINAL_INDEX, sequence.id, tiles)
+            bump_epochs(conn, ORIGINAL_INDEX.group, tiles.touched)
+            write_lines_and_overview(conn, COMPUTED_INDEX, sequence.id, computed)
+            bump_epochs(conn, COMPUTED_INDEX.group, computed.touched)
 
         await self.db.write(run)
 
@@ -609,6 +618,33 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
         await self.db.write(lambda c: c.executemany(
             "UPDATE images SET quality_score = ? WHERE id = ?",
             [(score, image_id) for image_id, score in scores]))
+
+    async def set_computed_fields(self, fields: Seq[ComputedFields]) -> int:
+        """Write the images' computed fields and rebuild the computed tile index of the
+        sequences whose computed positions or angles changed, in one write transaction."""
+        wanted = list(dict.fromkeys(f.image_id for f in fields))
+
+        def run(conn: sqlite3.Connection) -> int:
+            stored: dict[int, Image] = {}
+            for chunk in _chunks(wanted):
+                sql = (f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM}"
+                       f" WHERE i.id IN ({_placeholders(len(chunk))})")
+                stored.update((r[0], _image_from_row(r)) for r in conn.execute(sql, chunk))
+            changed, moved = computed_updates(stored, fields)
+            conn.executemany(
+                "UPDATE images SET computed_lon = ?, computed_lat = ?, computed_altitude_m = ?,"
+                " computed_compass_deg = ?, computed_rotation = ?, atomic_scale = ?,"
+                " camera_parameters = ?, assets = ?, merge_cc = ? WHERE id = ?",
+                [(im.computed_lon, im.computed_lat, im.computed_altitude_m,
+                  im.computed_compass_angle_deg,
+                  json.dumps(list(im.computed_rotation)) if im.computed_rotation else None,
+                  im.atomic_scale,
+                  json.dumps(list(im.camera_parameters)) if im.camera_parameters else None,
+                  im.assets, im.merge_cc, im.id) for im in changed])
+            rebuild_computed(conn, moved)
+            return len(changed)
+
+        return await self.db.write(run) if wanted else 0
 
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Upsert/delete map features and relink detections in one write transaction."""
@@ -807,16 +843,20 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
         )
         return int(row[0]) if row else 0
 
-    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str]) -> TileContent:
+    async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
+                           computed: bool = False) -> TileContent:
         """The rows of every layer asked for, read on one reader thread in one snapshot."""
 
         def run(conn: sqlite3.Connection) -> TileContent:
             conn.execute("BEGIN")
             try:
                 return TileContent(
-                    images=_tile_images(conn, z, x, y) if "image" in layers else None,
-                    overview=_tile_overview(conn, z, x, y) if "overview" in layers else None,
-                    lines=_tile_sequence_lines(conn, z, x, y) if "sequence" in layers else None,
+                    images=tile_images(conn, z, x, y, computed=computed)
+                    if "image" in layers else None,
+                    overview=tile_overview(conn, z, x, y, computed=computed)
+                    if "overview" in layers else None,
+                    lines=tile_sequence_lines(conn, z, x, y, computed=computed)
+                    if "sequence" in layers else None,
                 )
             finally:
                 conn.execute("COMMIT")
@@ -864,41 +904,3 @@ def _node(conn: sqlite3.Connection, node_id: int) -> tuple[str, object] | None:
                          (node_id,)).fetchone()
         entity = User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3]) if r else None
     return (kind, entity) if entity is not None else None
-
-
-def _tile_images(conn: sqlite3.Connection, z: int, x: int, y: int) -> TileImageColumns:
-    low, high = tile_range(z, x, y)
-    sql = _TILE_RECS.format("SELECT tile_rec FROM images WHERE qk BETWEEN ? AND ? ORDER BY qk")
-    return _image_columns(conn, sql, (low, high))
-
-
-def _tile_overview(conn: sqlite3.Connection, z: int, x: int, y: int) -> TileImageColumns:
-    low, high = tile_range(z, x, y, z + 5)
-    sql = _TILE_RECS.format(
-        "SELECT i.tile_rec FROM tile_overview o JOIN images i ON i.id = o.image_id"
-        " WHERE o.z = ? AND o.cell BETWEEN ? AND ? ORDER BY o.cell, i.id")
-    return _image_columns(conn, sql, (z, low, high))
-
-
-def _tile_sequence_lines(conn: sqlite3.Connection, z: int, x: int, y: int) -> list[TileLine]:
-    rows = conn.execute(f"{TILE_LINES_SQL} WHERE l.z = ? AND l.tile = ? ORDER BY l.sequence_id",
-                        (z, morton(x, y))).fetchall()
-    return [tile_line_from_row(r) for r in rows]
-
-
-def _image_columns(
-    conn: sqlite3.Connection, sql: str, params: tuple[int, ...]
-) -> TileImageColumns:
-    """Run a `_TILE_RECS` query straight into integer arrays (no per-row objects)."""
-    (blob,) = conn.execute(sql, params).fetchone()
-    table = np.frombuffer(blob or b"", dtype="<i8").reshape(-1, 8).astype(np.int64)
-    rowids, index = unique_codes(table[:, 7])
-    keys: dict[int, str] = {}
-    wanted = [int(r) for r in rowids]
-    for chunk in _chunks(wanted):
-        found = conn.execute(
-            f"SELECT rowid, id FROM sequences WHERE rowid IN ({_placeholders(len(chunk))})",
-            chunk,
-        )
-        keys.update(found.fetchall())
-    return tile_image_columns(table, index, tuple(keys[r] for r in wanted))

@@ -1,0 +1,211 @@
+"""wayview.store.postgres.tiles: the tile index on PostgreSQL: the statements reading one
+tile, and writing a sequence's overview cells and lines, epoch bumps, and rebuilding the
+`mly1_computed_public` index of stored sequences (inside the caller's transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Sequence as Seq
+from typing import Any
+
+import numpy as np
+
+from wayview.model.entities import TileContent, TileImageColumns
+from wayview.store.columns import (
+    COMPUTED_INDEX,
+    COMPUTED_SOURCE_COLUMNS,
+    TILE_LINES_SQL,
+    TileIndex,
+    tile_image_columns,
+    tile_line_from_row,
+    unique_codes,
+)
+from wayview.store.postgres.connection import TILE_REC_DTYPE, Conn
+from wayview.tiles.index import (
+    IMAGE_ZOOM,
+    OVERVIEW_PER_CELL,
+    QK_ZOOM,
+    SequenceTileRows,
+    code_tiles,
+    computed_position,
+    morton,
+    rows_at,
+    tile_range,
+)
+
+#: Images of one tile as (packed records in tile order, sequence numbers, sequence keys), in
+#: one round trip. `{recs}` selects `tile_rec, sequence_no` in tile order. The sequences are
+#: looked up by their distinct numbers (index probes), not joined against the whole table.
+_TILE_COLUMNS = (
+    "WITH r AS (SELECT string_agg(tile_rec, ''::bytea) AS blob,"
+    " array_agg(DISTINCT sequence_no) AS nos FROM ({recs}) t)"
+    " SELECT r.blob, s.nos, s.keys FROM r, LATERAL"
+    " (SELECT array_agg(seq_no ORDER BY seq_no) AS nos, array_agg(id ORDER BY seq_no) AS keys"
+    "  FROM sequences WHERE seq_no = ANY(r.nos)) s"
+)
+
+
+#: Images of a tile at any zoom, from the covering index (z14 tiles read their pack instead).
+TILE_IMAGES_RANGE = _TILE_COLUMNS.format(
+    recs="SELECT tile_rec, sequence_no FROM images WHERE qk BETWEEN %s AND %s ORDER BY qk, id")
+#: The images of one z14 tile: its pack (migration 0005) and its sequences' keys.
+_TILE_IMAGES_PACKED = (
+    "SELECT p.recs, s.nos, s.keys FROM tile_image_packs p, LATERAL"
+    " (SELECT array_agg(seq_no ORDER BY seq_no) AS nos, array_agg(id ORDER BY seq_no) AS keys"
+    "  FROM sequences WHERE seq_no = ANY(p.nos)) s WHERE p.tile = %s"
+)
+#: Every pack from scratch (`wayview migrate-store`, after copying the images).
+SQL_BUILD_ALL_PACKS = (
+    "INSERT INTO tile_image_packs (tile, recs, nos)"
+    " SELECT qk >> 24, string_agg(tile_rec, ''::bytea ORDER BY qk, id),"
+    " array_agg(DISTINCT sequence_no) FROM images GROUP BY qk >> 24"
+)
+assert 2 * (QK_ZOOM - IMAGE_ZOOM) == 24, "pack keys are z26 codes >> 24"
+#: Rebuild the packs of the z14 tiles in `%s` (an array of tile keys) from their images.
+SQL_REBUILD_PACKS = "SELECT wv_refresh_tile_packs(%s::bigint[])"
+_TILE_OVERVIEW = _TILE_COLUMNS.format(
+    recs="SELECT i.tile_rec, i.sequence_no FROM tile_overview o JOIN images i ON i.id = o.image_id"
+         " WHERE o.z = %s AND o.cell BETWEEN %s AND %s ORDER BY o.cell, i.id")
+_TILE_LINES = f"{TILE_LINES_SQL} WHERE l.z = %s AND l.tile = %s ORDER BY l.sequence_id"
+#: The same reads of `mly1_computed_public` (z14 tiles too are range scans: no packs).
+_COMPUTED_TILE_IMAGES_RANGE = _TILE_COLUMNS.format(
+    recs=f"SELECT {COMPUTED_INDEX.rec} AS tile_rec, sequence_no FROM images"
+         f" WHERE {COMPUTED_INDEX.qk} BETWEEN %s AND %s ORDER BY {COMPUTED_INDEX.qk}, id")
+_COMPUTED_TILE_OVERVIEW = _TILE_COLUMNS.format(
+    recs=f"SELECT i.{COMPUTED_INDEX.rec} AS tile_rec, i.sequence_no"
+         f" FROM {COMPUTED_INDEX.overview} o JOIN images i ON i.id = o.image_id"
+         " WHERE o.z = %s AND o.cell BETWEEN %s AND %s ORDER BY o.cell, i.id")
+_COMPUTED_TILE_LINES = (f"{COMPUTED_INDEX.lines_sql} WHERE l.z = %s AND l.tile = %s"
+                        " ORDER BY l.sequence_id")
+
+
+def image_columns(rows: list[tuple[Any, ...]]) -> TileImageColumns:
+    """A `_TILE_COLUMNS` row straight into integer arrays (no per-image objects)."""
+    blob, nos, keys = rows[0] if rows else (None, None, None)
+    table = np.frombuffer(blob or b"", dtype=TILE_REC_DTYPE).reshape(-1, 8).astype(np.int64)
+    rowids, index = unique_codes(table[:, 7])
+    by_no = dict(zip(nos or (), keys or (), strict=True))
+    return tile_image_columns(table, index, tuple(str(by_no[int(r)]) for r in rowids))
+
+
+def tile_statements(z: int, x: int, y: int, layers: Seq[str], *, computed: bool = False
+                    ) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(layer, statement, parameters) reading each layer of a tile asked for."""
+    statements: list[tuple[str, str, tuple[int, ...]]] = []
+    if "overview" in layers:
+        low, high = tile_range(z, x, y, z + 5)
+        statements.append(("overview", _COMPUTED_TILE_OVERVIEW if computed else _TILE_OVERVIEW,
+                           (z, low, high)))
+    if "image" in layers:
+        if computed:
+            statements.append(("image", _COMPUTED_TILE_IMAGES_RANGE, tile_range(z, x, y)))
+        elif z == IMAGE_ZOOM:
+            statements.append(("image", _TILE_IMAGES_PACKED, (morton(x, y),)))
+        else:
+            statements.append(("image", TILE_IMAGES_RANGE, tile_range(z, x, y)))
+    if "sequence" in layers:
+        statements.append(("sequence", _COMPUTED_TILE_LINES if computed else _TILE_LINES,
+                           (z, morton(x, y))))
+    return statements
+
+
+def tile_content_from_rows(rows: dict[str, list[tuple[Any, ...]]]) -> TileContent:
+    """A TileContent from the rows of `tile_statements`, by layer."""
+    return TileContent(
+        images=image_columns(rows["image"]) if "image" in rows else None,
+        overview=image_columns(rows["overview"]) if "overview" in rows else None,
+        lines=[tile_line_from_row(r) for r in rows["sequence"]] if "sequence" in rows else None,
+    )
+
+
+SQL_BUMP_EPOCH = (
+    "INSERT INTO tile_epochs (grp, z, tile, epoch) VALUES (%s, %s, %s, 1)"
+    " ON CONFLICT (grp, z, tile) DO UPDATE SET epoch = tile_epochs.epoch + 1"
+)
+
+
+async def insert_lines(conn: Conn, index: TileIndex, sequence_id: str,
+                       rows: SequenceTileRows) -> None:
+    """Insert a sequence's lines into the table of `index`."""
+    if rows.lines:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                f"INSERT INTO {index.lines} (z, tile, sequence_id, coords)"
+                " VALUES (%s, %s, %s, %s)",
+                [(z, tile, sequence_id, blob) for z, tile, blob in rows.lines])
+
+
+async def insert_overview(conn: Conn, index: TileIndex, sequence_id: str,
+                          rows: SequenceTileRows) -> None:
+    """Insert a sequence's overview cells into the table of `index`, at most
+    OVERVIEW_PER_CELL sequences per cell. Call it after bumping the epochs of the sequence's
+    tiles: a writer holding a tile's epoch row blocks any other writer of that tile's cells
+    until it commits, so the per-cell cap holds under concurrent writers."""
+    if rows.overview:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                f"INSERT INTO {index.overview} (z, cell, sequence_id, image_id)"
+                " SELECT %(z)s, %(cell)s, %(seq)s, %(image)s WHERE (SELECT COUNT(*)"
+                f" FROM {index.overview} WHERE z = %(z)s AND cell = %(cell)s) < %(cap)s"
+                " ON CONFLICT DO NOTHING",
+                [{"z": z, "cell": cell, "seq": sequence_id, "image": image_id,
+                  "cap": OVERVIEW_PER_CELL} for z, cell, image_id in rows.overview])
+
+
+async def bump_epochs(conn: Conn, group: str, tiles: Iterable[tuple[int, int]]) -> None:
+    """Bump the epochs of tiles (zoom, Morton code) of one group, in key order (two writers
+    never wait for each other in a cycle)."""
+    keys = sorted(tiles)
+    if keys:
+        async with conn.cursor() as cur:
+            await cur.executemany(SQL_BUMP_EPOCH, [(group, z, tile) for z, tile in keys])
+
+
+async def rebuild_computed(conn: Conn, sequence_ids: Seq[str]) -> None:
+    """Rebuild the `mly1_computed_public` index of whole stored sequences from their images
+    (codes, angles, overview cells, lines) and bump the "computed" epochs of every tile the
+    old and the new rows are in. The caller holds the sequences' rows locked (FOR UPDATE),
+    so two rebuilds of one sequence take turns."""
+    ix = COMPUTED_INDEX
+    touched: set[tuple[int, int]] = set()
+    rebuilt: list[tuple[str, SequenceTileRows]] = []
+    for sequence_id in sequence_ids:
+        cur = await conn.execute(
+            f"SELECT {COMPUTED_SOURCE_COLUMNS}, {ix.qk} FROM images WHERE sequence_id = %s"
+            " ORDER BY captured_at_ms, id", (sequence_id,))
+        rows = await cur.fetchall()
+        ids = [int(r[0]) for r in rows]
+        touched |= code_tiles(int(r[-1]) for r in rows)
+        cur = await conn.execute(f"SELECT z, tile FROM {ix.lines} WHERE sequence_id = %s",
+                                 (sequence_id,))
+        touched.update((int(z), int(tile)) for z, tile in await cur.fetchall())
+        new = rows_at(ids, [computed_position(*r[1:7]) for r in rows])
+        touched |= new.touched
+        async with conn.cursor() as c:
+            await c.executemany(
+                f"UPDATE images SET {ix.qk} = %s, {ix.compass} = %s WHERE id = %s",
+                [(qk, compass, image_id)
+                 for image_id, qk, compass in zip(ids, new.qk, new.compass, strict=True)])
+        await conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = %s", (sequence_id,))
+        await conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = %s", (sequence_id,))
+        await insert_lines(conn, ix, sequence_id, new)
+        rebuilt.append((sequence_id, new))
+    if sequence_ids:
+        await conn.execute("UPDATE sequences SET computed_tiles = true WHERE id = ANY(%s)",
+                           (list(sequence_ids),))
+    await bump_epochs(conn, ix.group, touched)
+    for sequence_id, new in rebuilt:
+        await insert_overview(conn, ix, sequence_id, new)
+
+
+async def rebuild_pending_computed(conn: Conn, limit: int) -> int:
+    """Build the computed index of up to `limit` sequences that have none yet (stored before
+    migration 0006 with computed positions); how many were built. Sequences another process
+    is building are skipped, so processes starting together share the work."""
+    cur = await conn.execute(
+        "SELECT id FROM sequences WHERE NOT computed_tiles ORDER BY id LIMIT %s"
+        " FOR UPDATE SKIP LOCKED", (limit,))
+    pending = [str(r[0]) for r in await cur.fetchall()]
+    await rebuild_computed(conn, pending)
+    return len(pending)
