@@ -10,8 +10,14 @@ mly1_public and mly1_computed_public:
 mly_map_feature_point (`point`) and mly_map_feature_traffic_sign (`traffic_sign`), z14 points:
 id, value, first_seen_at, last_seen_at. Property types are those of spec §4.3.
 
-Until the processing pipeline computes positions, `mly1_computed_public` serves the original
-positions and angles (the spec's fallback), so both image tilesets share one index and cache.
+`mly1_public` draws every image at its original position and angle. `mly1_computed_public`
+draws it at its computed position and angle, each falling back to the original one while the
+image has none (spec §4.2): its points, the overview's representatives and the sequence lines
+(through the computed positions, in capture order) all move with the computed positions, and a
+point lies only in the tile holding its computed position. Each of the two has its own tile
+index (`wayview.tiles.index.sequence_rows(..., computed=True)`), its own epoch group
+("images", "computed") and its own cache entries, so a change of computed positions
+(`Store.set_computed_fields`) renders the computed tiles again and leaves `mly1_public` as is.
 """
 
 from __future__ import annotations
@@ -28,14 +34,19 @@ class Tileset:
     """One tileset: which index group it reads and, for map features, which object type."""
 
     name: str
-    group: str  # "images" or "features" (the tile_epochs group)
+    group: str  # the tile_epochs group: "images", "computed" (their positions) or "features"
     object_type: str | None = None
     layer: str | None = None
+
+    @property
+    def computed(self) -> bool:
+        """Whether images are drawn at their computed positions (`mly1_computed_public`)."""
+        return self.group == "computed"
 
 
 TILESETS: dict[str, Tileset] = {
     "mly1_public": Tileset("mly1_public", "images"),
-    "mly1_computed_public": Tileset("mly1_computed_public", "images"),
+    "mly1_computed_public": Tileset("mly1_computed_public", "computed"),
     "mly_map_feature_point": Tileset("mly_map_feature_point", "features", "point", "point"),
     "mly_map_feature_traffic_sign": Tileset(
         "mly_map_feature_traffic_sign", "features", "trafficsign", "traffic_sign"

@@ -3,7 +3,9 @@ with `redis_url`, a cache shared by every process of the deployment (wayview.kv.
 
 A cached tile is reused only while the tile's write epoch (bumped in every write transaction that
 touches it, in the store) is unchanged, so a write followed by a read never returns the old tile,
-in this process or any other. `tiles.cache_max_bytes = 0` turns both caches off.
+in this process or any other. `tiles.cache_max_bytes = 0` turns both caches off. The two image
+tilesets have separate epochs and cache entries (keys "images:z:x:y" and "computed:z:x:y"), the
+map-feature tilesets one entry each under their own name.
 """
 
 from __future__ import annotations
@@ -151,8 +153,8 @@ class TileService:
         epoch = await self.store.tile_epoch(spec.group, z, x, y)
         if epoch == 0:  # nothing was ever written there
             return RenderedTile(b"", '"empty"', 0)
-        # Both image tilesets serve the same data until computed positions exist.
-        key = (spec.group if spec.group == "images" else tileset, z, x, y)
+        # An image tileset's entries are keyed by its epoch group ("images", "computed").
+        key = (tileset if spec.group == "features" else spec.group, z, x, y)
         cached = self._cache.get(key)
         if cached is not None and cached.epoch == epoch:
             self._cache.move_to_end(key)
@@ -189,7 +191,7 @@ class TileService:
                 return b""
             return encode_tile([_feature_points(spec.layer, features, z, x, y)])
         names = image_layers(z)
-        content = await self.store.tile_content(z, x, y, names)
+        content = await self.store.tile_content(z, x, y, names, computed=spec.computed)
         layers: list[PointLayer | LineLayer] = []
         for name in names:
             if name == "overview" and content.overview is not None and len(content.overview):
