@@ -40,6 +40,7 @@ from wayview.model.entities import (
     MapFeatureSearch,
 )
 from wayview.pipeline.detectors import Found, open_detectors, run_detectors
+from wayview.pipeline.positions import angle_axis_to_matrix
 from wayview.pipeline.quality import measure_quality
 from wayview.pipeline.thumbnails import pillow_errors
 from wayview.pipeline.triangulate import (
@@ -140,6 +141,30 @@ def _displayed_span(d: Detection, orientation: int | None) -> tuple[float, float
     return (u0 + u1) / 2, u1 - u0
 
 
+def _pose_bearing(d: Detection, image: Image) -> float | None:
+    """Compass bearing (degrees) of the ray through the detection's centre, from the image's
+    `computed_rotation` and focal (None for panoramas or without a rotation).
+
+    The rotation maps world (ENU) to the camera frame of the stored pixel grid (x right,
+    y down, z forward), so EXIF orientation, pitch and roll are all accounted for; a level
+    camera gives the same bearing as heading + angle in the picture.
+    """
+    if image.computed_rotation is None or image.camera_type == "spherical" or image.is_pano:
+        return None
+    us = [p[0] for ring in d.geometry for p in ring]
+    vs = [p[1] for ring in d.geometry for p in ring]
+    if not us:
+        return None
+    size = max(image.width, image.height, 1)
+    focal = max(image.camera_parameters[0] if image.camera_parameters else 0.85, 0.1)
+    x = ((min(us) + max(us)) / 2 - 0.5) * image.width / size / focal
+    y = ((min(vs) + max(vs)) / 2 - 0.5) * image.height / size / focal
+    ray = angle_axis_to_matrix(image.computed_rotation).T @ (x, y, 1.0)
+    if math.hypot(float(ray[0]), float(ray[1])) < 1e-9:
+        return None
+    return math.degrees(math.atan2(float(ray[0]), float(ray[1]))) % 360.0
+
+
 def sighting_of(d: Detection, image: Image) -> Sighting | None:
     """The ray of one detection, or None when its camera's heading is unknown."""
     heading = image.computed_compass_angle_deg
@@ -150,6 +175,9 @@ def sighting_of(d: Detection, image: Image) -> Sighting | None:
     lon = image.computed_lon if image.computed_lon is not None else image.lon
     lat = image.computed_lat if image.computed_lat is not None else image.lat
     centre, width = _displayed_span(d, image.exif_orientation)
+    bearing = _pose_bearing(d, image)
+    if bearing is not None:  # the ray through the pose: exact for a tilted or rolled camera
+        heading, centre = bearing, 0.5
     return Sighting(detection_id=d.id, image_id=image.id, value=d.value, lon=lon, lat=lat,
                     heading_deg=heading, u=centre, width_frac=max(width, 1e-4),
                     hfov_deg=_hfov_deg(image), captured_at_ms=image.captured_at_ms,

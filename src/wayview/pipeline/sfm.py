@@ -76,6 +76,12 @@ log = logging.getLogger("wayview.pipeline")
 
 FloatArray = NDArray[np.float64]
 
+#: COLMAP's SIMPLE_RADIAL camera (f, cx, cy, k): Mapillary's `[focal, k1, 0]` with the principal
+#: point in the middle. RADIAL (k1, k2) overfits windows of 15 street photos (k2 ≈ -1 seen).
+CAMERA_MODEL = "SIMPLE_RADIAL"
+#: A window whose refined camera leaves these bounds failed (its poses are not trusted).
+FOCAL_BOUNDS = (0.3, 3.0)
+MAX_ABS_K1 = 0.5
 #: A window registering fewer than this share of its own images is tried with another seed.
 RETRY_BELOW = 0.8
 #: Weight of a neighbour's computed position in the GPS fit (a sequence image weighs 1).
@@ -290,8 +296,11 @@ def reconstruct(images: Sequence[SfmImage], options: SfmOptions | None = None, *
         w_rotation, w_centre = window.poses[image_id]
         seen = window.points[window.seen.get(image_id, np.zeros(0, np.int64))]
         in_camera = (seen - w_centre) @ w_rotation.T
-        meshes[image_id] = point_mesh(im.shot.width, im.shot.height, params,
-                                      in_camera.tolist(), divisions=options.mesh_divisions)
+        try:
+            meshes[image_id] = point_mesh(im.shot.width, im.shot.height, params,
+                                          in_camera.tolist(), divisions=options.mesh_divisions)
+        except ValueError as exc:  # a distortion that cannot be inverted over the image
+            log.warning("image %d: no mesh from its points: %s", image_id, exc)
         shots.append(ComputedShot(
             image_id=image_id, lon=lon, lat=lat,
             altitude_m=alt if im.shot.altitude_m is not None else None,
@@ -383,7 +392,7 @@ def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
             (image_dir / name).write_bytes(im.jpeg)
             names[im.shot.image_id] = name
         reader = pycolmap.ImageReaderOptions()
-        reader.camera_model = "SIMPLE_RADIAL"
+        reader.camera_model = CAMERA_MODEL
         first = members[0].shot
         if first.focal_35mm:
             width, height = _jpeg_size(members[0].jpeg) or (first.width, first.height)
@@ -484,6 +493,9 @@ def _map_window(database: Path, image_dir: Path, out: Path, image_ids: list[int]
         if models:
             model = max(models.values(), key=lambda m: m.num_reg_images())
             solution = _solution(model, by_name)
+            odd = _implausible_camera(solution)
+            if odd:
+                solution, error = None, odd
         registered = len(set(solution.poses) & members) if solution else 0
         report = WindowReport(images=len(members), registered=registered,
                               points=len(solution.points) if solution else 0, seed=seed,
@@ -497,6 +509,16 @@ def _map_window(database: Path, image_dir: Path, out: Path, image_ids: list[int]
             break
     assert best_report is not None
     return (best[0] if best else None), best_report
+
+
+def _implausible_camera(solution: WindowSolution) -> str:
+    """Why a window's refined cameras cannot be right ("" when they can)."""
+    for focal, k1, k2 in solution.cameras.values():
+        if not FOCAL_BOUNDS[0] <= focal <= FOCAL_BOUNDS[1]:
+            return f"implausible focal {focal:.3f} after bundle adjustment"
+        if abs(k1) > MAX_ABS_K1 or abs(k2) > MAX_ABS_K1:
+            return f"implausible distortion k1={k1:.3f}, k2={k2:.3f} after bundle adjustment"
+    return ""
 
 
 def _solution(model: Any, by_name: dict[str, int]) -> WindowSolution:
@@ -513,9 +535,10 @@ def _solution(model: Any, by_name: dict[str, int]) -> WindowSolution:
         centre = np.asarray(image.projection_center(), np.float64)
         poses[image_id] = (rotation, centre)
         camera = model.cameras[image.camera_id]
-        params = [float(v) for v in camera.params]
+        params = [float(v) for v in camera.params]  # SIMPLE_RADIAL: f, cx, cy, k
         k1 = params[3] if len(params) > 3 else 0.0
-        cameras[image_id] = (params[0] / max(camera.width, camera.height), k1, 0.0)
+        k2 = params[4] if len(params) > 4 else 0.0
+        cameras[image_id] = (params[0] / max(camera.width, camera.height), k1, k2)
         colmap_ids[colmap_id] = image_id
     xyz: list[Any] = []
     colors: list[Any] = []

@@ -9,7 +9,8 @@ of up to `sfm_max_neighbours` images of other sequences within `merge_radius_m`,
 1. each registered image's mesh (from the points it sees) and the sequence's `sfm_cluster`
    (points, shots of the sequence and of its neighbours); images that fell back get the flat
    mesh again, so a mesh always matches its image's `atomic_scale`;
-2. the computed fields of every image (`Store.set_computed_fields`, one transaction);
+2. the computed fields of every image (`Store.set_computed_fields`, one transaction), and the
+   map features around the sequence placed again from the new poses;
 3. a private report (`sfm_report_key`): counts, windows, and each fallback with its reason,
    shown by `wayview sfm-report` and logged.
 
@@ -40,6 +41,7 @@ from wayview.model.entities import (
     ImageSearch,
 )
 from wayview.pipeline.jobs import JobContext, job_handler
+from wayview.pipeline.perception import update_map_features
 from wayview.pipeline.process import shot_input
 from wayview.pipeline.sfm import SfmImage, SfmOptions, SfmResult, reconstruct, sfm_unavailable
 from wayview.pipeline.sfm_assets import encode_cluster, encode_mesh, image_plane_mesh
@@ -180,6 +182,9 @@ async def solve_sequence(settings: PipelineSettings, store: Store, blobs: BlobSt
             assets=assets,
         ))
     await store.set_computed_fields(fields)
+    # Map features were placed from the GPS track at ingest: place them again from the poses.
+    fresh = await store.get_images([im.id for im in images])
+    await update_map_features(settings, store, [fresh[im.id] for im in images if im.id in fresh])
     report = SfmReport(
         sequence_id=sequence_id, finished_at_ms=int(time.time() * 1000), images=len(images),
         registered=result.registered if result else 0, neighbours=len(neighbours),
@@ -271,7 +276,10 @@ def _write_assets(settings: PipelineSettings, blobs: BlobStore, sequence_id: str
         mesh = result.meshes.get(shot.image_id)
         if mesh is None:
             params = shot.camera_parameters or im.camera_parameters or (0.85, 0.0, 0.0)
-            mesh = image_plane_mesh(im.width, im.height, params)
+            try:
+                mesh = image_plane_mesh(im.width, im.height, params)
+            except ValueError:  # a distortion that cannot be inverted: the plane without it
+                mesh = image_plane_mesh(im.width, im.height, (max(params[0], 0.1), 0.0, 0.0))
         blobs.put_bytes(image_blob_key(shot.image_id, "mesh"), encode_mesh(*mesh))
         with_mesh.add(shot.image_id)
     blobs.put_bytes(cluster_blob_key(sequence_id), encode_cluster([result.cluster]))
