@@ -464,6 +464,37 @@ def test_berlin_relative_poses_agree_with_opensfm_within_a_degree() -> None:
         assert angle < direction_deg, (a, b, angle)
 
 
+@needs_sfm
+def test_a_killed_attempt_resumes_from_its_checkpoints(tmp_path: Path) -> None:
+    """With a work folder, features, matches and solved windows are kept: the next attempt
+    uses them (here the photos it is given are garbage, so it could not have redone them)."""
+    if not (BERLIN / "images").is_dir():
+        pytest.skip(f"shared Berlin data not available: {BERLIN} (../shared beside the repo)")
+    manifest = json.loads((BERLIN / "manifest.json").read_text())
+    images = []
+    for n, entry in enumerate(manifest["images"]):
+        shot = ShotInput(image_id=100 + n, captured_at_ms=int(entry["captured_at_ms"]),
+                         lon=entry["lon"], lat=entry["lat"], altitude_m=entry.get("altitude"),
+                         compass_angle_deg=None, camera_type="perspective",
+                         width=entry["width"], height=entry["height"], exif_orientation=1)
+        images.append(SfmImage(shot, (BERLIN / entry["file"]).read_bytes()))
+    work = tmp_path / "work"
+    first = reconstruct(images, work_dir=work)
+    assert {p.name for p in work.iterdir()} >= {"features.done", "matches.done", "window0.npz"}
+    garbage = [SfmImage(im.shot, b"not a jpeg") for im in images]
+    again = reconstruct(garbage, work_dir=work)
+    assert again.fallbacks == first.fallbacks == {}
+    for a, b in zip(again.shots, first.shots, strict=True):
+        assert a.rotation == pytest.approx(b.rotation, abs=1e-12)
+        assert (a.lat, a.lon) == pytest.approx((b.lat, b.lon), abs=1e-12)
+    assert len(again.cluster["points"]) == len(first.cluster["points"])
+    # Features interrupted half-way (no marker): extraction starts again from the photos.
+    (work / "features.done").unlink()
+    (work / "window0.npz").unlink()
+    redone = reconstruct(images, work_dir=work)
+    assert redone.fallbacks == {} and len(redone.cluster["points"]) > 100
+
+
 def test_track_positioner_is_what_sfm_falls_back_to() -> None:
     shots = [ShotInput(image_id=i, captured_at_ms=1000 * i, lon=13.4, lat=52.52 + 3e-5 * i,
                        altitude_m=None, compass_angle_deg=None, camera_type="perspective",

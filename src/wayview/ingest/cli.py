@@ -228,8 +228,11 @@ def _reprocess_sfm_command(settings: Settings, sequence_ids: tuple[str, ...],
                        "registered", err=True)
 
     async def run(store: Any, blobs: Any) -> Any:
+        from wayview.pipeline.sfm_job import sfm_work_root
+
         return await reprocess_sfm(settings.pipeline, store, blobs, sequence_ids=sequence_ids,
                                    organization_id=organization_id, queue=queue,
+                                   work_root=sfm_work_root(settings.data_dir),
                                    progress=progress)
 
     try:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from wayview.blobs.base import BlobStore, image_blob_key
 from wayview.errors import InvalidInput
@@ -137,7 +138,7 @@ class SfmReprocessReport:
 
 async def reprocess_sfm(settings: PipelineSettings, store: Store, blobs: BlobStore, *,
                         sequence_ids: Sequence[str] = (), organization_id: int | None = None,
-                        queue: bool = False,
+                        queue: bool = False, work_root: Path | None = None,
                         progress: Callable[[str, int, int], None] | None = None
                         ) -> SfmReprocessReport:
     """Run structure from motion again on the selected stored sequences (all when neither
@@ -167,7 +168,7 @@ async def reprocess_sfm(settings: PipelineSettings, store: Store, blobs: BlobSto
                                     dedupe_key=f"{SFM_JOB}:{sequence_id}")
             report.queued += 1
             continue
-        solved = await solve_sequence(settings, store, blobs, sequence_id)
+        solved = await solve_sequence(settings, store, blobs, sequence_id, work_root=work_root)
         if solved is None:
             continue
         report.images += solved.images

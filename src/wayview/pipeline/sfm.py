@@ -30,13 +30,14 @@ that is why it is an optional extra and never a default dependency.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import resource
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,10 @@ def reconstruct(images: Sequence[SfmImage], options: SfmOptions | None = None, *
                 work_dir: Path | None = None) -> SfmResult:
     """Pose the sequence images of `images` (neighbours are matched but not returned).
 
+    `work_dir`: a folder kept between attempts (the caller removes it after success): the
+    features and matches database and each solved window are checkpointed there, so an
+    attempt that was killed resumes where it stopped. Without it, a temporary folder is used.
+
     Raises:
         RuntimeError: pycolmap is not installed.
         ValueError: no sequence image.
@@ -224,12 +229,17 @@ def reconstruct(images: Sequence[SfmImage], options: SfmOptions | None = None, *
         if im.shot.camera_type in SPHERICAL_CAMERA_TYPES:
             fallbacks[im.shot.image_id] = "spherical images are not reconstructed yet"
     targets = _targets(own, neighbours, reference)
-    tmp = Path(tempfile.mkdtemp(prefix="wayview-sfm-", dir=work_dir))
-    try:
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
         with _quiet_colmap():
-            solved = _solve(perspective, neighbours, targets, options, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            solved = _solve(perspective, neighbours, targets, options, work_dir)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="wayview-sfm-"))
+        try:
+            with _quiet_colmap():
+                solved = _solve(perspective, neighbours, targets, options, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     windows, reports, extraction_s, matching_s = solved
     segments = chain_windows(windows)
     placed: dict[int, tuple[FloatArray, FloatArray, Similarity, int]] = {}
@@ -373,24 +383,68 @@ def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
            targets: dict[int, tuple[float, float, float | None]], options: SfmOptions,
            tmp: Path) -> tuple[list[WindowSolution | None], list[WindowReport], float, float]:
     """Features, matches and the windows' global SfM (pycolmap)."""
-    import pycolmap
 
     if len(own) < 2:
         return [], [], 0.0, 0.0
+    started = _cpu_s()
     image_dir = tmp / "images"
     database = tmp / "database.db"
+    features_done = tmp / "features.done"
+    matches_done = tmp / "matches.done"
     names: dict[int, str] = {}
     groups: dict[str, list[SfmImage]] = {}
     for im in [*own, *neighbours]:
         groups.setdefault(_camera_group(im.shot), []).append(im)
+    for number, (_, members) in enumerate(groups.items()):
+        for im in members:
+            names[im.shot.image_id] = f"camera{number}/{im.shot.image_id}.jpg"
+    if not features_done.exists():  # a killed attempt left a partial database: start over
+        database.unlink(missing_ok=True)
+        matches_done.unlink(missing_ok=True)
+        _extract(groups, names, image_dir, database, options)
+        features_done.touch()
+    extraction_s = _cpu_s() - started
+    pairs = _pairs(own, neighbours, targets, options.match_overlap)
     started = _cpu_s()
+    if not matches_done.exists():
+        _match(pairs, names, database, tmp / "pairs.txt", options)
+        matches_done.touch()
+    matching_s = _cpu_s() - started
+    partners: dict[int, set[int]] = {}
+    for a, b in pairs:
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
+    neighbour_ids = {im.shot.image_id for im in neighbours}
+    solutions: list[WindowSolution | None] = []
+    reports: list[WindowReport] = []
+    for number, window in enumerate(_windows(len(own), options.window, options.overlap)):
+        window_ids = [own[i].shot.image_id for i in window]
+        extra = sorted({p for m in window_ids for p in partners.get(m, set())
+                        if p in neighbour_ids})
+        checkpoint = tmp / f"window{number}.npz"
+        saved = _load_window(checkpoint)
+        if saved is not None:
+            solutions.append(saved[0])
+            reports.append(saved[1])
+            continue
+        solution, report = _map_window(database, image_dir, tmp / f"window{number}",
+                                       [*window_ids, *extra], set(window_ids), names, options)
+        _save_window(checkpoint, solution, report)
+        solutions.append(solution)
+        reports.append(report)
+    return solutions, reports, extraction_s, matching_s
+
+
+def _extract(groups: dict[str, list[SfmImage]], names: dict[int, str], image_dir: Path,
+             database: Path, options: SfmOptions) -> None:
+    """SIFT features of every image, one camera per camera group."""
+    import pycolmap
+
     for number, (_, members) in enumerate(groups.items()):
         folder = image_dir / f"camera{number}"
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         for im in members:
-            name = f"camera{number}/{im.shot.image_id}.jpg"
-            (image_dir / name).write_bytes(im.jpeg)
-            names[im.shot.image_id] = name
+            (image_dir / names[im.shot.image_id]).write_bytes(im.jpeg)
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = CAMERA_MODEL
         first = members[0].shot
@@ -406,34 +460,67 @@ def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
             database, image_dir, image_names=[names[im.shot.image_id] for im in members],
             camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
             extraction_options=extraction, device=pycolmap.Device.cpu)
-    extraction_s = _cpu_s() - started
-    pairs = _pairs(own, neighbours, targets, options.match_overlap)
-    pairs_file = tmp / "pairs.txt"
+
+
+def _match(pairs: list[tuple[int, int]], names: dict[int, str], database: Path,
+           pairs_file: Path, options: SfmOptions) -> None:
+    """Match and verify the image pairs."""
+    import pycolmap
+
     pairs_file.write_text("".join(f"{names[a]} {names[b]}\n" for a, b in pairs))
-    started = _cpu_s()
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = options.threads
     pairing = pycolmap.ImportedPairingOptions()
     pairing.match_list_path = str(pairs_file)
     pycolmap.match_image_pairs(database, matching_options=matching, pairing_options=pairing,
                                device=pycolmap.Device.cpu)
-    matching_s = _cpu_s() - started
-    partners: dict[int, set[int]] = {}
-    for a, b in pairs:
-        partners.setdefault(a, set()).add(b)
-        partners.setdefault(b, set()).add(a)
-    neighbour_ids = {im.shot.image_id for im in neighbours}
-    solutions: list[WindowSolution | None] = []
-    reports: list[WindowReport] = []
-    for number, window in enumerate(_windows(len(own), options.window, options.overlap)):
-        window_ids = [own[i].shot.image_id for i in window]
-        extra = sorted({p for m in window_ids for p in partners.get(m, set())
-                        if p in neighbour_ids})
-        solution, report = _map_window(database, image_dir, tmp / f"window{number}",
-                                       [*window_ids, *extra], set(window_ids), names, options)
-        solutions.append(solution)
-        reports.append(report)
-    return solutions, reports, extraction_s, matching_s
+
+
+def _save_window(path: Path, solution: WindowSolution | None, report: WindowReport) -> None:
+    """Checkpoint one solved window (written whole, then renamed: never half a file)."""
+    arrays: dict[str, Any] = {"report": np.array(json.dumps(asdict(report)))}
+    if solution is not None:
+        ids = sorted(solution.poses)
+        arrays.update(
+            ids=np.array(ids, np.int64),
+            rotations=np.array([solution.poses[i][0] for i in ids]).reshape(-1, 3, 3),
+            centres=np.array([solution.poses[i][1] for i in ids]).reshape(-1, 3),
+            cameras=np.array([solution.cameras.get(i, (0.85, 0.0, 0.0)) for i in ids]
+                             ).reshape(-1, 3),
+            points=solution.points, colors=solution.colors,
+            seen_ids=np.array([i for i in ids for _ in solution.seen.get(i, ())], np.int64),
+            seen_points=np.concatenate([solution.seen.get(i, np.zeros(0, np.int64))
+                                        for i in ids] or [np.zeros(0, np.int64)]),
+        )
+    partial = path.with_suffix(".partial.npz")
+    with partial.open("wb") as out:
+        np.savez(out, **arrays)
+    partial.replace(path)
+
+
+def _load_window(path: Path) -> tuple[WindowSolution | None, WindowReport] | None:
+    """A checkpointed window, or None when there is none (or it cannot be read)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            report = WindowReport(**json.loads(str(data["report"])))
+            if "ids" not in data:
+                return None, report
+            ids = [int(i) for i in data["ids"]]
+            poses = {i: (np.asarray(data["rotations"][n], np.float64),
+                         np.asarray(data["centres"][n], np.float64)) for n, i in enumerate(ids)}
+            cameras = {i: (float(c[0]), float(c[1]), float(c[2]))
+                       for i, c in zip(ids, data["cameras"], strict=True)}
+            seen: dict[int, list[int]] = {}
+            for i, point in zip(data["seen_ids"], data["seen_points"], strict=True):
+                seen.setdefault(int(i), []).append(int(point))
+            return WindowSolution(poses, cameras, np.asarray(data["points"], np.float64),
+                                  np.asarray(data["colors"], np.uint8),
+                                  {i: np.asarray(v, np.int64) for i, v in seen.items()}), report
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("sfm: ignoring the unreadable checkpoint %s: %s", path, exc)
+        return None
 
 
 def _pairs(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
@@ -478,6 +565,7 @@ def _map_window(database: Path, image_dir: Path, out: Path, image_ids: list[int]
     for seed in range(max(1, options.seeds)):
         started = _cpu_s()
         attempt = out / f"seed{seed}"
+        shutil.rmtree(attempt, ignore_errors=True)  # left by a killed attempt
         attempt.mkdir(parents=True)
         opts = pycolmap.GlobalPipelineOptions()
         opts.image_names = [names[i] for i in image_ids]

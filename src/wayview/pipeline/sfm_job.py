@@ -14,19 +14,26 @@ of up to `sfm_max_neighbours` images of other sequences within `merge_radius_m`,
 3. a private report (`sfm_report_key`): counts, windows, and each fallback with its reason,
    shown by `wayview sfm-report` and logged.
 
-Running it again gives the same result (the same seeds); a job whose worker died is taken over
-and starts again from the stored images, and a sequence deleted meanwhile is a no-op.
+Running it again gives the same result (the same seeds, to run-to-run noise of a metre). An
+attempt checkpoints its features, matches and each solved window under
+`<data_dir>/work/sfm/`: a job whose worker died is taken over and resumes from there (on the
+same machine; elsewhere it starts again from the stored images). A sequence deleted meanwhile is
+a no-op.
 `wayview reprocess --stage sfm` queues it for stored sequences.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
+import re
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -54,6 +61,7 @@ __all__ = [
     "enqueue_sfm",
     "positioner_in_use",
     "read_report",
+    "sfm_work_root",
     "solve_sequence",
 ]
 
@@ -122,6 +130,11 @@ class SfmReport:
         }, option=orjson.OPT_INDENT_2)
 
 
+def sfm_work_root(data_dir: Path) -> Path:
+    """The local folder of SfM checkpoints (per sequence, removed after success)."""
+    return data_dir / "work" / "sfm"
+
+
 def read_report(blobs: BlobStore, sequence_id: str) -> dict[str, Any] | None:
     """The last SfM report of a sequence, or None when it never ran."""
     try:
@@ -145,8 +158,13 @@ def options_from(settings: PipelineSettings) -> SfmOptions:
 
 
 async def solve_sequence(settings: PipelineSettings, store: Store, blobs: BlobStore,
-                         sequence_id: str) -> SfmReport | None:
-    """Run SfM on one stored sequence and store the results; None when it has no images."""
+                         sequence_id: str, *, work_root: Path | None = None
+                         ) -> SfmReport | None:
+    """Run SfM on one stored sequence and store the results; None when it has no images.
+
+    `work_root`: where the attempt keeps its checkpoints (features, matches, solved windows)
+    so that a retry after a crash resumes; removed once the results are stored.
+    """
     page = await store.search_images(ImageSearch(sequence_ids=(sequence_id,)))
     images = sorted(page.items, key=lambda im: (im.captured_at_ms, im.id))
     if not images:
@@ -157,9 +175,16 @@ async def solve_sequence(settings: PipelineSettings, store: Store, blobs: BlobSt
     neighbours = await _neighbours(settings, store, blobs, images)
     fallbacks: dict[str, str] = {str(i): reason for i, reason in missing.items()}
     result: SfmResult | None = None
+    options = options_from(settings)
+    work_dir = None
+    if work_root is not None:
+        digest = hashlib.sha256(repr((sorted(im.shot.image_id for im in own),
+                                      sorted(im.shot.image_id for im in neighbours),
+                                      options)).encode()).hexdigest()[:16]
+        work_dir = work_root / f"{sequence_id}-{digest}"
     if own:
-        result = await asyncio.to_thread(reconstruct, [*own, *neighbours],
-                                         options_from(settings))
+        result = await asyncio.to_thread(reconstruct, [*own, *neighbours], options,
+                                         work_dir=work_dir)
     by_id = {shot.image_id: shot for shot in result.shots} if result else {}
     if result:
         fallbacks.update({str(i): reason for i, reason in result.fallbacks.items()})
@@ -195,6 +220,9 @@ async def solve_sequence(settings: PipelineSettings, store: Store, blobs: BlobSt
                  for w in (result.windows if result else [])],
     )
     blobs.put_bytes(sfm_report_key(sequence_id), report.to_json())
+    if work_root is not None:  # this attempt's checkpoints, and those of older settings
+        for stale in work_root.glob(f"{sequence_id}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     log.info("sfm: sequence %s: %d of %d images registered, %d neighbours, %d points, "
              "%.1f CPU-s", sequence_id, report.registered, report.images, report.neighbours,
              report.points, report.cpu_s)
@@ -290,8 +318,10 @@ def _write_assets(settings: PipelineSettings, blobs: BlobStore, sequence_id: str
 async def run_sfm_job(ctx: JobContext, payload: dict[str, object]) -> None:
     """The `sfm` job: `solve_sequence` for `payload["sequence_id"]`."""
     sequence_id = payload.get("sequence_id")
-    if not isinstance(sequence_id, str):
-        raise InvalidInput("an sfm job needs a sequence_id")
+    if not isinstance(sequence_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}",
+                                                            sequence_id):
+        raise InvalidInput("an sfm job needs a sequence_id (a sequence key)")
     if sfm_unavailable() is not None:
         raise InvalidInput(f"this worker cannot run SfM: {sfm_unavailable()}")
-    await solve_sequence(ctx.settings.pipeline, ctx.store, ctx.blobs, sequence_id)
+    await solve_sequence(ctx.settings.pipeline, ctx.store, ctx.blobs, sequence_id,
+                         work_root=sfm_work_root(ctx.settings.data_dir))
