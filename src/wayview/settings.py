@@ -341,8 +341,8 @@ class PipelineSettings(BaseModel):
         "keeps its GPS-track position instead (a recorded fallback).",
     )
     sfm_seeds: int = Field(
-        3, ge=1, le=20, description="Seeds tried for a window that registers fewer than 80 % "
-        "of its images (the best one is kept).",
+        3, ge=1, le=20, description="Seeds tried for a window until every image is registered "
+        "within `sfm_max_residual_m` of its GPS position (the best seed is kept).",
     )
     sfm_threads: int = Field(2, ge=1, le=256,
                              description="CPU threads one SfM job uses.")

@@ -35,12 +35,15 @@ NODE_DIR = Path(__file__).resolve().parent / "node"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for subprocesses: no WAYVIEW_* of the developer, no proxies for loopback."""
+    """The environment for subprocesses: no WAYVIEW_* of the developer, no proxies for loopback,
+    and GPS-track positions (structure from motion only where a test passes
+    `WAYVIEW_PIPELINE__POSITIONER=sfm`: it would keep the CPU busy behind every other test)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAYVIEW_")}
     for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
                  "ALL_PROXY"):
         env.pop(name, None)
     env["NO_PROXY"] = env["no_proxy"] = "*"
+    env["WAYVIEW_PIPELINE__POSITIONER"] = "track"
     env.update(extra)
     return env
 
