@@ -241,6 +241,19 @@ def test_import_queues_sfm_and_unmatchable_photos_keep_their_track_position(
     assert missing.exit_code != 0 and "never ran" in missing.output
     bad = runner.invoke(cli, ["sfm-report", "../etc", "--data-dir", str(settings.data_dir)])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+    # `wayview reprocess --stage sfm`: here, or queued for the workers.
+    data = ["--data-dir", str(settings.data_dir)]
+    here = runner.invoke(cli, ["reprocess", "--stage", "sfm", "--sequence", sequence_id,
+                               "--json", *data])
+    assert here.exit_code == 0, here.output
+    done = json.loads(here.stdout)
+    assert (done["sequences"], done["images"], done["registered"]) == (1, 4, 0)
+    assert len(done["fallbacks"]) == 4 and done["fallbacks"][0]["reason"]
+    queued = runner.invoke(cli, ["reprocess", "--stage", "sfm", "--all", "--queue", *data])
+    assert queued.exit_code == 0 and "Queued structure from motion for 1 sequences" in \
+        queued.output, queued.output
+    wrong = runner.invoke(cli, ["reprocess", "--all", "--queue", *data])
+    assert wrong.exit_code == 2 and "--queue goes with --stage sfm" in wrong.output
 
 
 # --- pycolmap on the real Lund walk ----------------------------------------------------------
