@@ -111,7 +111,10 @@ class JobRunner:
 
     async def run_forever(self) -> None:
         """Run jobs until `stop()`; idle lanes poll every `jobs.poll_s` (or on `wake()`)."""
-        log.info("job runner %s started (%d at once)", self.name, self.concurrency)
+        from wayview.pipeline.sfm_job import positioner_in_use
+
+        log.info("job runner %s started (%d at once; computed positions: %s)", self.name,
+                 self.concurrency, positioner_in_use(self.settings.pipeline))
         maintenance = asyncio.create_task(self._maintain())
         try:
             await asyncio.gather(*(self._lane() for _ in range(self.concurrency)))
