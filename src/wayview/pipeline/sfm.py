@@ -307,8 +307,11 @@ def reconstruct(images: Sequence[SfmImage], options: SfmOptions | None = None, *
         try:
             meshes[image_id] = point_mesh(im.shot.width, im.shot.height, params,
                                           in_camera.tolist(), divisions=options.mesh_divisions)
-        except ValueError as exc:  # a distortion that cannot be inverted over the image
-            log.warning("image %d: no mesh from its points: %s", image_id, exc)
+        except ValueError:
+            # A wide lens whose one-term distortion folds before the image corners: the mesh
+            # is built on undistorted rays (the viewer clamps and blends it anyway).
+            meshes[image_id] = point_mesh(im.shot.width, im.shot.height, (params[0], 0.0, 0.0),
+                                          in_camera.tolist(), divisions=options.mesh_divisions)
         shots.append(ComputedShot(
             image_id=image_id, lon=lon, lat=lat,
             altitude_m=alt if im.shot.altitude_m is not None else None,
@@ -485,8 +488,10 @@ def _match(pairs: list[tuple[int, int]], names: dict[int, str], database: Path,
     matching.num_threads = options.threads
     pairing = pycolmap.ImportedPairingOptions()
     pairing.match_list_path = str(pairs_file)
+    verification = pycolmap.TwoViewGeometryOptions()
+    verification.ransac.random_seed = 0  # the same matches give the same verified pairs
     pycolmap.match_image_pairs(database, matching_options=matching, pairing_options=pairing,
-                               device=pycolmap.Device.cpu)
+                               verification_options=verification, device=pycolmap.Device.cpu)
 
 
 def _save_window(path: Path, solution: WindowSolution | None, report: WindowReport) -> None:
@@ -581,6 +586,7 @@ def _map_window(database: Path, image_dir: Path, out: Path, image_ids: list[int]
     by_name = {names[i]: i for i in image_ids}
     best: tuple[WindowSolution, int] | None = None
     best_report: WindowReport | None = None
+    first_started = _cpu_s()
     for seed in range(max(1, options.seeds)):
         started = _cpu_s()
         attempt = out / f"seed{seed}"
@@ -619,6 +625,7 @@ def _map_window(database: Path, image_dir: Path, out: Path, image_ids: list[int]
         if good >= len(members):
             break
     assert best_report is not None
+    best_report.cpu_s = _cpu_s() - first_started  # every seed tried, not only the kept one
     return (best[0] if best else None), best_report
 
 
