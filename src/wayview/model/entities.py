@@ -156,6 +156,21 @@ class FeatureChanges:
 
 
 @dataclass(frozen=True, slots=True)
+class DeletedImages:
+    """What `Store.delete_images` removed (the caller then deletes blobs and re-places
+    features)."""
+
+    #: Ids that existed and are gone now (ascending).
+    image_ids: tuple[int, ...] = ()
+    #: Sequences left with no image, deleted with them.
+    emptied_sequence_ids: tuple[str, ...] = ()
+    #: Sequences that lost some images but still have others.
+    shrunk_sequence_ids: tuple[str, ...] = ()
+    #: Map features that were linked to a deleted detection (some may have no evidence left).
+    feature_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class App:
     """A developer application: the owner of client tokens and of the tokens it obtains."""
 

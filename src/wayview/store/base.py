@@ -8,6 +8,7 @@ from typing import Protocol
 
 from wayview.model.entities import (
     ComputedFields,
+    DeletedImages,
     Detection,
     DetectionSearch,
     FeatureChanges,
@@ -128,6 +129,15 @@ class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
         every old and new computed position (every zoom) and of every old and new line tile
         are bumped, so those tiles are rendered again; `mly1_public` is not touched.
         Called by the SfM job (`wayview.pipeline.sfm_job`)."""
+
+    async def delete_images(self, image_ids: Seq[int]) -> DeletedImages:
+        """Delete images and everything in the store that hangs on them, in one transaction:
+        their rows and node ids (they then answer like ids that never existed), their
+        detections, their rows in both tile indexes (original and computed positions: the
+        sequence lines and overview cells are rebuilt without them), and sequences left
+        empty. The tile epochs of every cell that showed them are bumped (both tilesets, all
+        zooms). Unknown ids are ignored; deleting twice is a no-op. Blobs are the caller's
+        (`wayview.pipeline.delete`)."""
 
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Insert, move or delete map features and relink detections, in one transaction;
