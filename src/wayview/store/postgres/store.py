@@ -21,6 +21,7 @@ from wayview import ids as id_mint
 from wayview.errors import Conflict, StoreUnavailable
 from wayview.model.entities import (
     ComputedFields,
+    DeletedImages,
     Detection,
     DetectionSearch,
     FeatureChanges,
@@ -51,6 +52,7 @@ from wayview.store.columns import (
 from wayview.store.migrate import load_migrations
 from wayview.store.postgres.accounts import AccountsMixin
 from wayview.store.postgres.connection import Conn, Database
+from wayview.store.postgres.delete import delete_images as delete_image_rows
 from wayview.store.postgres.jobs import JobsMixin
 from wayview.store.postgres.tiles import (
     SQL_BUMP_EPOCH,
@@ -646,6 +648,15 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads
                          for im in sorted(changed, key=lambda im: im.id)])
             await rebuild_computed(conn, moved)
         return len(changed)
+
+    async def delete_images(self, image_ids: Seq[int]) -> DeletedImages:
+        """Delete images and what hangs on them, rebuild the tile rows of the sequences that
+        keep images and bump the epochs, in one transaction (`postgres.delete`: the affected
+        sequences are locked first, as `set_computed_fields` does)."""
+        if not image_ids:
+            return DeletedImages()
+        async with self.db.transaction() as conn:
+            return await delete_image_rows(conn, image_ids)
 
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Upsert/delete map features and relink detections in one transaction."""

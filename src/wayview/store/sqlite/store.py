@@ -15,6 +15,7 @@ from wayview import ids as id_mint
 from wayview.errors import Conflict
 from wayview.model.entities import (
     ComputedFields,
+    DeletedImages,
     Detection,
     DetectionSearch,
     FeatureChanges,
@@ -45,6 +46,7 @@ from wayview.store.columns import (
 from wayview.store.migrate import load_migrations
 from wayview.store.sqlite.accounts import AccountsMixin
 from wayview.store.sqlite.connection import Database, tile_rec
+from wayview.store.sqlite.delete import delete_images as delete_image_rows
 from wayview.store.sqlite.jobs import JobsMixin
 from wayview.store.sqlite.tiles import (
     SQL_BUMP_EPOCH,
@@ -645,6 +647,13 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
             return len(changed)
 
         return await self.db.write(run) if wanted else 0
+
+    async def delete_images(self, image_ids: Seq[int]) -> DeletedImages:
+        """Delete images and what hangs on them, rebuild the tile rows of the sequences that
+        keep images and bump the epochs, in one write transaction (`sqlite.delete`)."""
+        wanted = list(image_ids)
+        return await self.db.write(lambda c: delete_image_rows(c, wanted)) if wanted \
+            else DeletedImages()
 
     async def apply_feature_changes(self, changes: FeatureChanges) -> None:
         """Upsert/delete map features and relink detections in one write transaction."""

@@ -1,0 +1,5 @@
+-- wayview 0011: the `mly1_public` tile rows of one sequence, found by sequence (as those of
+-- `mly1_computed_public` since 0010): Store.delete_images rebuilds or deletes them, and
+-- deleting a sequence checks the foreign key of tile_sequence_lines.
+CREATE INDEX tile_overview_sequence ON tile_overview (sequence_id);
+CREATE INDEX tile_sequence_lines_sequence ON tile_sequence_lines (sequence_id);
