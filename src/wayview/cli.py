@@ -497,11 +497,17 @@ def _copy_blobs(folder: Path, target: str) -> int:
 def _register_commands() -> None:
     """Attach the commands that live beside their services (imported lazily by click)."""
     from wayview.demo import demo_command
-    from wayview.ingest.cli import import_command, reprocess_command, sfm_report_command
+    from wayview.ingest.cli import (
+        delete_command,
+        import_command,
+        reprocess_command,
+        sfm_report_command,
+    )
 
     cli.add_command(import_command, "import")
     cli.add_command(reprocess_command, "reprocess")
     cli.add_command(sfm_report_command, "sfm-report")
+    cli.add_command(delete_command, "delete")
     cli.add_command(demo_command, "demo")
 
 

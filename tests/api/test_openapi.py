@@ -65,10 +65,12 @@ def _example_path(template: str, op: dict[str, Any]) -> str:
     return path
 
 
-def _route_of(routes: list[Route], path: str) -> Route | None:
-    """The route the app dispatches `path` to (the first full match, as WayviewApp does)."""
+def _route_of(routes: list[Route], path: str, method: str = "GET") -> Route | None:
+    """The route the app dispatches `method path` to: the first full match serving the
+    method, else the first full match (as WayviewApp does)."""
     path = normalise_path(path)
-    return next((r for r in routes if r.pattern.fullmatch(path)), None)
+    matches = [r for r in routes if r.pattern.fullmatch(path)]
+    return next((r for r in matches if method in r.methods), matches[0] if matches else None)
 
 
 # -- the document itself ---------------------------------------------------------------------
@@ -106,7 +108,7 @@ def test_openapi_paths_and_api_routes_match_both_ways(prefix):
                   and r.handler not in UNDOCUMENTED]
     documented: dict[int, set[str]] = {}
     for template, method, op in _operations(document):
-        route = _route_of(routes, _example_path(template, op))
+        route = _route_of(routes, _example_path(template, op), method.upper())
         assert route is not None and route in api_routes, (
             f"{method.upper()} {template} does not reach an API route")
         assert method.upper() in route.methods, f"{method.upper()} {template}"
@@ -214,6 +216,8 @@ async def _call(client: httpx.AsyncClient, method: str, template: str, op: dict[
         if "application/json" in body:
             return await client.post(target, headers=headers, json={})
         return await client.post(target, headers=headers, content=b"")
+    if method == "delete":
+        return await client.delete(target, headers=headers)
     return await client.get(target, headers=headers)
 
 

@@ -148,6 +148,8 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         Route(r(r"/ids=(?P<ids>[^/]*)"), get, graph_routes.many),
         Route(r(r"/(?P<id>[0-9]+)/detections"), get, graph_routes.detections_of),
         Route(r(r"/(?P<id>[0-9]+)/tiles"), get, graph_routes.image_tiles),
+        Route(r(r"/(?P<id>[0-9]+)"), frozenset({"DELETE"}), graph_routes.delete_node,
+              scope="write"),
         Route(r(r"/(?P<id>[0-9]+)"), get, graph_routes.node),
     ]
 
@@ -232,6 +234,11 @@ class WayviewApp:
             "upload": ("upload", limits.upload_per_minute, 60),
         }
         self.routes = _routes(settings.upload.path_prefix)
+        # Routes sharing their path with a later route (one per method: DELETE /{id} before
+        # GET /{id}): a method they do not serve goes on to the later ones.
+        self._shadowed = {id(route) for n, route in enumerate(self.routes)
+                          if any(later.pattern.pattern == route.pattern.pattern
+                                 for later in self.routes[n + 1:])}
         self.jobs: Any = None  # the JobRunner started in lifespan (`jobs.serve_workers`)
         self._jobs_task: asyncio.Task[None] | None = None
         origins = settings.cors.allowed_origins.strip()
@@ -390,6 +397,8 @@ class WayviewApp:
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue
+            if method not in route.methods and id(route) in self._shadowed:
+                continue  # a later route serves this path (and answers other methods)
             ctx = self._context()
             try:
                 if route.auth:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wayview.api.responses import json_response
-from wayview.errors import MissingParameter
+from wayview.errors import MissingParameter, NodeNotFound
 from wayview.graph.service import Collection
 
 if TYPE_CHECKING:
@@ -39,6 +39,23 @@ async def healthz(ctx: Context, request: Request, match: re.Match[str]) -> Respo
 async def node(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """GET /{id}?fields=: one image, map feature, detection, organization or user."""
     return json_response(await ctx.graph.node(match["id"], request.query_params.get("fields")))
+
+
+async def delete_node(ctx: Context, request: Request, match: re.Match[str]) -> Response:
+    """DELETE /{image_id} with the owner's user token (`write` scope): the image is gone at
+    once from every endpoint and tile; its blobs and map features follow in a job.
+    Answers `{"success": true}` like the Graph API. Another user's image, an unknown id or a
+    node of another kind answers E7, as if it did not exist."""
+    from wayview.pipeline.delete import request_deletion
+
+    assert ctx.principal is not None
+    node_id = match["id"]
+    found = await ctx.store.get_images([int(node_id)]) if len(node_id) <= 16 else {}
+    image = found.get(int(node_id)) if found else None
+    if image is None or image.creator_id != ctx.principal.user_id:
+        raise NodeNotFound(node_id, "delete")
+    await request_deletion(ctx.store, [image.id])
+    return json_response({"success": True})
 
 
 async def me(ctx: Context, request: Request, match: re.Match[str]) -> Response:

@@ -166,6 +166,8 @@ def _schemas() -> Json:
                      "description": "The same query with `after=<cursor>`."},
         },
     }
+    schemas["Success"] = {"type": "object", "required": ["success"],
+                          "properties": {"success": {"type": "boolean", "const": True}}}
     schemas["NodesById"] = {
         "type": "object", "description": "Nodes keyed by id; unknown ids are left out (§3.8).",
         "propertyNames": {"pattern": _ID_PATTERN}, "additionalProperties": _ref("Node"),
@@ -402,7 +404,14 @@ def _graph_paths(ids_max: int, image_ids_max: int) -> Json:
             "getNode", "One node", "An image, map feature, detection, organization or user "
             "(spec §3.2–3.7). Unknown ids are E7.",
             [_id_path("A node id."), _fields("node")],
-            _json("Node", "The node with the requested fields."))},
+            _json("Node", "The node with the requested fields.")),
+            "delete": _graph_op(
+                "deleteImage", "Delete one of your images",
+                "With the owner's user token (`write` scope): the image leaves every endpoint "
+                "and tile at once; its blobs and map features follow in a durable job. "
+                "Another user's image or an unknown id is E7.",
+                [_id_path("An image id.")],
+                _json("Success", "`{\"success\": true}`."))},
         "/{id}/detections": {"get": _graph_op(
             "getDetectionsOf", "Detections of an image or map feature",
             "Complete: ordered by id for an image, newest image first for a map feature "

@@ -279,6 +279,60 @@ def sfm_report_command(sequence_id: str, data_dir: Path | None) -> None:
     click.echo(json.dumps(report, indent=2))
 
 
+@click.command("delete")
+@click.option("--image", "image_ids", type=int, multiple=True, help="This image (repeatable).")
+@click.option("--sequence", "sequence_ids", multiple=True, help="Every image of this sequence "
+              "(repeatable).")
+@click.option("--user", "username", default=None, help="Every image this user uploaded.")
+@click.option("--yes", is_flag=True, help="Do it (without it, only say what would go).")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Data folder (database and blobs). Default: $WAYVIEW_DATA_DIR or ./wayview-data.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def delete_command(image_ids: tuple[int, ...], sequence_ids: tuple[str, ...],
+                   username: str | None, yes: bool, data_dir: Path | None,
+                   as_json: bool) -> None:
+    """Delete images for good: rows, detections, every blob, cached tiles.
+
+    The images disappear from the API and the tiles at once; their blobs (originals,
+    private unblurred copies, thumbnails, tiles, meshes) and the map features they were
+    evidence of are handled by a durable `delete` job, run here before the command returns
+    (a worker finishes it if this command is killed). Without --yes it only counts.
+    """
+    if not (image_ids or sequence_ids or username):
+        raise click.UsageError("choose what to delete: --image ID, --sequence KEY or --user NAME")
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+
+    async def run(store: Any, blobs: Any) -> dict[str, Any]:
+        from wayview.pipeline.delete import DELETE_JOB, images_of, request_deletion
+        from wayview.pipeline.worker import JobRunner
+
+        if username is not None and await store.get_user_by_username(username) is None:
+            raise click.ClickException(f"no user {username!r}")
+        found = await store.get_images(list(image_ids))
+        ids = sorted({*found, *await images_of(store, sequence_ids=sequence_ids,
+                                                username=username)})
+        if not yes:
+            return {"images": len(ids), "deleted": False}
+        report = await request_deletion(store, ids)
+        await JobRunner(settings, store, blobs, kinds=(DELETE_JOB,)).drain()
+        return {"images": report.images, "deleted": True,
+                "sequences_emptied": report.sequences_emptied, "jobs": report.jobs}
+
+    try:
+        out = asyncio.run(_with_store(settings, run))
+    except WayviewError as exc:
+        raise click.ClickException(exc.message) from None
+    if as_json:
+        click.echo(json.dumps(out))
+    elif out["deleted"]:
+        click.echo(f"Deleted {out['images']} images ({len(out['sequences_emptied'])} "
+                   "sequences emptied).")
+    else:
+        click.echo(f"Would delete {out['images']} images; run again with --yes to do it.")
+
+
 async def _with_store(settings: Settings, run: Callable[[Any, Any], Awaitable[Any]]) -> Any:
     from wayview.blobs import open_blobs
     from wayview.store import open_store
