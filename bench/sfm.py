@@ -41,7 +41,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +60,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(BENCH))
 
 from cpumeter import CpuMeter  # noqa: E402
+from machine import cpu_model, memory_gib, sh  # noqa: E402
 
 from wayview.ingest.exif import read_photo_metadata  # noqa: E402
 from wayview.ingest.importer import DEFAULT_CAMERA_PARAMETERS  # noqa: E402
@@ -609,19 +609,10 @@ def notes(jobs: Sequence[dict[str, Any]], labels: Sequence[str]) -> str:
 
 
 def machine_line() -> str:
-    def sh(*cmd: str) -> str:
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=10,
-                                  check=False).stdout.strip()
-        except OSError:
-            return ""
-
     import pycolmap
 
-    model = next((line.split(":", 1)[1].strip() for line in sh("lscpu").splitlines()
-                  if line.startswith("Model name")), platform.processor())
-    mem = next((line.split()[1] for line in sh("free", "-g").splitlines()
-                if line.startswith("Mem:")), "?")
+    model = cpu_model()
+    mem = memory_gib()
     commit = sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD") or "?"
     changed = sh("git", "-C", str(ROOT), "diff", "--name-only", "HEAD", "--",
                  "src/wayview/pipeline").split()

@@ -67,6 +67,7 @@ sys.path.insert(0, str(BENCH))
 import loadgen  # noqa: E402
 import world  # noqa: E402
 from cpumeter import OTHER_LOAD_LIMIT_CORES, CpuMeter  # noqa: E402
+from machine import cpu_model, memory_gib, sh  # noqa: E402
 from serverproc import ServerProcess, free_port  # noqa: E402
 
 from wayview.model.entities import Image, MapFeature, Sequence  # noqa: E402
@@ -908,17 +909,8 @@ def speed_check() -> dict[str, float]:
 
 def machine_facts() -> dict[str, str]:
     """nproc, CPU model, memory, versions."""
-    def sh(*cmd: str) -> str:
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=10,
-                                  check=False).stdout.strip()
-        except OSError:
-            return ""
-
-    model = next((line.split(":", 1)[1].strip() for line in sh("lscpu").splitlines()
-                  if line.startswith("Model name")), platform.processor())
-    mem = next((line.split()[1] for line in sh("free", "-g").splitlines()
-                if line.startswith("Mem:")), "?")
+    model = cpu_model()
+    mem = memory_gib()
     import granian
 
     wrk_version = sh("wrk", "-v").splitlines()[0] if loadgen.wrk_path() else "not installed"
