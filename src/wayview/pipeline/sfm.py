@@ -83,7 +83,9 @@ CAMERA_MODEL = "SIMPLE_RADIAL"
 #: A window whose refined camera leaves these bounds failed (its poses are not trusted).
 FOCAL_BOUNDS = (0.3, 3.0)
 MAX_ABS_K1 = 0.5
-#: Weight of a neighbour's computed position in the GPS fit (a sequence image weighs 1).
+#: Weight of a neighbour's computed position in the GPS fit (a sequence image weighs 1), as long
+#: as the neighbours together weigh no more than the sequence: they all lie where the sequences
+#: meet, and letting them dominate would pivot the far end of the sequence about that place.
 NEIGHBOUR_WEIGHT = 4.0
 #: Sequence images each neighbour is matched with.
 NEIGHBOUR_PAIRS = 4
@@ -244,7 +246,7 @@ def reconstruct(images: Sequence[SfmImage], options: SfmOptions | None = None, *
     window_enu: dict[int, Similarity] = {}  # window index → its frame to ENU
     up = {im.shot.image_id: _up_in_camera(im.shot.exif_orientation)
           for im in [*own, *neighbours]}
-    weights = {im.shot.image_id: NEIGHBOUR_WEIGHT for im in neighbours}
+    weights = _neighbour_weights(len(own), [im.shot.image_id for im in neighbours])
     own_ids = {im.shot.image_id for im in own}
     for segment in segments:
         fit = upright_fit(segment.poses, targets, up_in_camera=up, weights=weights,
@@ -329,6 +331,18 @@ def reconstruct(images: Sequence[SfmImage], options: SfmOptions | None = None, *
                "reference_lla": {"latitude": lat0, "longitude": lon0, "altitude": alt0}}
     return SfmResult(reference, ordered, fallbacks, cluster, meshes, reports,
                      extraction_s, matching_s)
+
+
+def _neighbour_weights(own: int, neighbour_ids: Sequence[int]) -> dict[int, float]:
+    """Fit weights of the neighbours: `NEIGHBOUR_WEIGHT` each, at most `own` in all.
+
+    >>> _neighbour_weights(15, [1, 2]), _neighbour_weights(15, list(range(30)))[0]
+    ({1: 4.0, 2: 4.0}, 0.5)
+    """
+    if not neighbour_ids:
+        return {}
+    weight = min(NEIGHBOUR_WEIGHT, own / len(neighbour_ids))
+    return {i: weight for i in neighbour_ids}
 
 
 def _add_camera(cameras: dict[str, dict[str, Any]], camera_id: str, shot: ShotInput,
@@ -418,7 +432,7 @@ def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
     neighbour_ids = {im.shot.image_id for im in neighbours}
     up = {im.shot.image_id: _up_in_camera(im.shot.exif_orientation)
           for im in [*own, *neighbours]}
-    weights = {i: NEIGHBOUR_WEIGHT for i in neighbour_ids}
+    weights = _neighbour_weights(len(own), sorted(neighbour_ids))
     solutions: list[WindowSolution | None] = []
     reports: list[WindowReport] = []
     for number, window in enumerate(_windows(len(own), options.window, options.overlap)):
