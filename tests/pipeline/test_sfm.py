@@ -437,23 +437,28 @@ def test_lund_rerun_is_idempotent_and_a_blank_photo_falls_back(lund: dict[str, A
 # --- pycolmap on Berlin: against OpenSfM's own reconstruction --------------------------------
 
 
+def _berlin_images(*, with_compass: bool) -> tuple[list[SfmImage], dict[int, str]]:
+    """The three Berlin photos as sequence images (ids 100–102), and each id's file name."""
+    manifest = json.loads((BERLIN / "manifest.json").read_text())
+    images = []
+    names = {}
+    for n, entry in enumerate(manifest["images"]):
+        shot = ShotInput(image_id=100 + n, captured_at_ms=int(entry["captured_at_ms"]),
+                         lon=entry["lon"], lat=entry["lat"], altitude_m=entry.get("altitude"),
+                         compass_angle_deg=entry.get("compass_angle") if with_compass else None,
+                         camera_type="perspective", width=entry["width"],
+                         height=entry["height"], exif_orientation=1)
+        images.append(SfmImage(shot, (BERLIN / entry["file"]).read_bytes()))
+        names[100 + n] = Path(entry["file"]).name
+    return images, names
+
+
 @needs_sfm
 def test_berlin_relative_poses_agree_with_opensfm_within_a_degree() -> None:
     if not (BERLIN / "images").is_dir():
         pytest.skip(f"shared Berlin data not available: {BERLIN} (../shared beside the repo)")
-    manifest = json.loads((BERLIN / "manifest.json").read_text())
     [expected] = json.loads((BERLIN / "reconstruction_example.json").read_text())
-    images = []
-    names = {}
-    for n, entry in enumerate(manifest["images"]):
-        name = Path(entry["file"]).name
-        shot = ShotInput(image_id=100 + n, captured_at_ms=int(entry["captured_at_ms"]),
-                         lon=entry["lon"], lat=entry["lat"], altitude_m=entry.get("altitude"),
-                         compass_angle_deg=entry.get("compass_angle"),
-                         camera_type="perspective", width=entry["width"],
-                         height=entry["height"], exif_orientation=1)
-        images.append(SfmImage(shot, (BERLIN / entry["file"]).read_bytes()))
-        names[100 + n] = name
+    images, names = _berlin_images(with_compass=True)
     result = reconstruct(images)
     assert result.fallbacks == {}
     ours = {names[int(k)]: v for k, v in result.cluster["shots"].items()}
@@ -483,14 +488,7 @@ def test_a_killed_attempt_resumes_from_its_checkpoints(tmp_path: Path) -> None:
     uses them (here the photos it is given are garbage, so it could not have redone them)."""
     if not (BERLIN / "images").is_dir():
         pytest.skip(f"shared Berlin data not available: {BERLIN} (../shared beside the repo)")
-    manifest = json.loads((BERLIN / "manifest.json").read_text())
-    images = []
-    for n, entry in enumerate(manifest["images"]):
-        shot = ShotInput(image_id=100 + n, captured_at_ms=int(entry["captured_at_ms"]),
-                         lon=entry["lon"], lat=entry["lat"], altitude_m=entry.get("altitude"),
-                         compass_angle_deg=None, camera_type="perspective",
-                         width=entry["width"], height=entry["height"], exif_orientation=1)
-        images.append(SfmImage(shot, (BERLIN / entry["file"]).read_bytes()))
+    images, _ = _berlin_images(with_compass=False)
     work = tmp_path / "work"
     first = reconstruct(images, work_dir=work)
     assert {p.name for p in work.iterdir()} >= {"features.done", "matches.done", "window0.npz"}

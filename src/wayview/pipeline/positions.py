@@ -42,6 +42,7 @@ __all__ = [
     "lla_to_enu",
     "matrix_to_angle_axis",
     "merge_components",
+    "orientation_matrix",
     "rotation_from_heading",
 ]
 
@@ -381,12 +382,14 @@ def _level_rotation(heading_deg: float) -> FloatArray:
     )
 
 
-def _orientation_matrix(exif_orientation: int) -> FloatArray:
+def orientation_matrix(exif_orientation: int) -> FloatArray:
+    """The stored camera axes in the upright camera frame (rows) for an EXIF orientation
+    (mirrored codes use their counterpart; unknown codes are upright)."""
     return _ORIENTATION_MATRICES[_ORIENTATION_ALIAS.get(exif_orientation, 1)]
 
 
 def _rotation_matrix(heading_deg: float, exif_orientation: int) -> FloatArray:
-    matrix: FloatArray = _orientation_matrix(exif_orientation) @ _level_rotation(heading_deg)
+    matrix: FloatArray = orientation_matrix(exif_orientation) @ _level_rotation(heading_deg)
     return matrix
 
 

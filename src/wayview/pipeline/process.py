@@ -71,6 +71,7 @@ __all__ = [
     "ImageProcessor",
     "absorb_merge_components",
     "discard_journaled_blobs",
+    "padded_bbox",
     "ensure_pyramid_level",
     "reconstruct_sequence",
     "sequence_blob_journal",
@@ -367,19 +368,30 @@ async def absorb_merge_components(settings: PipelineSettings, store: Store,
     return changed
 
 
+def padded_bbox(images: Sequence[Image], radius_m: float
+                ) -> tuple[float, float, float, float]:
+    """The bbox of the images' original positions grown by `radius_m` on every side (in
+    longitude at the highest latitude, so it never falls short).
+
+    >>> [round(v, 5) for v in padded_bbox([Image(1, "s", 1, 0, 13.4, 52.5, 1, 1)], 111.32)]
+    [13.39836, 52.499, 13.40164, 52.501]
+    """
+    lons = [im.lon for im in images]
+    lats = [im.lat for im in images]
+    pad_lat = radius_m / 111_320.0
+    pad_lon = pad_lat / max(0.01, math.cos(math.radians(max(abs(min(lats)), abs(max(lats))))))
+    return (min(lons) - pad_lon, min(lats) - pad_lat, max(lons) + pad_lon, max(lats) + pad_lat)
+
+
 async def _joined_components(settings: PipelineSettings, store: Store,
                              images: Sequence[Image]) -> tuple[list[int], int]:
     """The `merge_cc`s of stored sequences (other than this one) that the sequence's images
     connect to, ascending, and the component id the sequence would have alone."""
     sequence_id = images[0].sequence_id
-    lons = [im.lon for im in images]
-    lats = [im.lat for im in images]
-    pad_lat = settings.merge_radius_m / 111_320.0
-    pad_lon = pad_lat / max(0.01, math.cos(math.radians(max(abs(min(lats)), abs(max(lats))))))
-    bbox = (min(lons) - pad_lon, min(lats) - pad_lat, max(lons) + pad_lon, max(lats) + pad_lat)
+    bbox = padded_bbox(images, settings.merge_radius_m)
     page = await store.search_images(ImageSearch(bbox=bbox, limit=_NEIGHBOURS_LIMIT))
-    groups: dict[str, list[tuple[float, float]]] = {sequence_id: list(zip(lons, lats,
-                                                                          strict=True))}
+    groups: dict[str, list[tuple[float, float]]] = {
+        sequence_id: [(im.lon, im.lat) for im in images]}
     for im in page.items:
         if im.merge_cc is not None and im.sequence_id != sequence_id:
             groups.setdefault(f"cc:{im.merge_cc}", []).append((im.lon, im.lat))

@@ -154,12 +154,10 @@ async def reprocess_sfm(settings: PipelineSettings, store: Store, blobs: BlobSto
     reason = sfm_unavailable()
     if reason is not None and not queue:
         raise InvalidInput(f"structure from motion cannot run here: {reason}")
-    chosen: list[str] = []
+    chosen: dict[str, None] = {}  # in the order first seen
     async for page in _selected(store, sequence_ids=sequence_ids,
                                 organization_id=organization_id):
-        for image in page:
-            if image.sequence_id not in chosen:
-                chosen.append(image.sequence_id)
+        chosen.update(dict.fromkeys(image.sequence_id for image in page))
     report = SfmReprocessReport()
     for sequence_id in chosen:
         report.sequences += 1

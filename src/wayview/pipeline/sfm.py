@@ -45,8 +45,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from wayview.pipeline.positions import (
-    _ORIENTATION_ALIAS,
-    _ORIENTATION_MATRICES,
     SPHERICAL_CAMERA_TYPES,
     ComputedShot,
     ShotInput,
@@ -55,6 +53,7 @@ from wayview.pipeline.positions import (
     heading_from_rotation,
     lla_to_enu,
     matrix_to_angle_axis,
+    orientation_matrix,
 )
 from wayview.pipeline.sfm_assets import point_mesh
 from wayview.pipeline.sfm_geometry import (
@@ -195,7 +194,7 @@ def _camera_group(shot: ShotInput) -> str:
 
 def _up_in_camera(orientation: int) -> FloatArray:
     """The upright image's "up" in the stored camera frame (the stored grid may be rotated)."""
-    matrix = _ORIENTATION_MATRICES[_ORIENTATION_ALIAS.get(orientation, 1)]
+    matrix = orientation_matrix(orientation)
     return np.asarray(matrix @ np.array([0.0, -1.0, 0.0]), np.float64)
 
 
@@ -228,29 +227,30 @@ def reconstruct(images: Sequence[SfmImage], options: SfmOptions | None = None, *
     for im in own:
         if im.shot.camera_type in SPHERICAL_CAMERA_TYPES:
             fallbacks[im.shot.image_id] = "spherical images are not reconstructed yet"
-    targets = _targets(own, neighbours, reference)
+    fitting = _Fitting(
+        targets=_targets(own, neighbours, reference),
+        up={im.shot.image_id: _up_in_camera(im.shot.exif_orientation)
+            for im in [*own, *neighbours]},
+        weights=_neighbour_weights(len(perspective), [im.shot.image_id for im in neighbours]),
+        reject_m=options.max_residual_m)
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
         with _quiet_colmap():
-            solved = _solve(perspective, neighbours, targets, options, work_dir)
+            solved = _solve(perspective, neighbours, fitting, options, work_dir)
     else:
         tmp = Path(tempfile.mkdtemp(prefix="wayview-sfm-"))
         try:
             with _quiet_colmap():
-                solved = _solve(perspective, neighbours, targets, options, tmp)
+                solved = _solve(perspective, neighbours, fitting, options, tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     windows, reports, extraction_s, matching_s = solved
     segments = chain_windows(windows)
     placed: dict[int, tuple[FloatArray, FloatArray, Similarity, int]] = {}
     window_enu: dict[int, Similarity] = {}  # window index → its frame to ENU
-    up = {im.shot.image_id: _up_in_camera(im.shot.exif_orientation)
-          for im in [*own, *neighbours]}
-    weights = _neighbour_weights(len(own), [im.shot.image_id for im in neighbours])
     own_ids = {im.shot.image_id for im in own}
     for segment in segments:
-        fit = upright_fit(segment.poses, targets, up_in_camera=up, weights=weights,
-                          reject_m=options.max_residual_m)
+        fit = fitting.place(segment.poses)
         if fit is None:
             for image_id in segment.poses:
                 if image_id in own_ids:
@@ -333,6 +333,23 @@ def reconstruct(images: Sequence[SfmImage], options: SfmOptions | None = None, *
                      extraction_s, matching_s)
 
 
+@dataclass(frozen=True, slots=True)
+class _Fitting:
+    """What the upright GPS fit of a sequence places its reconstructions with: each image's
+    ENU target and "up" in its camera frame, the neighbours' weights, the rejection distance."""
+
+    targets: dict[int, tuple[float, float, float | None]]
+    up: dict[int, FloatArray]
+    weights: dict[int, float]
+    reject_m: float
+
+    def place(self, poses: dict[int, tuple[FloatArray, FloatArray]]
+              ) -> tuple[Similarity, dict[int, float]] | None:
+        """`upright_fit` of `poses` (None when they cannot be placed)."""
+        return upright_fit(poses, self.targets, up_in_camera=self.up, weights=self.weights,
+                           reject_m=self.reject_m)
+
+
 def _neighbour_weights(own: int, neighbour_ids: Sequence[int]) -> dict[int, float]:
     """Fit weights of the neighbours: `NEIGHBOUR_WEIGHT` each, at most `own` in all.
 
@@ -394,9 +411,9 @@ def _windows(count: int, size: int, overlap: int) -> list[range]:
     return out
 
 
-def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
-           targets: dict[int, tuple[float, float, float | None]], options: SfmOptions,
-           tmp: Path) -> tuple[list[WindowSolution | None], list[WindowReport], float, float]:
+def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage], fitting: _Fitting,
+           options: SfmOptions, tmp: Path
+           ) -> tuple[list[WindowSolution | None], list[WindowReport], float, float]:
     """Features, matches and the windows' global SfM (pycolmap)."""
 
     if len(own) < 2:
@@ -419,7 +436,7 @@ def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
         _extract(groups, names, image_dir, database, options)
         features_done.touch()
     extraction_s = _cpu_s() - started
-    pairs = _pairs(own, neighbours, targets, options.match_overlap)
+    pairs = _pairs(own, neighbours, fitting.targets, options.match_overlap)
     started = _cpu_s()
     if not matches_done.exists():
         _match(pairs, names, database, tmp / "pairs.txt", options)
@@ -430,9 +447,6 @@ def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
         partners.setdefault(a, set()).add(b)
         partners.setdefault(b, set()).add(a)
     neighbour_ids = {im.shot.image_id for im in neighbours}
-    up = {im.shot.image_id: _up_in_camera(im.shot.exif_orientation)
-          for im in [*own, *neighbours]}
-    weights = _neighbour_weights(len(own), sorted(neighbour_ids))
     solutions: list[WindowSolution | None] = []
     reports: list[WindowReport] = []
     for number, window in enumerate(_windows(len(own), options.window, options.overlap)):
@@ -449,8 +463,7 @@ def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage],
 
         def score(solution: WindowSolution, members: set[int] = window_set) -> int:
             """Members registered and, with the window placed alone, near their GPS fix."""
-            fit = upright_fit(solution.poses, targets, up_in_camera=up, weights=weights,
-                              reject_m=options.max_residual_m)
+            fit = fitting.place(solution.poses)
             registered = members & set(solution.poses)
             if fit is None:
                 return len(registered)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from wayview.blobs.base import BlobStore, cluster_blob_key, image_blob_key, sfm_report_key
@@ -49,7 +50,7 @@ from wayview.model.entities import (
 )
 from wayview.pipeline.jobs import JobContext, job_handler
 from wayview.pipeline.perception import update_map_features
-from wayview.pipeline.process import shot_input
+from wayview.pipeline.process import padded_bbox, shot_input
 from wayview.pipeline.sfm import SfmImage, SfmOptions, SfmResult, reconstruct, sfm_unavailable
 from wayview.pipeline.sfm_assets import encode_cluster, encode_mesh, image_plane_mesh
 from wayview.settings import PipelineSettings
@@ -254,38 +255,33 @@ async def _neighbours(settings: PipelineSettings, store: Store, blobs: BlobStore
     if settings.sfm_max_neighbours <= 0:
         return []
     radius = settings.merge_radius_m
-    lats = [im.lat for im in images]
-    lons = [im.lon for im in images]
-    pad_lat = radius / 111_320.0
-    pad_lon = pad_lat / max(0.01, math.cos(math.radians(max(abs(min(lats)), abs(max(lats))))))
-    bbox = (min(lons) - pad_lon, min(lats) - pad_lat, max(lons) + pad_lon, max(lats) + pad_lat)
-    page = await store.search_images(ImageSearch(bbox=bbox, limit=_NEIGHBOURS_LIMIT))
+    page = await store.search_images(ImageSearch(bbox=padded_bbox(images, radius),
+                                                 limit=_NEIGHBOURS_LIMIT))
     sequence_id = images[0].sequence_id
-    scored: list[tuple[float, Image]] = []
+    own_lon = np.array([im.lon for im in images])
+    own_lat = np.array([im.lat for im in images])
+    scored: list[tuple[float, int, Image, tuple[float, float, float | None]]] = []
     for other in page.items:
         if other.sequence_id == sequence_id:
             continue
         lon = other.computed_lon if other.computed_lon is not None else other.lon
         lat = other.computed_lat if other.computed_lat is not None else other.lat
+        alt = other.computed_altitude_m if other.computed_altitude_m is not None \
+            else other.altitude_m
         kx = 111_320.0 * math.cos(math.radians(lat))
-        distance = min(math.hypot((lon - im.lon) * kx, (lat - im.lat) * 111_320.0)
-                       for im in images)
+        distance = float(np.min(np.hypot((lon - own_lon) * kx, (lat - own_lat) * 111_320.0)))
         if distance <= radius:
-            scored.append((distance, other))
-    scored.sort(key=lambda pair: (pair[0], pair[1].id))
+            scored.append((distance, other.id, other, (lat, lon, alt)))
+    scored.sort(key=lambda entry: (entry[0], entry[1]))
     out: list[SfmImage] = []
-    for _, other in scored:
+    for _, _, other, at in scored:
         if len(out) >= settings.sfm_max_neighbours:
             break
         try:
             data = blobs.get_bytes(image_blob_key(other.id, "thumb_2048"))
         except (KeyError, OSError):
             continue
-        lat = other.computed_lat if other.computed_lat is not None else other.lat
-        lon = other.computed_lon if other.computed_lon is not None else other.lon
-        alt = other.computed_altitude_m if other.computed_altitude_m is not None \
-            else other.altitude_m
-        out.append(SfmImage(shot_input(other), data, neighbour_at=(lat, lon, alt),
+        out.append(SfmImage(shot_input(other), data, neighbour_at=at,
                             sequence_id=other.sequence_id))
     return out
 
@@ -321,7 +317,8 @@ async def run_sfm_job(ctx: JobContext, payload: dict[str, object]) -> None:
     if not isinstance(sequence_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}",
                                                             sequence_id):
         raise InvalidInput("an sfm job needs a sequence_id (a sequence key)")
-    if sfm_unavailable() is not None:
-        raise InvalidInput(f"this worker cannot run SfM: {sfm_unavailable()}")
+    reason = sfm_unavailable()
+    if reason is not None:
+        raise InvalidInput(f"this worker cannot run SfM: {reason}")
     await solve_sequence(ctx.settings.pipeline, ctx.store, ctx.blobs, sequence_id,
                          work_root=sfm_work_root(ctx.settings.data_dir))
