@@ -15,7 +15,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +25,15 @@ from starlette.types import Message, Receive, Scope, Send
 
 from wayview import logs
 from wayview.api import accounts as account_routes
+from wayview.api import edits as edit_routes
+from wayview.api import export as export_routes
 from wayview.api import graph as graph_routes
-from wayview.api import media, openapi
+from wayview.api import media, moderation, openapi, organizations
 from wayview.api import tiles as tile_routes
 from wayview.api import upload as upload_routes
 from wayview.api import web as web_routes
 from wayview.api.errors import envelope, shape_of, usage_header
+from wayview.api.routing import Route
 from wayview.auth.accounts import Accounts
 from wayview.auth.secret import server_secret
 from wayview.auth.service import Authenticator
@@ -54,30 +57,11 @@ from wayview.tiles.service import TileService
 log = logging.getLogger("wayview")
 access_log = logs.access_log
 
-Handler = Callable[["Context", Request, "re.Match[str]"], Awaitable[Response]]
 _SLASHES = re.compile(r"/{2,}")
 _AUTH_SCHEMES = ("oauth ", "bearer ")
 #: Errors of exhausted resources (deep recursion, huge numbers, memory) that hostile input may
 #: still provoke past the limits: answered with E9, never with a 500 and a traceback.
 RESOURCE_ERRORS = (RecursionError, OverflowError, MemoryError)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One route: a full-path regex, the methods it serves, whether it needs a token and which
-    scope that token must carry (E6 without it)."""
-
-    pattern: re.Pattern[str]
-    methods: frozenset[str]
-    handler: Handler
-    auth: bool = True
-    scope: str = "read"
-    #: The request budget the call counts against (spec §9): "graph", "search", "tiles",
-    #: "upload" or None (not counted).
-    budget: str | None = "graph"
-    #: Renders this route's errors (auth included) instead of the Graph envelope: the upload
-    #: service's own envelope (spec §8.6).
-    on_error: Callable[[Exception], Response] | None = None
 
 
 @dataclass(slots=True)
@@ -139,6 +123,11 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
               on_error=upload_routes.error_response),
         Route(r(r"/finish_upload"), post, upload_routes.finish, scope="upload"),
         Route(r(r"/logging"), post, upload_routes.logging_event, budget=None),
+        # Owners' control of their data (issue #17): editing, export, organizations, reports.
+        *edit_routes.ROUTES,
+        *export_routes.ROUTES,
+        *organizations.ROUTES,
+        *moderation.ROUTES,
         Route(r(r"/me"), get, graph_routes.me),
         Route(r(r"/images"), get, graph_routes.images, budget="search"),
         Route(r(r"/image_ids"), get, graph_routes.image_ids, budget="search"),
@@ -363,7 +352,7 @@ class WayviewApp:
         )
         allow_headers = requested or b"Authorization, Content-Type, Accept"
         headers = [
-            (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+            (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
             (b"access-control-allow-headers", allow_headers),
             (b"access-control-max-age", b"86400"),
             (b"content-length", b"0"),

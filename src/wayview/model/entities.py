@@ -23,6 +23,8 @@ class User:
     username: str
     email: str | None = None
     created_at_ms: int = 0
+    #: The instance role: "admin", "moderator" or None (a contributor).
+    role: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,3 +449,66 @@ class UploadFinish:
     job_id: int | None
     result: dict[str, object] | None
     created_at_ms: int
+
+
+#: Instance roles (`User.role`): admins may do anything an owner may, to anyone's data, and
+#: moderate; moderators work the report queue (hide, delete, dismiss).
+INSTANCE_ROLES = ("admin", "moderator")
+#: Roles in an organization: its admins manage members and the organization's images.
+ORGANIZATION_ROLES = ("admin", "member")
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A user's place in an organization: "active", or "invited" until they accept."""
+
+    organization_id: int
+    user_id: int
+    role: str = "member"
+    status: str = "active"
+    invited_by: int | None = None
+    created_at_ms: int = 0
+    username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One action in the audit log: who did what to which target, and when."""
+
+    #: What was done, `noun.verb`: "image.delete", "sequence.split", "report.resolve", ….
+    action: str
+    #: The acting user (None: an operator at the command line).
+    actor_id: int | None
+    target_kind: str
+    target_id: str
+    #: The organization the target belongs to, when it does (its admins may read the entry).
+    organization_id: int | None = None
+    #: Action-specific facts (JSON-serialisable): counts, old and new values, a reason.
+    details: dict[str, object] = field(default_factory=dict)
+    id: int = 0
+    at_ms: int = 0
+    actor_username: str | None = None
+
+
+#: Why an image is reported.
+REPORT_REASONS = ("privacy", "offensive", "wrong_location", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A user's report of an image, open until a moderator resolves it."""
+
+    id: int
+    image_id: int
+    reporter_id: int
+    reason: str
+    comment: str = ""
+    #: The image's owner and organization when reported (moderation queues filter on them).
+    owner_id: int | None = None
+    organization_id: int | None = None
+    status: str = "open"
+    #: "hidden", "deleted" or "dismissed" once resolved.
+    resolution: str | None = None
+    resolver_id: int | None = None
+    created_at_ms: int = 0
+    resolved_at_ms: int | None = None

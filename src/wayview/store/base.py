@@ -26,6 +26,9 @@ from wayview.model.entities import (
     User,
 )
 from wayview.store.parts.accounts import AccountsStore
+from wayview.store.parts.edits import EditsStore
+from wayview.store.parts.exports import ExportsStore
+from wayview.store.parts.governance import GovernanceStore
 from wayview.store.parts.jobs import JobsStore
 from wayview.store.parts.uploads import UploadsStore
 
@@ -33,7 +36,8 @@ from wayview.store.parts.uploads import UploadsStore
 NODE_KINDS = ("image", "map_feature", "detection", "organization", "user", "app")
 
 
-class Store(AccountsStore, JobsStore, UploadsStore, Protocol):
+class Store(AccountsStore, JobsStore, UploadsStore, GovernanceStore, EditsStore, ExportsStore,
+            Protocol):
     """Persistence for every entity. Methods return model objects, never rows.
 
     All methods are coroutines; implementations never block the event loop.

@@ -53,6 +53,9 @@ from wayview.store.migrate import load_migrations
 from wayview.store.postgres.accounts import AccountsMixin
 from wayview.store.postgres.connection import Conn, Database
 from wayview.store.postgres.delete import delete_images as delete_image_rows
+from wayview.store.postgres.edits import EditsMixin
+from wayview.store.postgres.exports import ExportsMixin
+from wayview.store.postgres.governance import GovernanceMixin
 from wayview.store.postgres.jobs import JobsMixin
 from wayview.store.postgres.tiles import (
     SQL_BUMP_EPOCH,
@@ -184,7 +187,8 @@ def _bbox_clause(alias: str, bbox: tuple[float, float, float, float], params: li
     )
 
 
-class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
+class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, EditsMixin,
+                     ExportsMixin, SingleLayerTileReads):
     """The Store protocol on PostgreSQL + PostGIS through a pool of async connections."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:

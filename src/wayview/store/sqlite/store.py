@@ -47,6 +47,9 @@ from wayview.store.migrate import load_migrations
 from wayview.store.sqlite.accounts import AccountsMixin
 from wayview.store.sqlite.connection import Database, tile_rec
 from wayview.store.sqlite.delete import delete_images as delete_image_rows
+from wayview.store.sqlite.edits import EditsMixin
+from wayview.store.sqlite.exports import ExportsMixin
+from wayview.store.sqlite.governance import GovernanceMixin
 from wayview.store.sqlite.jobs import JobsMixin
 from wayview.store.sqlite.tiles import (
     SQL_BUMP_EPOCH,
@@ -173,7 +176,8 @@ def _values_clause(column: str, values: tuple[str, ...], params: list[Any]) -> s
     return "(" + " OR ".join(parts) + ")"
 
 
-class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, SingleLayerTileReads):
+class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, EditsMixin,
+                   ExportsMixin, SingleLayerTileReads):
     """The Store protocol on one SQLite file (WAL, one writer thread, reader threads)."""
 
     def __init__(self, path: Path, *, readers: int = 4, inline_point_reads: bool = True) -> None:
