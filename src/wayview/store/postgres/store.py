@@ -141,7 +141,7 @@ def _detection_from_row(r: tuple[Any, ...]) -> Detection:
 
 
 def _user_from_row(r: tuple[Any, ...]) -> User:
-    return User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3])
+    return User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3], role=r[4])
 
 
 def _organization_from_row(r: tuple[Any, ...]) -> Organization:
@@ -332,7 +332,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
                               _detection_from_row),
                 "organization": ("SELECT id, slug, name, description FROM organizations"
                                  " WHERE id = %s", _organization_from_row),
-                "user": ("SELECT id, username, email, created_at_ms FROM users WHERE id = %s",
+                "user": ("SELECT id, username, email, created_at_ms, role FROM users WHERE id = %s",
                          _user_from_row),
             }
             if kind not in queries:
@@ -369,12 +369,13 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
     async def get_users(self, ids: Seq[int]) -> dict[int, User]:
         """Users by id."""
         return await self._by_ids(
-            "SELECT id, username, email, created_at_ms FROM users WHERE id", ids, _user_from_row)
+            "SELECT id, username, email, created_at_ms, role FROM users WHERE id", ids,
+            _user_from_row)
 
     async def get_user_by_username(self, username: str) -> User | None:
         """A user by name, case-insensitive."""
         row = await self._one(
-            "SELECT id, username, email, created_at_ms FROM users"
+            "SELECT id, username, email, created_at_ms, role FROM users"
             " WHERE lower(username) = lower(%s)", (username,))
         return _user_from_row(row) if row else None
 
@@ -400,16 +401,18 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
             _organization_from_row)
 
     async def add_organization_member(self, organization_id: int, user_id: int) -> None:
-        """Add a member (idempotent)."""
+        """Add an active member, or make an invitation active (idempotent; a role is kept)."""
         async with self.db.connection() as conn:
             await conn.execute(
-                "INSERT INTO organization_members (organization_id, user_id) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING", (organization_id, user_id))
+                "INSERT INTO organization_members (organization_id, user_id, created_at_ms)"
+                " VALUES (%s, %s, %s) ON CONFLICT (organization_id, user_id)"
+                " DO UPDATE SET status = 'active'", (organization_id, user_id, _now_ms()))
 
     async def is_organization_member(self, organization_id: int, user_id: int) -> bool:
         """Membership test."""
         row = await self._one(
-            "SELECT 1 FROM organization_members WHERE organization_id = %s AND user_id = %s",
+            "SELECT 1 FROM organization_members WHERE organization_id = %s AND user_id = %s"
+            " AND status = 'active'",
             (organization_id, user_id))
         return row is not None
 

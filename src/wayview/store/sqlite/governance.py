@@ -2,10 +2,186 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import time
+
+from wayview.model.entities import AuditEntry, Membership, Report
+from wayview.store.governance_columns import (
+    AUDIT_COLUMNS,
+    MEMBERSHIP_COLUMNS,
+    MEMBERSHIP_FROM,
+    REPORT_COLUMNS,
+    audit_from_row,
+    membership_from_row,
+    report_from_row,
+    where,
+)
 from wayview.store.sqlite.connection import Database
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class GovernanceMixin:
     """GovernanceStore on SQLite; `self.db` is the store's Database."""
 
     db: Database
+
+    # -- instance roles ---------------------------------------------------------------------
+    async def set_user_role(self, user_id: int, role: str | None) -> bool:
+        """Set or clear a user's instance role."""
+        return await self.db.write(lambda c: c.execute(
+            "UPDATE users SET role = ? WHERE id = ?", (role, user_id)).rowcount > 0)
+
+    async def users_with_roles(self) -> list[tuple[int, str, str]]:
+        """Users holding an instance role, by username."""
+        rows = await self.db.read(lambda c: c.execute(
+            "SELECT id, username, role FROM users WHERE role IS NOT NULL"
+            " ORDER BY username COLLATE NOCASE").fetchall())
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # -- organization memberships -------------------------------------------------------------
+    async def save_membership(self, membership: Membership) -> Membership:
+        """Upsert a membership."""
+        m = membership
+
+        def run(conn: sqlite3.Connection) -> Membership:
+            conn.execute(
+                "INSERT INTO organization_members (organization_id, user_id, role, status,"
+                " invited_by, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (organization_id, user_id) DO UPDATE SET role = excluded.role,"
+                " status = excluded.status, invited_by = excluded.invited_by",
+                (m.organization_id, m.user_id, m.role, m.status, m.invited_by, _now_ms()))
+            row = conn.execute(
+                f"SELECT {MEMBERSHIP_COLUMNS} FROM {MEMBERSHIP_FROM}"
+                " WHERE m.organization_id = ? AND m.user_id = ?",
+                (m.organization_id, m.user_id)).fetchone()
+            return membership_from_row(row)
+
+        return await self.db.write(run)
+
+    async def get_membership(self, organization_id: int, user_id: int) -> Membership | None:
+        """One membership."""
+        row = await self.db.read(lambda c: c.execute(
+            f"SELECT {MEMBERSHIP_COLUMNS} FROM {MEMBERSHIP_FROM}"
+            " WHERE m.organization_id = ? AND m.user_id = ?",
+            (organization_id, user_id)).fetchone())
+        return membership_from_row(row) if row else None
+
+    async def remove_membership(self, organization_id: int, user_id: int) -> bool:
+        """Delete a membership row."""
+        return await self.db.write(lambda c: c.execute(
+            "DELETE FROM organization_members WHERE organization_id = ? AND user_id = ?",
+            (organization_id, user_id)).rowcount > 0)
+
+    async def organization_members(self, organization_id: int) -> list[Membership]:
+        """An organization's memberships, admins first."""
+        rows = await self.db.read(lambda c: c.execute(
+            f"SELECT {MEMBERSHIP_COLUMNS} FROM {MEMBERSHIP_FROM} WHERE m.organization_id = ?"
+            " ORDER BY m.role = 'admin' DESC, u.username COLLATE NOCASE",
+            (organization_id,)).fetchall())
+        return [membership_from_row(r) for r in rows]
+
+    async def memberships_of(self, user_id: int) -> list[Membership]:
+        """A user's memberships, oldest first."""
+        rows = await self.db.read(lambda c: c.execute(
+            f"SELECT {MEMBERSHIP_COLUMNS} FROM {MEMBERSHIP_FROM} WHERE m.user_id = ?"
+            " ORDER BY m.created_at_ms, m.organization_id", (user_id,)).fetchall())
+        return [membership_from_row(r) for r in rows]
+
+    async def get_organization_by_slug(self, slug: str) -> int | None:
+        """An organization id by slug."""
+        row = await self.db.read(lambda c: c.execute(
+            "SELECT id FROM organizations WHERE slug = ? COLLATE NOCASE", (slug,)).fetchone())
+        return int(row[0]) if row else None
+
+    # -- audit log -----------------------------------------------------------------------------
+    async def record_audit(self, entry: AuditEntry) -> AuditEntry:
+        """Append an audit entry."""
+        e = entry
+
+        def run(conn: sqlite3.Connection) -> AuditEntry:
+            name = None
+            if e.actor_id is not None:
+                found = conn.execute("SELECT username FROM users WHERE id = ?",
+                                     (e.actor_id,)).fetchone()
+                name = found[0] if found else None
+            cur = conn.execute(
+                "INSERT INTO audit_log (at_ms, actor_id, actor_username, action, target_kind,"
+                " target_id, organization_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (_now_ms(), e.actor_id, name, e.action, e.target_kind, e.target_id,
+                 e.organization_id, json.dumps(e.details, sort_keys=True, default=str)))
+            row = conn.execute(f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id = ?",
+                               (cur.lastrowid,)).fetchone()
+            return audit_from_row(row)
+
+        return await self.db.write(run)
+
+    async def audit_entries(self, *, actor_id: int | None = None,
+                            target: tuple[str, str] | None = None,
+                            organization_ids: tuple[int, ...] | None = None,
+                            before_id: int | None = None, limit: int = 100
+                            ) -> list[AuditEntry]:
+        """Audit entries newest first."""
+        equal = {"actor_id": actor_id, "target_kind": target[0] if target else None,
+                 "target_id": target[1] if target else None}
+        clause, params = where("?", equal, organization_ids, before_id)
+        rows = await self.db.read(lambda c: c.execute(
+            f"SELECT {AUDIT_COLUMNS} FROM audit_log{clause} ORDER BY id DESC LIMIT ?",
+            (*params, limit)).fetchall())
+        return [audit_from_row(r) for r in rows]
+
+    # -- reports -------------------------------------------------------------------------------
+    async def create_report(self, report: Report) -> Report:
+        """Store a report, or update the reporter's open report of the same image."""
+        r = report
+
+        def run(conn: sqlite3.Connection) -> Report:
+            conn.execute(
+                "INSERT INTO reports (image_id, reporter_id, reason, comment, owner_id,"
+                " organization_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (image_id, reporter_id) WHERE status = 'open'"
+                " DO UPDATE SET reason = excluded.reason, comment = excluded.comment",
+                (r.image_id, r.reporter_id, r.reason, r.comment, r.owner_id,
+                 r.organization_id, _now_ms()))
+            row = conn.execute(
+                f"SELECT {REPORT_COLUMNS} FROM reports WHERE image_id = ? AND reporter_id = ?"
+                " AND status = 'open'", (r.image_id, r.reporter_id)).fetchone()
+            return report_from_row(row)
+
+        return await self.db.write(run)
+
+    async def get_report(self, report_id: int) -> Report | None:
+        """A report by id."""
+        row = await self.db.read(lambda c: c.execute(
+            f"SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?", (report_id,)).fetchone())
+        return report_from_row(row) if row else None
+
+    async def list_reports(self, *, status: str | None = "open",
+                           organization_ids: tuple[int, ...] | None = None,
+                           image_id: int | None = None, before_id: int | None = None,
+                           limit: int = 100) -> list[Report]:
+        """Reports newest first."""
+        clause, params = where("?", {"status": status, "image_id": image_id},
+                               organization_ids, before_id)
+        rows = await self.db.read(lambda c: c.execute(
+            f"SELECT {REPORT_COLUMNS} FROM reports{clause} ORDER BY id DESC LIMIT ?",
+            (*params, limit)).fetchall())
+        return [report_from_row(r) for r in rows]
+
+    async def resolve_reports(self, image_id: int, *, resolver_id: int | None,
+                              resolution: str, report_id: int | None = None) -> list[Report]:
+        """Close open reports of an image."""
+
+        def run(conn: sqlite3.Connection) -> list[Report]:
+            clause, params = where("?", {"image_id": image_id, "status": "open",
+                                         "id": report_id}, None, None)
+            rows = conn.execute(
+                f"UPDATE reports SET status = 'resolved', resolution = ?, resolver_id = ?,"
+                f" resolved_at_ms = ?{clause} RETURNING {REPORT_COLUMNS}",
+                (resolution, resolver_id, _now_ms(), *params)).fetchall()
+            return sorted((report_from_row(r) for r in rows), key=lambda x: x.id)
+
+        return await self.db.write(run)

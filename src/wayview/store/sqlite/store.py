@@ -322,19 +322,20 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edits
     async def get_users(self, ids: Seq[int]) -> dict[int, User]:
         """Users by id."""
         return await self._by_ids(
-            "SELECT id, username, email, created_at_ms FROM users WHERE id IN",
-            ids, lambda r: User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3]))
+            "SELECT id, username, email, created_at_ms, role FROM users WHERE id IN",
+            ids, lambda r: User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3], role=r[4]))
 
     async def get_user_by_username(self, username: str) -> User | None:
         """A user by name, case-insensitive."""
         row = await self.db.read(
             lambda c: c.execute(
-                "SELECT id, username, email, created_at_ms FROM users"
+                "SELECT id, username, email, created_at_ms, role FROM users"
                 " WHERE username = ? COLLATE NOCASE",
                 (username,),
             ).fetchone()
         )
-        return User(id=row[0], username=row[1], email=row[2], created_at_ms=row[3]) if row else None
+        return User(id=row[0], username=row[1], email=row[2], created_at_ms=row[3],
+                    role=row[4]) if row else None
 
     async def create_organization(
         self, slug: str, *, name: str = "", description: str = ""
@@ -362,11 +363,13 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edits
             ids, lambda r: Organization(id=r[0], slug=r[1], name=r[2], description=r[3]))
 
     async def add_organization_member(self, organization_id: int, user_id: int) -> None:
-        """Add a member (idempotent)."""
+        """Add an active member, or make an invitation active (idempotent; a role is kept)."""
         await self.db.write(
             lambda c: c.execute(
-                "INSERT OR IGNORE INTO organization_members VALUES (?, ?)",
-                (organization_id, user_id),
+                "INSERT INTO organization_members (organization_id, user_id, created_at_ms)"
+                " VALUES (?, ?, ?) ON CONFLICT (organization_id, user_id)"
+                " DO UPDATE SET status = 'active'",
+                (organization_id, user_id, _now_ms()),
             )
         )
 
@@ -374,7 +377,8 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edits
         """Membership test."""
         row = await self.db.read(
             lambda c: c.execute(
-                "SELECT 1 FROM organization_members WHERE organization_id = ? AND user_id = ?",
+                "SELECT 1 FROM organization_members WHERE organization_id = ? AND user_id = ?"
+                " AND status = 'active'",
                 (organization_id, user_id),
             ).fetchone()
         )
@@ -913,7 +917,8 @@ def _node(conn: sqlite3.Connection, node_id: int) -> tuple[str, object] | None:
                          (node_id,)).fetchone()
         entity = Organization(id=r[0], slug=r[1], name=r[2], description=r[3]) if r else None
     elif kind == "user":
-        r = conn.execute("SELECT id, username, email, created_at_ms FROM users WHERE id = ?",
+        r = conn.execute("SELECT id, username, email, created_at_ms, role FROM users WHERE id = ?",
                          (node_id,)).fetchone()
-        entity = User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3]) if r else None
+        entity = (User(id=r[0], username=r[1], email=r[2], created_at_ms=r[3], role=r[4])
+                  if r else None)
     return (kind, entity) if entity is not None else None
