@@ -220,3 +220,11 @@ class NotOrganizationMember(WayviewError):
 
     def __init__(self, organization_id: int | str) -> None:
         super().__init__(f"Permission denied: not a member of organization {organization_id}")
+
+
+class PermissionDenied(WayviewError):
+    """The caller may see the target but not do this to it (an organization's members, the
+    moderation queue, another user's role)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"Permission denied: {what}")

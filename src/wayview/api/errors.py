@@ -20,6 +20,7 @@ from wayview.errors import (
     NodeNotFound,
     NotOrganizationMember,
     PasswordLoginDisabled,
+    PermissionDenied,
     RateLimited,
     StoreUnavailable,
     TileNotFound,
@@ -57,6 +58,7 @@ EXCEPTION_SHAPES: list[tuple[type[Exception], ErrorShape]] = [
     (PasswordLoginDisabled, ErrorShape(400, "MLYApiException", 100)),   # E23
     (MissingScope, ErrorShape(403, "OAuthException", 200)),              # E6
     (NotOrganizationMember, ErrorShape(403, "MLYApiException", 10)),     # E26
+    (PermissionDenied, ErrorShape(403, "MLYApiException", 10)),
     (NodeNotFound, ErrorShape(400, "MLYApiException", 100, 33)),         # E7
     (UnknownField, ErrorShape(400, "MLYApiException", 100)),             # E8
     (InvalidParameter, ErrorShape(400, "MLYApiException", 100)),         # E9, E11, E12

@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wayview.api.responses import json_response
-from wayview.errors import MissingParameter, NodeNotFound
+from wayview.auth import governance
+from wayview.errors import MissingParameter, NodeNotFound, UserTokenRequired
 from wayview.graph.service import Collection
 
 if TYPE_CHECKING:
@@ -41,21 +42,44 @@ async def node(ctx: Context, request: Request, match: re.Match[str]) -> Response
     return json_response(await ctx.graph.node(match["id"], request.query_params.get("fields")))
 
 
-async def delete_node(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    """DELETE /{image_id} with the owner's user token (`write` scope): the image is gone at
-    once from every endpoint and tile; its blobs and map features follow in a job.
-    Answers `{"success": true}` like the Graph API. Another user's image, an unknown id or a
-    node of another kind answers E7, as if it did not exist."""
-    from wayview.pipeline.delete import request_deletion
-
+def acting_user(ctx: Context) -> int:
+    """The calling user's id; E2 ("a user access token is required") for client tokens."""
     assert ctx.principal is not None
+    if ctx.principal.user_id is None:
+        raise UserTokenRequired()
+    return ctx.principal.user_id
+
+
+async def delete_node(ctx: Context, request: Request, match: re.Match[str]) -> Response:
+    """DELETE /{image_id} with a user token (`write` scope) of the owner, an admin of the
+    image's organization or an instance admin: the image is gone at once from every endpoint
+    and tile; its blobs and map features follow in a job. Answers `{"success": true}` like
+    the Graph API. Anyone else, an unknown id or a node of another kind gets E7, as if it did
+    not exist."""
     node_id = match["id"]
-    found = await ctx.store.get_images([int(node_id)]) if len(node_id) <= 16 else {}
-    image = found.get(int(node_id)) if found else None
-    if image is None or image.creator_id != ctx.principal.user_id:
+    if len(node_id) > 16:
         raise NodeNotFound(node_id, "delete")
-    await request_deletion(ctx.store, [image.id])
+    await governance.delete_image(ctx.store, acting_user(ctx), int(node_id))
     return json_response({"success": True})
+
+
+async def delete_sequence(ctx: Context, request: Request, match: re.Match[str]) -> Response:
+    """DELETE /sequences/{sequence_id}: every image of the sequence (same rules as an image;
+    all or nothing)."""
+    await governance.delete_sequence(ctx.store, acting_user(ctx), match["sequence"])
+    return json_response({"success": True})
+
+
+async def delete_user_images(ctx: Context, request: Request, match: re.Match[str]) -> Response:
+    """DELETE /me/images, DELETE /{user_id}/images: every image a user uploaded (the user,
+    or an instance admin). The account itself stays."""
+    actor = acting_user(ctx)
+    target = match.groupdict().get("id")
+    if target is not None and len(target) > 16:
+        raise NodeNotFound(target, "delete")
+    report = await governance.delete_user_images(ctx.store, actor,
+                                                 int(target) if target else actor)
+    return json_response({"success": True, "images": report.images})
 
 
 async def me(ctx: Context, request: Request, match: re.Match[str]) -> Response:
