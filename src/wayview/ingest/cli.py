@@ -305,6 +305,7 @@ def delete_command(image_ids: tuple[int, ...], sequence_ids: tuple[str, ...],
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
 
     async def run(store: Any, blobs: Any) -> dict[str, Any]:
+        from wayview.auth.audit import audit
         from wayview.pipeline.delete import DELETE_JOB, images_of, request_deletion
         from wayview.pipeline.worker import JobRunner
 
@@ -316,6 +317,10 @@ def delete_command(image_ids: tuple[int, ...], sequence_ids: tuple[str, ...],
         if not yes:
             return {"images": len(ids), "deleted": False}
         report = await request_deletion(store, ids)
+        target = (("user", username) if username else ("sequence", ",".join(sequence_ids))
+                  if sequence_ids and not image_ids else ("images", ",".join(map(str, ids[:20]))))
+        await audit(store, "operator.delete", actor_id=None, target_kind=target[0],
+                    target_id=target[1], images=report.images, image_ids=ids[:200])
         await JobRunner(settings, store, blobs, kinds=(DELETE_JOB,)).drain()
         return {"images": report.images, "deleted": True,
                 "sequences_emptied": report.sequences_emptied, "jobs": report.jobs}
