@@ -512,3 +512,55 @@ class Report:
     resolver_id: int | None = None
     created_at_ms: int = 0
     resolved_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCorrection:
+    """An owner's correction of one image (`Store.correct_images`); None leaves a value as
+    it is. The first correction keeps the values as uploaded (`OriginalValues`)."""
+
+    image_id: int
+    lon: float | None = None
+    lat: float | None = None
+    compass_angle_deg: float | None = None
+    captured_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalValues:
+    """An image's position, compass angle and capture time as uploaded, kept since its first
+    correction (`Store.image_originals`)."""
+
+    image_id: int
+    lon: float
+    lat: float
+    compass_angle_deg: float | None
+    captured_at_ms: int
+    #: When it was last corrected.
+    corrected_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EditedImages:
+    """What a correction, a split or a merge changed (`wayview.store.parts.edits`)."""
+
+    #: Images whose position, angle, capture time or sequence changed (ascending).
+    image_ids: tuple[int, ...] = ()
+    #: Sequences whose rows and tiles were rebuilt, including a new one (ascending).
+    sequence_ids: tuple[str, ...] = ()
+    #: Sequences left without images (merged away).
+    emptied_sequence_ids: tuple[str, ...] = ()
+    #: The values of the corrected images before the correction, by image id.
+    previous: tuple[ImageCorrection, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceSummary:
+    """One sequence as its owner's page lists it (`Store.sequences_of`)."""
+
+    id: str
+    creator_id: int
+    organization_id: int | None
+    image_count: int
+    first_captured_at_ms: int | None
+    last_captured_at_ms: int | None

@@ -1,5 +1,6 @@
-"""wayview.store.deletion: what `Store.delete_images` changes in the tile indexes (pure; both
-SQL backends read the same rows, plan with `plan_deletion`, then write the plan).
+"""wayview.store.deletion: what `Store.delete_images` and the edits (`correct_images`,
+`split_sequence`, `merge_sequences`) change in the tile indexes (pure; both SQL backends read
+the same rows, plan with `plan_deletion` or `plan_rebuild`, then write the plan).
 
 A deletion reads every image of the sequences it touches, then plans in one place for both
 tilesets (`mly1_public` at the original positions, `mly1_computed_public` at the computed
@@ -57,7 +58,7 @@ class SequenceRebuild:
 
 @dataclass(slots=True)
 class DeletionPlan:
-    """Everything a deletion writes besides removing rows."""
+    """Everything a deletion or an edit writes to the tile indexes besides its own rows."""
 
     #: The ids that exist, ascending.
     image_ids: list[int] = field(default_factory=list)
@@ -86,24 +87,47 @@ def plan_deletion(images: Iterable[Seq[Any]], image_ids: Iterable[int],
     ['s']
     """
     gone = set(image_ids)
+    rows = list(images)
+    deleted = [r for r in rows if r[_ID] in gone]
+    # Only the sequences that lose an image change.
+    affected = {r[_SEQUENCE] for r in deleted}
+    rows = [r for r in rows if r[_SEQUENCE] in affected]
+    plan = plan_rebuild(rows, [r for r in rows if r[_ID] not in gone], old_lines)
+    plan.image_ids = sorted(int(r[_ID]) for r in deleted)
+    return plan
+
+
+def plan_rebuild(before: Iterable[Seq[Any]], after: Iterable[Seq[Any]],
+                 old_lines: Mapping[bool, Iterable[tuple[int, int]]]) -> DeletionPlan:
+    """Plan rewriting the tile rows of some sequences: `before` are the stored rows of
+    `PLAN_COLUMNS` of *every* image of those sequences, `after` the rows as they will be
+    (positions, angles, capture times or `sequence_id` changed; deleted images left out;
+    the stored codes and angles as they were), `old_lines` the (zoom, tile) of the stored
+    lines of those sequences, per index (by `computed`). Used by deletion and by the edits
+    (`wayview.store.sqlite.edits`, `wayview.store.postgres.edits`).
+
+    Every sequence of `after` is rebuilt from its rows (`shrunk`); a sequence of `before`
+    without rows in `after` is `emptied`. The tiles bumped are those of every old code and
+    line and of every new row.
+
+    >>> row = lambda k, s: (k, 13.0 + k * 1e-4, 52.0, None, None, None, None, s, k, 0, 0, 0,
+    ...                     0, 0)
+    >>> plan = plan_rebuild([row(1, "a"), row(2, "a")], [row(1, "a"), row(2, "b")],
+    ...                     {False: [], True: []})
+    >>> [(s.sequence_id, s.first_image_id) for s in plan.shrunk], plan.emptied
+    ([('a', 1), ('b', 2)], [])
+    """
+    before = list(before)
     by_sequence: dict[str, list[Seq[Any]]] = {}
-    for row in images:
+    for row in after:
         by_sequence.setdefault(str(row[_SEQUENCE]), []).append(row)
     plan = DeletionPlan(touched={computed: set(old_lines[computed]) for computed in (False, True)})
-    packs: set[int] = set()
+    packs = {int(r[_CODE[False]]) >> PACK_SHIFT for r in before}
+    for computed, column in _CODE.items():
+        plan.touched[computed] |= code_tiles(int(r[column]) for r in before)
+    plan.emptied = sorted({str(r[_SEQUENCE]) for r in before} - set(by_sequence))
     for sequence_id in sorted(by_sequence):
-        rows = sorted(by_sequence[sequence_id], key=lambda r: (int(r[_CAPTURED]), int(r[_ID])))
-        deleted = [r for r in rows if r[_ID] in gone]
-        kept = [r for r in rows if r[_ID] not in gone]
-        if not deleted:
-            continue
-        packs.update(int(r[_CODE[False]]) >> PACK_SHIFT for r in rows)
-        plan.image_ids += [int(r[_ID]) for r in deleted]
-        for computed, column in _CODE.items():
-            plan.touched[computed] |= code_tiles(int(r[column]) for r in deleted)
-        if not kept:
-            plan.emptied.append(sequence_id)
-            continue
+        kept = sorted(by_sequence[sequence_id], key=lambda r: (int(r[_CAPTURED]), int(r[_ID])))
         first = kept[0]
         rebuild = SequenceRebuild(sequence_id, int(first[_ID]), int(first[_CAPTURED]),
                                   any(bool(r[_PANO]) for r in kept))
@@ -118,7 +142,7 @@ def plan_deletion(images: Iterable[Seq[Any]], image_ids: Iterable[int],
                 for r, qk, compass in zip(kept, new.qk, new.compass, strict=True)
                 if (qk, compass) != (int(r[column]), int(r[column + 1]))]
             plan.touched[computed] |= new.touched
+        packs.update(qk >> PACK_SHIFT for qk in rebuild.rows[False].qk)
         plan.shrunk.append(rebuild)
-    plan.image_ids.sort()
     plan.pack_tiles = sorted(packs)
     return plan

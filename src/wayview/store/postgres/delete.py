@@ -20,7 +20,7 @@ from collections.abc import Sequence as Seq
 
 from wayview.model.entities import DeletedImages
 from wayview.store.columns import TILE_INDEXES
-from wayview.store.deletion import PLAN_COLUMNS, plan_deletion
+from wayview.store.deletion import PLAN_COLUMNS, DeletionPlan, plan_deletion
 from wayview.store.postgres.connection import Conn
 from wayview.store.postgres.tiles import (
     SQL_REBUILD_PACKS,
@@ -54,8 +54,7 @@ async def delete_images(conn: Conn, image_ids: Seq[int]) -> DeletedImages:
     if not ids:
         return DeletedImages()
 
-    await bump_epochs(conn, TILE_INDEXES[False].group, plan.touched[False])
-    await conn.execute(SQL_REBUILD_PACKS, (plan.pack_tiles,))
+    await lock_plan(conn, plan)
     cur = await conn.execute(
         "DELETE FROM detections WHERE image_id = ANY(%s) RETURNING id, map_feature_id", (ids,))
     detections = await cur.fetchall()
@@ -63,6 +62,24 @@ async def delete_images(conn: Conn, image_ids: Seq[int]) -> DeletedImages:
     await conn.execute("DELETE FROM nodes WHERE id = ANY(%s)",
                        (ids + [int(d) for d, _ in detections],))
     await conn.execute("DELETE FROM images WHERE id = ANY(%s)", (ids,))
+    await write_plan(conn, plan)
+    return DeletedImages(
+        image_ids=tuple(ids), emptied_sequence_ids=tuple(plan.emptied),
+        shrunk_sequence_ids=tuple(r.sequence_id for r in plan.shrunk),
+        feature_ids=tuple(features))
+
+
+async def lock_plan(conn: Conn, plan: DeletionPlan) -> None:
+    """The first half of writing a plan (deletion and edits alike), before the images' own
+    rows change: bump the "images" epochs and take the z14 packs (see the module docstring
+    for the lock order)."""
+    await bump_epochs(conn, TILE_INDEXES[False].group, plan.touched[False])
+    await conn.execute(SQL_REBUILD_PACKS, (plan.pack_tiles,))
+
+
+async def write_plan(conn: Conn, plan: DeletionPlan) -> None:
+    """The second half, after the images' own rows changed: drop the emptied sequences and
+    their rows, rebuild the others, bump the "computed" epochs, then write overview cells."""
     if plan.emptied:
         for ix in TILE_INDEXES.values():
             await conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ANY(%s)",
@@ -91,7 +108,3 @@ async def delete_images(conn: Conn, image_ids: Seq[int]) -> DeletedImages:
     for rebuild in plan.shrunk:
         for computed, ix in TILE_INDEXES.items():
             await insert_overview(conn, ix, rebuild.sequence_id, rebuild.rows[computed])
-    return DeletedImages(
-        image_ids=tuple(ids), emptied_sequence_ids=tuple(plan.emptied),
-        shrunk_sequence_ids=tuple(r.sequence_id for r in plan.shrunk),
-        feature_ids=tuple(features))

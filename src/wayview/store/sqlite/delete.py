@@ -15,7 +15,7 @@ from typing import Any
 
 from wayview.model.entities import DeletedImages
 from wayview.store.columns import TILE_INDEXES
-from wayview.store.deletion import PLAN_COLUMNS, SequenceRebuild, plan_deletion
+from wayview.store.deletion import PLAN_COLUMNS, DeletionPlan, SequenceRebuild, plan_deletion
 from wayview.store.sqlite.tiles import bump_epochs, write_lines_and_overview
 
 # SQLite allows 32,766 host parameters; batch below that.
@@ -69,6 +69,17 @@ def delete_images(conn: sqlite3.Connection, image_ids: Seq[int]) -> DeletedImage
     for chunk in _chunks(node_ids):
         conn.execute(f"DELETE FROM nodes WHERE id IN ({_marks(len(chunk))})", chunk)
 
+    write_plan(conn, plan)
+    return DeletedImages(
+        image_ids=tuple(ids), emptied_sequence_ids=tuple(plan.emptied),
+        shrunk_sequence_ids=tuple(r.sequence_id for r in plan.shrunk),
+        feature_ids=tuple(sorted(features)))
+
+
+def write_plan(conn: sqlite3.Connection, plan: DeletionPlan) -> None:
+    """Write a plan's tile rows (deletion and edits alike): drop the emptied sequences and
+    their rows, rebuild the others, bump the epochs of both groups. The images' own rows
+    are the caller's, written before."""
     for sequence_id in plan.emptied:
         for ix in TILE_INDEXES.values():
             conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ?", (sequence_id,))
@@ -78,14 +89,10 @@ def delete_images(conn: sqlite3.Connection, image_ids: Seq[int]) -> DeletedImage
         _rebuild(conn, rebuild)
     for computed, ix in TILE_INDEXES.items():
         bump_epochs(conn, ix.group, plan.touched[computed])
-    return DeletedImages(
-        image_ids=tuple(ids), emptied_sequence_ids=tuple(plan.emptied),
-        shrunk_sequence_ids=tuple(r.sequence_id for r in plan.shrunk),
-        feature_ids=tuple(sorted(features)))
 
 
 def _rebuild(conn: sqlite3.Connection, rebuild: SequenceRebuild) -> None:
-    """Write a shrunk sequence's new properties and the tile rows of both indexes."""
+    """Write a rebuilt sequence's new properties and the tile rows of both indexes."""
     sequence_id = rebuild.sequence_id
     conn.execute(
         "UPDATE sequences SET first_image_id = ?, first_captured_at_ms = ?, is_pano = ?,"
