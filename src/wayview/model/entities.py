@@ -514,6 +514,30 @@ class Report:
     resolved_at_ms: int | None = None
 
 
+#: States of a data export: queued → running → done → expired, or failed.
+EXPORT_STATES = ("queued", "running", "done", "failed", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """A user's download of all their data: a zip made by a background job (issue #17)."""
+
+    id: int
+    user_id: int
+    state: str = "queued"
+    #: Images written so far / images to write (0 until the job has counted them).
+    progress: int = 0
+    total: int = 0
+    size_bytes: int | None = None
+    #: Where the finished zip lives in the blob store (private, never served as media).
+    blob_key: str | None = None
+    error: str | None = None
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+    finished_at_ms: int | None = None
+    expires_at_ms: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ImageCorrection:
     """An owner's correction of one image (`Store.correct_images`); None leaves a value as
