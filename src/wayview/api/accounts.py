@@ -85,8 +85,10 @@ class _Page:
         self.new_csrf = existing is None or len(existing) > 100
         self.csrf_cookie = ctx.accounts.new_csrf_cookie() if self.new_csrf else str(existing)
 
-    def render(self, template: str, title: str, status: int = 200, **values: Any) -> Response:
-        html = _templates.get_template(f"accounts/{template}").render(
+    def render(self, template: str, title: str, status: int = 200, *,
+               folder: str = "accounts", **values: Any) -> Response:
+        """A page from `templates/{folder}/{template}` (they extend accounts/base.html)."""
+        html = _templates.get_template(f"{folder}/{template}").render(
             title=title, user=self.session.user if self.session else None,
             csrf_token=self.ctx.accounts.csrf_token(self.csrf_cookie),
             signup_enabled=self.ctx.settings.accounts.signup_enabled,

@@ -27,8 +27,8 @@ from wayview import logs
 from wayview.api import accounts as account_routes
 from wayview.api import edits as edit_routes
 from wayview.api import export as export_routes
+from wayview.api import governance_pages, media, moderation, openapi, organizations
 from wayview.api import graph as graph_routes
-from wayview.api import media, moderation, openapi, organizations
 from wayview.api import tiles as tile_routes
 from wayview.api import upload as upload_routes
 from wayview.api import web as web_routes
@@ -128,6 +128,7 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         *export_routes.ROUTES,
         *organizations.ROUTES,
         *moderation.ROUTES,
+        *governance_pages.ROUTES,
         Route(r(r"/sequences/(?P<sequence>[A-Za-z0-9_-]{1,64})"), frozenset({"DELETE"}),
               graph_routes.delete_sequence, scope="write"),
         Route(r(r"/me/images"), frozenset({"DELETE"}), graph_routes.delete_user_images,

@@ -8,8 +8,9 @@
                                     `before`, `limit`
 
 Moderators are instance admins and moderators (every report) and organization admins (the
-reports of their organization's images). The audit log shows instance admins everything,
-organization admins their organizations' entries, and everyone else their own actions.
+reports of their organization's images). The audit log shows instance admins and moderators
+everything, organization admins their organizations' entries, and everyone else their own
+actions.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from wayview.api.graph import acting_user
 from wayview.api.responses import json_response
 from wayview.api.routing import Route
 from wayview.auth import governance
-from wayview.auth.permissions import admin_of, instance_role
 from wayview.errors import InvalidParameter, MissingParameter, NodeNotFound
 from wayview.model.entities import AuditEntry, Report
 
@@ -119,14 +119,7 @@ async def audit_log(ctx: Context, request: Request, match: re.Match[str]) -> Res
     kind, target = params.get("target_kind"), params.get("target_id")
     if (kind is None) != (target is None):
         raise MissingParameter("target_kind" if kind is None else "target_id")
-    wanted_actor = _int(params, "actor")
-    orgs: tuple[int, ...] | None = None
-    if await instance_role(ctx.store, actor) != "admin":
-        mine = await admin_of(ctx.store, actor)
-        if wanted_actor == actor or not mine:
-            wanted_actor = actor  # everyone may read their own actions
-        else:
-            orgs = tuple(sorted(mine))
+    wanted_actor, orgs = await governance.audit_scope(ctx.store, actor, _int(params, "actor"))
     entries = await ctx.store.audit_entries(
         actor_id=wanted_actor, target=(kind, target) if kind and target else None,
         organization_ids=orgs, before_id=_int(params, "before"),

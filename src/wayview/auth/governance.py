@@ -249,6 +249,21 @@ async def moderated_organizations(store: Store, actor_id: int | None) -> tuple[i
                          if m.role == "admin" and m.status == "active"}))
 
 
+async def audit_scope(store: Store, actor_id: int | None, wanted_actor: int | None = None
+                      ) -> tuple[int | None, tuple[int, ...] | None]:
+    """Which audit entries someone may read, as (actor filter, organization filter): instance
+    admins and moderators (and operators) everything, organization admins their
+    organizations' entries, everyone else (and anyone asking for their own) their own
+    actions. `wanted_actor` narrows to one actor where allowed."""
+    if actor_id is None or await instance_role(store, actor_id) in ("admin", "moderator"):
+        return wanted_actor, None
+    orgs = tuple(sorted({m.organization_id for m in await store.memberships_of(actor_id)
+                         if m.role == "admin" and m.status == "active"}))
+    if wanted_actor == actor_id or not orgs:
+        return actor_id, None
+    return wanted_actor, orgs
+
+
 async def queue(store: Store, actor_id: int | None, *, status: str | None = "open",
                 before_id: int | None = None, limit: int = 100) -> list[Report]:
     """The reports a moderator may work on, newest first."""
