@@ -413,6 +413,24 @@ class EmbedSettings(BaseModel):
     )
 
 
+class ExportSettings(BaseModel):
+    """Users' downloads of all their data: zips made by a background job (docs/export.md)."""
+
+    ttl_hours: float = Field(
+        72.0, gt=0, description="Hours a finished export can be downloaded; then its zip is "
+        "deleted from the blob store (by a delayed `export_expire` job, and by any listing of "
+        "exports that finds it overdue).",
+    )
+    max_concurrent_per_user: int = Field(
+        1, ge=1, description="Exports one user may have queued or running at once; a further "
+        "request is refused until one is done.",
+    )
+    max_listed: int = Field(
+        20, ge=1, le=1000, description="Most exports `GET /me/exports` and `/account/export` "
+        "show (newest first).",
+    )
+
+
 class Settings(BaseSettings):
     """All wayview settings. Environment: `WAYVIEW_<NAME>`, nested with `__`."""
 
@@ -446,6 +464,7 @@ class Settings(BaseSettings):
     jobs: JobsSettings = JobsSettings()
     pipeline: PipelineSettings = PipelineSettings()
     embed: EmbedSettings = EmbedSettings()
+    export: ExportSettings = ExportSettings()
     database_url: str = Field(
         "", description="`postgresql://user:pass@host:port/db` to keep everything in "
         "PostgreSQL + PostGIS (the `postgis` extension must exist in the database, or the "

@@ -118,6 +118,24 @@ def sfm_report_key(sequence_id: str) -> str:
     return f"private/sfm/{sequence_id[-2:]}/{sequence_id}.json"
 
 
+def export_blob_key(user_id: int, export_id: int) -> str:
+    """The private key (never served as media) of a user's data export, a zip (issue #17).
+
+    >>> export_blob_key(1933525276802129, 42)
+    'private/exports/129/1933525276802129/42.zip'
+    """
+    return f"{export_blob_folder(user_id)}{int(export_id)}.zip"
+
+
+def export_blob_folder(user_id: int) -> str:
+    """The folder of every data export of one user (deleting an account deletes it).
+
+    >>> export_blob_folder(1933525276802129)
+    'private/exports/129/1933525276802129/'
+    """
+    return f"private/exports/{int(user_id) % 1000:03d}/{int(user_id)}/"
+
+
 def check_key(key: str) -> str:
     """Reject keys that could escape the store (`..`, absolute paths, odd characters).
 
