@@ -105,7 +105,11 @@ function openViewer(imageId) {
   map.resize();
   if (viewer === null) {
     viewer = createViewer(config, document.getElementById("viewer"), imageId);
-    viewer.on("image", (event) => { state.imageEvents.push(event.image.id); });
+    viewer.on("image", (event) => {
+      state.imageEvents.push(event.image.id);
+      // Reporting happens on the server's own page (sign-in first if needed).
+      document.getElementById("report-image").href = `/report/${encodeURIComponent(event.image.id)}`;
+    });
     followViewer(viewer, map, state);
   } else {
     viewer.resize();

@@ -45,7 +45,11 @@ def _when(ms: int | None) -> str:
 def _render(page: _Page, template: str, title: str, status: int = 200,
             **values: Any) -> Response:
     folder = "accounts" if template == "message.html" else "governance"
-    return page.render(template, title, status=status, folder=folder, when=_when, **values)
+    response = page.render(template, title, status=status, folder=folder, when=_when,
+                           **values)
+    # Thumbnails of reported images come from this server's /media/ (always proxied).
+    response.headers["Content-Security-Policy"] += "; img-src 'self'"
+    return response
 
 
 async def _user(ctx: Context, request: Request) -> tuple[_Page, Response | None, int]:
