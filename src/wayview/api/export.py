@@ -17,21 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import (
-    FileResponse,
-    HTMLResponse,
-    RedirectResponse,
-    Response,
-    StreamingResponse,
-)
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from wayview.api.accounts import _form, _signed_in_page
+from wayview.api import export_pages
 from wayview.api.responses import json_response
 from wayview.api.routing import Route
 from wayview.errors import InvalidParameter, NodeNotFound
@@ -48,14 +40,6 @@ from wayview.pipeline.export import (
 if TYPE_CHECKING:
     from wayview.api.app import Context
 
-_templates = Environment(
-    loader=PackageLoader("wayview.api", "templates"),
-    autoescape=select_autoescape(default=True),
-    auto_reload=False,
-)
-#: The page runs one inline script (its nonce) that polls the status URL of its own origin.
-_PAGE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
-             "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 _ID = r"(?P<id>[0-9]{1,16})"
 
 
@@ -116,10 +100,10 @@ async def export(ctx: Context, request: Request, match: re.Match[str]) -> Respon
 async def download(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """GET /me/exports/{id}/download: the zip of a done export, to its owner only."""
     user = await _caller(ctx)
-    return await _zip(ctx, user, await _owned(ctx, user.id, match["id"]))
+    return await zip_response(ctx, user, await _owned(ctx, user.id, match["id"]))
 
 
-async def _zip(ctx: Context, user: User, export: Export) -> Response:
+async def zip_response(ctx: Context, user: User, export: Export) -> Response:
     """The zip of a done export: from the local file, a presigned S3 URL, or streamed."""
     if export.state == "done" and (export.expires_at_ms or 0) <= time.time() * 1000:
         await expire_due_exports(ctx.store, ctx.blobs)
@@ -154,56 +138,6 @@ def _no_store(response: Response) -> Response:
     return response
 
 
-# -- the web page -----------------------------------------------------------------------------
-async def page(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    """GET /account/export: the signed-in user's exports; POST starts one (CSRF form)."""
-    web, away = await _signed_in_page(ctx, request)
-    if away is not None:
-        return away
-    assert web.session is not None
-    user = web.session.user
-    error = None
-    if request.method == "POST":
-        await _form(web)
-        try:
-            await request_export(ctx.store, ctx.blobs, ctx.settings, user, actor_id=user.id)
-        except InvalidParameter as exc:
-            error = exc.reason[:1].upper() + exc.reason[1:] + "."
-        else:
-            return web.redirect("/account/export?started=1")
-    await sweep_exports(ctx.store, ctx.blobs, ctx.settings, user.id)
-    listed = await ctx.store.list_exports(user.id, limit=ctx.settings.export.max_listed)
-    rows = [export_json(ctx, e, "/account/export") for e in listed]
-    active = any(e.state in ("queued", "running") for e in listed)
-    nonce = secrets.token_urlsafe(16)
-    notice = ("Your export has started. You can leave this page; it keeps going."
-              if request.query_params.get("started") and error is None else None)
-    html = _templates.get_template("export/export.html").render(
-        title="Download your data", user=user,
-        csrf_token=ctx.accounts.csrf_token(web.csrf_cookie),
-        signup_enabled=ctx.settings.accounts.signup_enabled, exports=rows, active=active,
-        ttl_hours=f"{ctx.settings.export.ttl_hours:g}", nonce=nonce, error=error, notice=notice)
-    response = web.finish(HTMLResponse(html, status_code=400 if error else 200))
-    response.headers["Content-Security-Policy"] = _PAGE_CSP.format(nonce=nonce)
-    return response
-
-
-async def page_export(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    """GET /account/export/{id}/status (JSON the page polls) and …/download (the zip), for
-    the signed-in owner; anyone else gets 404."""
-    web, away = await _signed_in_page(ctx, request)
-    if away is not None:
-        return away
-    assert web.session is not None
-    user = web.session.user
-    found = await ctx.store.get_export(int(match["id"]))
-    if found is None or found.user_id != user.id:
-        return web.finish(json_response({"error": "no such export"}, status=404))
-    if match["what"] == "download":
-        return await _zip(ctx, user, found)
-    return web.finish(json_response(export_json(ctx, found, "/account/export")))
-
-
 _r = re.compile
 _GET = frozenset({"GET", "HEAD"})
 #: This module's routes, placed by app.py before the generic `/{id}` routes.
@@ -211,8 +145,9 @@ ROUTES: list[Route] = [
     Route(_r(r"/me/exports"), frozenset({"GET", "HEAD", "POST"}), exports, scope="write"),
     Route(_r(rf"/me/exports/{_ID}"), _GET, export, scope="write"),
     Route(_r(rf"/me/exports/{_ID}/download"), _GET, download, scope="write"),
-    Route(_r(r"/account/export"), frozenset({"GET", "HEAD", "POST"}), page, auth=False,
-          budget=None),
-    Route(_r(rf"/account/export/{_ID}/(?P<what>status|download)"), _GET, page_export,
+    # The web page (a signed-in session, no token; not in the OpenAPI document).
+    Route(_r(r"/account/export"), frozenset({"GET", "HEAD", "POST"}), export_pages.page,
           auth=False, budget=None),
+    Route(_r(rf"/account/export/{_ID}/(?P<what>status|download)"), _GET,
+          export_pages.page_export, auth=False, budget=None),
 ]

@@ -609,6 +609,44 @@ def _meta_paths() -> Json:
     }
 
 
+def _export_paths() -> Json:
+    """Users' data exports (issue #17, docs/export.md): a user token with `write`."""
+    export: Json = {"type": "object", "required": ["id", "state", "progress", "total",
+                                                   "created_at"],
+                    "additionalProperties": False, "properties": {
+                        "id": {"type": "string", "pattern": _ID_PATTERN},
+                        "state": {"enum": ["queued", "running", "done", "failed", "expired"]},
+                        "progress": {**_INTEGER, "description": "Images written so far."},
+                        "total": {**_INTEGER, "description": "Images to write."},
+                        "size": {**_INTEGER, "description": "Bytes of the zip (when done)."},
+                        "created_at": _ISO_TIME, "finished_at": _ISO_TIME,
+                        "expires_at": _ISO_TIME, "error": _STRING, "download_url": _URL}}
+    one = {"description": "The export.", "content": {"application/json": {"schema": export}}}
+    many = {"description": "The caller's exports, newest first.", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["data"], "properties": {
+            "data": {"type": "array", "items": export}}}}}}
+    export_id = _path("id", {"type": "string", "pattern": "^[0-9]{1,16}$"},
+                      "An export id (another user's answers E7).", "1")
+    note = " Needs a user token with the `write` scope (an export holds unblurred originals)."
+    return {
+        "/me/exports": {
+            "get": _graph_op("listExports", "Your data exports", "Newest first." + note, [],
+                             many, tag="export"),
+            "post": _graph_op("createExport", "Export all your data", "Queues a zip of your "
+                              "originals, metadata and detections (E9 while "
+                              "`export.max_concurrent_per_user` are under way)." + note, [],
+                              one, tag="export"),
+        },
+        "/me/exports/{id}": {"get": _graph_op(
+            "getExport", "One data export", "State, progress, size, expiry and, when done, "
+            "`download_url`." + note, [export_id], one, tag="export")},
+        "/me/exports/{id}/download": {"get": _graph_op(
+            "downloadExport", "Download a data export", "The zip of a done export (E9 "
+            "before it is done or once it expired)." + note, [export_id],
+            _binary("application/zip", "The zip."), tag="export")},
+    }
+
+
 def _build(base_url: str, upload_prefix: str, ids_max: int, image_ids_max: int) -> Json:
     error_responses = {
         "GraphError": _json("GraphError", "An error in the Graph envelope (spec §1.8)."),
@@ -636,9 +674,11 @@ def _build(base_url: str, upload_prefix: str, ids_max: int, image_ids_max: int) 
             {"name": "media", "description": "Public assets, no token (spec §6)."},
             {"name": "upload", "description": "The upload service of mapillary_tools (§8)."},
             {"name": "meta", "description": "About the server."},
+            {"name": "export", "description": "Users' data exports (docs/export.md)."},
         ],
         "paths": {**_graph_paths(ids_max, image_ids_max), **_tile_paths(), **_media_paths(),
-                  **_upload_paths(upload_prefix), **_meta_paths()},
+                  **_upload_paths(upload_prefix), **_meta_paths(),
+                  **_export_paths()},
         "components": {
             "schemas": _schemas(),
             "responses": error_responses,
