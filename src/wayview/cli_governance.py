@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from wayview.auth import governance
-from wayview.model.entities import INSTANCE_ROLES, ORGANIZATION_ROLES
+from wayview.model.entities import INSTANCE_ROLES, ORGANIZATION_ROLES, AuditEntry
 
 _data_dir = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -56,8 +56,8 @@ def role_command(username: str | None, role: str | None, data_dir: Path | None,
 
     holders = _run(data_dir, run)
     if as_json:
-        click.echo(json.dumps([{"id": str(i), "username": n, "role": r}
-                               for i, n, r in holders]))
+        click.echo(json.dumps({"roles": [{"id": str(i), "username": n, "role": r}
+                                         for i, n, r in holders]}))
         return
     if username is not None:
         click.echo(f"{username}: {role}")
@@ -121,15 +121,19 @@ def audit_command(actor: str | None, target: str | None, limit: int, data_dir: P
                                          limit=max(1, min(limit, 10_000)))
 
     entries = _run(data_dir, run)
+    if as_json:
+        click.echo(json.dumps({"entries": [
+            {"id": e.id, "at": e.at_ms, "actor": _who(e), "action": e.action,
+             "target_kind": e.target_kind, "target_id": e.target_id,
+             "organization_id": e.organization_id, "details": e.details} for e in entries]}))
+        return
     for e in entries:
-        who = e.actor_username or ("operator" if e.actor_id is None else str(e.actor_id))
-        if as_json:
-            click.echo(json.dumps({"id": e.id, "at": e.at_ms, "actor": who,
-                                   "action": e.action, "target_kind": e.target_kind,
-                                   "target_id": e.target_id, "details": e.details}))
-        else:
-            click.echo(f"{_when(e.at_ms)}  {who:<16} {e.action:<24} {e.target_kind} "
-                       f"{e.target_id}  {json.dumps(e.details, sort_keys=True)}")
+        click.echo(f"{_when(e.at_ms)}  {_who(e):<16} {e.action:<24} {e.target_kind} "
+                   f"{e.target_id}  {json.dumps(e.details, sort_keys=True)}")
+
+
+def _who(e: AuditEntry) -> str:
+    return e.actor_username or ("operator" if e.actor_id is None else str(e.actor_id))
 
 
 @click.command("reports")
