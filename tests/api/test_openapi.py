@@ -23,7 +23,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from starlette.datastructures import Headers, QueryParams
 from tests.fuzz.conformance import DocValidator, envelope_problems
 
-from wayview.api import export, graph, media, openapi, tiles, upload
+from wayview.api import edits, export, graph, media, openapi, tiles, upload
 from wayview.api.app import Route, _routes, normalise_path
 from wayview.api.openapi import openapi_document
 from wayview.model.fields import NODE_TYPES
@@ -32,10 +32,12 @@ from wayview.testing import BASE_URL, Seeded
 
 #: Route handlers of the API the document covers; the account pages, OAuth, /embed and /app
 #: are out of its scope.
-API_MODULES = {m.__name__ for m in (graph, tiles, media, upload, openapi, export)}
+API_MODULES = {m.__name__ for m in (graph, tiles, media, upload, openapi, export, edits)}
 #: API routes that no path stands for: the catch-all under /maps/vtp answers E15 to anything
 #: that is not a tile URL (said in the tile operation's description).
-UNDOCUMENTED = {tiles.not_a_tile}
+UNDOCUMENTED = {tiles.not_a_tile,
+                # The owner's web pages of api/edits.py (session and CSRF, not tokens).
+                edits.sequences_page, edits.sequence_page}
 #: Query keys read outside the operation's parameters: the token transport (a security scheme).
 SECURITY_QUERY = {"access_token"}
 #: Headers read by the app's wrapper or the HTTP layer rather than as operation parameters.

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from tests.store.test_edits import assert_consistent
+
 from wayview.model.entities import ImageSearch
 from wayview.settings import Settings
 from wayview.store import Store, open_store

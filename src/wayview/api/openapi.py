@@ -168,6 +168,8 @@ def _schemas() -> Json:
     }
     schemas["Success"] = {"type": "object", "required": ["success"],
                           "properties": {"success": {"type": "boolean", "const": True}}}
+    schemas["SplitSequence"] = {"type": "object", "required": ["success", "id"], "properties": {
+        "success": {"type": "boolean", "const": True}, "id": _STRING}}
     schemas["NodesById"] = {
         "type": "object", "description": "Nodes keyed by id; unknown ids are left out (§3.8).",
         "propertyNames": {"pattern": _ID_PATTERN}, "additionalProperties": _ref("Node"),
@@ -317,6 +319,35 @@ def _graph_op(op_id: str, summary: str, description: str, params: list[Json], ok
             "responses": {"200": ok, **_errors(*errors)}}
 
 
+def _edit_op(op_id: str, summary: str, params: list[Json], body: Json,
+             ok: str = "Success") -> Json:
+    """An owner's edit (docs/editing.md): a user token with `write`; form or JSON body."""
+    schema = {"type": "object", "properties": body}
+    op = _graph_op(op_id, summary, "With a user token (`write` scope) of someone who may "
+                   "manage the images (owner, organization admin, instance admin); anyone "
+                   "else gets E7, as for an unknown id. See docs/editing.md.", params,
+                   _json(ok, "Done."))
+    op["requestBody"] = {"content": {t: {"schema": schema} for t in (
+        "application/x-www-form-urlencoded", "application/json")}}
+    return op
+
+
+def _edit_paths() -> Json:
+    seq = [_path("sequence_id", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                 "A sequence key.", "7nfcwfvjdtphz7yj6zat6a")]
+    return {
+        "/sequences/{sequence_id}/split": {"post": _edit_op(
+            "splitSequence", "Split a sequence at an image", seq, {"image_id": _STRING},
+            ok="SplitSequence")},
+        "/sequences/{sequence_id}/merge": {"post": _edit_op(
+            "mergeSequences", "Merge another sequence into this one", seq,
+            {"sequence_id": _STRING})},
+        "/sequences/{sequence_id}/reorder": {"post": _edit_op(
+            "reorderSequence", "Reorder a sequence (corrects capture times)", seq,
+            {"image_ids": _STRING})},
+    }
+
+
 def _binary(media_type: str, description: str) -> Json:
     return {"description": description,
             "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
@@ -411,7 +442,11 @@ def _graph_paths(ids_max: int, image_ids_max: int) -> Json:
                 "and tile at once; its blobs and map features follow in a durable job. "
                 "Another user's image or an unknown id is E7.",
                 [_id_path("An image id.")],
-                _json("Success", "`{\"success\": true}`."))},
+                _json("Success", "`{\"success\": true}`.")),
+            "post": _edit_op("correctImage", "Correct one of your images", [_id_path(
+                "An image id.")], {"compass_angle": _NUMBER, "lon": _NUMBER, "lat": _NUMBER,
+                                   "geometry": {"type": "object"}, "captured_at": _STRING})},
+        **_edit_paths(),
         "/{id}/detections": {"get": _graph_op(
             "getDetectionsOf", "Detections of an image or map feature",
             "Complete: ordered by id for an image, newest image first for a map feature "
