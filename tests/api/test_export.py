@@ -152,6 +152,10 @@ async def test_export_start_progress_download_and_contents(
     assert done["download_url"] == f"{settings.base_url}/me/exports/{export_id}/download"
     listed = (await client.get("/me/exports", headers=_auth(w.token))).json()["data"]
     assert [e["id"] for e in listed] == [export_id]
+    [entry] = [e for e in await store.audit_entries(actor_id=w.owner.id)
+               if e.action == "account.export"]
+    assert entry.target_kind == "user" and entry.target_id == str(w.owner.id)
+    assert entry.details == {"export_id": int(export_id)}
 
     r = await client.get(f"/me/exports/{export_id}/download", headers=_auth(w.token))
     assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
