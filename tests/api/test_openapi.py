@@ -23,7 +23,17 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from starlette.datastructures import Headers, QueryParams
 from tests.fuzz.conformance import DocValidator, envelope_problems
 
-from wayview.api import edits, export, graph, media, openapi, tiles, upload
+from wayview.api import (
+    edits,
+    export,
+    graph,
+    media,
+    moderation,
+    openapi,
+    organizations,
+    tiles,
+    upload,
+)
 from wayview.api.app import Route, _routes, normalise_path
 from wayview.api.openapi import openapi_document
 from wayview.model.fields import NODE_TYPES
@@ -32,7 +42,8 @@ from wayview.testing import BASE_URL, Seeded
 
 #: Route handlers of the API the document covers; the account pages, OAuth, /embed and /app
 #: are out of its scope.
-API_MODULES = {m.__name__ for m in (graph, tiles, media, upload, openapi, export, edits)}
+API_MODULES = {m.__name__ for m in (graph, tiles, media, upload, openapi, export, edits,
+                                    organizations, moderation)}
 #: API routes that no path stands for: the catch-all under /maps/vtp answers E15 to anything
 #: that is not a tile URL (said in the tile operation's description).
 UNDOCUMENTED = {tiles.not_a_tile,
@@ -236,7 +247,8 @@ async def test_openapi_documents_every_query_parameter_the_handlers_read(
         documented = {p["name"] for p in params}
         header_params = {p["name"].lower() for p in op.get("parameters", [])
                          if p["in"] == "header"}
-        token = seeded.user_token if "upload" in op.get("tags", []) or template == "/me" \
+        user_ops = {"upload", "export", "organizations", "moderation"}
+        token = seeded.user_token if user_ops & set(op.get("tags", [])) or template == "/me" \
             else seeded.client_token
         queries.clear()
         headers.clear()

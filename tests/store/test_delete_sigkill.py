@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from tests.store.test_edits import assert_consistent
+
 from wayview.blobs import LocalBlobs
 from wayview.model.entities import ImageSearch
 from wayview.pipeline.delete import DELETE_JOB

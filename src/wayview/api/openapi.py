@@ -682,6 +682,99 @@ def _export_paths() -> Json:
     }
 
 
+def _governance_paths() -> Json:
+    """Deleting sequences and accounts' images, organizations, reports and the audit log
+    (issue #17; docs/deleting.md, docs/organizations.md, docs/moderation.md)."""
+    obj: Json = {"type": "object"}
+    data = {"description": "Rows, newest first.", "content": {"application/json": {
+        "schema": {"type": "object", "required": ["data"], "properties": {
+            "data": {"type": "array", "items": obj}}}}}}
+    one = {"description": "The stored row.", "content": {"application/json": {"schema": obj}}}
+    success = _json("Success", "`{\"success\": true}`.")
+    seq = _path("sequence_id", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "A sequence key.", "7nfcwfvjdtphz7yj6zat6a")
+    org = _id_path("An organization id.")
+    user_id = _path("user_id", {"type": "string", "pattern": _ID_PATTERN}, "A user id.",
+                    "4000000000001002")
+    report_id = _path("report_id", {"type": "string", "pattern": "^[0-9]{1,16}$"},
+                      "A report id.", "1")
+    before = _query("before", {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                    "Only rows with a smaller id (the next page).", "120")
+    limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500},
+                   "At most this many rows (default 100).", 50)
+    write = " A user token with the `write` scope."
+
+    def op(op_id: str, summary: str, description: str, params: list[Json], ok: Json,
+           tag: str, body: Json | None = None) -> Json:
+        out = _graph_op(op_id, summary, description, params, ok, tag=tag)
+        if body is not None:
+            out["requestBody"] = {"content": {t: {"schema": {
+                "type": "object", "properties": body}} for t in (
+                "application/x-www-form-urlencoded", "application/json")}}
+        return out
+
+    return {
+        "/sequences/{sequence_id}": {"delete": op(
+            "deleteSequence", "Delete a sequence", "Every image of the sequence, if the "
+            "caller may delete each (owner, organization admin, instance admin); else E7."
+            + write, [seq], success, "graph")},
+        "/me/images": {"delete": op(
+            "deleteMyImages", "Delete every image you uploaded", "Answers the number of "
+            "images deleted; the account stays." + write, [],
+            {"description": "Done.", "content": {"application/json": {"schema": obj}}},
+            "graph")},
+        "/{id}/images": {"delete": op(
+            "deleteUserImages", "Delete every image of a user", "The user themself or an "
+            "instance admin; anyone else gets E7." + write, [_id_path("A user id.")],
+            {"description": "Done.", "content": {"application/json": {"schema": obj}}},
+            "graph")},
+        "/organizations": {"post": op(
+            "createOrganization", "Create an organization", "You become its admin." + write,
+            [], one, "organizations",
+            {"slug": _STRING, "name": _STRING, "description": _STRING})},
+        "/me/organizations": {"get": op(
+            "listMyOrganizations", "Your organizations and invitations", "A user token.",
+            [], data, "organizations")},
+        "/{id}/members": {
+            "get": op("listMembers", "An organization's members and invitations",
+                      "For its members and instance admins (403 otherwise).", [org], data,
+                      "organizations"),
+            "post": op("inviteMember", "Invite a member or change a role",
+                       "Admins of the organization." + write, [org], one, "organizations",
+                       {"username": _STRING, "role": {"enum": ["member", "admin"]}})},
+        "/{id}/join": {"post": op(
+            "joinOrganization", "Accept an invitation", "E7 without an invitation." + write,
+            [org], one, "organizations")},
+        "/{id}/members/{user_id}": {"delete": op(
+            "removeMember", "Remove a member, withdraw an invitation, leave or decline",
+            "Admins remove anyone; anyone removes themself; the last admin stays." + write,
+            [org, user_id], success, "organizations")},
+        "/{id}/reports": {"post": op(
+            "reportImage", "Report an image", "Any signed-in user." + write,
+            [_id_path("An image id.")], one, "moderation",
+            {"reason": {"enum": ["privacy", "offensive", "wrong_location", "other"]},
+             "comment": _STRING})},
+        "/reports": {"get": op(
+            "listReports", "The moderation queue", "Instance moderators and admins see "
+            "every report, organization admins their organization's; others get 403.",
+            [_query("status", {"enum": ["open", "resolved", "all"]}, "Which reports "
+                    "(default open).", "open"), before, limit], data, "moderation")},
+        "/reports/{report_id}": {"post": op(
+            "resolveReport", "Resolve a report", "`dismiss` keeps the image, `delete` "
+            "deletes it and resolves all its reports." + write, [report_id], one,
+            "moderation", {"action": {"enum": ["dismiss", "delete"]}, "note": _STRING})},
+        "/audit_log": {"get": op(
+            "getAuditLog", "Who did what, when", "Instance admins and moderators read "
+            "everything, organization admins their organizations' entries, others their "
+            "own actions.",
+            [_query("actor", {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                    "Only this user's actions.", "4000000000001002"),
+             _query("target_kind", _STRING, "With target_id: only this target.", "image"),
+             _query("target_id", _STRING, "With target_kind: only this target.",
+                    "4000000000001001"), before, limit], data, "moderation")},
+    }
+
+
 def _build(base_url: str, upload_prefix: str, ids_max: int, image_ids_max: int) -> Json:
     error_responses = {
         "GraphError": _json("GraphError", "An error in the Graph envelope (spec §1.8)."),
@@ -710,10 +803,14 @@ def _build(base_url: str, upload_prefix: str, ids_max: int, image_ids_max: int) 
             {"name": "upload", "description": "The upload service of mapillary_tools (§8)."},
             {"name": "meta", "description": "About the server."},
             {"name": "export", "description": "Users' data exports (docs/export.md)."},
+            {"name": "organizations", "description": "Organizations and their members "
+             "(docs/organizations.md)."},
+            {"name": "moderation", "description": "Reports, moderation and the audit log "
+             "(docs/moderation.md)."},
         ],
         "paths": {**_graph_paths(ids_max, image_ids_max), **_tile_paths(), **_media_paths(),
                   **_upload_paths(upload_prefix), **_meta_paths(),
-                  **_export_paths()},
+                  **_export_paths(), **_governance_paths()},
         "components": {
             "schemas": _schemas(),
             "responses": error_responses,

@@ -49,7 +49,8 @@ def handler_for(kind: str) -> JobHandler | None:
 
 #: Modules that register job handlers when imported.
 _HANDLER_MODULES = ("wayview.ingest.upload_job", "wayview.pipeline.sfm_job",
-                    "wayview.pipeline.delete")
+                    "wayview.pipeline.delete", "wayview.pipeline.edits",
+                    "wayview.pipeline.export")
 
 
 def load_handlers() -> None:
