@@ -9,7 +9,9 @@ import hashlib
 import io
 import json
 import time
+import uuid
 import zipfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,12 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from tests.api.webforms import csrf_of, sign_up
+from tests.s3_server import S3Server, s3_server
 
 from wayview.auth.tokens import create_app, issue_user_token
 from wayview.blobs import LocalBlobs
 from wayview.blobs.base import BlobStore, export_blob_key, private_source_key
+from wayview.blobs.s3 import S3Blobs
 from wayview.cli import cli
 from wayview.fixtures import make_jpeg
 from wayview.ingest.importer import import_paths
@@ -63,12 +67,13 @@ class World:
     client_token: str
     uploaded: dict[int, bytes]
     sequences: list[str]
-    blobs: LocalBlobs
+    blobs: Any
 
 
-async def _world(store: Store, settings: Settings, tmp_path: Path) -> World:
+async def _world(store: Store, settings: Settings, tmp_path: Path,
+                 blobs: Any = None) -> World:
     w = World()
-    w.blobs = LocalBlobs(settings.blobs_path)
+    w.blobs = blobs if blobs is not None else LocalBlobs(settings.blobs_path)
     w.owner = await store.create_user("owner")
     w.other = await store.create_user("other")
     app = await create_app(store, "exporter", owner=w.owner)
@@ -291,7 +296,7 @@ async def test_a_crashed_attempt_starts_over_and_the_retry_finishes(
     assert not leftover.exists()
     done = await store.get_export(export.id)
     assert done is not None and done.state == "done" and done.progress == 7
-    with zipfile.ZipFile(w.blobs.local_path(done.blob_key or "")) as zf:  # type: ignore[arg-type]
+    with zipfile.ZipFile(w.blobs.local_path(done.blob_key or "")) as zf:
         assert zf.testzip() is None
         assert len([n for n in zf.namelist() if n.startswith("originals/")]) == 7
     # Running it again (a job taken over after it finished) changes nothing.
@@ -362,3 +367,41 @@ def test_wayview_export_writes_a_zip_for_operators(tmp_path: Path) -> None:
     assert missing.exit_code != 0 and "nobody" in missing.output
     exists = CliRunner().invoke(cli, ["export", "--user", "owner", "--output", str(out), *data])
     assert exists.exit_code != 0 and "exists" in exists.output
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+async def test_export_on_s3_streams_through_wayview_or_redirects_to_a_presigned_url(
+        s3: S3Server, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    options = {"endpoint_url": s3.endpoint_url, "access_key_id": s3.access_key_id,
+               "secret_access_key": s3.secret_access_key}
+    proxied = S3Blobs(f"s3://{s3.bucket}/{prefix}", **options)  # type: ignore[arg-type]
+    signed = S3Blobs(f"s3://{s3.bucket}/{prefix}", serve="presigned",
+                     **options)  # type: ignore[arg-type]
+    async with open_test_store(settings) as store:
+        w = await _world(store, settings, tmp_path, proxied)
+        async with app_client(settings, store, proxied) as client:
+            export_id = (await client.post("/me/exports", headers=_auth(w.token))).json()["id"]
+            await _drain(settings, store, proxied)
+            key = export_blob_key(w.owner.id, int(export_id))
+            assert proxied.exists(key) and proxied.local_path(key) is None
+            r = await client.get(f"/me/exports/{export_id}/download", headers=_auth(w.token))
+            assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+            assert int(r.headers["content-length"]) == len(r.content)
+            streamed = r.content
+        with zipfile.ZipFile(io.BytesIO(streamed)) as zf:
+            for name in (n for n in zf.namelist() if n.startswith("originals/")):
+                assert zf.read(name) == w.uploaded[int(name.rsplit("/", 1)[1][:-4])]
+        async with app_client(settings, store, signed) as client:
+            r = await client.get(f"/me/exports/{export_id}/download", headers=_auth(w.token))
+            assert r.status_code == 302 and "X-Amz-Signature=" in r.headers["location"]
+            assert httpx.get(r.headers["location"]).content == streamed
+        later = int(time.time() * 1000) + int(settings.export.ttl_hours * 3_600_000) + 1000
+        assert await expire_due_exports(store, proxied, now_ms=later) == 1
+        assert not proxied.exists(key)

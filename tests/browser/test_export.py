@@ -40,7 +40,7 @@ async def _create_user(data: Path) -> None:
     from wayview.settings import Settings
     from wayview.testing import open_test_store
 
-    settings = Settings(_env_file=None, data_dir=data)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=data)
     async with open_test_store(settings) as store:
         await store.create_user(USERNAME, email="greta@example.org",
                                 password_hash=hash_password(PASSWORD))
