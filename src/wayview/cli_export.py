@@ -12,10 +12,6 @@ from pathlib import Path
 
 import click
 
-# Registers the `export` and `export_expire` job handlers in every `wayview` process, so a
-# `wayview worker` runs them (wayview.pipeline.jobs lists the handler modules it imports
-# itself; this one is not among them yet).
-import wayview.pipeline.export  # noqa: F401
 from wayview.errors import WayviewError
 
 
