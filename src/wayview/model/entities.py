@@ -92,6 +92,9 @@ class Image:
     content_sha256: str = ""
     created_at_ms: int = 0
     creator_username: str = ""
+    #: Which rendering of the pixels is served (0: ingest's; N: the N-th re-blur, issue #17).
+    #: Part of every media URL and blob key of the image's thumbnails, original and tiles.
+    media_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,6 +491,19 @@ class AuditEntry:
     id: int = 0
     at_ms: int = 0
     actor_username: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HiddenImage:
+    """An image a moderator hid: out of every tile and of every Graph answer except to its
+    owner and moderators."""
+
+    image_id: int
+    hidden_at_ms: int
+    hidden_by: int | None = None
+    reason: str = ""
+    owner_id: int | None = None
+    organization_id: int | None = None
 
 
 #: Why an image is reported.

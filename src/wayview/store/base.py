@@ -26,6 +26,7 @@ from wayview.model.entities import (
     User,
 )
 from wayview.store.parts.accounts import AccountsStore
+from wayview.store.parts.blurs import BlursStore
 from wayview.store.parts.edits import EditsStore
 from wayview.store.parts.exports import ExportsStore
 from wayview.store.parts.governance import GovernanceStore
@@ -37,7 +38,7 @@ NODE_KINDS = ("image", "map_feature", "detection", "organization", "user", "app"
 
 
 class Store(AccountsStore, JobsStore, UploadsStore, GovernanceStore, EditsStore, ExportsStore,
-            Protocol):
+            BlursStore, Protocol):
     """Persistence for every entity. Methods return model objects, never rows.
 
     All methods are coroutines; implementations never block the event loop.

@@ -33,9 +33,13 @@ from wayview.tiles.index import (
 PLAN_COLUMNS = (
     f"{COMPUTED_SOURCE_COLUMNS}, sequence_id, captured_at_ms, is_pano,"
     f" {ORIGINAL_INDEX.qk}, {ORIGINAL_INDEX.compass}, {COMPUTED_INDEX.qk},"
-    f" {COMPUTED_INDEX.compass}"
+    f" {COMPUTED_INDEX.compass},"
+    " EXISTS (SELECT 1 FROM hidden_images h WHERE h.image_id = images.id)"
 )
-_ID, _SEQUENCE, _CAPTURED, _PANO = 0, 7, 8, 9
+_ID, _SEQUENCE, _CAPTURED, _PANO, _HIDDEN = 0, 7, 8, 9, 14
+#: The stored code of an image left out of the tile indexes (hidden by a moderator): below
+#: every tile's range.
+HIDDEN_CODE = -1
 #: Per index (by `computed`): the column of the stored code; the stored angle follows it.
 _CODE = {False: 10, True: 12}
 #: A z26 code shifted right by this gives its z14 tile (PostgreSQL's pack key).
@@ -70,6 +74,16 @@ class DeletionPlan:
     touched: dict[bool, set[tuple[int, int]]] = field(default_factory=dict)
     #: z14 tiles (pack keys) of every image of the affected sequences, ascending.
     pack_tiles: list[int] = field(default_factory=list)
+    #: Sequences that keep images but only hidden ones: their tile rows go, the sequence
+    #: stays (it comes back when an image is shown again).
+    veiled: list[str] = field(default_factory=list)
+    #: Hidden images whose stored codes must become `HIDDEN_CODE` (both indexes).
+    hide: list[int] = field(default_factory=list)
+
+
+def is_hidden(row: Seq[Any]) -> bool:
+    """Whether a `PLAN_COLUMNS` row is of a hidden image (rows without the column: no)."""
+    return len(row) > _HIDDEN and bool(row[_HIDDEN])
 
 
 def plan_deletion(images: Iterable[Seq[Any]], image_ids: Iterable[int],
@@ -107,8 +121,10 @@ def plan_rebuild(before: Iterable[Seq[Any]], after: Iterable[Seq[Any]],
     (`wayview.store.sqlite.edits`, `wayview.store.postgres.edits`).
 
     Every sequence of `after` is rebuilt from its rows (`shrunk`); a sequence of `before`
-    without rows in `after` is `emptied`. The tiles bumped are those of every old code and
-    line and of every new row.
+    without rows in `after` is `emptied`. Hidden images (the last column, see `HIDDEN_CODE`)
+    stay in their sequence but out of its tile rows: their codes go to `hide`, and a
+    sequence of hidden images only is `veiled`. The tiles bumped are those of every old code
+    and line and of every new row.
 
     >>> row = lambda k, s: (k, 13.0 + k * 1e-4, 52.0, None, None, None, None, s, k, 0, 0, 0,
     ...                     0, 0)
@@ -119,13 +135,25 @@ def plan_rebuild(before: Iterable[Seq[Any]], after: Iterable[Seq[Any]],
     """
     before = list(before)
     by_sequence: dict[str, list[Seq[Any]]] = {}
-    for row in after:
-        by_sequence.setdefault(str(row[_SEQUENCE]), []).append(row)
+    present: set[str] = set()
     plan = DeletionPlan(touched={computed: set(old_lines[computed]) for computed in (False, True)})
-    packs = {int(r[_CODE[False]]) >> PACK_SHIFT for r in before}
+    for row in after:
+        present.add(str(row[_SEQUENCE]))
+        if is_hidden(row):
+            if any(int(row[column]) != HIDDEN_CODE for column in _CODE.values()):
+                plan.hide.append(int(row[_ID]))
+        else:
+            by_sequence.setdefault(str(row[_SEQUENCE]), []).append(row)
+    shown = [r for r in before if int(r[_CODE[False]]) != HIDDEN_CODE]
+    packs = {int(r[_CODE[False]]) >> PACK_SHIFT for r in shown}
     for computed, column in _CODE.items():
-        plan.touched[computed] |= code_tiles(int(r[column]) for r in before)
-    plan.emptied = sorted({str(r[_SEQUENCE]) for r in before} - set(by_sequence))
+        plan.touched[computed] |= code_tiles(int(r[column]) for r in before
+                                             if int(r[column]) != HIDDEN_CODE)
+    plan.emptied = sorted({str(r[_SEQUENCE]) for r in before} - present)
+    plan.veiled = sorted(present - set(by_sequence))
+    plan.hide.sort()
+    if plan.hide:  # their new codes' "tile" (PostgreSQL packs them there, never read)
+        packs.add(HIDDEN_CODE >> PACK_SHIFT)
     for sequence_id in sorted(by_sequence):
         kept = sorted(by_sequence[sequence_id], key=lambda r: (int(r[_CAPTURED]), int(r[_ID])))
         first = kept[0]

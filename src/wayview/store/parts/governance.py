@@ -3,9 +3,10 @@ and image reports (Store protocol part, issue #17)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence as Seq
 from typing import Protocol
 
-from wayview.model.entities import AuditEntry, Membership, Report
+from wayview.model.entities import AuditEntry, HiddenImage, Membership, Report
 
 
 class GovernanceStore(Protocol):
@@ -71,3 +72,20 @@ class GovernanceStore(Protocol):
                               resolution: str, report_id: int | None = None) -> list[Report]:
         """Resolve one open report (`report_id`) or every open report of an image; the
         reports resolved."""
+
+    # -- hidden images ---------------------------------------------------------------------------
+    async def set_hidden(self, image_ids: Seq[int], hidden: bool, *, by: int | None = None,
+                         reason: str = "") -> list[int]:
+        """Hide images (or show them again), in one transaction: a hidden image keeps its
+        rows, detections and sequence, but leaves both tile indexes (the lines and overview
+        cells of its sequence are rebuilt without it, and the epochs of every tile that showed
+        it are bumped); showing it again puts it back. The ids whose state changed (unknown
+        ids are ignored)."""
+
+    async def hidden_among(self, image_ids: Seq[int]) -> set[int]:
+        """Which of these images are hidden. Called for every Graph answer holding images."""
+
+    async def list_hidden(self, *, organization_ids: tuple[int, ...] | None = None,
+                          limit: int = 200) -> list[HiddenImage]:
+        """Hidden images, most recently hidden first; `organization_ids` limits them to
+        those organizations' images."""

@@ -20,7 +20,7 @@ from collections.abc import Sequence as Seq
 
 from wayview.model.entities import DeletedImages
 from wayview.store.columns import TILE_INDEXES
-from wayview.store.deletion import PLAN_COLUMNS, DeletionPlan, plan_deletion
+from wayview.store.deletion import HIDDEN_CODE, PLAN_COLUMNS, DeletionPlan, plan_deletion
 from wayview.store.postgres.connection import Conn
 from wayview.store.postgres.tiles import (
     SQL_REBUILD_PACKS,
@@ -28,6 +28,9 @@ from wayview.store.postgres.tiles import (
     insert_lines,
     insert_overview,
 )
+
+#: Moves hidden images out of both tile indexes (the pack trigger follows).
+_HIDE_CODES = ", ".join(f"{ix.qk} = %s" for ix in TILE_INDEXES.values())
 
 
 async def delete_images(conn: Conn, image_ids: Seq[int]) -> DeletedImages:
@@ -80,6 +83,16 @@ async def lock_plan(conn: Conn, plan: DeletionPlan) -> None:
 async def write_plan(conn: Conn, plan: DeletionPlan) -> None:
     """The second half, after the images' own rows changed: drop the emptied sequences and
     their rows, rebuild the others, bump the "computed" epochs, then write overview cells."""
+    if plan.veiled:
+        for ix in TILE_INDEXES.values():
+            await conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ANY(%s)",
+                               (plan.veiled,))
+            await conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = ANY(%s)",
+                               (plan.veiled,))
+    if plan.hide:
+        await conn.execute(
+            f"UPDATE images SET {_HIDE_CODES} WHERE id = ANY(%s)",
+            (*(HIDDEN_CODE for _ in TILE_INDEXES), plan.hide))
     if plan.emptied:
         for ix in TILE_INDEXES.values():
             await conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ANY(%s)",

@@ -29,7 +29,7 @@ Lines = dict[bool, list[tuple[int, int]]]
 SequenceRow = tuple[str, int, int | None, int]
 
 
-async def _lock(conn: Conn, sequence_ids: Seq[str]) -> dict[str, SequenceRow]:
+async def lock_sequences(conn: Conn, sequence_ids: Seq[str]) -> dict[str, SequenceRow]:
     """Lock sequences' rows in id order; the ones that exist."""
     cur = await conn.execute(
         "SELECT id, creator_id, organization_id, seq_no FROM sequences WHERE id = ANY(%s)"
@@ -38,7 +38,7 @@ async def _lock(conn: Conn, sequence_ids: Seq[str]) -> dict[str, SequenceRow]:
             for r in await cur.fetchall()}
 
 
-async def _read(conn: Conn, sequence_ids: Seq[str]) -> tuple[Rows, Lines]:
+async def read_plan_rows(conn: Conn, sequence_ids: Seq[str]) -> tuple[Rows, Lines]:
     """The plan rows of every image of some (locked) sequences, and their stored lines."""
     cur = await conn.execute(f"SELECT {PLAN_COLUMNS} FROM images WHERE sequence_id = ANY(%s)",
                              (list(sequence_ids),))
@@ -70,9 +70,9 @@ class EditsMixin(Queries):
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "SELECT DISTINCT sequence_id FROM images WHERE id = ANY(%s)", (ids,))
-            locked = await _lock(conn, [str(r[0]) for r in await cur.fetchall()])
+            locked = await lock_sequences(conn, [str(r[0]) for r in await cur.fetchall()])
             # Read after the locks: a concurrent edit of these sequences has committed.
-            before, old_lines = await _read(conn, sorted(locked))
+            before, old_lines = await read_plan_rows(conn, sorted(locked))
             out = corrected_rows(before, corrections)
             if not out.changed:
                 return EditedImages()
@@ -99,10 +99,10 @@ class EditsMixin(Queries):
         """Split a sequence at an image in one transaction."""
         now = int(time.time() * 1000)
         async with self.db.transaction() as conn:
-            old = (await _lock(conn, [sequence_id])).get(sequence_id)
+            old = (await lock_sequences(conn, [sequence_id])).get(sequence_id)
             if old is None:
                 raise NodeNotFound(sequence_id, "post")
-            before, old_lines = await _read(conn, [sequence_id])
+            before, old_lines = await read_plan_rows(conn, [sequence_id])
             after, moving = split_rows(before, at_image_id, new_sequence_id)
             plan = plan_rebuild(before, after, old_lines)
             cur = await conn.execute(
@@ -121,11 +121,11 @@ class EditsMixin(Queries):
     async def merge_sequences(self, sequence_id: str, other_id: str) -> EditedImages:
         """Merge a sequence into another in one transaction."""
         async with self.db.transaction() as conn:
-            locked = await _lock(conn, [sequence_id, other_id])
+            locked = await lock_sequences(conn, [sequence_id, other_id])
             into, other = locked.get(sequence_id), locked.get(other_id)
             check_mergeable(into and into[:3], other and other[:3])
             assert into is not None
-            before, old_lines = await _read(conn, [sequence_id, other_id])
+            before, old_lines = await read_plan_rows(conn, [sequence_id, other_id])
             after, moving = merged_rows(before, sequence_id, other_id)
             plan = plan_rebuild(before, after, old_lines)
             if other_id not in plan.emptied:  # a sequence without images (never stored so)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence as Seq
 
 from psycopg.types.json import Jsonb
 
-from wayview.model.entities import AuditEntry, Membership, Report
+from wayview.model.entities import AuditEntry, HiddenImage, Membership, Report
+from wayview.store.deletion import plan_rebuild
 from wayview.store.governance_columns import (
     AUDIT_COLUMNS,
     MEMBERSHIP_COLUMNS,
@@ -19,10 +21,16 @@ from wayview.store.governance_columns import (
     where,
 )
 from wayview.store.postgres.connection import Queries
+from wayview.store.postgres.delete import lock_plan, write_plan
+from wayview.store.postgres.edits import lock_sequences, read_plan_rows
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+_HIDDEN_COLUMNS = ("h.image_id, h.hidden_at_ms, h.hidden_by, h.reason, i.creator_id,"
+                   " i.organization_id")
 
 
 class GovernanceMixin(Queries):
@@ -163,3 +171,53 @@ class GovernanceMixin(Queries):
             f" resolved_at_ms = %s{clause} RETURNING {REPORT_COLUMNS}",
             (resolution, resolver_id, _now_ms(), *params))
         return sorted((report_from_row(r) for r in rows), key=lambda x: x.id)
+
+    # -- hidden images ---------------------------------------------------------------------------
+    async def set_hidden(self, image_ids: Seq[int], hidden: bool, *, by: int | None = None,
+                         reason: str = "") -> list[int]:
+        """Hide or show images; their sequences' tile rows rebuilt (locks in the order of
+        `wayview.store.postgres.delete`)."""
+        wanted = sorted(set(image_ids))
+        if not wanted:
+            return []
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT sequence_id FROM images WHERE id = ANY(%s)", (wanted,))
+            sequences = sorted(str(r[0]) for r in await cur.fetchall())
+            await lock_sequences(conn, sequences)
+            if hidden:
+                cur = await conn.execute(
+                    "INSERT INTO hidden_images (image_id, hidden_at_ms, hidden_by, reason)"
+                    " SELECT id, %s, %s, %s FROM images WHERE id = ANY(%s)"
+                    " ON CONFLICT (image_id) DO NOTHING RETURNING image_id",
+                    (_now_ms(), by, reason, wanted))
+            else:
+                cur = await conn.execute(
+                    "DELETE FROM hidden_images WHERE image_id = ANY(%s) RETURNING image_id",
+                    (wanted,))
+            changed = sorted(int(r[0]) for r in await cur.fetchall())
+            if changed:
+                rows, old_lines = await read_plan_rows(conn, sequences)
+                plan = plan_rebuild(rows, rows, old_lines)
+                await lock_plan(conn, plan)
+                await write_plan(conn, plan)
+        return changed
+
+    async def hidden_among(self, image_ids: Seq[int]) -> set[int]:
+        """The hidden ones of these images."""
+        wanted = sorted(set(image_ids))
+        if not wanted:
+            return set()
+        rows = await self._all("SELECT image_id FROM hidden_images WHERE image_id = ANY(%s)",
+                               (wanted,))
+        return {int(r[0]) for r in rows}
+
+    async def list_hidden(self, *, organization_ids: tuple[int, ...] | None = None,
+                          limit: int = 200) -> list[HiddenImage]:
+        """Hidden images, newest first."""
+        clause, params = where("%s", {}, organization_ids, None)
+        clause = clause.replace("organization_id", "i.organization_id")
+        rows = await self._all(
+            f"SELECT {_HIDDEN_COLUMNS} FROM hidden_images h JOIN images i ON i.id = h.image_id"
+            f"{clause} ORDER BY h.hidden_at_ms DESC, h.image_id LIMIT %s", (*params, limit))
+        return [HiddenImage(*r) for r in rows]

@@ -51,6 +51,7 @@ from wayview.store.columns import (
 )
 from wayview.store.migrate import load_migrations
 from wayview.store.postgres.accounts import AccountsMixin
+from wayview.store.postgres.blurs import BlursMixin
 from wayview.store.postgres.connection import Conn, Database
 from wayview.store.postgres.delete import delete_images as delete_image_rows
 from wayview.store.postgres.edits import EditsMixin
@@ -116,6 +117,7 @@ def _image_from_row(r: tuple[Any, ...]) -> Image:
         computed_lat=r[19], computed_altitude_m=r[20], computed_compass_angle_deg=r[21],
         content_sha256=r[22], created_at_ms=r[23], creator_username=r[24],
         computed_rotation=_triple(r[25]), atomic_scale=r[26], merge_cc=r[27], assets=r[28],
+        media_version=r[29],
     )
 
 
@@ -188,7 +190,7 @@ def _bbox_clause(alias: str, bbox: tuple[float, float, float, float], params: li
 
 
 class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, EditsMixin,
-                     ExportsMixin, SingleLayerTileReads):
+                     ExportsMixin, BlursMixin, SingleLayerTileReads):
     """The Store protocol on PostgreSQL + PostGIS through a pool of async connections."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:

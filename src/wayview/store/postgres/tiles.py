@@ -173,6 +173,8 @@ async def rebuild_computed(conn: Conn, sequence_ids: Seq[str]) -> None:
     for sequence_id in sequence_ids:
         cur = await conn.execute(
             f"SELECT {COMPUTED_SOURCE_COLUMNS}, {ix.qk} FROM images WHERE sequence_id = %s"
+            # Hidden images (issue #17) stay out of the tile indexes.
+            " AND id NOT IN (SELECT image_id FROM hidden_images)"
             " ORDER BY captured_at_ms, id", (sequence_id,))
         rows = await cur.fetchall()
         ids = [int(r[0]) for r in rows]

@@ -15,11 +15,19 @@ from typing import Any
 
 from wayview.model.entities import DeletedImages
 from wayview.store.columns import TILE_INDEXES
-from wayview.store.deletion import PLAN_COLUMNS, DeletionPlan, SequenceRebuild, plan_deletion
+from wayview.store.deletion import (
+    HIDDEN_CODE,
+    PLAN_COLUMNS,
+    DeletionPlan,
+    SequenceRebuild,
+    plan_deletion,
+)
 from wayview.store.sqlite.tiles import bump_epochs, write_lines_and_overview
 
 # SQLite allows 32,766 host parameters; batch below that.
 _BATCH = 900
+#: Moves hidden images out of both tile indexes (the triggers repack their records).
+_HIDE_CODES = ", ".join(f"{ix.qk} = ?" for ix in TILE_INDEXES.values())
 
 
 def _chunks(values: Seq[Any], size: int = _BATCH) -> Iterable[Seq[Any]]:
@@ -85,6 +93,13 @@ def write_plan(conn: sqlite3.Connection, plan: DeletionPlan) -> None:
             conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ?", (sequence_id,))
             conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = ?", (sequence_id,))
         conn.execute("DELETE FROM sequences WHERE id = ?", (sequence_id,))
+    for sequence_id in plan.veiled:
+        for ix in TILE_INDEXES.values():
+            conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ?", (sequence_id,))
+            conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = ?", (sequence_id,))
+    for chunk in _chunks(plan.hide):
+        conn.execute(f"UPDATE images SET {_HIDE_CODES} WHERE id IN ({_marks(len(chunk))})",
+                     [*(HIDDEN_CODE for _ in TILE_INDEXES), *chunk])
     for rebuild in plan.shrunk:
         _rebuild(conn, rebuild)
     for computed, ix in TILE_INDEXES.items():

@@ -34,7 +34,7 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-def _read(conn: sqlite3.Connection, sequence_ids: Iterable[str]) -> tuple[Rows, Lines]:
+def read_plan_rows(conn: sqlite3.Connection, sequence_ids: Iterable[str]) -> tuple[Rows, Lines]:
     """The plan rows of every image of some sequences, and their stored lines."""
     rows: Rows = []
     old_lines: Lines = {False: set(), True: set()}
@@ -78,7 +78,7 @@ def correct_rows(conn: sqlite3.Connection, corrections: Seq[ImageCorrection],
         sequences.update(s for (s,) in conn.execute(
             f"SELECT DISTINCT sequence_id FROM images WHERE id IN ({_marks(len(chunk))})",
             chunk))
-    before, old_lines = _read(conn, sequences)
+    before, old_lines = read_plan_rows(conn, sequences)
     out = corrected_rows(before, corrections)
     if not out.changed:
         return EditedImages()
@@ -107,7 +107,7 @@ def split_rows_in(conn: sqlite3.Connection, sequence_id: str, at_image_id: int,
     old = _sequence(conn, sequence_id)
     if old is None:
         raise NodeNotFound(sequence_id, "post")
-    before, old_lines = _read(conn, [sequence_id])
+    before, old_lines = read_plan_rows(conn, [sequence_id])
     after, moving = split_rows(before, at_image_id, new_sequence_id)
     cur = conn.execute(
         "INSERT INTO sequences (id, creator_id, organization_id, created_at_ms, computed_tiles)"
@@ -123,7 +123,7 @@ def merge_rows_in(conn: sqlite3.Connection, sequence_id: str, other_id: str) -> 
     into, other = _sequence(conn, sequence_id), _sequence(conn, other_id)
     check_mergeable(into and into[:3], other and other[:3])
     assert into is not None
-    before, old_lines = _read(conn, [sequence_id, other_id])
+    before, old_lines = read_plan_rows(conn, [sequence_id, other_id])
     after, moving = merged_rows(before, sequence_id, other_id)
     _move(conn, moving, sequence_id, into[3])
     plan = plan_rebuild(before, after, old_lines)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence as Seq
 
-from wayview.model.entities import AuditEntry, Membership, Report
+from wayview.model.entities import AuditEntry, HiddenImage, Membership, Report
+from wayview.store.deletion import plan_rebuild
 from wayview.store.governance_columns import (
     AUDIT_COLUMNS,
     MEMBERSHIP_COLUMNS,
@@ -18,10 +20,51 @@ from wayview.store.governance_columns import (
     where,
 )
 from wayview.store.sqlite.connection import Database
+from wayview.store.sqlite.delete import write_plan
+from wayview.store.sqlite.edits import read_plan_rows
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+_BATCH = 900
+_HIDDEN_COLUMNS = ("h.image_id, h.hidden_at_ms, h.hidden_by, h.reason, i.creator_id,"
+                   " i.organization_id")
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _set_hidden(conn: sqlite3.Connection, wanted: list[int], hidden: bool, by: int | None,
+                reason: str) -> list[int]:
+    changed: list[int] = []
+    now = _now_ms()
+    for start in range(0, len(wanted), _BATCH):
+        chunk = wanted[start:start + _BATCH]
+        marks = _marks(len(chunk))
+        if hidden:
+            ids = [r[0] for r in conn.execute(
+                f"SELECT id FROM images WHERE id IN ({marks})"
+                " AND id NOT IN (SELECT image_id FROM hidden_images)", chunk)]
+            conn.executemany("INSERT INTO hidden_images VALUES (?, ?, ?, ?)",
+                             [(i, now, by, reason) for i in ids])
+        else:
+            ids = [r[0] for r in conn.execute(
+                f"SELECT image_id FROM hidden_images WHERE image_id IN ({marks})", chunk)]
+            conn.execute(f"DELETE FROM hidden_images WHERE image_id IN ({marks})", chunk)
+        changed += ids
+    sequences: set[str] = set()
+    for start in range(0, len(changed), _BATCH):
+        chunk = changed[start:start + _BATCH]
+        sequences.update(s for (s,) in conn.execute(
+            f"SELECT DISTINCT sequence_id FROM images WHERE id IN ({_marks(len(chunk))})",
+            chunk))
+    if sequences:
+        rows, old_lines = read_plan_rows(conn, sequences)
+        write_plan(conn, plan_rebuild(rows, rows, old_lines))
+    return sorted(changed)
 
 
 class GovernanceMixin:
@@ -185,3 +228,38 @@ class GovernanceMixin:
             return sorted((report_from_row(r) for r in rows), key=lambda x: x.id)
 
         return await self.db.write(run)
+
+    # -- hidden images ---------------------------------------------------------------------------
+    async def set_hidden(self, image_ids: Seq[int], hidden: bool, *, by: int | None = None,
+                         reason: str = "") -> list[int]:
+        """Hide or show images; their sequences' tile rows rebuilt."""
+        wanted = sorted(set(image_ids))
+        return await self.db.write(lambda c: _set_hidden(c, wanted, hidden, by, reason))
+
+    async def hidden_among(self, image_ids: Seq[int]) -> set[int]:
+        """The hidden ones of these images."""
+        wanted = sorted(set(image_ids))
+        if not wanted:
+            return set()
+
+        def run(conn: sqlite3.Connection) -> set[int]:
+            found: set[int] = set()
+            for start in range(0, len(wanted), _BATCH):
+                chunk = wanted[start:start + _BATCH]
+                found.update(r[0] for r in conn.execute(
+                    f"SELECT image_id FROM hidden_images WHERE image_id IN"
+                    f" ({_marks(len(chunk))})", chunk))
+            return found
+
+        return await self.db.read(run)
+
+    async def list_hidden(self, *, organization_ids: tuple[int, ...] | None = None,
+                          limit: int = 200) -> list[HiddenImage]:
+        """Hidden images, newest first."""
+        clause, params = where("?", {}, organization_ids, None)
+        clause = clause.replace("organization_id", "i.organization_id")
+        rows = await self.db.read(lambda c: c.execute(
+            f"SELECT {_HIDDEN_COLUMNS} FROM hidden_images h JOIN images i ON i.id = h.image_id"
+            f"{clause} ORDER BY h.hidden_at_ms DESC, h.image_id LIMIT ?",
+            (*params, limit)).fetchall())
+        return [HiddenImage(*r) for r in rows]

@@ -45,6 +45,7 @@ from wayview.store.columns import (
 )
 from wayview.store.migrate import load_migrations
 from wayview.store.sqlite.accounts import AccountsMixin
+from wayview.store.sqlite.blurs import BlursMixin
 from wayview.store.sqlite.connection import Database, tile_rec
 from wayview.store.sqlite.delete import delete_images as delete_image_rows
 from wayview.store.sqlite.edits import EditsMixin
@@ -118,6 +119,7 @@ def _image_from_row(r: tuple[Any, ...]) -> Image:
         created_at_ms=r[23], creator_username=r[24],
         computed_rotation=tuple(json.loads(r[25])) if r[25] else None,
         atomic_scale=r[26], merge_cc=r[27], assets=r[28],
+        media_version=r[29],
     )
 
 
@@ -177,7 +179,7 @@ def _values_clause(column: str, values: tuple[str, ...], params: list[Any]) -> s
 
 
 class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, EditsMixin,
-                   ExportsMixin, SingleLayerTileReads):
+                   ExportsMixin, BlursMixin, SingleLayerTileReads):
     """The Store protocol on one SQLite file (WAL, one writer thread, reader threads)."""
 
     def __init__(self, path: Path, *, readers: int = 4, inline_point_reads: bool = True) -> None:

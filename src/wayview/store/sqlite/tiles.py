@@ -148,6 +148,8 @@ def rebuild_computed(conn: sqlite3.Connection, sequence_ids: Seq[str]) -> None:
     for sequence_id in sequence_ids:
         rows = conn.execute(
             f"SELECT {COMPUTED_SOURCE_COLUMNS}, {ix.qk} FROM images WHERE sequence_id = ?"
+            # Hidden images (issue #17) stay out of the tile indexes.
+            " AND id NOT IN (SELECT image_id FROM hidden_images)"
             " ORDER BY captured_at_ms, id", (sequence_id,)).fetchall()
         ids = [r[0] for r in rows]
         touched |= code_tiles(r[-1] for r in rows)
