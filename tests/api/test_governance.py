@@ -171,3 +171,86 @@ async def test_users_report_images_and_moderators_dismiss_or_delete(
     assert [e["action"] for e in trail] == ["report.delete", "report.create"]
     assert (await client.get("/audit_log", headers=carol)).json()["data"][0][
         "details"]["reason"] == "offensive"
+
+
+async def test_hidden_images_vanish_for_everyone_but_owner_and_moderators(
+        client: httpx.AsyncClient, seeded: Seeded, store: Store) -> None:
+    import mapbox_vector_tile
+
+    from wayview.tiles.index import IMAGE_ZOOM
+    from wayview.tiles.tilemath import lnglat_to_tile
+
+    s1 = next(iter(seeded.sequences.values()))
+    victim = s1[2]  # a stop sign's detection is on it
+    detection = seeded.detections[0]
+    sign = seeded.features[0]
+    _, mod_token = await _token(store, "mod", role="moderator")
+    mod, alice, bob = _auth(mod_token), _auth(seeded.user_token), _auth(seeded.bob_token)
+    public = _auth(seeded.client_token)
+
+    async def tile_ids(tileset: str) -> set[int]:
+        x, y = lnglat_to_tile(victim.lon, victim.lat, IMAGE_ZOOM)
+        r = await client.get(f"/maps/vtp/{tileset}/2/{IMAGE_ZOOM}/{x}/{y}",
+                             headers={**public, "Accept-Encoding": "identity"})
+        layers = mapbox_vector_tile.decode(r.content) if r.content else {}
+        return {int(f["properties"]["id"]) for f in layers.get("image", {}).get("features", [])}
+
+    async def sees(headers: dict[str, str]) -> dict[str, bool]:
+        one = await client.get(f"/{victim.id}", headers=headers)
+        ids = await client.get("/image_ids", headers=headers,
+                               params={"sequence_id": victim.sequence_id})
+        many = await client.get("/", headers=headers, params={"ids": str(victim.id)})
+        det = await client.get(f"/{detection.id}", headers=headers)
+        of_sign = await client.get(f"/{sign.id}/detections", headers=headers)
+        tiles = await client.get(f"/{victim.id}/tiles", headers=headers, params={"z": "0"})
+        west, south = victim.lon - 1e-4, victim.lat - 1e-4
+        near = await client.get("/detections", headers=headers, params={
+            "bbox": f"{west},{south},{west + 2e-4},{south + 2e-4}", "fields": "id"})
+        return {
+            "node": one.status_code == 200,
+            "image_ids": str(victim.id) in {row["id"] for row in ids.json()["data"]},
+            "many": str(victim.id) in many.json(),
+            "detection": det.status_code == 200,
+            "feature_detections": str(detection.id) in {
+                row["id"] for row in of_sign.json()["data"]},
+            "image_tiles": tiles.status_code == 200,
+            "detections_search": str(detection.id) in {row["id"] for row in
+                                                       near.json()["data"]},
+        }
+
+    everything = {k: True for k in await sees(public)}
+    assert await sees(public) == everything
+    before = {t: await tile_ids(t) for t in ("mly1_public", "mly1_computed_public")}
+    assert all(victim.id in ids for ids in before.values())
+    # Only moderators hide.
+    r = await client.post(f"/{victim.id}/hide", headers=bob, data={"reason": "a face"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == 100
+    r = await client.post(f"/{victim.id}/hide", headers=mod, data={"reason": "a face"})
+    assert r.json() == {"success": True, "changed": True}
+    nothing = {k: False for k in everything}
+    assert await sees(public) == nothing
+    assert await sees(bob) == nothing
+    assert await sees(alice) == everything  # the owner
+    assert await sees(mod) == everything
+    for tileset in before:
+        assert await tile_ids(tileset) == before[tileset] - {victim.id}
+    r = await client.get(f"/{sign.id}", headers=public, params={"fields": "images"})
+    assert str(victim.id) not in {row["id"] for row in r.json()["images"]["data"]}
+    listed = (await client.get("/hidden_images", headers=mod)).json()["data"]
+    assert [(h["image_id"], h["reason"]) for h in listed] == [(str(victim.id), "a face")]
+    assert (await client.get("/hidden_images", headers=bob)).status_code == 403
+    # Shown again, to everyone.
+    r = await client.post(f"/{victim.id}/unhide", headers=mod)
+    assert r.json() == {"success": True, "changed": True}
+    assert await sees(public) == everything
+    for tileset in before:
+        assert await tile_ids(tileset) == before[tileset]
+    # A report resolved by hiding.
+    r = await client.post(f"/{victim.id}/reports", headers=bob, data={"reason": "privacy"})
+    r = await client.post(f"/reports/{r.json()['id']}", headers=mod, data={"action": "hide"})
+    assert r.json()["resolved"][0]["resolution"] == "hidden"
+    assert await sees(public) == nothing
+    actions = [e["action"] for e in (await client.get(
+        "/audit_log", headers=mod, params={"target_kind": "image",
+                                           "target_id": str(victim.id)})).json()["data"]]
+    assert actions == ["report.hide", "report.create", "image.unhide", "image.hide"]

@@ -3,8 +3,9 @@ Chromium against a live `wayview serve`, every non-loopback request aborted.
 
 Two people sign up in their own browser contexts: olga creates an organization and invites
 pia, who accepts; pia opens an image in /app, follows the viewer's "Report this image" link
-and reports two images; olga, made a moderator with `wayview role`, dismisses one report and
-deletes the other image from the moderation queue, and the API stops serving it.
+and reports three images; olga, made a moderator with `wayview role`, dismisses one report,
+deletes the second image and hides the third (the API stops serving them), then shows the
+hidden one again.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def test_organizations_reports_and_moderation_in_the_browser(browser: Any, world
     assert link.is_visible() and link.get_attribute("href") == f"/report/{target}"
     screenshot(pia, "governance-viewer-report-link")
     for image_id, reason, comment in ((target, "privacy", "a face, unblurred"),
-                                      (world.image_ids[3], "offensive", "rude graffiti")):
+                                      (world.image_ids[3], "offensive", "rude graffiti"),
+                                      (world.image_ids[0], "privacy", "a number plate")):
         pia.goto(f"{world.base}/report/{image_id}")
         pia.check(f"input[name=reason][value={reason}]")
         pia.fill("#comment", comment)
@@ -95,7 +97,7 @@ def test_organizations_reports_and_moderation_in_the_browser(browser: Any, world
             cwd=world.server.data_dir.parent)
     olga.goto(f"{world.base}/moderation")
     rows = olga.locator("tr[id^=report-]")
-    assert rows.count() == 2
+    assert rows.count() == 3
     screenshot(olga, "governance-moderation-queue")
     privacy = olga.locator("tr", has_text="a face, unblurred")
     privacy.locator("input[name=note]").fill("blurred already")
@@ -104,9 +106,22 @@ def test_organizations_reports_and_moderation_in_the_browser(browser: Any, world
     olga.locator("tr", has_text="rude graffiti").locator(
         "button:has-text('Delete image')").click()
     olga.wait_for_selector("text=Image deleted; its reports are resolved.")
+    olga.locator("tr", has_text="a number plate").locator(
+        "button:has-text('Hide image')").click()
+    olga.wait_for_selector("text=Image hidden; its reports are resolved.")
     assert olga.locator("tr[id^=report-]").count() == 0
+    hidden = olga.locator(f"#hidden-{world.image_ids[0]}")
+    assert hidden.is_visible()
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        auth = {"Authorization": f"OAuth {world.client_token}"}
+        assert http.get(f"{world.base}/{world.image_ids[0]}", headers=auth).status_code == 400
+        hidden.locator("button:has-text('Show again')").click()
+        olga.wait_for_selector("text=The image is shown again.")
+        assert http.get(f"{world.base}/{world.image_ids[0]}", headers=auth).status_code == 200
     log = olga.locator("h2:has-text('Audit log') + table").inner_text()
-    assert "report.delete" in log and "report.dismiss" in log and "report.create" in log
+    for action in ("report.delete", "report.dismiss", "report.hide", "image.unhide",
+                   "report.create"):
+        assert action in log, action
     screenshot(olga, "governance-moderation-done")
     # The API: the deleted image answers like an id that never existed; the other stays.
     with httpx.Client(trust_env=False, timeout=10) as http:

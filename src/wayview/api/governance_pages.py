@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
     from wayview.api.app import Context
 
+_RESOLVED = {"delete": "Image deleted; its reports are resolved.",
+             "hide": "Image hidden; its reports are resolved.",
+             "dismiss": "Report dismissed."}
 _REASON_TEXT = {"privacy": "Privacy: an unblurred face, plate or private place",
                 "offensive": "Offensive or inappropriate content",
                 "wrong_location": "Wrong location or direction",
@@ -142,21 +145,27 @@ async def _organization_action(ctx: Context, user_id: int, org_id: int, action: 
 
 # -- moderation -------------------------------------------------------------------------------
 async def moderation_page(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    """GET /moderation (`?status=open|resolved`); POST /moderation/reports/{id} resolves."""
+    """GET /moderation (`?status=open|resolved`); POST /moderation/reports/{id} resolves,
+    POST /moderation/images/{id}/unhide shows a hidden image again."""
     page, away, user_id = await _user(ctx, request)
     if away is not None:
         return away
     error = notice = None
     if request.method == "POST":
         form = await _form(page)
+        groups = match.groupdict()
         try:
-            await governance.resolve(ctx.store, user_id, int(match["report"]),
-                                     form.get("action"), form.get("note"))
+            if groups.get("image"):
+                await governance.unhide_image(ctx.store, user_id, int(groups["image"]))
+                notice = "The image is shown again."
+            else:
+                action = form.get("action")
+                await governance.resolve(ctx.store, user_id, int(match["report"]), action,
+                                         form.get("note"))
+                notice = _RESOLVED.get(action, "Report dismissed.")
         except WayviewError as exc:
             error = exc.message
-        else:
-            notice = ("Image deleted; its reports are resolved." if form.get("action") ==
-                      "delete" else "Report dismissed.")
+            notice = None
     status = request.query_params.get("status", "open")
     status = status if status in ("open", "resolved") else "open"
     orgs = await governance.moderated_organizations(ctx.store, user_id)
@@ -168,8 +177,9 @@ async def moderation_page(ctx: Context, request: Request, match: re.Match[str]) 
     actor_filter, org_filter = await governance.audit_scope(ctx.store, user_id)
     entries = await ctx.store.audit_entries(actor_id=actor_filter,
                                             organization_ids=org_filter, limit=50)
+    hidden = await governance.hidden_queue(ctx.store, user_id, limit=200)
     return _render(page, "moderation.html", "Moderation", status=400 if error else 200,
-                   error=error, notice=notice, reports=reports, images=images,
+                   error=error, notice=notice, reports=reports, images=images, hidden=hidden,
                    status_shown=status, entries=entries, reason_text=_REASON_TEXT)
 
 
@@ -214,6 +224,8 @@ ROUTES: list[Route] = [
           _POST, organization_page, auth=False, budget=None),
     Route(_r(r"/moderation"), _GET, moderation_page, auth=False, budget=None),
     Route(_r(r"/moderation/reports/(?P<report>[0-9]{1,16})"), _POST, moderation_page,
+          auth=False, budget=None),
+    Route(_r(r"/moderation/images/(?P<image>[0-9]{1,16})/unhide"), _POST, moderation_page,
           auth=False, budget=None),
     Route(_r(r"/report/(?P<id>[0-9]{1,16})"), _PAGE, report_page, auth=False, budget=None),
 ]

@@ -39,7 +39,8 @@ async def healthz(ctx: Context, request: Request, match: re.Match[str]) -> Respo
 
 async def node(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """GET /{id}?fields=: one image, map feature, detection, organization or user."""
-    return json_response(await ctx.graph.node(match["id"], request.query_params.get("fields")))
+    return json_response(await ctx.graph.node(match["id"], request.query_params.get("fields"),
+                                              viewer=ctx.principal))
 
 
 def acting_user(ctx: Context) -> int:
@@ -93,17 +94,20 @@ async def many(ctx: Context, request: Request, match: re.Match[str]) -> Response
     ids = match.groupdict().get("ids") or request.query_params.get("ids")
     if not ids:
         raise MissingParameter("ids")
-    return json_response(await ctx.graph.many(ids, request.query_params.get("fields")))
+    return json_response(await ctx.graph.many(ids, request.query_params.get("fields"),
+                                              viewer=ctx.principal))
 
 
 async def images(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """GET /images: search by bbox, time, sequence, creator, organization, ids, S2 cell."""
-    return _collection(ctx, request, await ctx.graph.images(request.query_params))
+    return _collection(ctx, request, await ctx.graph.images(request.query_params,
+                                                            viewer=ctx.principal))
 
 
 async def image_ids(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """GET /image_ids?sequence_id=: a sequence's images in capture order."""
-    return _collection(ctx, request, await ctx.graph.image_ids(request.query_params))
+    return _collection(ctx, request, await ctx.graph.image_ids(request.query_params,
+                                                               viewer=ctx.principal))
 
 
 async def map_features(ctx: Context, request: Request, match: re.Match[str]) -> Response:
@@ -113,17 +117,19 @@ async def map_features(ctx: Context, request: Request, match: re.Match[str]) -> 
 
 async def detections(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """GET /detections: detections whose image lies in a bbox."""
-    return _collection(ctx, request, await ctx.graph.detections(request.query_params))
+    return _collection(ctx, request, await ctx.graph.detections(request.query_params,
+                                                                viewer=ctx.principal))
 
 
 async def image_tiles(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """GET /{image_id}/tiles?z=&fields=url,z,x,y."""
     params = request.query_params
     return _collection(ctx, request, await ctx.graph.image_tiles(
-        match["id"], params.get("z"), params.get("fields")))
+        match["id"], params.get("z"), params.get("fields"), viewer=ctx.principal))
 
 
 async def detections_of(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """GET /{image_id}/detections and GET /{map_feature_id}/detections."""
-    result = await ctx.graph.detections_of(match["id"], request.query_params.get("fields"))
+    result = await ctx.graph.detections_of(match["id"], request.query_params.get("fields"),
+                                           viewer=ctx.principal)
     return _collection(ctx, request, result)

@@ -3,7 +3,9 @@
 
     POST /{image_id}/reports        report an image: `reason`, `comment` (any signed-in user)
     GET  /reports                   the queue: `status` (open, resolved, all), `before`
-    POST /reports/{report_id}       resolve: `action` dismiss | delete, `note`
+    POST /reports/{report_id}       resolve: `action` dismiss | hide | delete, `note`
+    POST /{image_id}/hide           hide an image (`reason`); POST /{image_id}/unhide shows it
+    GET  /hidden_images             the hidden images a moderator may show again
     GET  /audit_log                 who did what: `actor`, `target_kind` + `target_id`,
                                     `before`, `limit`
 
@@ -127,6 +129,34 @@ async def audit_log(ctx: Context, request: Request, match: re.Match[str]) -> Res
     return json_response({"data": [audit_json(e) for e in entries]})
 
 
+async def hide(ctx: Context, request: Request, match: re.Match[str]) -> Response:
+    """POST /{image_id}/hide and POST /{image_id}/unhide (moderators)."""
+    image_id = match["id"]
+    action = match["action"]
+    if len(image_id) > 16:
+        raise NodeNotFound(image_id, "post")
+    if action == "hide":
+        params = await read_params(request)
+        changed = await governance.hide_image(ctx.store, acting_user(ctx), int(image_id),
+                                              params.get("reason", ""))
+    else:
+        changed = await governance.unhide_image(ctx.store, acting_user(ctx), int(image_id))
+    return json_response({"success": True, "changed": changed})
+
+
+async def hidden_images(ctx: Context, request: Request, match: re.Match[str]) -> Response:
+    """GET /hidden_images."""
+    params = dict(request.query_params)
+    found = await governance.hidden_queue(ctx.store, acting_user(ctx),
+                                          _int(params, "limit", 100, MAX_LIMIT) or 100)
+    return json_response({"data": [
+        {"image_id": str(h.image_id), "hidden_at": h.hidden_at_ms, "reason": h.reason,
+         "hidden_by": str(h.hidden_by) if h.hidden_by is not None else None,
+         "owner_id": str(h.owner_id) if h.owner_id is not None else None,
+         "organization_id": (str(h.organization_id) if h.organization_id is not None
+                             else None)} for h in found]})
+
+
 _r = re.compile
 _GET = frozenset({"GET", "HEAD"})
 _POST = frozenset({"POST"})
@@ -137,4 +167,6 @@ ROUTES: list[Route] = [
     Route(_r(r"/reports"), _GET, reports),
     Route(_r(r"/reports/(?P<report>[0-9]+)"), _POST, resolve, scope="write"),
     Route(_r(r"/audit_log"), _GET, audit_log),
+    Route(_r(r"/(?P<id>[0-9]+)/(?P<action>hide|unhide)"), _POST, hide, scope="write"),
+    Route(_r(r"/hidden_images"), _GET, hidden_images),
 ]

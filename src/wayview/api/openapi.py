@@ -760,9 +760,20 @@ def _governance_paths() -> Json:
             [_query("status", {"enum": ["open", "resolved", "all"]}, "Which reports "
                     "(default open).", "open"), before, limit], data, "moderation")},
         "/reports/{report_id}": {"post": op(
-            "resolveReport", "Resolve a report", "`dismiss` keeps the image, `delete` "
-            "deletes it and resolves all its reports." + write, [report_id], one,
-            "moderation", {"action": {"enum": ["dismiss", "delete"]}, "note": _STRING})},
+            "resolveReport", "Resolve a report", "`dismiss` keeps the image, `hide` hides "
+            "it, `delete` deletes it; hiding or deleting resolves all its reports." + write,
+            [report_id], one, "moderation",
+            {"action": {"enum": ["dismiss", "hide", "delete"]}, "note": _STRING})},
+        "/{id}/hide": {"post": op(
+            "hideImage", "Hide an image", "Moderators: out of every tile and every answer "
+            "except to its owner and moderators." + write, [_id_path("An image id.")], one,
+            "moderation", {"reason": _STRING})},
+        "/{id}/unhide": {"post": op(
+            "unhideImage", "Show a hidden image again", "Moderators." + write,
+            [_id_path("An image id.")], one, "moderation")},
+        "/hidden_images": {"get": op(
+            "listHiddenImages", "Hidden images", "Those a moderator may show again, most "
+            "recently hidden first.", [limit], data, "moderation")},
         "/audit_log": {"get": op(
             "getAuditLog", "Who did what, when", "Instance admins and moderators read "
             "everything, organization admins their organizations' entries, others their "

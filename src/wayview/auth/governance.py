@@ -23,6 +23,7 @@ from wayview.model.entities import (
     INSTANCE_ROLES,
     ORGANIZATION_ROLES,
     REPORT_REASONS,
+    HiddenImage,
     Image,
     Membership,
     Organization,
@@ -36,7 +37,7 @@ SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])")
 #: Longest report comment kept.
 MAX_COMMENT = 2000
 #: Resolutions of a report a moderator picks.
-RESOLUTIONS = ("dismiss", "delete")
+RESOLUTIONS = ("dismiss", "hide", "delete")
 
 
 # -- deletion ---------------------------------------------------------------------------------
@@ -276,7 +277,8 @@ async def queue(store: Store, actor_id: int | None, *, status: str | None = "ope
 
 async def resolve(store: Store, actor_id: int | None, report_id: int, action: str,
                   note: str = "") -> list[Report]:
-    """Dismiss a report, or delete its image (which resolves every open report of it)."""
+    """Dismiss a report, or hide or delete its image (which resolves every open report of
+    it)."""
     if action not in RESOLUTIONS:
         raise InvalidParameter("action", f"one of {', '.join(RESOLUTIONS)}")
     report = await store.get_report(report_id)
@@ -291,8 +293,57 @@ async def resolve(store: Store, actor_id: int | None, report_id: int, action: st
     if action == "dismiss":
         return await store.resolve_reports(report.image_id, resolver_id=actor_id,
                                            resolution="dismissed", report_id=report_id)
+    if action == "hide":
+        await store.set_hidden([report.image_id], True, by=actor_id, reason=report.reason)
+        return await store.resolve_reports(report.image_id, resolver_id=actor_id,
+                                           resolution="hidden")
     resolved = await store.resolve_reports(report.image_id, resolver_id=actor_id,
                                            resolution="deleted")
     if await _images(store, [report.image_id]):
         await request_deletion(store, [report.image_id])
     return resolved
+
+
+async def _moderated_image(store: Store, actor_id: int | None, image_id: int,
+                           method: str) -> Image:
+    images = await _images(store, [image_id])
+    if not images or (actor_id is not None and not await may_moderate(
+            store, actor_id, images[0].organization_id)):
+        raise NodeNotFound(str(image_id), method)
+    return images[0]
+
+
+async def hide_image(store: Store, actor_id: int | None, image_id: int,
+                     reason: str = "") -> bool:
+    """Hide an image (moderators): it leaves every tile and every Graph answer except to its
+    owner and moderators; its open reports are resolved as "hidden". False if it was hidden
+    already."""
+    image = await _moderated_image(store, actor_id, image_id, "post")
+    changed = bool(await store.set_hidden([image_id], True, by=actor_id,
+                                          reason=reason.strip()[:MAX_COMMENT]))
+    if changed:
+        await audit(store, "image.hide", actor_id=actor_id, target_kind="image",
+                    target_id=image_id, organization_id=image.organization_id,
+                    owner=image.creator_id, reason=reason.strip()[:MAX_COMMENT])
+    await store.resolve_reports(image_id, resolver_id=actor_id, resolution="hidden")
+    return changed
+
+
+async def unhide_image(store: Store, actor_id: int | None, image_id: int) -> bool:
+    """Show a hidden image again (moderators). False if it was not hidden."""
+    image = await _moderated_image(store, actor_id, image_id, "post")
+    changed = bool(await store.set_hidden([image_id], False))
+    if changed:
+        await audit(store, "image.unhide", actor_id=actor_id, target_kind="image",
+                    target_id=image_id, organization_id=image.organization_id,
+                    owner=image.creator_id)
+    return changed
+
+
+async def hidden_queue(store: Store, actor_id: int | None, limit: int = 200
+                       ) -> list[HiddenImage]:
+    """The hidden images a moderator may show again, most recent first."""
+    orgs = await moderated_organizations(store, actor_id)
+    if orgs == ():
+        raise PermissionDenied("only moderators and organization admins see hidden images")
+    return await store.list_hidden(organization_ids=orgs, limit=limit)

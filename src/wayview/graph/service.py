@@ -13,7 +13,7 @@ from wayview.errors import InvalidParameter, MissingParameter, NodeNotFound, Use
 from wayview.graph import params
 from wayview.graph.render import AssetUrl, Json, Renderer
 from wayview.ids import is_sequence_key, parse_id
-from wayview.model.entities import ImageSearch, Principal
+from wayview.model.entities import Detection, Image, ImageSearch, Principal
 from wayview.model.fields import FieldLimits, FieldTree, parse_fields, validate
 from wayview.settings import Settings
 from wayview.store.base import Store
@@ -23,6 +23,48 @@ VISIBLE_KINDS = {
     "image": "Image", "map_feature": "MapFeature", "detection": "Detection",
     "organization": "Organization", "user": "User",
 }
+
+
+class Visibility:
+    """Who sees hidden images (issue #17): their owner, instance moderators and admins, and
+    the admins of the image's organization; nobody else, whatever the token. The caller's
+    rights are looked up only when an answer holds a hidden image."""
+
+    def __init__(self, store: Store, viewer: Principal | None) -> None:
+        self.store = store
+        self.user_id = viewer.user_id if viewer is not None else None
+        self._rights: tuple[bool, set[int]] | None = None
+
+    async def _may_see(self, image: Image) -> bool:
+        if self.user_id is None:
+            return False
+        if image.creator_id == self.user_id:
+            return True
+        if self._rights is None:
+            from wayview.auth.permissions import admin_of, instance_role
+
+            everything = await instance_role(self.store, self.user_id) in ("admin", "moderator")
+            self._rights = (everything, set() if everything else await admin_of(
+                self.store, self.user_id))
+        everything, orgs = self._rights
+        return everything or (image.organization_id is not None and image.organization_id in orgs)
+
+    async def images(self, images: Sequence[Image]) -> list[Image]:
+        """The images the viewer may see, in order."""
+        hidden = await self.store.hidden_among([im.id for im in images]) if images else set()
+        if not hidden:
+            return list(images)
+        return [im for im in images if im.id not in hidden or await self._may_see(im)]
+
+    async def detections(self, detections: Sequence[Detection]) -> list[Detection]:
+        """The detections the viewer may see (those of images they may see), in order."""
+        image_ids = sorted({d.image_id for d in detections})
+        hidden = await self.store.hidden_among(image_ids) if image_ids else set()
+        if not hidden:
+            return list(detections)
+        found = await self.store.get_images(sorted(hidden))
+        allowed = {i for i, im in found.items() if await self._may_see(im)}
+        return [d for d in detections if d.image_id not in hidden or d.image_id in allowed]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +96,19 @@ class Graph:
         validate(tree, node_type)
         return tree
 
-    async def node(self, id_text: str, fields: str | None, *, method: str = "get") -> Json:
-        """GET /{id}: one node of any visible type."""
+    async def node(self, id_text: str, fields: str | None, *, method: str = "get",
+                   viewer: Principal | None = None) -> Json:
+        """GET /{id}: one node of any visible type (a hidden image, or a detection of one,
+        only to those who may see it: E7 otherwise)."""
         node_id = parse_id(id_text)
         found = await self.store.get_node(node_id) if node_id is not None else None
         if found is None or found[0] not in VISIBLE_KINDS:
             raise NodeNotFound(id_text, method)
         kind, entity = found
+        visibility = Visibility(self.store, viewer)
+        if (isinstance(entity, Image) and not await visibility.images([entity])) or (
+                isinstance(entity, Detection) and not await visibility.detections([entity])):
+            raise NodeNotFound(id_text, method)
         node_type = VISIBLE_KINDS[kind]
         tree = self._fields(fields, node_type)
         return (await self.renderer.render(node_type, [entity], tree))[0]
@@ -75,7 +123,8 @@ class Graph:
         tree = self._fields(fields, "User")
         return (await self.renderer.render("User", [user], tree))[0]
 
-    async def many(self, ids_text: str, fields: str | None) -> Json:
+    async def many(self, ids_text: str, fields: str | None, *,
+                   viewer: Principal | None = None) -> Json:
         """GET /?ids=A,B: an object keyed by id; unknown ids are omitted (spec §3.8)."""
         wanted = params.parse_id_list("ids", ids_text, self.settings.ids.max_per_request)
         if not wanted:
@@ -96,9 +145,14 @@ class Graph:
             "Detection": self.store.get_detections,
             "Organization": self.store.get_organizations, "User": self.store.get_users,
         }
+        visibility = Visibility(self.store, viewer)
         for node_type, node_ids in by_type.items():
             found = await loaders[node_type](node_ids)
             present = [found[i] for i in node_ids if i in found]
+            if node_type == "Image":
+                present = await visibility.images(present)
+            elif node_type == "Detection":
+                present = await visibility.detections(present)
             for entity, obj in zip(
                 present, await self.renderer.render(node_type, present, tree, budget),
                 strict=True
@@ -106,19 +160,23 @@ class Graph:
                 rendered[entity.id] = obj
         return {str(i): rendered[i] for i in dict.fromkeys(wanted) if i in rendered}
 
-    async def images(self, q: params.Query) -> Collection:
+    async def images(self, q: params.Query, *, viewer: Principal | None = None) -> Collection:
         """GET /images: image search (spec §3.9–3.10)."""
         tree = self._fields(q.get("fields"), "Image")
         search = params.image_search(q, self.settings)
-        return await self._image_collection(search, tree)
+        return await self._image_collection(search, tree, viewer)
 
-    async def _image_collection(self, search: ImageSearch, tree: FieldTree) -> Collection:
+    async def _image_collection(self, search: ImageSearch, tree: FieldTree,
+                                viewer: Principal | None) -> Collection:
         page = await self.store.search_images(search)
-        data = await self.renderer.render("Image", page.items, tree)
+        # Hidden images drop out of a page (the cursor stays the store's, so paging holds).
+        items = await Visibility(self.store, viewer).images(page.items)
+        data = await self.renderer.render("Image", items, tree)
         after = params.encode_cursor(page.next_after) if page.next_after else None
         return Collection(data, after)
 
-    async def image_ids(self, q: params.Query) -> Collection:
+    async def image_ids(self, q: params.Query, *, viewer: Principal | None = None
+                        ) -> Collection:
         """GET /image_ids?sequence_id=: every image of a sequence in capture order."""
         sequence_id = q.get("sequence_id", "").strip()
         if not sequence_id:
@@ -126,7 +184,8 @@ class Graph:
         tree = self._fields(q.get("fields"), "Image")
         if not is_sequence_key(sequence_id):
             return Collection([])
-        return await self._image_collection(ImageSearch(sequence_ids=(sequence_id,)), tree)
+        return await self._image_collection(ImageSearch(sequence_ids=(sequence_id,)), tree,
+                                            viewer)
 
     async def map_features(self, q: params.Query) -> Collection:
         """GET /map_features (spec §3.11)."""
@@ -136,23 +195,25 @@ class Graph:
         return Collection(data, params.encode_cursor(page.next_after)
                           if page.next_after else None)
 
-    async def detections(self, q: params.Query) -> Collection:
+    async def detections(self, q: params.Query, *, viewer: Principal | None = None
+                         ) -> Collection:
         """GET /detections (spec §3.11)."""
         tree = self._fields(q.get("fields"), "Detection")
         page = await self.store.search_detections(params.detection_search(q, self.settings))
-        data = await self.renderer.render("Detection", page.items, tree)
+        items = await Visibility(self.store, viewer).detections(page.items)
+        data = await self.renderer.render("Detection", items, tree)
         return Collection(data, params.encode_cursor(page.next_after)
                           if page.next_after else None)
 
-    async def image_tiles(self, id_text: str, z_text: str | None, fields: str | None
-                          ) -> Collection:
+    async def image_tiles(self, id_text: str, z_text: str | None, fields: str | None, *,
+                          viewer: Principal | None = None) -> Collection:
         """GET /{image_id}/tiles?z=: the complete tile grid of one pyramid level (§3.12)."""
         from wayview.pipeline.pyramid import grid, levels
 
         node_id = parse_id(id_text)
         images = await self.store.get_images([node_id]) if node_id else {}
         image = images.get(node_id) if node_id else None
-        if image is None:
+        if image is None or not await Visibility(self.store, viewer).images([image]):
             raise NodeNotFound(id_text)
         if z_text is None or z_text == "":
             raise MissingParameter("z")
@@ -170,19 +231,23 @@ class Graph:
                 data.append({name: entry[name] for name in tree})
         return Collection(data)
 
-    async def detections_of(self, id_text: str, fields: str | None) -> Collection:
+    async def detections_of(self, id_text: str, fields: str | None, *,
+                            viewer: Principal | None = None) -> Collection:
         """GET /{image_id}/detections and GET /{map_feature_id}/detections (complete)."""
         node_id = parse_id(id_text)
         kind = (await self.store.node_kinds([node_id])).get(node_id) if node_id else None
         if node_id is None or kind not in ("image", "map_feature"):
             raise NodeNotFound(id_text)
+        visibility = Visibility(self.store, viewer)
         if kind == "image":
-            if not await self.store.get_images([node_id]):
+            image = (await self.store.get_images([node_id])).get(node_id)
+            if image is None or not await visibility.images([image]):
                 raise NodeNotFound(id_text)
             found = (await self.store.detections_for_images([node_id]))[node_id]
         else:
             if not await self.store.get_map_features([node_id]):
                 raise NodeNotFound(id_text)
-            found = (await self.store.detections_for_features([node_id]))[node_id]
+            found = await visibility.detections(
+                (await self.store.detections_for_features([node_id]))[node_id])
         tree = self._fields(fields, "Detection")
         return Collection(await self.renderer.render("Detection", found, tree))
