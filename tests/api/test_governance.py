@@ -254,3 +254,24 @@ async def test_hidden_images_vanish_for_everyone_but_owner_and_moderators(
         "/audit_log", headers=mod, params={"target_kind": "image",
                                            "target_id": str(victim.id)})).json()["data"]]
     assert actions == ["report.hide", "report.create", "image.unhide", "image.hide"]
+
+
+async def test_deleting_all_your_images_discards_your_data_exports(
+        client: httpx.AsyncClient, seeded: Seeded, store: Store, settings: object) -> None:
+    from wayview.blobs import LocalBlobs
+    from wayview.pipeline.worker import JobRunner
+
+    bob = _auth(seeded.bob_token)
+    r = await client.post("/me/exports", headers=bob)
+    assert r.status_code == 200, r.text
+    export_id = r.json()["id"]
+    blobs = LocalBlobs(settings.blobs_path)  # type: ignore[attr-defined]
+    await JobRunner(settings, store, blobs).drain()  # type: ignore[arg-type]
+    done = (await client.get(f"/me/exports/{export_id}", headers=bob)).json()
+    assert done["state"] == "done"
+    assert (await client.get(f"/me/exports/{export_id}/download", headers=bob)).status_code == 200
+    r = await client.delete("/me/images", headers=bob)
+    assert r.json() == {"success": True, "images": 4}
+    gone = (await client.get(f"/me/exports/{export_id}", headers=bob)).json()
+    assert gone["state"] == "expired" and "download_url" not in gone
+    assert not list((settings.blobs_path / "private").rglob("*.zip"))  # type: ignore[attr-defined]

@@ -73,13 +73,17 @@ async def delete_sequence(ctx: Context, request: Request, match: re.Match[str]) 
 
 async def delete_user_images(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """DELETE /me/images, DELETE /{user_id}/images: every image a user uploaded (the user,
-    or an instance admin). The account itself stays."""
+    or an instance admin), and their data exports. The account itself stays."""
     actor = acting_user(ctx)
     target = match.groupdict().get("id")
     if target is not None and len(target) > 16:
         raise NodeNotFound(target, "delete")
-    report = await governance.delete_user_images(ctx.store, actor,
-                                                 int(target) if target else actor)
+    user_id = int(target) if target else actor
+    report = await governance.delete_user_images(ctx.store, actor, user_id)
+    # Their data exports held those images too.
+    from wayview.pipeline.export import discard_exports
+
+    await discard_exports(ctx.store, ctx.blobs, user_id)
     return json_response({"success": True, "images": report.images})
 
 

@@ -321,6 +321,11 @@ def delete_command(image_ids: tuple[int, ...], sequence_ids: tuple[str, ...],
                   if sequence_ids and not image_ids else ("images", ",".join(map(str, ids[:20]))))
         await audit(store, "operator.delete", actor_id=None, target_kind=target[0],
                     target_id=target[1], images=report.images, image_ids=ids[:200])
+        if username:  # their data exports held those images too
+            from wayview.pipeline.export import discard_exports
+
+            owner = await store.get_user_by_username(username)
+            await discard_exports(store, blobs, owner.id)
         await JobRunner(settings, store, blobs, kinds=(DELETE_JOB,)).drain()
         return {"images": report.images, "deleted": True,
                 "sequences_emptied": report.sequences_emptied, "jobs": report.jobs}

@@ -48,6 +48,7 @@ import orjson
 
 from wayview.blobs.base import (
     BlobStore,
+    export_blob_folder,
     export_blob_key,
     image_blob_key,
     private_source_key,
@@ -212,6 +213,17 @@ async def expire_due_exports(store: Store, blobs: BlobStore, now_ms: int | None 
                 count += 1
                 log.info("export %d of user %d expired: zip deleted", export.id,
                          export.user_id)
+    return count
+
+
+async def discard_exports(store: Store, blobs: BlobStore, user_id: int) -> int:
+    """Delete every export zip of a user and mark the done ones expired (their images were
+    deleted: issue #17, `DELETE /me/images`); how many were marked."""
+    count = 0
+    for export in await store.list_exports(user_id, limit=10_000):
+        if export.state == "done" and await store.expire_export(export.id):
+            count += 1
+    await asyncio.to_thread(blobs.delete_folder, export_blob_folder(user_id))
     return count
 
 
