@@ -109,6 +109,9 @@ function openViewer(imageId) {
       state.imageEvents.push(event.image.id);
       // Reporting happens on the server's own page (sign-in first if needed).
       document.getElementById("report-image").href = `/report/${encodeURIComponent(event.image.id)}`;
+      // Its managers fix the blurring there too (others are told the image is not theirs).
+      document.getElementById("reblur-image").href =
+        `/account/images/${encodeURIComponent(event.image.id)}/blur`;
     });
     followViewer(viewer, map, state);
   } else {

@@ -15,7 +15,6 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from wayview import logs
 from wayview.api import accounts as account_routes
 from wayview.api import edits as edit_routes
 from wayview.api import export as export_routes
-from wayview.api import governance_pages, media, moderation, openapi, organizations
+from wayview.api import governance_pages, media, moderation, openapi, organizations, reblur
 from wayview.api import graph as graph_routes
 from wayview.api import tiles as tile_routes
 from wayview.api import upload as upload_routes
@@ -46,6 +45,7 @@ from wayview.errors import (
     RateLimited,
     UserTokenRequired,
 )
+from wayview.graph.render import AssetUrl
 from wayview.graph.service import Graph
 from wayview.kv import open_tile_cache
 from wayview.model.entities import Principal
@@ -104,7 +104,8 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         Route(r(r"/connect"), page, account_routes.connect, auth=False, budget=None),
         Route(r(r"/token"), post, account_routes.token, auth=False, budget=None),
         Route(r(r"/login"), post, account_routes.password_login, auth=False, budget=None),
-        Route(r(r"/media/images/(?P<id>[0-9]{1,16})/(?P<variant>[a-z0-9_]+)\.(?P<ext>jpg|pbf)"),
+        Route(r(r"/media/images/(?P<id>[0-9]{1,16})/(?:v(?P<version>[1-9][0-9]{0,8})/)?"
+                r"(?P<variant>[a-z0-9_]+)\.(?P<ext>jpg|pbf)"),
               get, media.image_variant, auth=False, budget=None),
         Route(r(r"/media/sequences/(?P<sequence>[A-Za-z0-9_-]{1,64})/cluster\.json\.z"), get,
               media.sequence_cluster, auth=False, budget=None),
@@ -129,12 +130,14 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         *organizations.ROUTES,
         *moderation.ROUTES,
         *governance_pages.ROUTES,
+        *reblur.ROUTES,
         Route(r(r"/sequences/(?P<sequence>[A-Za-z0-9_-]{1,64})"), frozenset({"DELETE"}),
               graph_routes.delete_sequence, scope="write"),
         Route(r(r"/me/images"), frozenset({"DELETE"}), graph_routes.delete_user_images,
               scope="write"),
         Route(r(r"/(?P<id>[0-9]+)/images"), frozenset({"DELETE"}),
               graph_routes.delete_user_images, scope="write"),
+        Route(r(r"/me"), frozenset({"DELETE"}), graph_routes.delete_me, scope="write"),
         Route(r(r"/me"), get, graph_routes.me),
         Route(r(r"/images"), get, graph_routes.images, budget="search"),
         Route(r(r"/image_ids"), get, graph_routes.image_ids, budget="search"),
@@ -150,14 +153,15 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
     ]
 
 
-def direct_asset_url(blobs: BlobStore) -> Callable[[int, str], str] | None:
+def direct_asset_url(blobs: BlobStore) -> AssetUrl | None:
     """Thumbnail URLs straight from object storage when it serves them (public bucket or
     presigned URLs); None when wayview serves `/media/…` itself."""
     if getattr(blobs, "serve", "proxy") == "proxy":
         return None
 
-    def url(image_id: int, variant: str) -> str:
-        found = blobs.url_for(image_blob_key(image_id, variant))
+    def url(image_id: int, variant: str, version: int = 0) -> str:
+        # The key carries the media version (issue #17, re-blur): a new version has new URLs.
+        found = blobs.url_for(image_blob_key(image_id, variant, version))
         assert found is not None
         return found
 

@@ -27,18 +27,23 @@ if TYPE_CHECKING:
 
 
 async def image_variant(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    """GET /media/images/{id}/{variant}.jpg (thumbnails, original, pyramid tiles) and
-    /media/images/{id}/mesh.pbf."""
+    """GET /media/images/{id}/{variant}.jpg (thumbnails, original, pyramid tiles),
+    /media/images/{id}/v{version}/{variant}.jpg (the same, re-blurred: issue #17) and
+    /media/images/{id}/mesh.pbf.
+
+    Each media version has its own URLs and keys, so every URL always names the same bytes
+    and may be cached for a year; a replaced version's blobs are deleted (404)."""
     image_id = parse_id(match["id"])
     variant, ext = match["variant"], match["ext"]
+    version = int(match["version"] or 0)
     if image_id is None or not is_public_variant(variant) or \
-            (ext == "pbf") != (variant == "mesh"):
+            (ext == "pbf") != (variant == "mesh") or (version and variant == "mesh"):
         raise AssetNotFound()
     media_type = "application/x-protobuf" if ext == "pbf" else "image/jpeg"
-    key = image_blob_key(image_id, variant)
+    key = image_blob_key(image_id, variant, version)
     z = tile_level(variant)
     if z is not None and not await asyncio.to_thread(ctx.blobs.exists, key):
-        await _render_level(ctx, image_id, z)
+        await _render_level(ctx, image_id, z, version)
     return await _blob(ctx, key, media_type)
 
 
@@ -50,9 +55,9 @@ class _Renders:
     def __init__(self, limit: int) -> None:
         self.loop = asyncio.get_running_loop()
         self.slots = asyncio.Semaphore(limit)
-        self.running: dict[tuple[int, int], asyncio.Task[bool]] = {}
+        self.running: dict[tuple[int, int, int], asyncio.Task[bool]] = {}
 
-    async def render(self, key: tuple[int, int], fn: Callable[[], bool]) -> bool:
+    async def render(self, key: tuple[int, int, int], fn: Callable[[], bool]) -> bool:
         task = self.running.get(key)
         if task is None:
             task = asyncio.ensure_future(self._run(fn))
@@ -75,19 +80,20 @@ def _renders(ctx: Context) -> _Renders:
     return renders
 
 
-async def _render_level(ctx: Context, image_id: int, z: int) -> None:
+async def _render_level(ctx: Context, image_id: int, z: int, version: int) -> None:
     """Render a pyramid level the pipeline did not store (levels below 11, older images);
-    only valid levels of stored images, bounded and never retried after a failure
-    (`ensure_pyramid_level`)."""
+    only valid levels of stored images in their served media version, bounded and never
+    retried after a failure (`ensure_pyramid_level`)."""
     from wayview.pipeline.process import ensure_pyramid_level
     from wayview.pipeline.pyramid import levels
 
     image = (await ctx.store.get_images([image_id])).get(image_id)
-    if image is None or z not in levels(image.width, image.height):
+    if image is None or image.media_version != version or \
+            z not in levels(image.width, image.height):
         raise AssetNotFound()
     settings = ctx.settings.pipeline
     stored = await _renders(ctx).render(
-        (image_id, z), functools.partial(ensure_pyramid_level, ctx.blobs, image, z,
+        (image_id, z, version), functools.partial(ensure_pyramid_level, ctx.blobs, image, z,
                                          settings=settings))
     if not stored:
         raise AssetNotFound()

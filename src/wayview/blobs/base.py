@@ -36,18 +36,41 @@ def tile_level(variant: str) -> int | None:
     return int(match[1]) if match is not None and match[1] is not None else None
 
 
-def image_blob_key(image_id: int, variant: str) -> str:
+def image_blob_key(image_id: int, variant: str, version: int = 0) -> str:
     """The blob key of one image variant, sharded by the id's last three digits.
+
+    `version` is the image's media version (`Image.media_version`): 0 for the pixels made at
+    ingest (the unversioned keys every image had before re-blurring existed), N ≥ 1 for the
+    N-th re-blurred rendering (`wayview.pipeline.reblur`), in a folder `v<N>/` of its own so
+    that its URLs differ from every earlier version's. The mesh is not made from pixels: it
+    has no versions.
 
     >>> image_blob_key(1933525276802129, "thumb_256")
     'images/129/1933525276802129/thumb_256.jpg'
     >>> image_blob_key(1933525276802129, "tile_11_0_1"), image_blob_key(1933525276802129, "mesh")
     ('images/129/1933525276802129/tile_11_0_1.jpg', 'images/129/1933525276802129/mesh.pbf')
+    >>> image_blob_key(1933525276802129, "thumb_256", 3)
+    'images/129/1933525276802129/v3/thumb_256.jpg'
     """
     if not is_public_variant(variant):
         raise ValueError(f"unknown image variant {variant!r}")
-    ext = "pbf" if variant == "mesh" else "jpg"
-    return f"images/{image_id % 1000:03d}/{image_id}/{variant}.{ext}"
+    if variant == "mesh":
+        return f"images/{image_id % 1000:03d}/{image_id}/mesh.pbf"
+    return f"{image_version_folder(image_id, version)}{variant}.jpg"
+
+
+def image_version_folder(image_id: int, version: int) -> str:
+    """The folder of one media version's pixel variants (thumbnails, original, tiles); for
+    version 0 it is the image's folder itself, which also holds the mesh and later versions.
+
+    >>> image_version_folder(1933525276802129, 0), image_version_folder(1933525276802129, 2)
+    ('images/129/1933525276802129/', 'images/129/1933525276802129/v2/')
+    """
+    version = int(version)
+    if version < 0:
+        raise ValueError(f"bad media version {version}")
+    base = f"images/{image_id % 1000:03d}/{image_id}/"
+    return base if version == 0 else f"{base}v{version}/"
 
 
 def private_source_key(image_id: int) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from wayview.blobs.base import THUMB_WIDTHS
 from wayview.errors import InvalidParameter
@@ -44,7 +44,26 @@ def point(lon: float, lat: float) -> Json:
     return {"type": "Point", "coordinates": [lon, lat]}
 
 
-AssetUrl = Callable[[int, str], str]
+class AssetUrl(Protocol):
+    """The URL of one image asset: `variant` of media version `version` (issue #17, re-blur:
+    the thumbnails, original and tiles of version N ≥ 1 live under `…/v{N}/`; version 0 and
+    the mesh keep the unversioned URLs)."""
+
+    def __call__(self, image_id: int, variant: str, version: int = 0) -> str: ...
+
+
+def served_url(base_url: str, image_id: int, variant: str, version: int = 0) -> str:
+    """The URL of an asset wayview serves itself under `/media/images/`.
+
+    >>> served_url("http://x", 7, "thumb_256"), served_url("http://x", 7, "thumb_256", 2)
+    ('http://x/media/images/7/thumb_256.jpg', 'http://x/media/images/7/v2/thumb_256.jpg')
+    >>> served_url("http://x", 7, "mesh", 2)
+    'http://x/media/images/7/mesh.pbf'
+    """
+    if variant == "mesh":
+        return f"{base_url}/media/images/{image_id}/mesh.pbf"
+    folder = f"v{int(version)}/" if version else ""
+    return f"{base_url}/media/images/{image_id}/{folder}{variant}.jpg"
 
 
 def _image_scalar(asset_url: AssetUrl) -> Callable[[Image, str], Any]:
@@ -99,7 +118,7 @@ def _image_scalar(asset_url: AssetUrl) -> Callable[[Image, str], Any]:
                     assert variant in THUMB_WIDTHS
                 else:
                     variant = "original"
-                return asset_url(im.id, variant)
+                return asset_url(im.id, variant, im.media_version)
             case "computed_rotation":
                 return list(im.computed_rotation) if im.computed_rotation else None
             case "atomic_scale":
@@ -195,9 +214,8 @@ class Renderer:
         self.base_url = base_url
         self.max_objects = max_objects
 
-        def served_here(image_id: int, variant: str) -> str:
-            ext = "pbf" if variant == "mesh" else "jpg"
-            return f"{base_url}/media/images/{image_id}/{variant}.{ext}"
+        def served_here(image_id: int, variant: str, version: int = 0) -> str:
+            return served_url(base_url, image_id, variant, version)
 
         self.asset_url: AssetUrl = asset_url or served_here
 

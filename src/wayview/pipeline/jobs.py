@@ -50,7 +50,7 @@ def handler_for(kind: str) -> JobHandler | None:
 #: Modules that register job handlers when imported.
 _HANDLER_MODULES = ("wayview.ingest.upload_job", "wayview.pipeline.sfm_job",
                     "wayview.pipeline.delete", "wayview.pipeline.edits",
-                    "wayview.pipeline.export")
+                    "wayview.pipeline.export", "wayview.pipeline.reblur")
 
 
 def load_handlers() -> None:

@@ -76,6 +76,7 @@ __all__ = [
     "reconstruct_sequence",
     "sequence_blob_journal",
     "shot_input",
+    "store_derivatives",
 ]
 
 log = logging.getLogger("wayview.pipeline")
@@ -130,21 +131,18 @@ class ImageProcessor:
                       (u1 + (u1 - u0) / 5) * width, (v1 + (v1 - v0) / 5) * height)
                      for u0, v0, u1, v1 in (f.box for f in seen.found)]
             public, regions = blur_jpeg(data, self.blurrer, not_faces=signs)
-            derivatives = make_derivatives(public)
             try:
                 if regions and self.settings.keep_unblurred:
                     self._put(private_source_key(image_id), data, written)
-                for variant, payload in derivatives.items():
-                    self._put(image_blob_key(image_id, variant), payload, written)
+                written += store_derivatives(self.blobs, self.settings, image_id, public,
+                                             width, height)
                 if self.settings.pyramid:
-                    for z, x, y, tile in render_pyramid(public, stored_levels(width, height)):
-                        self._put(image_blob_key(image_id, f"tile_{z}_{x}_{y}"), tile, written)
                     assets |= ASSET_PYRAMID
             except BaseException:
                 delete_blobs(self.blobs, written)
                 raise
             finally:
-                del public, derivatives
+                del public
                 release_memory()
         return Derived(tuple(written), len(regions), assets, seen.found, seen.quality_score)
 
@@ -168,6 +166,34 @@ class ImageProcessor:
     def _put(self, key: str, data: bytes, written: list[str]) -> None:
         self.blobs.put_bytes(key, data)
         written.append(key)
+
+
+def store_derivatives(blobs: BlobStore, settings: PipelineSettings, image_id: int,
+                      public: bytes, width: int, height: int, version: int = 0) -> list[str]:
+    """Stages 2–3 from the public (blurred) JPEG: store the thumbnails, the public original
+    and the pyramid's stored levels of media version `version` (`image_blob_key`); the keys
+    written. Used by ingest (version 0) and by re-blurring (`wayview.pipeline.reblur`), which
+    renders a new version beside the served one.
+
+    Raises:
+        InvalidInput: `public` is not a decodable JPEG.
+        OSError: the blob store failed (whatever was written is deleted again).
+    """
+    written: list[str] = []
+    try:
+        for variant, payload in make_derivatives(public).items():
+            key = image_blob_key(image_id, variant, version)
+            blobs.put_bytes(key, payload)
+            written.append(key)
+        if settings.pyramid:
+            for z, x, y, tile in render_pyramid(public, stored_levels(width, height)):
+                key = image_blob_key(image_id, f"tile_{z}_{x}_{y}", version)
+                blobs.put_bytes(key, tile)
+                written.append(key)
+    except BaseException:
+        delete_blobs(blobs, written)
+        raise
+    return written
 
 
 def delete_blobs(blobs: BlobStore, keys: Iterable[str]) -> None:
@@ -241,9 +267,11 @@ def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int, *,
     existed) is not rendered, the decode holds the process's pixel budget, and a level that
     fails to render leaves a private marker (`pyramid_failure_key`) so that it is never tried
     again: later calls answer False at once. Tile (0, 0), whose presence means "level
-    stored", is written last, so a reader never sees half a level as complete.
+    stored", is written last, so a reader never sees half a level as complete. The level is
+    rendered for the image's `media_version`, from that version's original.
     """
-    if blobs.exists(image_blob_key(image.id, f"tile_{z}_0_0")):
+    version = image.media_version
+    if blobs.exists(image_blob_key(image.id, f"tile_{z}_0_0", version)):
         return True
     failure = pyramid_failure_key(image.id, z)
     if blobs.exists(failure):
@@ -253,7 +281,7 @@ def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int, *,
         return False
     allow_pillow_pixels(limits.max_image_pixels)
     try:
-        original = blobs.get_bytes(image_blob_key(image.id, "original"))
+        original = blobs.get_bytes(image_blob_key(image.id, "original", version))
     except FileNotFoundError:
         return False
     written: list[str] = []
@@ -271,13 +299,13 @@ def ensure_pyramid_level(blobs: BlobStore, image: Image, z: int, *,
                     if (x, y) == (0, 0):
                         first = tile
                         continue
-                    key = image_blob_key(image.id, f"tile_{level}_{x}_{y}")
+                    key = image_blob_key(image.id, f"tile_{level}_{x}_{y}", version)
                     blobs.put_bytes(key, tile)
                     written.append(key)
             finally:
                 release_memory()
         if first is not None:
-            blobs.put_bytes(image_blob_key(image.id, f"tile_{z}_0_0"), first)
+            blobs.put_bytes(image_blob_key(image.id, f"tile_{z}_0_0", version), first)
     except (InvalidInput, ValueError, MemoryError) as exc:
         reason = exc.message if isinstance(exc, InvalidInput) else repr(exc)
         log.warning("image %d: pyramid level %d cannot be rendered: %s", image.id, z, reason)
