@@ -275,3 +275,41 @@ async def test_deleting_all_your_images_discards_your_data_exports(
     gone = (await client.get(f"/me/exports/{export_id}", headers=bob)).json()
     assert gone["state"] == "expired" and "download_url" not in gone
     assert not list((settings.blobs_path / "private").rglob("*.zip"))  # type: ignore[attr-defined]
+
+
+async def test_closing_an_account_deletes_the_user_with_everything_they_uploaded(
+        client: httpx.AsyncClient, seeded: Seeded, store: Store) -> None:
+    s1, s2, s3 = seeded.sequences.values()
+    admin_id, admin_token = await _token(store, "root", role="admin")
+    admin = _auth(admin_token)
+    await governance.invite(store, None, seeded.org.id, "bob")
+    # Nobody else closes an account; a client token cannot.
+    r = await client.delete(f"/{seeded.alice.id}", headers=_auth(seeded.bob_token))
+    assert r.status_code == 400 and r.json()["error"]["code"] == 100
+    assert (await client.delete("/me", headers=_auth(seeded.client_token))).status_code in (
+        401, 403)
+    # bob closes his own.
+    r = await client.delete("/me", headers=_auth(seeded.bob_token))
+    assert r.json() == {"success": True, "images": len(s3)}
+    assert (await client.get(f"/{seeded.bob.id}", headers=admin)).status_code == 400
+    assert (await client.get("/me", headers=_auth(seeded.bob_token))).status_code == 401
+    assert not [im for im in s3 if (await client.get(f"/{im.id}", headers=admin)
+                                    ).status_code == 200]
+    assert await store.get_membership(seeded.org.id, seeded.bob.id) is None
+    # An instance admin closes alice's: her images go, and so does her app (its client
+    # token stops working for everyone).
+    r = await client.delete(f"/{seeded.alice.id}", headers=admin)
+    assert r.json() == {"success": True, "images": len(s1) + len(s2)}
+    assert (await client.get(f"/{s1[0].id}", headers=admin)).status_code == 400
+    r = await client.get(f"/{s1[0].id}", headers=_auth(seeded.client_token))
+    assert r.status_code == 401
+    assert await store.get_user_by_username("alice") is None
+    entries = (await client.get("/audit_log", headers=admin, params={
+        "target_kind": "user", "target_id": str(seeded.alice.id)})).json()["data"]
+    [closed] = [e for e in entries if e["action"] == "user.delete"]
+    assert closed["actor"] == {"id": str(admin_id), "username": "root"}
+    assert closed["details"] == {"username": "alice", "images": len(s1) + len(s2)}
+    # bob's own entry keeps his name although his account is gone.
+    [own] = (await client.get("/audit_log", headers=admin, params={
+        "target_kind": "user", "target_id": str(seeded.bob.id)})).json()["data"][:1]
+    assert own["action"] == "user.delete" and own["actor"]["username"] == "bob"

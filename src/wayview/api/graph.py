@@ -55,13 +55,32 @@ async def delete_node(ctx: Context, request: Request, match: re.Match[str]) -> R
     """DELETE /{image_id} with a user token (`write` scope) of the owner, an admin of the
     image's organization or an instance admin: the image is gone at once from every endpoint
     and tile; its blobs and map features follow in a job. Answers `{"success": true}` like
-    the Graph API. Anyone else, an unknown id or a node of another kind gets E7, as if it did
-    not exist."""
+    the Graph API. DELETE /{user_id} closes an account (the user or an instance admin).
+    Anyone else, an unknown id or a node of another kind gets E7, as if it did not exist."""
     node_id = match["id"]
     if len(node_id) > 16:
         raise NodeNotFound(node_id, "delete")
+    kind = (await ctx.store.node_kinds([int(node_id)])).get(int(node_id))
+    if kind == "user":
+        return await _close_account(ctx, int(node_id))
     await governance.delete_image(ctx.store, acting_user(ctx), int(node_id))
     return json_response({"success": True})
+
+
+async def delete_me(ctx: Context, request: Request, match: re.Match[str]) -> Response:
+    """DELETE /me: close the caller's account (see `_close_account`)."""
+    return await _close_account(ctx, acting_user(ctx))
+
+
+async def _close_account(ctx: Context, user_id: int) -> Response:
+    """Delete an account (the user, or an instance admin): every image it uploaded, its data
+    exports, its apps, tokens and sessions, then the account itself."""
+    from wayview.pipeline.export import discard_exports
+
+    report, hashes = await governance.close_account(ctx.store, acting_user(ctx), user_id)
+    ctx.authenticator.forget_hashes(hashes)
+    await discard_exports(ctx.store, ctx.blobs, user_id)
+    return json_response({"success": True, "images": report.images})
 
 
 async def delete_sequence(ctx: Context, request: Request, match: re.Match[str]) -> Response:

@@ -437,10 +437,11 @@ def _graph_paths(ids_max: int, image_ids_max: int) -> Json:
             [_id_path("A node id."), _fields("node")],
             _json("Node", "The node with the requested fields.")),
             "delete": _graph_op(
-                "deleteImage", "Delete one of your images",
+                "deleteImage", "Delete one of your images (or close an account)",
                 "With the owner's user token (`write` scope): the image leaves every endpoint "
                 "and tile at once; its blobs and map features follow in a durable job. "
-                "Another user's image or an unknown id is E7.",
+                "Another user's image or an unknown id is E7. A user id closes that account "
+                "(the user or an instance admin; docs/deleting.md).",
                 [_id_path("An image id.")],
                 _json("Success", "`{\"success\": true}`.")),
             "post": _edit_op("correctImage", "Correct one of your images", [_id_path(
@@ -464,7 +465,13 @@ def _graph_paths(ids_max: int, image_ids_max: int) -> Json:
             _json("ImageTileCollection", "One entry per tile."))},
         "/me": {"get": _graph_op(
             "getMe", "The calling user", "Needs a user token (E5 for a client token; §3.7).",
-            [_fields("User")], _json("User", "The user behind the token."))},
+            [_fields("User")], _json("User", "The user behind the token.")),
+            "delete": _graph_op(
+                "closeAccount", "Close your account",
+                "Deletes every image you uploaded, your data exports and apps, then the "
+                "account (docs/deleting.md). A user token with the `write` scope.", [],
+                {"description": "Done.", "content": {"application/json": {
+                    "schema": {"type": "object"}}}})},
         "/images": {"get": _graph_op(
             "searchImages", "Image search", "At least one of `bbox`, `image_ids`, `s2`, "
             "`sequence_ids`/`sequence_id`, `creator_username`, `organization_id` (E10). "

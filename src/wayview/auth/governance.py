@@ -84,6 +84,28 @@ async def delete_user_images(store: Store, actor_id: int | None,
     return report
 
 
+async def close_account(store: Store, actor_id: int | None, user_id: int
+                        ) -> tuple[DeletionReport, list[str]]:
+    """Delete an account with everything it uploaded: the user themself, an instance admin
+    or an operator (E7 for anyone else). Its images go as `delete_user_images` deletes them;
+    then the account (`Store.delete_user`). The report and the hashes of the tokens that
+    stopped working (for the callers' token caches). The caller also discards the user's
+    data exports (`wayview.pipeline.export.discard_exports`)."""
+    user = (await store.get_users([user_id])).get(user_id)
+    if user is None or (actor_id is not None and actor_id != user_id and (
+            await instance_role(store, actor_id) != "admin")):
+        raise NodeNotFound(str(user_id), "delete")
+    images = await _images(store, await images_of(store, username=user.username))
+    report = await request_deletion(store, [im.id for im in images])
+    for image in images:
+        await store.resolve_reports(image.id, resolver_id=actor_id, resolution="deleted")
+    # Logged before the row goes, so the entry keeps the actor's name.
+    await audit(store, "user.delete", actor_id=actor_id, target_kind="user",
+                target_id=user_id, username=user.username, images=len(images))
+    hashes = await store.delete_user(user_id)
+    return report, hashes or []
+
+
 async def _after_deletion(store: Store, actor_id: int | None, images: list[Image],
                           action: str, kind: str, target: object) -> None:
     orgs = {im.organization_id for im in images}

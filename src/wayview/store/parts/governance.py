@@ -89,3 +89,13 @@ class GovernanceStore(Protocol):
                           limit: int = 200) -> list[HiddenImage]:
         """Hidden images, most recently hidden first; `organization_ids` limits them to
         those organizations' images."""
+
+    # -- accounts -----------------------------------------------------------------------------
+    async def delete_user(self, user_id: int) -> list[str] | None:
+        """Delete an account, in one transaction: its tokens, sessions, authorization codes,
+        memberships and upload sessions go with the row and its node id (it then answers
+        like an id that never existed); the apps it owns are deleted as `delete_app` does
+        (their tokens, other users' included, revoked). The hashes of every token revoked or
+        deleted (for the callers' caches); None if there is no such user. Raises Conflict
+        while the user still has sequences (delete their images first). Audit entries and
+        reports naming the user stay."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence as Seq
 
 from psycopg.types.json import Jsonb
 
+from wayview.errors import Conflict
 from wayview.model.entities import AuditEntry, HiddenImage, Membership, Report
 from wayview.store.deletion import plan_rebuild
 from wayview.store.governance_columns import (
@@ -221,3 +222,30 @@ class GovernanceMixin(Queries):
             f"SELECT {_HIDDEN_COLUMNS} FROM hidden_images h JOIN images i ON i.id = h.image_id"
             f"{clause} ORDER BY h.hidden_at_ms DESC, h.image_id LIMIT %s", (*params, limit))
         return [HiddenImage(*r) for r in rows]
+
+    # -- accounts -----------------------------------------------------------------------------
+    async def delete_user(self, user_id: int) -> list[str] | None:
+        """Delete an account and what hangs on it."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE",
+                                     (user_id,))
+            if await cur.fetchone() is None:
+                return None
+            cur = await conn.execute("SELECT 1 FROM sequences WHERE creator_id = %s LIMIT 1",
+                                     (user_id,))
+            if await cur.fetchone():
+                raise Conflict("the user still has sequences: delete their images first")
+            now = _now_ms()
+            cur = await conn.execute(
+                "SELECT token_hash FROM tokens WHERE user_id = %s OR app_id IN"
+                " (SELECT id FROM apps WHERE owner_id = %s)", (user_id, user_id))
+            hashes = [str(r[0]) for r in await cur.fetchall()]
+            await conn.execute(
+                "UPDATE tokens SET revoked_at_ms = %s WHERE revoked_at_ms IS NULL"
+                " AND app_id IN (SELECT id FROM apps WHERE owner_id = %s)", (now, user_id))
+            await conn.execute(
+                "UPDATE apps SET deleted_at_ms = COALESCE(deleted_at_ms, %s), disabled = true,"
+                " owner_id = NULL WHERE owner_id = %s", (now, user_id))
+            await conn.execute("DELETE FROM users WHERE id = %s", (user_id,))
+            await conn.execute("DELETE FROM nodes WHERE id = %s", (user_id,))
+        return hashes

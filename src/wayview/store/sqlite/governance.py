@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Sequence as Seq
 
+from wayview.errors import Conflict
 from wayview.model.entities import AuditEntry, HiddenImage, Membership, Report
 from wayview.store.deletion import plan_rebuild
 from wayview.store.governance_columns import (
@@ -263,3 +264,28 @@ class GovernanceMixin:
             f"{clause} ORDER BY h.hidden_at_ms DESC, h.image_id LIMIT ?",
             (*params, limit)).fetchall())
         return [HiddenImage(*r) for r in rows]
+
+    # -- accounts -----------------------------------------------------------------------------
+    async def delete_user(self, user_id: int) -> list[str] | None:
+        """Delete an account and what hangs on it."""
+
+        def run(conn: sqlite3.Connection) -> list[str] | None:
+            if conn.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is None:
+                return None
+            if conn.execute("SELECT 1 FROM sequences WHERE creator_id = ? LIMIT 1",
+                            (user_id,)).fetchone():
+                raise Conflict("the user still has sequences: delete their images first")
+            now = _now_ms()
+            hashes = [r[0] for r in conn.execute(
+                "SELECT token_hash FROM tokens WHERE user_id = ? OR app_id IN"
+                " (SELECT id FROM apps WHERE owner_id = ?)", (user_id, user_id))]
+            conn.execute("UPDATE tokens SET revoked_at_ms = ? WHERE revoked_at_ms IS NULL"
+                         " AND app_id IN (SELECT id FROM apps WHERE owner_id = ?)",
+                         (now, user_id))
+            conn.execute("UPDATE apps SET deleted_at_ms = COALESCE(deleted_at_ms, ?),"
+                         " disabled = 1, owner_id = NULL WHERE owner_id = ?", (now, user_id))
+            conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+            conn.execute("DELETE FROM nodes WHERE id = ?", (user_id,))
+            return hashes
+
+        return await self.db.write(run)
