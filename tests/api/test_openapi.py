@@ -31,6 +31,7 @@ from wayview.api import (
     moderation,
     openapi,
     organizations,
+    reblur,
     tiles,
     upload,
 )
@@ -43,12 +44,14 @@ from wayview.testing import BASE_URL, Seeded
 #: Route handlers of the API the document covers; the account pages, OAuth, /embed and /app
 #: are out of its scope.
 API_MODULES = {m.__name__ for m in (graph, tiles, media, upload, openapi, export, edits,
-                                    organizations, moderation)}
+                                    organizations, moderation, reblur)}
 #: API routes that no path stands for: the catch-all under /maps/vtp answers E15 to anything
 #: that is not a tile URL (said in the tile operation's description).
 UNDOCUMENTED = {tiles.not_a_tile,
                 # The owner's web pages of api/edits.py (session and CSRF, not tokens).
-                edits.sequences_page, edits.sequence_page}
+                edits.sequences_page, edits.sequence_page,
+                # The re-blur page of api/reblur.py (session and CSRF, not tokens).
+                reblur.blur_page, reblur.blur_page_data}
 #: Operations not called by the parameter test: closing the seeded user's account would end
 #: the session every later call uses (tests/api/test_governance.py covers it; it reads no
 #: query parameter).

@@ -538,6 +538,19 @@ def _media_paths() -> Json:
                                            "The variant.", "thumb_1024")],
             "responses": {"200": _binary("image/jpeg", "A JPEG."), **_errors(*_PUBLIC_ERRORS)},
         }},
+        "/media/images/{id}/v{version}/{variant}.jpg": {"get": {
+            "operationId": "getImageAssetVersion", "summary": "A thumbnail, the original or "
+            "a pyramid tile of a re-blurred image", "description": "The same variants as "
+            "the unversioned URL, of media version `version` (docs/reblur.md): the Graph API "
+            "hands these out once an image was re-blurred; a replaced version answers 404. "
+            "No token.", **public,
+            "parameters": [image_id, _path("version", {"type": "string",
+                                                       "pattern": "^[1-9][0-9]{0,8}$"},
+                                           "The media version.", "1"),
+                           _path("variant", {"type": "string", "pattern": "^[a-z0-9_]+$"},
+                                 "The variant.", "thumb_1024")],
+            "responses": {"200": _binary("image/jpeg", "A JPEG."), **_errors(*_PUBLIC_ERRORS)},
+        }},
         "/media/images/{id}/mesh.pbf": {"get": {
             "operationId": "getImageMesh", "summary": "The mesh of an image",
             "description": "Protobuf mesh for MapillaryJS (spec §6.3). No token.", **public,
@@ -689,6 +702,52 @@ def _export_paths() -> Json:
     }
 
 
+def _reblur_paths() -> Json:
+    """Re-blurring (issue #17, docs/reblur.md): the image's managers and moderators."""
+    unit = {"type": "number", "minimum": 0, "maximum": 1}
+    box = {"type": "array", "items": unit, "minItems": 4, "maxItems": 4,
+           "description": "[u0, v0, u1, v1], normalised (origin top-left)."}
+    shape = {"type": "object", "required": ["type"], "properties": {
+        "type": {"enum": ["rect", "polygon"]}, "box": box,
+        "points": {"type": "array", "minItems": 3, "items": {
+            "type": "array", "items": unit, "minItems": 2, "maxItems": 2}}}}
+    state: Json = {"type": "object", "required": [
+        "id", "width", "height", "version", "revision", "state", "automatic", "added",
+        "removed"], "properties": {
+        "id": {"type": "string", "pattern": _ID_PATTERN},
+        "width": _INTEGER, "height": _INTEGER,
+        "version": {**_INTEGER, "description": "The media version served now."},
+        "revision": {**_INTEGER, "description": "The version the newest edit is served as."},
+        "state": {"enum": ["live", "rendering", "failed"]},
+        "error": {"type": ["string", "null"]},
+        "automatic": {"type": "array", "items": {"type": "object", "properties": {
+            "id": _STRING, "kind": _STRING, "box": box}}},
+        "added": {"type": "array", "items": shape},
+        "removed": {"type": "array", "items": _STRING},
+        "thumb_1024_url": _URL}}
+    ok = {"description": "The edit is saved; `version` is served once rendered.", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["success", "version"],
+                                        "properties": {"success": {"const": True},
+                                                       "version": _INTEGER}}}}}
+    who = (" The image's owner, an admin of its organization, an instance admin or a "
+           "moderator; anyone else gets E7, as for an unknown id. See docs/reblur.md.")
+    post = _graph_op("editBlurs", "Change the blurring of an image", "Replaces the added "
+                     "regions (`add`) and the removed automatic ones (`remove`), then renders "
+                     "every derivative again as a new media version (new URLs). A user token "
+                     "with the `write` scope." + who, [_id_path("An image id.")], ok,
+                     tag="reblur")
+    post["requestBody"] = {"content": {"application/json": {"schema": {
+        "type": "object", "properties": {"add": {"type": "array", "items": shape},
+                                         "remove": {"type": "array", "items": _STRING}}}}}}
+    return {"/{id}/blurs": {
+        "get": _graph_op("getBlurs", "The blur regions of an image", "The blurrer's regions, "
+                         "those people added and removed, and the state of the newest edit."
+                         + who, [_id_path("An image id.")],
+                         {"description": "The regions.",
+                          "content": {"application/json": {"schema": state}}}, tag="reblur"),
+        "post": post}}
+
+
 def _governance_paths() -> Json:
     """Deleting sequences and accounts' images, organizations, reports and the audit log
     (issue #17; docs/deleting.md, docs/organizations.md, docs/moderation.md)."""
@@ -823,12 +882,14 @@ def _build(base_url: str, upload_prefix: str, ids_max: int, image_ids_max: int) 
             {"name": "export", "description": "Users' data exports (docs/export.md)."},
             {"name": "organizations", "description": "Organizations and their members "
              "(docs/organizations.md)."},
+            {"name": "reblur", "description": "Changing the blurring of an image "
+             "(docs/reblur.md)."},
             {"name": "moderation", "description": "Reports, moderation and the audit log "
              "(docs/moderation.md)."},
         ],
         "paths": {**_graph_paths(ids_max, image_ids_max), **_tile_paths(), **_media_paths(),
                   **_upload_paths(upload_prefix), **_meta_paths(),
-                  **_export_paths(), **_governance_paths()},
+                  **_export_paths(), **_governance_paths(), **_reblur_paths()},
         "components": {
             "schemas": _schemas(),
             "responses": error_responses,
