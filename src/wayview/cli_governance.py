@@ -164,10 +164,43 @@ def reports_command(status: str, report_id: int | None, action: str | None,
         click.echo(line)
 
 
+@click.command("close-account")
+@click.argument("username")
+@click.option("--yes", is_flag=True, help="Do it (without it, only say what would go).")
+@_data_dir
+def close_account_command(username: str, yes: bool, data_dir: Path | None) -> None:
+    """Close USERNAME's account: every image they uploaded (blobs included), their data
+    exports and apps, then the account."""
+    from wayview.cli import make_settings
+
+    settings = make_settings(data_dir)
+
+    async def run(store: Any) -> str:
+        from wayview.blobs import open_blobs
+        from wayview.pipeline.delete import DELETE_JOB, images_of
+        from wayview.pipeline.export import discard_exports
+        from wayview.pipeline.worker import JobRunner
+
+        user = await store.get_user_by_username(username)
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        if not yes:
+            count = len(await images_of(store, username=user.username))
+            return f"would delete {username} and {count} images (add --yes)"
+        blobs = open_blobs(settings)
+        report, _ = await governance.close_account(store, None, user.id)
+        await discard_exports(store, blobs, user.id)
+        await JobRunner(settings, store, blobs, kinds=(DELETE_JOB,)).drain()
+        return f"closed {username}'s account: {report.images} images deleted"
+
+    click.echo(_run(data_dir, run))
+
+
 #: name → command, added to the `wayview` group.
 COMMANDS: dict[str, click.Command] = {
     "role": role_command,
     "org-member": org_member_command,
     "audit": audit_command,
     "reports": reports_command,
+    "close-account": close_account_command,
 }

@@ -70,3 +70,19 @@ async def test_create_invite_accept_report_and_moderate_through_the_pages(
         log = r.text[r.text.index("Audit log"):]
         assert log.index("report.delete") < log.index("report.create") < log.index(
             "organization.join")
+
+
+async def test_closing_the_account_from_the_account_page(client: httpx.AsyncClient,
+                                                         store: Store) -> None:
+    await sign_up(client, "zed")
+    zed = await store.get_user_by_username("zed")
+    assert zed is not None
+    await add_sequence(store, zed, [(13.19, 55.70), (13.1901, 55.70)],
+                       start_ms=1_700_000_000_000)
+    r = await post_form(client, "/account", "/account/close", {"confirm": "zedd"})
+    assert r.status_code == 400 and "nothing was deleted" in r.text
+    assert await store.get_user_by_username("zed") is not None
+    r = await post_form(client, "/account", "/account/close", {"confirm": "ZED"})
+    assert r.status_code == 200 and "its 2 images were deleted" in r.text
+    assert await store.get_user_by_username("zed") is None
+    assert (await client.get("/account")).status_code == 303  # signed out

@@ -65,3 +65,35 @@ def test_an_operator_gives_roles_adds_members_resolves_reports_and_reads_the_log
         "audit", "--json", "--actor", "carol"))["entries"]] == ["report.create"]
     text = run("audit", "--target", f"image:{lines[0]['target_id']}")
     assert "report.dismiss" in text and "report.create" in text
+
+
+def test_an_operator_closes_an_account(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+
+    async def setup() -> None:
+        store = open_store(settings)
+        await store.open()
+        try:
+            dora = await store.create_user("dora")
+            await add_sequence(store, dora, [(13.40, 52.52), (13.4001, 52.52)],
+                               start_ms=1_700_000_000_000)
+        finally:
+            await store.close()
+
+    async def exists() -> bool:
+        store = open_store(settings)
+        await store.open()
+        try:
+            return await store.get_user_by_username("dora") is not None
+        finally:
+            await store.close()
+
+    asyncio.run(setup())
+    runner = CliRunner()
+    data = ["--data-dir", str(settings.data_dir)]
+    dry = runner.invoke(cli, ["close-account", "dora", *data])
+    assert dry.exit_code == 0 and "would delete dora and 2 images" in dry.stdout
+    assert asyncio.run(exists())
+    done = runner.invoke(cli, ["close-account", "dora", "--yes", *data])
+    assert done.exit_code == 0, done.output
+    assert "2 images deleted" in done.stdout and not asyncio.run(exists())

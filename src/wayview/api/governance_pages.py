@@ -210,6 +210,32 @@ async def report_page(ctx: Context, request: Request, match: re.Match[str]) -> R
                    reasons=REPORT_REASONS, reason_text=_REASON_TEXT)
 
 
+async def close_account_page(ctx: Context, request: Request, match: re.Match[str]
+                             ) -> Response:
+    """POST /account/close: the signed-in user closes their account (typing their username
+    confirms), then is signed out."""
+    from wayview.api.accounts import SESSION_COOKIE, _secure
+    from wayview.pipeline.export import discard_exports
+
+    page, away, user_id = await _user(ctx, request)
+    if away is not None:
+        return away
+    form = await _form(page)
+    assert page.session is not None
+    if form.get("confirm").strip().lower() != page.session.user.username.lower():
+        return _render(page, "message.html", "Account not closed", status=400,
+                       message="The username you typed does not match: nothing was deleted.")
+    report, hashes = await governance.close_account(ctx.store, user_id, user_id)
+    ctx.authenticator.forget_hashes(hashes)
+    await discard_exports(ctx.store, ctx.blobs, user_id)
+    page.session = None
+    response = _render(page, "message.html", "Account closed",
+                       message=f"Your account and its {report.images} images were deleted.")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+                           secure=_secure(ctx))
+    return response
+
+
 _r = re.compile
 _PAGE = frozenset({"GET", "HEAD", "POST"})
 _GET = frozenset({"GET", "HEAD"})
@@ -228,4 +254,5 @@ ROUTES: list[Route] = [
     Route(_r(r"/moderation/images/(?P<image>[0-9]{1,16})/unhide"), _POST, moderation_page,
           auth=False, budget=None),
     Route(_r(r"/report/(?P<id>[0-9]{1,16})"), _PAGE, report_page, auth=False, budget=None),
+    Route(_r(r"/account/close"), _POST, close_account_page, auth=False, budget=None),
 ]
