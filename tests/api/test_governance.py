@@ -313,3 +313,19 @@ async def test_closing_an_account_deletes_the_user_with_everything_they_uploaded
     [own] = (await client.get("/audit_log", headers=admin, params={
         "target_kind": "user", "target_id": str(seeded.bob.id)})).json()["data"][:1]
     assert own["action"] == "user.delete" and own["actor"]["username"] == "bob"
+
+
+async def test_a_hidden_image_s_media_answers_404(client: httpx.AsyncClient, seeded: Seeded,
+                                                  store: Store, settings: object) -> None:
+    from wayview.blobs import LocalBlobs
+    from wayview.blobs.base import image_blob_key
+
+    image = next(iter(seeded.sequences.values()))[0]
+    blobs = LocalBlobs(settings.blobs_path)  # type: ignore[attr-defined]
+    blobs.put_bytes(image_blob_key(image.id, "thumb_256"), b"\xff\xd8 not really a jpeg")
+    url = f"/media/images/{image.id}/thumb_256.jpg"
+    assert (await client.get(url)).status_code == 200
+    await governance.hide_image(store, None, image.id, "privacy")
+    assert (await client.get(url)).status_code == 404
+    await governance.unhide_image(store, None, image.id)
+    assert (await client.get(url)).status_code == 200

@@ -32,13 +32,16 @@ async def image_variant(ctx: Context, request: Request, match: re.Match[str]) ->
     /media/images/{id}/mesh.pbf.
 
     Each media version has its own URLs and keys, so every URL always names the same bytes
-    and may be cached for a year; a replaced version's blobs are deleted (404)."""
+    and may be cached for a year; a replaced version's blobs are deleted (404). A hidden
+    image's media answers 404 while it is hidden."""
     image_id = parse_id(match["id"])
     variant, ext = match["variant"], match["ext"]
     version = int(match["version"] or 0)
     if image_id is None or not is_public_variant(variant) or \
             (ext == "pbf") != (variant == "mesh") or (version and variant == "mesh"):
         raise AssetNotFound()
+    if await ctx.store.hidden_among([image_id]):
+        raise AssetNotFound()  # hidden by a moderator (issue #17), like a deleted image
     media_type = "application/x-protobuf" if ext == "pbf" else "image/jpeg"
     key = image_blob_key(image_id, variant, version)
     z = tile_level(variant)
