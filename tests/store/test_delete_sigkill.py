@@ -8,14 +8,10 @@ asked for."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from tests.store.sigkill import kill_mid_way
 from tests.store.test_edits import assert_consistent
 
 from wayview.blobs import LocalBlobs
@@ -102,22 +98,10 @@ def test_sigkill_mid_deletion_leaves_before_or_after(tmp_path: Path) -> None:
     data = tmp_path / "data"
     asyncio.run(_seed(data))
     rng = random.Random(23)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    env = {k: v for k, v in env.items() if not k.startswith("WAYVIEW_")}
     remaining = 72
     for round_ in range(3):
-        with subprocess.Popen([sys.executable, "-c", SCRIPT, str(data), str(round_)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
-            try:
-                assert proc.stdout is not None
-                for _ in range(rng.randrange(2, 6)):  # let it get going, then kill it
-                    line = proc.stdout.readline()
-                    assert line, proc.stderr.read() if proc.stderr else ""
-                time.sleep(rng.random() * 0.02)
-            finally:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        assert proc.returncode == -signal.SIGKILL
+        kill_mid_way(SCRIPT, [str(data), str(round_)], rng, min_lines=2, max_lines=6,
+                     max_sleep_s=0.02)
         now = asyncio.run(_check(data))
         assert now < remaining
         remaining = now

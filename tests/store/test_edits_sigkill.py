@@ -6,14 +6,10 @@ tile rows (both tilesets) built from exactly the images each sequence has."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from tests.store.sigkill import kill_mid_way
 from tests.store.test_edits import assert_consistent
 
 from wayview.model.entities import ImageSearch
@@ -88,22 +84,9 @@ async def _check(data_dir: Path, count: int) -> int:
 def test_sigkill_mid_split_or_merge_leaves_before_or_after(tmp_path: Path) -> None:
     count = asyncio.run(_seed(tmp_path))
     rng = random.Random(17)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = 0
     for round_ in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path), str(round_)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        try:
-            assert proc.stdout is not None
-            target = rng.randrange(3, 12)
-            for _ in range(target):  # let it get going, then kill it mid-edit
-                line = proc.stdout.readline()
-                assert line, proc.stderr.read() if proc.stderr else ""
-                done = max(done, int(line))
-            time.sleep(rng.random() * 0.05)
-        finally:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.communicate()
-        assert proc.returncode == -signal.SIGKILL
+        done = max(done, kill_mid_way(SCRIPT, [str(tmp_path), str(round_)], rng, min_lines=3,
+                                      max_lines=12, max_sleep_s=0.05))
         asyncio.run(_check(tmp_path, count))
     assert done >= 3

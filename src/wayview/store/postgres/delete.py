@@ -83,22 +83,19 @@ async def lock_plan(conn: Conn, plan: DeletionPlan) -> None:
 async def write_plan(conn: Conn, plan: DeletionPlan) -> None:
     """The second half, after the images' own rows changed: drop the emptied sequences and
     their rows, rebuild the others, bump the "computed" epochs, then write overview cells."""
-    if plan.veiled:
-        for ix in TILE_INDEXES.values():
-            await conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ANY(%s)",
-                               (plan.veiled,))
-            await conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = ANY(%s)",
-                               (plan.veiled,))
+    # Sequences of hidden images only lose their tile rows; emptied ones their row too.
+    for gone in (plan.veiled, plan.emptied):
+        if gone:
+            for ix in TILE_INDEXES.values():
+                await conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ANY(%s)",
+                                   (gone,))
+                await conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = ANY(%s)",
+                                   (gone,))
     if plan.hide:
         await conn.execute(
             f"UPDATE images SET {_HIDE_CODES} WHERE id = ANY(%s)",
             (*(HIDDEN_CODE for _ in TILE_INDEXES), plan.hide))
     if plan.emptied:
-        for ix in TILE_INDEXES.values():
-            await conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ANY(%s)",
-                               (plan.emptied,))
-            await conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = ANY(%s)",
-                               (plan.emptied,))
         await conn.execute("DELETE FROM sequences WHERE id = ANY(%s)", (plan.emptied,))
     for rebuild in plan.shrunk:
         sequence_id = rebuild.sequence_id

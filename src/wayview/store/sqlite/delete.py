@@ -88,15 +88,14 @@ def write_plan(conn: sqlite3.Connection, plan: DeletionPlan) -> None:
     """Write a plan's tile rows (deletion and edits alike): drop the emptied sequences and
     their rows, rebuild the others, bump the epochs of both groups. The images' own rows
     are the caller's, written before."""
+    # Emptied sequences lose their tile rows and their row; those of hidden images only
+    # (veiled) their tile rows.
+    for sequence_id in (*plan.emptied, *plan.veiled):
+        for ix in TILE_INDEXES.values():
+            conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ?", (sequence_id,))
+            conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = ?", (sequence_id,))
     for sequence_id in plan.emptied:
-        for ix in TILE_INDEXES.values():
-            conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ?", (sequence_id,))
-            conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = ?", (sequence_id,))
         conn.execute("DELETE FROM sequences WHERE id = ?", (sequence_id,))
-    for sequence_id in plan.veiled:
-        for ix in TILE_INDEXES.values():
-            conn.execute(f"DELETE FROM {ix.overview} WHERE sequence_id = ?", (sequence_id,))
-            conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = ?", (sequence_id,))
     for chunk in _chunks(plan.hide):
         conn.execute(f"UPDATE images SET {_HIDE_CODES} WHERE id IN ({_marks(len(chunk))})",
                      [*(HIDDEN_CODE for _ in TILE_INDEXES), *chunk])
