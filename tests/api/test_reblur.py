@@ -362,3 +362,17 @@ def test_direct_object_storage_urls_carry_the_version() -> None:
     assert url(1001, "thumb_256", 3) == "https://cdn.example/images/001/1001/v3/thumb_256.jpg"
     assert url(1001, "mesh", 3) == "https://cdn.example/images/001/1001/mesh.pbf"
 
+
+
+async def test_regions_survive_a_change_of_blurrer(
+        store: Store, settings: Settings, world: World) -> None:
+    """With `pipeline.blurrer` now "none", what ingest blurred is read from the difference
+    between the private and the public original: a re-blur never un-blurs it."""
+    none = settings.pipeline.model_copy(update={"blurrer": "none"})
+    edits = await reblur.blur_state(store, world.blobs, none, world.image)
+    assert edits.automatic is not None and len(edits.automatic) == 1
+    u0, v0, u1, v1 = edits.automatic[0].box
+    assert u0 <= FACE[0] and v0 <= FACE[1] and u1 >= FACE[2] and v1 >= FACE[3]
+    assert u1 - u0 < 0.35 and v1 - v0 < 0.35  # the face and the blur's margin, not more
+    plain = await reblur.blur_state(store, world.blobs, none, world.plain)
+    assert plain.automatic == ()

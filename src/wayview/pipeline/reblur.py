@@ -38,6 +38,8 @@ import math
 import threading
 from collections.abc import Sequence
 
+import cv2
+import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
@@ -130,7 +132,12 @@ def _sign_boxes(image: Image, detections: Sequence[Sequence[Sequence[tuple[float
 
 def _detect(blobs: BlobStore, settings: PipelineSettings, image: Image,
             signs: list[tuple[float, float, float, float]]) -> list[AutoRegion]:
-    """The blurrer's regions on the private original, normalised (none without one)."""
+    """The blurrer's regions on the private original, normalised (none without one).
+
+    A private original exists only where ingest blurred something. When the blurrer now
+    finds nothing there (`pipeline.blurrer` changed since, or "none"), the regions are read
+    from the difference between the private original and ingest's public one instead, so a
+    re-blur never un-blurs what ingest blurred."""
     try:
         source = blobs.get_bytes(private_source_key(image.id))
     except FileNotFoundError:
@@ -139,6 +146,9 @@ def _detect(blobs: BlobStore, settings: PipelineSettings, image: Image,
     with pixel_budget(settings.max_image_pixels).hold(image.width * image.height):
         try:
             _, found = blur_jpeg(source, _blurrer(settings), not_faces=signs)
+            if not found and image.media_version == 0:
+                found = _blurred_at_ingest(source, blobs.get_bytes(
+                    image_blob_key(image.id, "original", 0)))
         finally:
             release_memory()
     w, h = float(image.width), float(image.height)
@@ -146,6 +156,35 @@ def _detect(blobs: BlobStore, settings: PipelineSettings, image: Image,
                        (max(0.0, r.x / w), max(0.0, r.y / h),
                         min(1.0, (r.x + r.w) / w), min(1.0, (r.y + r.h) / h)))
             for k, r in enumerate(found)]
+
+
+#: Grey levels by which a blurred pixel differs from the original at least (re-encoding
+#: the JPEG alone changes a few).
+_DIFFERENCE_LEVEL = 24
+#: Side of the reduced copies compared by `_blurred_at_ingest`.
+_DIFFERENCE_SIDE = 512
+
+
+def _blurred_at_ingest(source: bytes, public: bytes) -> list[Region]:
+    """The boxes (full-size pixels) where ingest's public original differs from the private
+    one: what ingest blurred, grown a little (more blur, never less)."""
+    with pillow_errors():
+        copies = []
+        for data in (source, public):
+            with PILImage.open(io.BytesIO(strip_metadata_segments(data)),
+                               formats=_JPEG_FORMATS) as im:
+                width, height = im.size
+                scale = min(1.0, _DIFFERENCE_SIDE / max(width, height))
+                size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                im.draft("L", size)
+                copies.append(np.asarray(im.convert("L").resize(size), dtype=np.int16))
+    mask = (np.abs(copies[0] - copies[1]) > _DIFFERENCE_LEVEL).astype(np.uint8)
+    mask = cv2.dilate(mask, np.ones((5, 5), np.uint8), iterations=2)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    back_x, back_y = width / mask.shape[1], height / mask.shape[0]
+    return [Region(math.floor(x * back_x), math.floor(y * back_y), math.ceil(w * back_x),
+                   math.ceil(h * back_y), "blurred")
+            for x, y, w, h, area in stats[1:count].tolist() if area >= 16]
 
 
 async def blur_state(store: Store, blobs: BlobStore, settings: PipelineSettings,
