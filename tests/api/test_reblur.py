@@ -241,9 +241,6 @@ async def test_reblur_adds_and_removes_regions_under_new_urls(
     assert by_version[2].details["removed"] == ["a0"] and by_version[2].details["added"] == []
 
 
-@pytest.mark.xfail(reason="needs wayview.graph.service.image_tiles to pass image.media_version "
-                          "to asset_url (a file of the lead's; asked in the report)",
-                   strict=True)
 async def test_reblurred_image_tiles_carry_the_version(
         client: httpx.AsyncClient, store: Store, settings: Settings, world: World) -> None:
     image_id = world.image.id
@@ -253,7 +250,7 @@ async def test_reblurred_image_tiles_carry_the_version(
     r = await client.get(f"/{image_id}/tiles", params={"z": "11"}, headers=_auth(world.token))
     urls = [t["url"] for t in r.json()["data"]]
     assert urls and all("/v1/" in u for u in urls)
-    assert all((await _get(client, u)).status_code == 200 for u in urls)
+    assert all([(await _get(client, u)).status_code == 200 for u in urls])
 
 
 async def test_others_get_e7_and_bad_edits_e9(

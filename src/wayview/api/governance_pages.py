@@ -23,7 +23,8 @@ from wayview.api.routing import Route
 from wayview.auth import governance
 from wayview.auth.permissions import may_manage_organization
 from wayview.errors import WayviewError
-from wayview.model.entities import REPORT_REASONS
+from wayview.graph.render import served_url
+from wayview.model.entities import REPORT_REASONS, Image
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -45,11 +46,16 @@ def _when(ms: int | None) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def _thumb(image: Image) -> str:
+    """The served thumbnail of an image's current media version (re-blurred ones move)."""
+    return served_url("", image.id, "thumb_256", image.media_version)
+
+
 def _render(page: _Page, template: str, title: str, status: int = 200,
             **values: Any) -> Response:
     folder = "accounts" if template == "message.html" else "governance"
     response = page.render(template, title, status=status, folder=folder, when=_when,
-                           **values)
+                           thumb=_thumb, **values)
     # Thumbnails of reported images come from this server's /media/ (always proxied).
     response.headers["Content-Security-Policy"] += "; img-src 'self'"
     return response

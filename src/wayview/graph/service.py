@@ -226,7 +226,8 @@ class Graph:
         data = []
         for y in range(rows):
             for x in range(columns):
-                entry = {"url": self.renderer.asset_url(image.id, f"tile_{z}_{x}_{y}"),
+                entry = {"url": self.renderer.asset_url(image.id, f"tile_{z}_{x}_{y}",
+                                                        image.media_version),
                          "z": z, "x": x, "y": y}
                 data.append({name: entry[name] for name in tree})
         return Collection(data)

@@ -405,8 +405,9 @@ def open_blob(blobs: BlobStore, key: str, chunk: int = _CHUNK) -> BlobReader | N
 def _copy_original(blobs: BlobStore, zf: zipfile.ZipFile, image: Image, name: str) -> str:
     """Write one image's original into the zip: "unblurred_upload", "served_original", or
     "missing" when neither blob exists (the image is written without a file)."""
+    served = image_blob_key(image.id, "original", image.media_version)
     for key, kind in ((private_source_key(image.id), "unblurred_upload"),
-                      (image_blob_key(image.id, "original"), "served_original")):
+                      (served, "served_original")):
         blob = open_blob(blobs, key)
         if blob is None:
             continue

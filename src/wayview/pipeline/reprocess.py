@@ -81,7 +81,7 @@ async def reprocess(settings: PipelineSettings, store: Store, blobs: BlobStore, 
 
     def look(image: Image) -> Perception | str:
         try:
-            data = blobs.get_bytes(image_blob_key(image.id, "thumb_2048"))
+            data = blobs.get_bytes(image_blob_key(image.id, "thumb_2048", image.media_version))
         except (OSError, KeyError) as exc:
             return f"cannot read its 2048-px derivative: {exc}"
         try:

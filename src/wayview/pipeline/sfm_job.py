@@ -240,7 +240,7 @@ def _load(blobs: BlobStore, images: Sequence[Image]
     missing: dict[int, str] = {}
     for im in images:
         try:
-            data = blobs.get_bytes(image_blob_key(im.id, "thumb_2048"))
+            data = blobs.get_bytes(image_blob_key(im.id, "thumb_2048", im.media_version))
         except (KeyError, OSError) as exc:
             missing[im.id] = f"cannot read its 2048-px derivative: {exc}"
             continue
@@ -278,7 +278,7 @@ async def _neighbours(settings: PipelineSettings, store: Store, blobs: BlobStore
         if len(out) >= settings.sfm_max_neighbours:
             break
         try:
-            data = blobs.get_bytes(image_blob_key(other.id, "thumb_2048"))
+            data = blobs.get_bytes(image_blob_key(other.id, "thumb_2048", other.media_version))
         except (KeyError, OSError):
             continue
         out.append(SfmImage(shot_input(other), data, neighbour_at=at,

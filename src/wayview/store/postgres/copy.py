@@ -34,7 +34,7 @@ TABLES = (
     "web_sessions", "sequences", "images", "map_features", "detections", "tile_epochs",
     "tile_overview", "tile_sequence_lines", "tile_overview_computed",
     "tile_sequence_lines_computed", "jobs", "upload_sessions", "upload_finishes",
-    "blob_journal", "audit_log", "reports", "exports", "image_blurs",
+    "blob_journal", "audit_log", "reports", "exports", "hidden_images", "image_blurs",
 )
 #: (table, target column) → source column, where the names differ.
 _RENAMED = {("images", "sequence_no"): "sequence_rowid"}
