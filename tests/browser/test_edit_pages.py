@@ -1,6 +1,6 @@
-"""Browser: an owner corrects an image and splits a sequence on the /account/sequences pages
-(issue #17) in headless Chromium against a live `wayview serve`, every non-loopback request
-aborted; the Graph API serves the corrected value and the two sequences at once."""
+"""Browser: an owner corrects an image, splits a sequence, deletes an image and then a whole
+sequence on the /account/sequences pages (issue #17) in headless Chromium against a live
+`wayview serve`, every non-loopback request aborted; the Graph API follows at once."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     yield from seed_world(tmp_path_factory.mktemp("edits"))
 
 
-def test_owner_corrects_an_image_and_splits_a_sequence_in_the_browser(
+def test_owner_corrects_splits_and_deletes_in_the_browser(
         browser: Any, world: World) -> None:
     from wayview.fixtures import write_jpeg
 
@@ -91,6 +91,17 @@ def test_owner_corrects_an_image_and_splits_a_sequence_in_the_browser(
         assert [row["id"] for row in first] == ids[:2]
         assert [row["id"] for row in second] == ids[2:]
         screenshot(page, "edits-split")
+        # Delete one image of the new sequence, then the whole sequence.
+        page.select_option("#delete-image-id", ids[3])
+        page.click("#delete-image button[type=submit]")
+        page.wait_for_selector("text=The image was deleted.")
+        assert http.get(f"{world.base}/{ids[3]}", headers=auth).status_code == 400
+        page.click("#delete-sequence button[type=submit]")
+        page.wait_for_selector("text=The sequence was deleted.")
+        assert http.get(f"{world.base}/{ids[2]}", headers=auth).status_code == 400
+        assert new_id not in page.content()
+        assert http.get(f"{world.base}/{ids[0]}", headers=auth).status_code == 200
+        screenshot(page, "edits-deleted")
     assert not errors, errors
     assert not offline.blocked, offline.blocked
     context.close()

@@ -32,7 +32,7 @@ from wayview.api.routing import Route
 from wayview.auth.permissions import may_manage_images
 from wayview.errors import InvalidInput, InvalidParameter, MissingParameter, NodeNotFound
 from wayview.ids import is_sequence_key, parse_id
-from wayview.model.entities import Image
+from wayview.model.entities import Image, ImageSearch
 from wayview.pipeline import edits
 
 if TYPE_CHECKING:
@@ -186,10 +186,12 @@ async def sequences_page(ctx: Context, request: Request, match: re.Match[str]) -
     rows = [{"id": s.id, "images": s.image_count, "first": _when(s.first_captured_at_ms),
              "last": _when(s.last_captured_at_ms)}
             for s in await ctx.store.sequences_of(page.session.user.id)]
-    return _render(page, "sequences.html", "Your sequences", sequences=rows)
+    return _render(page, "sequences.html", "Your sequences", sequences=rows,
+                   notice=_NOTICES.get(request.query_params.get("done", "")))
 
 
 _NOTICES = {"corrected": "The image was corrected.", "split": "The sequence was split.",
+            "deleted": "The sequence was deleted.", "image-deleted": "The image was deleted.",
             "merged": "The sequences were merged.", "reordered": "The images were reordered."}
 
 
@@ -229,6 +231,8 @@ async def sequence_page(ctx: Context, request: Request, match: re.Match[str]) ->
     target = sequence_id
     try:
         await _sequence(ctx, user_id, sequence_id)
+        if action in ("delete", "delete-image"):
+            return await _delete_from_page(page, ctx, sequence_id, action, params)
         if action == "correct":
             image = await _image(ctx, user_id, _required(params, "image_id"), "post")
             if image.sequence_id != sequence_id:
@@ -255,6 +259,26 @@ async def sequence_page(ctx: Context, request: Request, match: re.Match[str]) ->
     return page.redirect(f"/account/sequences/{quote(target)}?done={done}")
 
 
+async def _delete_from_page(page: _Page, ctx: Context, sequence_id: str, action: str,
+                            params: dict[str, object]) -> Response:
+    """The page's deletions (issue #17, docs/deleting.md): one image of the sequence, or the
+    whole sequence (the same rules and audit as `DELETE /{id}` and `/sequences/{id}`)."""
+    from wayview.auth import governance
+
+    assert page.session is not None
+    user_id = page.session.user.id
+    if action == "delete":
+        await governance.delete_sequence(ctx.store, user_id, sequence_id)
+        return page.redirect("/account/sequences?done=deleted")
+    image = await _image(ctx, user_id, _required(params, "image_id"), "delete")
+    if image.sequence_id != sequence_id:
+        raise NodeNotFound(str(image.id), "delete")
+    await governance.delete_image(ctx.store, user_id, image.id)
+    if not (await ctx.store.search_images(ImageSearch(sequence_ids=(sequence_id,)))).items:
+        return page.redirect("/account/sequences?done=deleted")
+    return page.redirect(f"/account/sequences/{quote(sequence_id)}?done=image-deleted")
+
+
 _r = re.compile
 _POST = frozenset({"POST"})
 _PAGE = frozenset({"GET", "HEAD"})
@@ -268,6 +292,7 @@ ROUTES: list[Route] = [
     Route(_r(r"/account/sequences"), _PAGE, sequences_page, auth=False, budget=None),
     Route(_r(rf"/account/sequences/{_SEQUENCE}"), _PAGE, sequence_page, auth=False,
           budget=None),
-    Route(_r(rf"/account/sequences/{_SEQUENCE}/(?P<action>correct|split|merge|reorder)"),
+    Route(_r(rf"/account/sequences/{_SEQUENCE}/(?P<action>correct|split|merge|reorder|delete"
+             r"|delete-image)"),
           _POST, sequence_page, auth=False, budget=None),
 ]
