@@ -1,7 +1,7 @@
 """Property test of owners' control of their data (issue #17): random sequences of uploads,
-deletions, splits and merges, made through the HTTP API, keep every endpoint and tile in step
-with a simple model of what should be visible: which sequences exist and which images each
-holds, in capture order.
+deletions, splits and merges (made through the HTTP API) and of hiding and showing images (as
+a moderator does) keep every endpoint and tile in step with a simple model of what the public
+should see: which sequences exist, which images each holds in capture order, which are hidden.
 
 After every step: `GET /image_ids` gives each sequence's images in order, `GET /images`
 finds each sequence's images, every live image answers `GET /{id}` with its sequence, every
@@ -20,6 +20,7 @@ import mapbox_vector_tile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wayview.auth import governance
 from wayview.auth.tokens import create_app, issue_user_token
 from wayview.blobs import LocalBlobs
 from wayview.model.entities import User
@@ -33,7 +34,8 @@ X, Y = 8802, 5373
 WEST, SOUTH, EAST, NORTH = tile_bounds(14, X, Y)
 
 #: An operation: (kind, a, b); a and b pick sequences and images modulo what exists.
-OPS = st.lists(st.tuples(st.sampled_from(["upload", "delete", "split", "merge"]),
+OPS = st.lists(st.tuples(st.sampled_from(["upload", "delete", "split", "merge", "hide",
+                                          "unhide"]),
                          st.integers(0, 50), st.integers(0, 50)), min_size=1, max_size=12)
 
 
@@ -44,6 +46,10 @@ class Model:
         self.sequences: dict[str, list[int]] = {}
         self.captured: dict[int, int] = {}
         self.deleted: set[int] = set()
+        self.hidden: set[int] = set()
+
+    def shown(self, ids: list[int]) -> list[int]:
+        return [i for i in ids if i not in self.hidden]
 
     def order(self, ids: list[int]) -> list[int]:
         return sorted(ids, key=lambda i: (self.captured[i], i))
@@ -62,21 +68,23 @@ async def _upload(store: Store, user: User, model: Model, n: int, k: int) -> Non
 
 
 async def _check(client: httpx.AsyncClient, token: str, model: Model) -> None:
+    """What the public (a client token) sees."""
     auth = {"Authorization": f"OAuth {token}"}
-    live = {i for ids in model.sequences.values() for i in ids}
-    for sequence_id, ids in model.sequences.items():
+    live = {i for ids in model.sequences.values() for i in model.shown(ids)}
+    for sequence_id, all_ids in model.sequences.items():
+        ids = model.shown(all_ids)
         r = await client.get("/image_ids", params={"sequence_id": sequence_id}, headers=auth)
         assert [int(row["id"]) for row in r.json()["data"]] == ids, sequence_id
         r = await client.get("/images", headers=auth, params={
             "sequence_ids": sequence_id, "fields": "id,sequence"})
         rows = r.json()["data"]
         assert sorted(int(row["id"]) for row in rows) == sorted(ids)
-        assert {row["sequence"] for row in rows} == {sequence_id}
+        assert {row["sequence"] for row in rows} <= {sequence_id}
     r = await client.get("/", headers=auth, params={
         "ids": ",".join(map(str, sorted(live)[:50])), "fields": "id,sequence"})
     for image_id in sorted(live)[:50]:
         assert r.json()[str(image_id)]["sequence"] in model.sequences
-    for image_id in sorted(model.deleted)[:10]:
+    for image_id in sorted(model.deleted)[:5] + sorted(model.hidden)[:5]:
         r = await client.get(f"/{image_id}", headers=auth)
         assert r.status_code == 400 and r.json()["error"]["code"] == 100
     for tileset in ("mly1_public", "mly1_computed_public"):
@@ -86,7 +94,8 @@ async def _check(client: httpx.AsyncClient, token: str, model: Model) -> None:
         shown = {int(f["properties"]["id"]) for f in layers.get("image", {}).get("features", [])}
         assert shown == live, (tileset, shown ^ live)
         lines = {f["properties"]["id"] for f in layers.get("sequence", {}).get("features", [])}
-        assert lines <= set(model.sequences), (tileset, lines - set(model.sequences))
+        drawn = {s for s, ids in model.sequences.items() if model.shown(ids)}
+        assert lines <= drawn, (tileset, lines - drawn)
 
 
 async def _run(tmp: Path, ops: list[tuple[str, int, int]]) -> None:
@@ -112,8 +121,15 @@ async def _run(tmp: Path, ops: list[tuple[str, int, int]]) -> None:
                     assert r.json() == {"success": True}
                     ids.remove(victim)
                     model.deleted.add(victim)
+                    model.hidden.discard(victim)
                     if not ids:
                         del model.sequences[keys[a % len(keys)]]
+                elif kind in ("hide", "unhide"):
+                    ids = model.sequences[keys[a % len(keys)]]
+                    target = ids[b % len(ids)]
+                    await (governance.hide_image if kind == "hide" else
+                           governance.unhide_image)(store, None, target)
+                    (model.hidden.add if kind == "hide" else model.hidden.discard)(target)
                 elif kind == "split":
                     key = keys[a % len(keys)]
                     ids = model.sequences[key]
@@ -136,10 +152,10 @@ async def _run(tmp: Path, ops: list[tuple[str, int, int]]) -> None:
                     assert r.status_code == 200, r.text
                     model.sequences[first] = model.order(
                         model.sequences[first] + model.sequences.pop(other))
-                await _check(client, token, model)
+                await _check(client, app.client_token, model)
             # The jobs the edits queued (blobs, positions, features) change none of it.
             await JobRunner(cfg, store, LocalBlobs(cfg.blobs_path)).drain()
-            await _check(client, token, model)
+            await _check(client, app.client_token, model)
     finally:
         await store.close()
 
