@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from wayview.api.responses import json_response
@@ -124,10 +124,13 @@ async def _page(ctx: Context, request: Request) -> _Page:
 
 async def _body(request: Request) -> bytes:
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise InvalidInput("request body too large")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise InvalidInput("request body too large")
+    except ClientDisconnect:  # the body ended early or its chunked framing is broken
+        raise InvalidInput("the request body ended early or is not well framed") from None
     return bytes(body)
 
 

@@ -147,8 +147,8 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         Route(r(r"/ids=(?P<ids>[^/]*)"), get, graph_routes.many),
         Route(r(r"/(?P<id>[0-9]+)/detections"), get, graph_routes.detections_of),
         Route(r(r"/(?P<id>[0-9]+)/tiles"), get, graph_routes.image_tiles),
-        Route(r(r"/(?P<id>[0-9]+)"), frozenset({"DELETE"}), graph_routes.delete_node,
-              scope="write"),
+        # Open to every token like GET /{id}; the handler answers E7 to client tokens.
+        Route(r(r"/(?P<id>[0-9]+)"), frozenset({"DELETE"}), graph_routes.delete_node),
         Route(r(r"/(?P<id>[0-9]+)"), get, graph_routes.node),
     ]
 

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from wayview.api.accounts import _form, _Page, _signed_in_page
+from wayview.api.graph import node_writer
 from wayview.api.responses import json_response
 from wayview.api.routing import Route
 from wayview.auth.permissions import may_manage_images
@@ -117,8 +118,9 @@ def _user_id(ctx: Context) -> int | None:
 
 # -- Graph API ----------------------------------------------------------------------------------
 async def correct_image(ctx: Context, request: Request, match: re.Match[str]) -> Response:
-    """POST /{image_id}: correct the compass angle, position or capture time of an image."""
-    user_id = _user_id(ctx)
+    """POST /{image_id}: correct the compass angle, position or capture time of an image
+    (a client token gets E7, as for GET-only nodes: `wayview.api.graph.node_writer`)."""
+    user_id = node_writer(ctx, match["id"], "post")
     image = await _image(ctx, user_id, match["id"], "post")
     correction = edits.parse_correction(image.id, await _params(request))
     await edits.correct_image(ctx.settings.pipeline, ctx.store, image, correction,
@@ -285,7 +287,7 @@ _PAGE = frozenset({"GET", "HEAD"})
 
 #: This module's routes, placed by app.py before the generic `/{id}` routes.
 ROUTES: list[Route] = [
-    Route(_r(r"/(?P<id>[0-9]+)"), _POST, correct_image, scope="write"),
+    Route(_r(r"/(?P<id>[0-9]+)"), _POST, correct_image),  # E7 to client tokens
     Route(_r(rf"/sequences/{_SEQUENCE}/split"), _POST, split_sequence, scope="write"),
     Route(_r(rf"/sequences/{_SEQUENCE}/merge"), _POST, merge_sequences, scope="write"),
     Route(_r(rf"/sequences/{_SEQUENCE}/reorder"), _POST, reorder_sequence, scope="write"),

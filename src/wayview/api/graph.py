@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from wayview.api.responses import json_response
 from wayview.auth import governance
-from wayview.errors import MissingParameter, NodeNotFound, UserTokenRequired
+from wayview.errors import MissingParameter, MissingScope, NodeNotFound, UserTokenRequired
 from wayview.graph.service import Collection
 
 if TYPE_CHECKING:
@@ -51,6 +51,19 @@ def acting_user(ctx: Context) -> int:
     return ctx.principal.user_id
 
 
+def node_writer(ctx: Context, node_id: str, method: str) -> int:
+    """The user changing a node with POST or DELETE /{id}. Such routes are open to every
+    token, like GET /{id}: a client token gets E7, the answer for an operation the node does
+    not support for the caller (spec E7: "wrong HTTP method" and "missing permissions"); a
+    user token without the `write` scope gets E6."""
+    assert ctx.principal is not None
+    if ctx.principal.user_id is None:
+        raise NodeNotFound(node_id, method)
+    if "write" not in ctx.principal.scopes:
+        raise MissingScope("write")
+    return ctx.principal.user_id
+
+
 async def delete_node(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """DELETE /{image_id} with a user token (`write` scope) of the owner, an admin of the
     image's organization or an instance admin: the image is gone at once from every endpoint
@@ -58,12 +71,13 @@ async def delete_node(ctx: Context, request: Request, match: re.Match[str]) -> R
     the Graph API. DELETE /{user_id} closes an account (the user or an instance admin).
     Anyone else, an unknown id or a node of another kind gets E7, as if it did not exist."""
     node_id = match["id"]
+    actor = node_writer(ctx, node_id, "delete")
     if len(node_id) > 16:
         raise NodeNotFound(node_id, "delete")
     kind = (await ctx.store.node_kinds([int(node_id)])).get(int(node_id))
     if kind == "user":
         return await _close_account(ctx, int(node_id))
-    await governance.delete_image(ctx.store, acting_user(ctx), int(node_id))
+    await governance.delete_image(ctx.store, actor, int(node_id))
     return json_response({"success": True})
 
 
