@@ -345,7 +345,9 @@ class PipelineSettings(BaseModel):
         "within `sfm_max_residual_m` of its GPS position (the best seed is kept).",
     )
     sfm_threads: int = Field(2, ge=1, le=256,
-                             description="CPU threads one SfM job uses.")
+                             description="CPU threads one SfM job's feature extraction uses "
+                             "(matching and mapping run on one thread, for repeatable "
+                             "results).")
     sfm_max_points: int = Field(
         100_000, ge=0, description="Most points in a sequence's sfm_cluster (evenly thinned "
         "beyond).",

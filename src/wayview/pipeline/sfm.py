@@ -512,7 +512,9 @@ def _match(pairs: list[tuple[int, int]], names: dict[int, str], database: Path,
 
     pairs_file.write_text("".join(f"{names[a]} {names[b]}\n" for a, b in pairs))
     matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = options.threads
+    # One thread: with several, which thread's RANSAC generator verifies which pair depends
+    # on scheduling, so a loaded machine verified other pairs and placed other poses.
+    matching.num_threads = 1
     pairing = pycolmap.ImportedPairingOptions()
     pairing.match_list_path = str(pairs_file)
     verification = pycolmap.TwoViewGeometryOptions()
