@@ -165,7 +165,9 @@ def _cpu_s() -> float:
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    from wayview.pipeline.limits import peak_rss_mb
+
+    return peak_rss_mb()
 
 
 def _reconstruct_job(images: list[SfmImage]) -> dict[str, Any]:

@@ -184,7 +184,9 @@ def _cpu_s() -> float:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    from wayview.pipeline.limits import peak_rss_mb
+
+    return peak_rss_mb()
 
 
 def _camera_group(shot: ShotInput) -> str:
