@@ -429,9 +429,12 @@ def _solve(own: Sequence[SfmImage], neighbours: Sequence[SfmImage], fitting: _Fi
     groups: dict[str, list[SfmImage]] = {}
     for im in [*own, *neighbours]:
         groups.setdefault(_camera_group(im.shot), []).append(im)
+    # Named by position, not by id: ids are random, and names order images inside COLMAP.
+    position = 0
     for number, (_, members) in enumerate(groups.items()):
         for im in members:
-            names[im.shot.image_id] = f"camera{number}/{im.shot.image_id}.jpg"
+            names[im.shot.image_id] = f"camera{number}/{position:05d}.jpg"
+            position += 1
     if not features_done.exists():  # a killed attempt left a partial database: start over
         database.unlink(missing_ok=True)
         matches_done.unlink(missing_ok=True)
@@ -501,8 +504,16 @@ def _extract(groups: dict[str, list[SfmImage]], names: dict[int, str], image_dir
         extraction.max_image_size = options.max_image_size
         extraction.num_threads = options.threads
         extraction.sift.max_num_features = options.max_features
+        image_names = [names[im.shot.image_id] for im in members]
+        # Registered first, in this order: the extractor numbers images as its threads finish
+        # them, and the numbering steers the mapper (runs differed by up to 0.2 m, and under
+        # load a photo landed 23 m off).
+        if not database.exists():
+            pycolmap.Database.open(str(database)).close()
+        pycolmap.import_images(database, image_dir, camera_mode=pycolmap.CameraMode.SINGLE,
+                               image_names=image_names, options=reader)
         pycolmap.extract_features(
-            database, image_dir, image_names=[names[im.shot.image_id] for im in members],
+            database, image_dir, image_names=image_names,
             camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
             extraction_options=extraction, device=pycolmap.Device.cpu)
 
