@@ -18,9 +18,20 @@ const FEATURE_LAYERS = {
 const SPRITE_PX = 28;
 const SPRITE_NAME = /^[a-z0-9]+(--[a-z0-9-]+)+$/;
 
-const start = config.image
-  ? { center: [config.image.lng, config.image.lat], zoom: 17 }
-  : { center: config.center || [0, 20], zoom: config.center ? 15 : 1.5 };
+// -- the URL follows the view (issue #18): lat, lng, z, pKey, dateFrom, dateTo --------------
+// Mapillary's own parameter names, so links people already share keep working. Reload or share
+// the address and the same map, image and filters come back.
+const params = new URLSearchParams(window.location.search);
+function number(name, min, max) {
+  const value = Number.parseFloat(params.get(name) ?? "");
+  return Number.isFinite(value) && value >= min && value <= max ? value : null;
+}
+const fromUrl = { lat: number("lat", -85, 85), lng: number("lng", -180, 180), z: number("z", 0, 22) };
+const start = fromUrl.lat !== null && fromUrl.lng !== null
+  ? { center: [fromUrl.lng, fromUrl.lat], zoom: fromUrl.z ?? 15 }
+  : config.image
+    ? { center: [config.image.lng, config.image.lat], zoom: fromUrl.z ?? 17 }
+    : { center: config.center || [0, 20], zoom: config.center ? 15 : 1.5 };
 const map = createMap(config, document.getElementById("map"), {
   ...start,
   sources: {
@@ -89,8 +100,25 @@ function applyDates() {
   for (const id of ["sequences", "overview", "images"]) map.setFilter(id, span("captured_at", "captured_at"));
   for (const id of Object.keys(FEATURE_LAYERS)) map.setFilter(id, span("first_seen_at", "last_seen_at"));
 }
-fromInput.addEventListener("change", applyDates);
-toInput.addEventListener("change", applyDates);
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+if (DAY.test(params.get("dateFrom") ?? "")) fromInput.value = params.get("dateFrom");
+if (DAY.test(params.get("dateTo") ?? "")) toInput.value = params.get("dateTo");
+fromInput.addEventListener("change", () => { applyDates(); writeUrl(); });
+toInput.addEventListener("change", () => { applyDates(); writeUrl(); });
+
+/** Put the view in the address bar (replaceState: no history entry per pan). */
+function writeUrl() {
+  const center = map.getCenter();
+  const next = new URLSearchParams();
+  next.set("lat", center.lat.toFixed(6));
+  next.set("lng", center.lng.toFixed(6));
+  next.set("z", map.getZoom().toFixed(2));
+  if (state.imageId && document.body.classList.contains("with-viewer")) next.set("pKey", state.imageId);
+  if (fromInput.value) next.set("dateFrom", fromInput.value);
+  if (toInput.value) next.set("dateTo", toInput.value);
+  window.history.replaceState(null, "", `${window.location.pathname}?${next}`);
+}
+map.on("moveend", writeUrl);
 
 // -- layer switches --------------------------------------------------------------------------
 for (const id of Object.keys(FEATURE_LAYERS)) {
@@ -107,6 +135,8 @@ function openViewer(imageId) {
     viewer = createViewer(config, document.getElementById("viewer"), imageId);
     viewer.on("image", (event) => {
       state.imageEvents.push(event.image.id);
+      state.imageId = event.image.id;
+      writeUrl();
       // Reporting happens on the server's own page (sign-in first if needed).
       document.getElementById("report-image").href = `/report/${encodeURIComponent(event.image.id)}`;
       // Its managers fix the blurring there too (others are told the image is not theirs).
@@ -122,7 +152,20 @@ function openViewer(imageId) {
 document.getElementById("close-viewer").addEventListener("click", () => {
   document.body.classList.remove("with-viewer");
   map.resize();
+  writeUrl();
 });
+
+// -- the panel folds away (small screens start folded) ----------------------------------------
+const toggle = document.getElementById("toggle-controls");
+function foldControls(folded) {
+  document.body.classList.toggle("controls-folded", folded);
+  toggle.setAttribute("aria-expanded", String(!folded));
+  toggle.textContent = folded ? "Filters" : "Hide";
+}
+toggle.addEventListener("click", () => {
+  foldControls(!document.body.classList.contains("controls-folded"));
+});
+foldControls(window.matchMedia("(max-width: 600px)").matches);
 
 // -- download of the visible map features ------------------------------------------------------
 /** The features of `layerId` drawn in the current view, one per map feature. */
@@ -163,6 +206,7 @@ map.on("load", () => {
   addCurrentImageLayers(map);
   clickImages(map, openViewer);
   applyDates();
+  writeUrl();
   window.wayview.mapLoaded = true;
   if (config.image) openViewer(config.image.id);
 });

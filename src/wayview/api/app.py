@@ -115,6 +115,7 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         Route(r(r"/embed"), get, web_routes.embed, auth=False, budget=None),
         Route(r(r"/app"), get, web_routes.explorer, auth=False, budget=None),
         Route(r(r"/static/(?P<path>.+)"), get, web_routes.static, auth=False, budget=None),
+        Route(r(r"/favicon\.ico"), get, web_routes.favicon, auth=False, budget=None),
         Route(r(r"/maps/vtp/(?P<tileset>[^/]+)/(?P<version>[^/]+)/(?P<z>[^/]+)/(?P<x>[^/]+)"
                 r"/(?P<y>[^/]+)"), get, tile_routes.tile, budget="tiles"),
         Route(r(r"/maps/vtp(/.*)?"), get, tile_routes.not_a_tile, budget="tiles"),

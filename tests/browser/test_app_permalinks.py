@@ -1,0 +1,116 @@
+"""Browser: the /app explorer's address follows the view (issue #18 item 2: map position,
+selected image `pKey`, date filters), a reload or a shared link shows the same, the site icon
+answers (no console error), and at 375 × 812 the panel starts folded and the viewer takes the
+lower half. Headless Chromium against a live `wayview serve`, every non-loopback request
+aborted; screenshots at 1280 × 800 and 375 × 812 in artifacts/browser/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from tests.browser.harness import (
+    WAIT_MS,
+    World,
+    launch_chromium,
+    offline_context,
+    screenshot,
+    seed_world,
+)
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from launch_chromium()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    yield from seed_world(tmp_path_factory.mktemp("permalinks"))
+
+
+def _page(browser: Any, width: int, height: int) -> tuple[Any, Any, list[str], Any]:
+    context, offline = offline_context(browser, viewport={"width": width, "height": height})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    return context, page, errors, offline
+
+
+def _query(page: Any) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
+
+
+def _loaded(page: Any) -> None:
+    page.wait_for_function("() => window.wayview && window.wayview.mapLoaded", timeout=WAIT_MS)
+
+
+def test_the_address_follows_the_view_and_brings_it_back(browser: Any, world: World) -> None:
+    context, page, errors, offline = _page(browser, 1280, 800)
+    lon, lat = world.positions[2]
+    page.goto(f"{world.base}/app?lat={lat}&lng={lon}&z=17.5&dateFrom=2022-06-01"
+              "&dateTo=2022-06-02")
+    _loaded(page)
+    center = page.evaluate("() => window.wayview.map.getCenter().toArray()")
+    assert abs(center[0] - lon) < 1e-5 and abs(center[1] - lat) < 1e-5
+    assert page.evaluate("() => window.wayview.map.getZoom()") == pytest.approx(17.5)
+    assert page.input_value("#from") == "2022-06-01" and page.input_value("#to") == "2022-06-02"
+    # Panning writes the new position into the address.
+    page.evaluate("() => window.wayview.map.jumpTo({center: [13.19200, 55.70480], zoom: 16})")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('lng') === '13.192000'",
+                           timeout=WAIT_MS)
+    q = _query(page)
+    assert (q["lat"], q["z"], q["dateFrom"]) == ("55.704800", "16.00", "2022-06-01")
+    # Opening an image adds pKey; reloading the address shows the same image and view.
+    page.evaluate("([lon, lat]) => window.wayview.map.jumpTo({center: [lon, lat], zoom: 18})",
+                  [lon, lat])
+    point = page.evaluate("([lon, lat]) => { const p = window.wayview.map.project([lon, lat]);"
+                          " return {x: p.x, y: p.y}; }", [lon, lat])
+    page.wait_for_function("() => window.wayview.map.loaded()", timeout=WAIT_MS)
+    page.mouse.click(point["x"], point["y"])
+    target = world.image_ids[2]
+    page.wait_for_function("id => new URLSearchParams(location.search).get('pKey') === id",
+                           arg=target, timeout=WAIT_MS)
+    shared = page.url
+    screenshot(page, "app-permalink-1280")
+    page.goto(shared)
+    _loaded(page)
+    page.wait_for_function("id => window.wayview.state.imageEvents.includes(id)", arg=target,
+                           timeout=WAIT_MS)
+    assert page.locator("#viewer-panel").is_visible()
+    assert _query(page)["pKey"] == target
+    # Closing the viewer drops pKey.
+    page.click("#close-viewer")
+    page.wait_for_function("() => !new URLSearchParams(location.search).has('pKey')",
+                           timeout=WAIT_MS)
+    icon = page.request.get(f"{world.base}/favicon.ico")
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/")
+    assert not errors, errors
+    assert not offline.blocked, offline.blocked
+    context.close()
+
+
+def test_small_screens_fold_the_panel_and_stack_the_viewer(browser: Any, world: World) -> None:
+    context, page, errors, offline = _page(browser, 375, 812)
+    lon, lat = world.positions[1]
+    page.goto(f"{world.base}/app?pKey={world.image_ids[1]}&lat={lat}&lng={lon}&z=18")
+    _loaded(page)
+    page.wait_for_function("id => window.wayview.state.imageEvents.includes(id)",
+                           arg=world.image_ids[1], timeout=WAIT_MS)
+    toggle = page.locator("#toggle-controls")
+    assert toggle.get_attribute("aria-expanded") == "false"
+    assert not page.locator("#from").is_visible()
+    panel = page.locator("#viewer-panel").bounding_box()
+    assert panel is not None and panel["width"] == 375 and panel["y"] >= 812 / 2 - 1
+    screenshot(page, "app-375-folded")
+    toggle.click()
+    assert toggle.get_attribute("aria-expanded") == "true" and page.locator("#from").is_visible()
+    screenshot(page, "app-375-open")
+    assert not errors, errors
+    assert not offline.blocked, offline.blocked
+    context.close()
