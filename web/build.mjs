@@ -71,5 +71,51 @@ mkdirSync(join(out, spriteFolder));
 for (const [name, path] of sprites) copyFileSync(path, join(out, spriteFolder, name));
 manifest.sprites = spriteFolder;
 
+// 4. The offline base map (issue #18): land and country borders of Natural Earth (public
+//    domain) at 1:50m, from the npm package world-atlas (ISC), as GeoJSON with coordinates
+//    rounded to 1e-3 degrees (~100 m: finer than the data).
+const { feature, mesh } = await import("topojson-client");
+const world = JSON.parse(readFileSync(join(modules, "world-atlas", "countries-50m.json"), "utf8"));
+const round = (value) => (Array.isArray(value) ? value.map(round) : Math.round(value * 1000) / 1000);
+const shrink = (geojson) => JSON.stringify(geojson, (key, value) =>
+  (key === "coordinates" ? round(value) : value));
+// A ring that crosses the antimeridian and comes back (Russia, Fiji) jumps ±360° twice in
+// world-atlas; drawn as is it spans the whole world and fills tiles over the sea. Made
+// continuous (longitudes beyond ±180), MapLibre draws it across the antimeridian. Rings
+// around a pole (Antarctica: one jump) are left as they are.
+const unwrapRing = (ring) => {
+  const jumps = ring.filter((p, i) => i > 0 && Math.abs(p[0] - ring[i - 1][0]) > 180).length;
+  if (jumps === 0 || jumps % 2 === 1) return ring;
+  const out = [];
+  for (const [x, y] of ring) {
+    let lon = x;
+    if (out.length) {
+      const previous = out[out.length - 1][0];
+      while (lon - previous > 180) lon -= 360;
+      while (lon - previous < -180) lon += 360;
+    }
+    out.push([lon, y]);
+  }
+  return out;
+};
+const unwrapped = (collection) => {
+  for (const f of collection.features) {
+    const g = f.geometry;
+    if (g?.type === "Polygon") g.coordinates = g.coordinates.map(unwrapRing);
+    if (g?.type === "MultiPolygon") g.coordinates = g.coordinates.map((poly) => poly.map(unwrapRing));
+  }
+  return collection;
+};
+for (const [key, geojson] of [
+  // Country by country: the one merged "land" polygon fills whole tiles over the sea.
+  ["basemap_land", unwrapped(feature(world, world.objects.countries))],
+  ["basemap_borders", mesh(world, world.objects.countries, (a, b) => a !== b)],
+]) {
+  const body = shrink(geojson);
+  const name = `${key.replace("basemap_", "basemap-")}-${hash(body)}.json`;
+  writeFileSync(join(out, name), body);
+  manifest[key] = name;
+}
+
 writeFileSync(join(out, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
 console.log(`web build: ${Object.keys(manifest).length} entries, ${sprites.length} sprites -> ${relative(process.cwd(), out)}`);

@@ -415,6 +415,17 @@ class EmbedSettings(BaseModel):
     )
 
 
+class WebSettings(BaseModel):
+    """The web pages' map (`/app`, `/embed`)."""
+
+    basemap_style_url: str = Field(
+        "", description="A MapLibre style URL (any origin: an operator's own tiles, an OSM "
+        "raster style, …) drawn under the coverage on `/app` and `/embed`; empty = the "
+        "built-in offline base map (Natural Earth land and borders). The style's own "
+        "attribution is shown.",
+    )
+
+
 class ExportSettings(BaseModel):
     """Users' downloads of all their data: zips made by a background job (docs/export.md)."""
 
@@ -467,6 +478,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     embed: EmbedSettings = EmbedSettings()
     export: ExportSettings = ExportSettings()
+    web: WebSettings = WebSettings()
     database_url: str = Field(
         "", description="`postgresql://user:pass@host:port/db` to keep everything in "
         "PostgreSQL + PostGIS (the `postgis` extension must exist in the database, or the "

@@ -23,6 +23,8 @@ MANIFEST = {
     "embed.js": "embed-AAAA1111.js", "embed.css": "embed-BBBB2222.css",
     "app.js": "app-CCCC3333.js", "app.css": "app-DDDD4444.css",
     "worker": "maplibre-gl-worker-0123456789.mjs", "sprites": "sprites-abcdef0123",
+    "basemap_land": "basemap-land-0123456789.json",
+    "basemap_borders": "basemap-borders-0123456789.json",
 }
 _CONFIG = re.compile(r'<script type="application/json" id="wayview-config">(.*?)</script>', re.S)
 
@@ -39,6 +41,8 @@ def static_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in ("embed.css", "app.css"):
         (dist / MANIFEST[key]).write_text("body{}\n")
     (dist / MANIFEST["worker"]).write_text("self.onmessage = () => {};\n")
+    for key in ("basemap_land", "basemap_borders"):
+        (dist / MANIFEST[key]).write_text('{"type": "FeatureCollection", "features": []}')
     (dist / MANIFEST["sprites"] / "regulatory--stop--g1.svg").write_text("<svg/>")
     (dist / ".built").write_text("")
     (dist / "notes.py").write_text("secret = 1\n")
@@ -66,6 +70,9 @@ async def test_embed_page_carries_the_bundles_the_image_and_the_embed_token(
     assert config["base"] == BASE_URL and config["style"] == "split"
     assert config["image"] == {"id": str(image.id), "lng": image.lon, "lat": image.lat}
     assert config["workerUrl"] == f"/static/dist/{MANIFEST['worker']}"
+    assert config["basemap"] == {"land": f"/static/dist/{MANIFEST['basemap_land']}",
+                                 "borders": f"/static/dist/{MANIFEST['basemap_borders']}"}
+    assert config["basemapStyleUrl"] is None
     assert config["token"].startswith("MLY|")
     # Attribution fallback without JavaScript: creator, date, the image's page here.
     assert "alice" in r.text and "2021-05-01" in r.text

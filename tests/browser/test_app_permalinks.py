@@ -6,11 +6,18 @@ aborted; screenshots at 1280 × 800 and 375 × 812 in artifacts/browser/."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from PIL import Image as PILImage
+from tests.acceptance.live import live_server
 from tests.browser.harness import (
     WAIT_MS,
     World,
@@ -114,3 +121,91 @@ def test_small_screens_fold_the_panel_and_stack_the_viewer(browser: Any, world: 
     assert not errors, errors
     assert not offline.blocked, offline.blocked
     context.close()
+
+
+def test_the_map_has_an_offline_base_map_with_its_attribution(browser: Any,
+                                                              world: World) -> None:
+    context, page, errors, offline = _page(browser, 1280, 800)
+    page.goto(f"{world.base}/app?lat=52&lng=10&z=3")
+    _loaded(page)
+    page.wait_for_function("() => window.wayview.map.loaded() && window.wayview.map"
+                           ".queryRenderedFeatures({layers: ['base-land']}).length > 0",
+                           timeout=WAIT_MS)
+    assert page.evaluate("() => window.wayview.map.queryRenderedFeatures("
+                         "{layers: ['base-borders']}).length") > 0
+    # Land where there is land, sea where there is sea, in the pixels drawn (the Norwegian Sea
+    # once filled solid from Russia's ring across the antimeridian).
+    shot = PILImage.open(io.BytesIO(page.screenshot())).convert("RGB")
+
+    def colour(lng: float, lat: float) -> str:
+        x, y = page.evaluate("([lng, lat]) => { const p = window.wayview.map.project([lng, lat]);"
+                             " return [Math.round(p.x), Math.round(p.y)]; }", [lng, lat])
+        assert 0 <= x < shot.width and 0 <= y < shot.height, (lng, lat, x, y)
+        r, g, b = shot.getpixel((x, y))
+        land, sea = (0xF2, 0xF1, 0xEC), (0xC9, 0xDF, 0xF0)
+        distance = {name: sum((c - d) ** 2 for c, d in zip((r, g, b), ref, strict=True))
+                    for name, ref in (("land", land), ("sea", sea))}
+        return min(distance, key=lambda name: distance[name])
+
+    assert colour(10.0, 50.0) == "land"  # Germany
+    for sea in ([2.0, 66.0], [-8.0, 66.0], [-20.0, 45.0], [20.0, 35.0]):
+        assert colour(*sea) == "sea", sea
+    assert "Natural Earth" in page.locator(".maplibregl-ctrl-attrib").inner_text()
+    screenshot(page, "app-offline-basemap")
+    assert not errors, errors
+    assert not offline.blocked, offline.blocked
+    context.close()
+
+
+@contextlib.contextmanager
+def _style_server(style: dict[str, Any]) -> Iterator[str]:
+    """A style server on another origin (`localhost`), answering with CORS as tile and style
+    servers do (a browser refuses a cross-origin style without it)."""
+    body = json.dumps(style).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200 if self.path == "/style.json" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_an_operator_s_base_map_style_from_another_origin(browser: Any, world: World) -> None:
+    style = {"version": 8, "sources": {}, "layers": [
+        {"id": "operator-background", "type": "background",
+         "paint": {"background-color": "#123456"}}]}
+    with _style_server(style) as site, live_server(
+            world.server.data_dir, world.server.data_dir.parent / "styled.log",
+            cwd=world.server.data_dir.parent,
+            env={"WAYVIEW_WEB__BASEMAP_STYLE_URL": f"{site}/style.json"}) as server:
+        context, page, errors, offline = _page(browser, 1280, 800)
+        lon, lat = world.positions[2]
+        page.goto(f"{server.base_url}/app?lat={lat}&lng={lon}&z=17.5")
+        _loaded(page)
+        page.wait_for_function("n => window.wayview.map.loaded() && new Set(window.wayview.map"
+                               ".queryRenderedFeatures({layers: ['images']})"
+                               ".map(f => f.properties.id)).size === n",
+                               arg=len(world.image_ids), timeout=WAIT_MS)
+        layer_ids = page.evaluate("() => window.wayview.map.getStyle().layers.map(l => l.id)")
+        assert layer_ids[0] == "operator-background" and "base-land" not in layer_ids
+        assert "images" in layer_ids
+        screenshot(page, "app-operator-basemap")
+        assert not errors, errors
+        assert not offline.blocked, offline.blocked
+        context.close()

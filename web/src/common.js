@@ -1,6 +1,7 @@
 // Shared by the /embed page and the /app explorer: the page's configuration, the MapillaryJS
 // viewer pointed at this server, and the MapLibre map drawing this server's vector tiles.
-// Everything comes from this server (no basemap, no glyphs, no CDN): the pages work offline.
+// Everything comes from this server (the built-in base map too; no glyphs, no CDN): the pages
+// work offline. An operator may name a base map style of their own (`web.basemap_style_url`).
 import { Map as MapLibreMap, setWorkerUrl } from "maplibre-gl";
 import "maplibre-gl/dist/maplibre-gl.css";
 import { GraphDataProvider, OutlineTag, PolygonGeometry, Viewer } from "mapillary-js";
@@ -55,20 +56,43 @@ export function coverageLayers(source) {
   ];
 }
 
-/** A map with nothing but our layers on a plain background. */
+/** The offline base map: sea, land and country borders (Natural Earth 1:50m, built in). */
+function offlineBase(config) {
+  const attribution = "Natural Earth";
+  return {
+    sources: {
+      "base-land": { type: "geojson", data: config.basemap.land, attribution },
+      "base-borders": { type: "geojson", data: config.basemap.borders, attribution },
+    },
+    layers: [
+      { id: "background", type: "background", paint: { "background-color": "#c9dff0" } },
+      { id: "base-land", type: "fill", source: "base-land", paint: { "fill-color": "#f2f1ec" } },
+      { id: "base-borders", type: "line", source: "base-borders",
+        paint: { "line-color": "#a9a49a", "line-width": 0.8, "line-dasharray": [3, 2] } },
+    ],
+  };
+}
+
+/** A map of our layers over a base map: the operator's style (`web.basemap_style_url`, any
+ *  origin) or the offline one built in, so the map is never an empty grey. */
 export function createMap(config, container, { center, zoom, sources, layers }) {
   setWorkerUrl(config.workerUrl);
+  const options = {
+    container, center, zoom, attributionControl: { compact: true },
+  };
+  if (config.basemapStyleUrl) {
+    const map = new MapLibreMap({ ...options, style: config.basemapStyleUrl });
+    map.once("style.load", () => {
+      for (const [id, source] of Object.entries(sources)) map.addSource(id, source);
+      for (const layer of layers) map.addLayer(layer);
+    });
+    return map;
+  }
+  const base = offlineBase(config);
   return new MapLibreMap({
-    container,
-    center,
-    zoom,
-    attributionControl: false,
-    style: {
-      version: 8,
-      sources,
-      layers: [{ id: "background", type: "background", paint: { "background-color": "#eef0ed" } },
-               ...layers],
-    },
+    ...options,
+    style: { version: 8, sources: { ...base.sources, ...sources },
+             layers: [...base.layers, ...layers] },
   });
 }
 

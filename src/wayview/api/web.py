@@ -59,6 +59,8 @@ class Assets:
     app_css: str
     worker: str
     sprites: str
+    basemap_land: str
+    basemap_borders: str
 
 
 _assets_cache: dict[Path, tuple[int, Assets]] = {}
@@ -78,7 +80,9 @@ def _assets(root: Path) -> Assets | None:
     try:
         assets = Assets(embed_js=url(manifest["embed.js"]), embed_css=url(manifest["embed.css"]),
                         app_js=url(manifest["app.js"]), app_css=url(manifest["app.css"]),
-                        worker=url(manifest["worker"]), sprites=url(manifest["sprites"]))
+                        worker=url(manifest["worker"]), sprites=url(manifest["sprites"]),
+                        basemap_land=url(manifest["basemap_land"]),
+                        basemap_borders=url(manifest["basemap_borders"]))
     except (KeyError, TypeError):
         return None
     _assets_cache[root] = (mtime_ns, assets)
@@ -155,7 +159,11 @@ def _config(ctx: Context, token: str, assets: Assets, image: Image | None,
             **extra: Any) -> dict[str, Any]:
     """What the page's script reads from <script id="wayview-config">."""
     config: dict[str, Any] = {"base": ctx.settings.base_url, "token": token,
-                              "workerUrl": assets.worker, "spritesUrl": assets.sprites, **extra}
+                              "workerUrl": assets.worker, "spritesUrl": assets.sprites,
+                              "basemap": {"land": assets.basemap_land,
+                                          "borders": assets.basemap_borders},
+                              "basemapStyleUrl": ctx.settings.web.basemap_style_url or None,
+                              **extra}
     if image is not None:
         config["image"] = {"id": str(image.id), "lng": image.lon, "lat": image.lat}
     return config
