@@ -67,6 +67,13 @@ def test_the_address_follows_the_view_and_brings_it_back(browser: Any, world: Wo
     assert abs(center[0] - lon) < 1e-5 and abs(center[1] - lat) < 1e-5
     assert page.evaluate("() => window.wayview.map.getZoom()") == pytest.approx(17.5)
     assert page.input_value("#from") == "2022-06-01" and page.input_value("#to") == "2022-06-02"
+    # Zoom and compass buttons, a scale bar and "where am I".
+    page.click(".maplibregl-ctrl-zoom-in")
+    page.wait_for_function("() => Math.abs(window.wayview.map.getZoom() - 18.5) < 1e-6",
+                           timeout=WAIT_MS)
+    assert page.locator(".maplibregl-ctrl-compass").is_visible()
+    assert page.locator(".maplibregl-ctrl-geolocate").count() == 1
+    assert page.locator(".maplibregl-ctrl-scale").inner_text().strip().endswith("m")
     # Panning writes the new position into the address.
     page.evaluate("() => window.wayview.map.jumpTo({center: [13.19200, 55.70480], zoom: 16})")
     page.wait_for_function("() => new URLSearchParams(location.search).get('lng') === '13.192000'",

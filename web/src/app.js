@@ -6,6 +6,7 @@ import {
   addCurrentImageLayers, clickImages, coverageLayers, createMap, createViewer, followViewer,
   IMAGE_MIN_ZOOM, readConfig, tileSource,
 } from "./common.js";
+import { GeolocateControl, NavigationControl, ScaleControl } from "maplibre-gl";
 import "./app.css";
 
 const config = readConfig();
@@ -50,6 +51,12 @@ const map = createMap(config, document.getElementById("map"), {
 });
 let viewer = null;
 window.wayview = { config, state, map, get viewer() { return viewer; } };
+
+// -- navigation: zoom and compass, scale, where am I (issue #18 item 2) ----------------------
+map.addControl(new NavigationControl({ visualizePitch: true }), "top-right");
+map.addControl(new GeolocateControl({ positionOptions: { enableHighAccuracy: true },
+                                      trackUserLocation: false }), "top-right");
+map.addControl(new ScaleControl({ unit: "metric" }), "bottom-left");
 
 // -- sprites: one SVG per value, rasterised on demand ------------------------------------------
 map.setMissingStyleImageResolver(async (id) => {
