@@ -216,3 +216,34 @@ def test_an_operator_s_base_map_style_from_another_origin(browser: Any, world: W
         assert not errors, errors
         assert not offline.blocked, offline.blocked
         context.close()
+
+
+def test_who_and_what_filters_and_their_address(browser: Any, world: World) -> None:
+    context, page, errors, offline = _page(browser, 1280, 800)
+    lon, lat = world.positions[2]
+    count = ("() => window.wayview.map.loaded() ? new Set(window.wayview.map"
+             ".queryRenderedFeatures({layers: ['images']}).map(f => f.properties.id)).size : -1")
+    page.goto(f"{world.base}/app?lat={lat}&lng={lon}&z=17.5&creator=frida")
+    _loaded(page)
+    everything = len(world.image_ids)
+    page.wait_for_function(f"() => ({count})() === {everything}", timeout=WAIT_MS)
+    assert page.input_value("#creator") == "frida"
+    page.fill("#creator", "nobody")
+    page.dispatch_event("#creator", "change")
+    page.wait_for_function(f"() => ({count})() === 0", timeout=WAIT_MS)
+    assert page.locator("#filter-note").inner_text() == "No images by nobody."
+    assert _query(page)["creator"] == "nobody"
+    page.fill("#creator", "")
+    page.dispatch_event("#creator", "change")
+    page.wait_for_function(f"() => ({count})() === {everything}", timeout=WAIT_MS)
+    page.check("#pano-only")  # the world's photos are not panoramas
+    page.wait_for_function(f"() => ({count})() === 0", timeout=WAIT_MS)
+    assert _query(page)["pano"] == "1"
+    page.goto(page.url)
+    _loaded(page)
+    assert page.is_checked("#pano-only")
+    page.wait_for_function(f"() => ({count})() === 0", timeout=WAIT_MS)
+    screenshot(page, "app-filters")
+    assert not errors, errors
+    assert not offline.blocked, offline.blocked
+    context.close()

@@ -95,23 +95,71 @@ function dayMs(input, endOfDay) {
   const ms = Date.parse(`${input.value}T00:00:00Z`);
   return Number.isFinite(ms) ? ms + (endOfDay ? 86400000 : 0) : null;
 }
+// Who and what (issue #18 item 3): creator (username), organization (id), panoramas only.
+// The image and sequence layers carry these properties and are filtered here; the overview
+// points (below z6) carry only `is_pano`, so they hide while a creator or organization is set.
+const creatorInput = document.getElementById("creator");
+const organizationInput = document.getElementById("organization");
+const panoInput = document.getElementById("pano-only");
+const filterNote = document.getElementById("filter-note");
+const who = { creatorId: null };
 function applyDates() {
   const from = dayMs(fromInput, false);
   const to = dayMs(toInput, true); // the "to" day is included
-  const span = (startKey, endKey) => {
-    const parts = ["all"];
+  const span = (startKey, endKey, extra = []) => {
+    const parts = ["all", ...extra];
     if (from !== null) parts.push([">=", ["get", endKey], from]);
     if (to !== null) parts.push(["<", ["get", startKey], to]);
     return parts.length > 1 ? parts : null;
   };
-  for (const id of ["sequences", "overview", "images"]) map.setFilter(id, span("captured_at", "captured_at"));
+  const pano = panoInput.checked ? [["==", ["get", "is_pano"], true]] : [];
+  const organization = /^\d{1,16}$/.test(organizationInput.value.trim())
+    ? [["==", ["to-string", ["get", "organization_id"]], organizationInput.value.trim()]] : [];
+  const creator = who.creatorId !== null
+    ? [["==", ["to-string", ["get", "creator_id"]], who.creatorId]] : [];
+  for (const id of ["sequences", "images"]) {
+    map.setFilter(id, span("captured_at", "captured_at", [...pano, ...organization, ...creator]));
+  }
+  map.setFilter("overview", span("captured_at", "captured_at", pano));
+  map.setLayoutProperty("overview", "visibility",
+                        creator.length || organization.length ? "none" : "visible");
   for (const id of Object.keys(FEATURE_LAYERS)) map.setFilter(id, span("first_seen_at", "last_seen_at"));
+}
+/** Look the creator's id up by username (the tiles carry ids): one Graph search. */
+async function resolveCreator() {
+  const name = creatorInput.value.trim();
+  filterNote.textContent = "";
+  if (!name) {
+    who.creatorId = null;
+    return;
+  }
+  const url = `${config.base}/images?creator_username=${encodeURIComponent(name)}&limit=1`
+    + `&fields=creator&access_token=${encodeURIComponent(config.token)}`;
+  try {
+    const rows = (await (await fetch(url)).json()).data || [];
+    who.creatorId = rows.length ? String(rows[0].creator.id) : "none";
+    if (!rows.length) filterNote.textContent = `No images by ${name}.`;
+  } catch {
+    who.creatorId = "none";
+    filterNote.textContent = "The creator could not be looked up.";
+  }
 }
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 if (DAY.test(params.get("dateFrom") ?? "")) fromInput.value = params.get("dateFrom");
 if (DAY.test(params.get("dateTo") ?? "")) toInput.value = params.get("dateTo");
-fromInput.addEventListener("change", () => { applyDates(); writeUrl(); });
-toInput.addEventListener("change", () => { applyDates(); writeUrl(); });
+creatorInput.value = (params.get("creator") ?? "").slice(0, 100);
+if (/^\d{1,16}$/.test(params.get("organization") ?? "")) organizationInput.value = params.get("organization");
+panoInput.checked = params.get("pano") === "1";
+const refilter = () => { applyDates(); writeUrl(); };
+fromInput.addEventListener("change", refilter);
+toInput.addEventListener("change", refilter);
+organizationInput.addEventListener("change", refilter);
+panoInput.addEventListener("change", refilter);
+creatorInput.addEventListener("change", async () => {
+  await resolveCreator();
+  refilter();
+  state.filtered = (state.filtered || 0) + 1;
+});
 
 /** Put the view in the address bar (replaceState: no history entry per pan). */
 function writeUrl() {
@@ -123,6 +171,9 @@ function writeUrl() {
   if (state.imageId && document.body.classList.contains("with-viewer")) next.set("pKey", state.imageId);
   if (fromInput.value) next.set("dateFrom", fromInput.value);
   if (toInput.value) next.set("dateTo", toInput.value);
+  if (creatorInput.value.trim()) next.set("creator", creatorInput.value.trim());
+  if (organizationInput.value.trim()) next.set("organization", organizationInput.value.trim());
+  if (panoInput.checked) next.set("pano", "1");
   window.history.replaceState(null, "", `${window.location.pathname}?${next}`);
 }
 map.on("moveend", writeUrl);
@@ -209,9 +260,10 @@ document.getElementById("download").addEventListener("click", () => {
   state.downloads += 1;
 });
 
-map.on("load", () => {
+map.on("load", async () => {
   addCurrentImageLayers(map);
   clickImages(map, openViewer);
+  await resolveCreator();
   applyDates();
   writeUrl();
   window.wayview.mapLoaded = true;
