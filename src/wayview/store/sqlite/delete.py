@@ -39,15 +39,21 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+def sequences_holding(conn: sqlite3.Connection, image_ids: Seq[int]) -> set[str]:
+    """The sequences holding some images (unknown ids are ignored)."""
+    sequences: set[str] = set()
+    for chunk in _chunks(image_ids):
+        sequences.update(s for (s,) in conn.execute(
+            f"SELECT DISTINCT sequence_id FROM images WHERE id IN ({_marks(len(chunk))})",
+            chunk))
+    return sequences
+
+
 def delete_images(conn: sqlite3.Connection, image_ids: Seq[int]) -> DeletedImages:
     """Delete images, their detections and node ids, their tile rows and the sequences left
     empty; rebuild the tile rows of the sequences that keep images; bump the epochs."""
     wanted = sorted(set(image_ids))
-    sequences: set[str] = set()
-    for chunk in _chunks(wanted):
-        sequences.update(s for (s,) in conn.execute(
-            f"SELECT DISTINCT sequence_id FROM images WHERE id IN ({_marks(len(chunk))})",
-            chunk))
+    sequences = sequences_holding(conn, wanted)
     if not sequences:
         return DeletedImages()
     rows: list[tuple[Any, ...]] = []

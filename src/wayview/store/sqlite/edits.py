@@ -21,7 +21,7 @@ from wayview.store.columns import TILE_INDEXES
 from wayview.store.deletion import PLAN_COLUMNS, plan_rebuild
 from wayview.store.editing import check_mergeable, corrected_rows, merged_rows, split_rows
 from wayview.store.sqlite.connection import Database
-from wayview.store.sqlite.delete import write_plan
+from wayview.store.sqlite.delete import sequences_holding, write_plan
 
 _BATCH = 900
 Rows = list[tuple[Any, ...]]
@@ -72,13 +72,7 @@ def correct_rows(conn: sqlite3.Connection, corrections: Seq[ImageCorrection],
                  now_ms: int) -> EditedImages:
     """`correct_images` inside the writer's transaction."""
     ids = sorted({c.image_id for c in corrections})
-    sequences: set[str] = set()
-    for start in range(0, len(ids), _BATCH):
-        chunk = ids[start:start + _BATCH]
-        sequences.update(s for (s,) in conn.execute(
-            f"SELECT DISTINCT sequence_id FROM images WHERE id IN ({_marks(len(chunk))})",
-            chunk))
-    before, old_lines = read_plan_rows(conn, sequences)
+    before, old_lines = read_plan_rows(conn, sequences_holding(conn, ids))
     out = corrected_rows(before, corrections)
     if not out.changed:
         return EditedImages()

@@ -21,7 +21,7 @@ from wayview.store.governance_columns import (
     where,
 )
 from wayview.store.sqlite.connection import Database
-from wayview.store.sqlite.delete import write_plan
+from wayview.store.sqlite.delete import sequences_holding, write_plan
 from wayview.store.sqlite.edits import read_plan_rows
 
 
@@ -56,12 +56,7 @@ def _set_hidden(conn: sqlite3.Connection, wanted: list[int], hidden: bool, by: i
                 f"SELECT image_id FROM hidden_images WHERE image_id IN ({marks})", chunk)]
             conn.execute(f"DELETE FROM hidden_images WHERE image_id IN ({marks})", chunk)
         changed += ids
-    sequences: set[str] = set()
-    for start in range(0, len(changed), _BATCH):
-        chunk = changed[start:start + _BATCH]
-        sequences.update(s for (s,) in conn.execute(
-            f"SELECT DISTINCT sequence_id FROM images WHERE id IN ({_marks(len(chunk))})",
-            chunk))
+    sequences = sequences_holding(conn, changed)
     if sequences:
         rows, old_lines = read_plan_rows(conn, sequences)
         write_plan(conn, plan_rebuild(rows, rows, old_lines))
