@@ -88,16 +88,20 @@ async def test_reports_open_once_per_reporter_and_resolve(store: Store) -> None:
     assert [r.id for r in await store.list_reports()] == [elsewhere.id, other.id, one.id]
     assert [r.id for r in await store.list_reports(organization_ids=(42,))] == [other.id]
     assert [r.id for r in await store.list_reports(image_id=555)] == [other.id, one.id]
-    done = await store.resolve_reports(555, resolver_id=dave.id, resolution="dismissed",
+    done = await store.resolve_reports([555], resolver_id=dave.id, resolution="dismissed",
                                        report_id=one.id)
     assert [(r.id, r.status, r.resolution, r.resolver_id) for r in done] == [
         (one.id, "resolved", "dismissed", dave.id)]
     assert [r.id for r in await store.list_reports()] == [elsewhere.id, other.id]
-    rest = await store.resolve_reports(555, resolver_id=None, resolution="deleted")
+    rest = await store.resolve_reports([555], resolver_id=None, resolution="deleted")
     assert [r.id for r in rest] == [other.id]
-    assert await store.resolve_reports(555, resolver_id=None, resolution="deleted") == []
+    assert await store.resolve_reports([555], resolver_id=None, resolution="deleted") == []
     resolved = await store.list_reports(status="resolved")
     assert {r.id for r in resolved} == {one.id, other.id}
+    # Several images in one call (a deletion resolves all their reports at once).
+    assert await store.resolve_reports([], resolver_id=None, resolution="deleted") == []
+    both = await store.resolve_reports([556, 999], resolver_id=None, resolution="deleted")
+    assert [r.id for r in both] == [elsewhere.id]
     fetched = await store.get_report(one.id)
     assert fetched is not None and fetched.resolved_at_ms
     assert await store.get_report(10**9) is None

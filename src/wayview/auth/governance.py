@@ -36,6 +36,8 @@ from wayview.store.base import Store
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])")
 #: Longest report comment kept.
 MAX_COMMENT = 2000
+#: Images whose reports one statement resolves (well below SQLite's host-parameter limit).
+_REPORT_BATCH = 500
 #: Resolutions of a report a moderator picks.
 RESOLUTIONS = ("dismiss", "hide", "delete")
 
@@ -97,8 +99,7 @@ async def close_account(store: Store, actor_id: int | None, user_id: int
         raise NodeNotFound(str(user_id), "delete")
     images = await _images(store, await images_of(store, username=user.username))
     report = await request_deletion(store, [im.id for im in images])
-    for image in images:
-        await store.resolve_reports(image.id, resolver_id=actor_id, resolution="deleted")
+    await _resolve_deleted(store, actor_id, images)
     # Logged before the row goes, so the entry keeps the actor's name.
     await audit(store, "user.delete", actor_id=actor_id, target_kind="user",
                 target_id=user_id, username=user.username, images=len(images))
@@ -114,8 +115,16 @@ async def _after_deletion(store: Store, actor_id: int | None, images: list[Image
                 organization_id=orgs.pop() if len(orgs) == 1 else None,
                 images=len(images), sequences=sequences[:50],
                 owners=sorted({im.creator_id for im in images})[:50])
-    for image in images:
-        await store.resolve_reports(image.id, resolver_id=actor_id, resolution="deleted")
+    await _resolve_deleted(store, actor_id, images)
+
+
+async def _resolve_deleted(store: Store, actor_id: int | None, images: list[Image]) -> None:
+    """Resolve every open report of deleted images as "deleted" (a statement per
+    `_REPORT_BATCH` images, not one per image)."""
+    ids = [im.id for im in images]
+    for start in range(0, len(ids), _REPORT_BATCH):
+        await store.resolve_reports(ids[start:start + _REPORT_BATCH], resolver_id=actor_id,
+                                    resolution="deleted")
 
 
 # -- organizations ----------------------------------------------------------------------------
@@ -313,13 +322,13 @@ async def resolve(store: Store, actor_id: int | None, report_id: int, action: st
                 target_id=report.image_id, organization_id=report.organization_id,
                 report=report_id, reason=report.reason, note=note.strip()[:MAX_COMMENT])
     if action == "dismiss":
-        return await store.resolve_reports(report.image_id, resolver_id=actor_id,
+        return await store.resolve_reports([report.image_id], resolver_id=actor_id,
                                            resolution="dismissed", report_id=report_id)
     if action == "hide":
         await store.set_hidden([report.image_id], True, by=actor_id, reason=report.reason)
-        return await store.resolve_reports(report.image_id, resolver_id=actor_id,
+        return await store.resolve_reports([report.image_id], resolver_id=actor_id,
                                            resolution="hidden")
-    resolved = await store.resolve_reports(report.image_id, resolver_id=actor_id,
+    resolved = await store.resolve_reports([report.image_id], resolver_id=actor_id,
                                            resolution="deleted")
     if await _images(store, [report.image_id]):
         await request_deletion(store, [report.image_id])
@@ -347,7 +356,7 @@ async def hide_image(store: Store, actor_id: int | None, image_id: int,
         await audit(store, "image.hide", actor_id=actor_id, target_kind="image",
                     target_id=image_id, organization_id=image.organization_id,
                     owner=image.creator_id, reason=reason.strip()[:MAX_COMMENT])
-    await store.resolve_reports(image_id, resolver_id=actor_id, resolution="hidden")
+    await store.resolve_reports([image_id], resolver_id=actor_id, resolution="hidden")
     return changed
 
 

@@ -4,6 +4,7 @@ parts share (memberships, audit entries, reports)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from wayview.model.entities import AuditEntry, Membership, Report
@@ -43,16 +44,19 @@ def report_from_row(r: tuple[Any, ...]) -> Report:
                   resolver_id=r[9], created_at_ms=r[10], resolved_at_ms=r[11])
 
 
-def where(mark: str, equal: dict[str, Any], organization_ids: tuple[int, ...] | None,
+def where(mark: str, equal: dict[str, Any], within: dict[str, Sequence[int] | None],
           before_id: int | None) -> tuple[str, list[Any]]:
-    """The WHERE clause (with `mark` placeholders) and parameters of an audit-log or reports
-    query: each `equal` column (None values skipped) equals its value, `organization_id` is
-    one of `organization_ids` (an empty tuple matches nothing), `id` below `before_id`.
+    """The WHERE clause (with `mark` placeholders) and parameters of an audit-log, reports or
+    hidden-images query: each `equal` column (None values skipped) equals its value, each
+    `within` column is one of its values (None skipped; an empty list matches nothing), `id`
+    below `before_id`. Column names are the callers' constants, never input.
 
-    >>> where("?", {"actor_id": 7, "status": None}, None, 90)
+    >>> where("?", {"actor_id": 7, "status": None}, {"organization_id": None}, 90)
     (' WHERE actor_id = ? AND id < ?', [7, 90])
-    >>> where("%s", {"status": "open"}, (), None)
+    >>> where("%s", {"status": "open"}, {"organization_id": ()}, None)
     (' WHERE status = %s AND 1 = 0', ['open'])
+    >>> where("?", {}, {"image_id": [3, 4]}, None)
+    (' WHERE image_id IN (?,?)', [3, 4])
     """
     clauses: list[str] = []
     params: list[Any] = []
@@ -60,12 +64,14 @@ def where(mark: str, equal: dict[str, Any], organization_ids: tuple[int, ...] | 
         if value is not None:
             clauses.append(f"{column} = {mark}")
             params.append(value)
-    if organization_ids is not None:
-        if not organization_ids:
+    for column, values in within.items():
+        if values is None:
+            continue
+        if not values:
             clauses.append("1 = 0")
         else:
-            clauses.append(f"organization_id IN ({','.join([mark] * len(organization_ids))})")
-            params += list(organization_ids)
+            clauses.append(f"{column} IN ({','.join([mark] * len(values))})")
+            params += list(values)
     if before_id is not None:
         clauses.append(f"id < {mark}")
         params.append(before_id)

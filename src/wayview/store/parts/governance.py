@@ -68,10 +68,11 @@ class GovernanceStore(Protocol):
         """Reports newest first; `organization_ids` limits them to images of those
         organizations (an organization admin's queue)."""
 
-    async def resolve_reports(self, image_id: int, *, resolver_id: int | None,
+    async def resolve_reports(self, image_ids: Seq[int], *, resolver_id: int | None,
                               resolution: str, report_id: int | None = None) -> list[Report]:
-        """Resolve one open report (`report_id`) or every open report of an image; the
-        reports resolved."""
+        """Resolve one open report (`report_id`, of one of `image_ids`) or every open report
+        of some images (at most a few hundred per call: one statement); the reports
+        resolved, by id."""
 
     # -- hidden images ---------------------------------------------------------------------------
     async def set_hidden(self, image_ids: Seq[int], hidden: bool, *, by: int | None = None,

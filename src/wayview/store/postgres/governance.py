@@ -123,7 +123,7 @@ class GovernanceMixin(Queries):
         """Audit entries newest first."""
         equal = {"actor_id": actor_id, "target_kind": target[0] if target else None,
                  "target_id": target[1] if target else None}
-        clause, params = where("%s", equal, organization_ids, before_id)
+        clause, params = where("%s", equal, {"organization_id": organization_ids}, before_id)
         rows = await self._all(
             f"SELECT {AUDIT_COLUMNS} FROM audit_log{clause} ORDER BY id DESC LIMIT %s",
             (*params, limit))
@@ -156,17 +156,17 @@ class GovernanceMixin(Queries):
                            limit: int = 100) -> list[Report]:
         """Reports newest first."""
         clause, params = where("%s", {"status": status, "image_id": image_id},
-                               organization_ids, before_id)
+                               {"organization_id": organization_ids}, before_id)
         rows = await self._all(
             f"SELECT {REPORT_COLUMNS} FROM reports{clause} ORDER BY id DESC LIMIT %s",
             (*params, limit))
         return [report_from_row(r) for r in rows]
 
-    async def resolve_reports(self, image_id: int, *, resolver_id: int | None,
+    async def resolve_reports(self, image_ids: Seq[int], *, resolver_id: int | None,
                               resolution: str, report_id: int | None = None) -> list[Report]:
         """Close open reports of an image."""
-        clause, params = where("%s", {"image_id": image_id, "status": "open", "id": report_id},
-                               None, None)
+        clause, params = where("%s", {"status": "open", "id": report_id},
+                               {"image_id": sorted(set(image_ids))}, None)
         rows = await self._all(
             f"UPDATE reports SET status = 'resolved', resolution = %s, resolver_id = %s,"
             f" resolved_at_ms = %s{clause} RETURNING {REPORT_COLUMNS}",
@@ -216,8 +216,8 @@ class GovernanceMixin(Queries):
     async def list_hidden(self, *, organization_ids: tuple[int, ...] | None = None,
                           limit: int = 200) -> list[HiddenImage]:
         """Hidden images, newest first."""
-        clause, params = where("%s", {}, organization_ids, None)
-        clause = clause.replace("organization_id", "i.organization_id")
+        clause, params = where("%s", {}, {"i.organization_id": organization_ids},
+                               None)
         rows = await self._all(
             f"SELECT {_HIDDEN_COLUMNS} FROM hidden_images h JOIN images i ON i.id = h.image_id"
             f"{clause} ORDER BY h.hidden_at_ms DESC, h.image_id LIMIT %s", (*params, limit))

@@ -166,7 +166,7 @@ class GovernanceMixin:
         """Audit entries newest first."""
         equal = {"actor_id": actor_id, "target_kind": target[0] if target else None,
                  "target_id": target[1] if target else None}
-        clause, params = where("?", equal, organization_ids, before_id)
+        clause, params = where("?", equal, {"organization_id": organization_ids}, before_id)
         rows = await self.db.read(lambda c: c.execute(
             f"SELECT {AUDIT_COLUMNS} FROM audit_log{clause} ORDER BY id DESC LIMIT ?",
             (*params, limit)).fetchall())
@@ -204,19 +204,19 @@ class GovernanceMixin:
                            limit: int = 100) -> list[Report]:
         """Reports newest first."""
         clause, params = where("?", {"status": status, "image_id": image_id},
-                               organization_ids, before_id)
+                               {"organization_id": organization_ids}, before_id)
         rows = await self.db.read(lambda c: c.execute(
             f"SELECT {REPORT_COLUMNS} FROM reports{clause} ORDER BY id DESC LIMIT ?",
             (*params, limit)).fetchall())
         return [report_from_row(r) for r in rows]
 
-    async def resolve_reports(self, image_id: int, *, resolver_id: int | None,
+    async def resolve_reports(self, image_ids: Seq[int], *, resolver_id: int | None,
                               resolution: str, report_id: int | None = None) -> list[Report]:
         """Close open reports of an image."""
 
         def run(conn: sqlite3.Connection) -> list[Report]:
-            clause, params = where("?", {"image_id": image_id, "status": "open",
-                                         "id": report_id}, None, None)
+            clause, params = where("?", {"status": "open", "id": report_id},
+                                   {"image_id": sorted(set(image_ids))}, None)
             rows = conn.execute(
                 f"UPDATE reports SET status = 'resolved', resolution = ?, resolver_id = ?,"
                 f" resolved_at_ms = ?{clause} RETURNING {REPORT_COLUMNS}",
@@ -252,8 +252,8 @@ class GovernanceMixin:
     async def list_hidden(self, *, organization_ids: tuple[int, ...] | None = None,
                           limit: int = 200) -> list[HiddenImage]:
         """Hidden images, newest first."""
-        clause, params = where("?", {}, organization_ids, None)
-        clause = clause.replace("organization_id", "i.organization_id")
+        clause, params = where("?", {}, {"i.organization_id": organization_ids},
+                               None)
         rows = await self.db.read(lambda c: c.execute(
             f"SELECT {_HIDDEN_COLUMNS} FROM hidden_images h JOIN images i ON i.id = h.image_id"
             f"{clause} ORDER BY h.hidden_at_ms DESC, h.image_id LIMIT ?",
