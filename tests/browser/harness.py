@@ -166,16 +166,20 @@ def offline_context(browser: Any, **options: Any) -> tuple[Any, Offline]:
 
 
 @contextlib.contextmanager
-def third_party_site(pages: dict[str, str]) -> Iterator[str]:
-    """A tiny web server on a loopback port of its own answering `pages` (path → HTML): the
-    "other site" that embeds /embed in an iframe. Its base URL uses `localhost`, so it is
-    another origin than the wayview server's `127.0.0.1`."""
+def third_party_site(pages: dict[str, str], *, content_type: str = "text/html; charset=utf-8",
+                     cors: bool = False) -> Iterator[str]:
+    """A tiny web server on a loopback port of its own answering `pages` (path → body): the
+    "other site" that embeds /embed in an iframe, or serves an operator's map style
+    (`content_type`, and `cors` to allow cross-origin reads as style servers do). Its base URL
+    uses `localhost`, so it is another origin than the wayview server's `127.0.0.1`."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             body = pages.get(self.path)
             self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Type", content_type)
+            if cors:
+                self.send_header("Access-Control-Allow-Origin", "*")
             data = (body or "not found").encode("utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

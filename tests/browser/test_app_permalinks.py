@@ -6,12 +6,9 @@ aborted; screenshots at 1280 × 800 and 375 × 812 in artifacts/browser/."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +22,7 @@ from tests.browser.harness import (
     offline_context,
     screenshot,
     seed_world,
+    third_party_site,
 )
 
 pytestmark = [pytest.mark.slow]
@@ -164,40 +162,12 @@ def test_the_map_has_an_offline_base_map_with_its_attribution(browser: Any,
     context.close()
 
 
-@contextlib.contextmanager
-def _style_server(style: dict[str, Any]) -> Iterator[str]:
-    """A style server on another origin (`localhost`), answering with CORS as tile and style
-    servers do (a browser refuses a cross-origin style without it)."""
-    body = json.dumps(style).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            self.send_response(200 if self.path == "/style.json" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Access-Control-Allow-Origin", "*")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://localhost:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 def test_an_operator_s_base_map_style_from_another_origin(browser: Any, world: World) -> None:
     style = {"version": 8, "sources": {}, "layers": [
         {"id": "operator-background", "type": "background",
          "paint": {"background-color": "#123456"}}]}
-    with _style_server(style) as site, live_server(
+    with third_party_site({"/style.json": json.dumps(style)}, content_type="application/json",
+                          cors=True) as site, live_server(
             world.server.data_dir, world.server.data_dir.parent / "styled.log",
             cwd=world.server.data_dir.parent,
             env={"WAYVIEW_WEB__BASEMAP_STYLE_URL": f"{site}/style.json"}) as server:
