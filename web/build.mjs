@@ -23,10 +23,12 @@ const hash = (...buffers) => {
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
-// 1. The two pages: ES modules sharing chunks (MapLibre, MapillaryJS), CSS beside each entry.
+// 1. The pages (embed, app, upload, profile): ES modules sharing chunks (MapLibre, MapillaryJS), CSS beside each entry.
 const result = await esbuild.build({
   absWorkingDir: here,
-  entryPoints: { embed: "src/embed.js", app: "src/app.js" },
+  entryPoints: {
+    embed: "src/embed.js", app: "src/app.js", upload: "src/upload.js", profile: "src/profile.js",
+  },
   outdir: out,
   bundle: true,
   splitting: true,

@@ -57,6 +57,10 @@ class Assets:
     embed_css: str
     app_js: str
     app_css: str
+    upload_js: str
+    upload_css: str
+    profile_js: str
+    profile_css: str
     worker: str
     sprites: str
     basemap_land: str
@@ -80,6 +84,10 @@ def _assets(root: Path) -> Assets | None:
     try:
         assets = Assets(embed_js=url(manifest["embed.js"]), embed_css=url(manifest["embed.css"]),
                         app_js=url(manifest["app.js"]), app_css=url(manifest["app.css"]),
+                        upload_js=url(manifest["upload.js"]),
+                        upload_css=url(manifest["upload.css"]),
+                        profile_js=url(manifest["profile.js"]),
+                        profile_css=url(manifest["profile.css"]),
                         worker=url(manifest["worker"]), sprites=url(manifest["sprites"]),
                         basemap_land=url(manifest["basemap_land"]),
                         basemap_borders=url(manifest["basemap_borders"]))
