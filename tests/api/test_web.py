@@ -22,6 +22,8 @@ from wayview.testing import BASE_URL, app_client, make_settings, open_test_store
 MANIFEST = {
     "embed.js": "embed-AAAA1111.js", "embed.css": "embed-BBBB2222.css",
     "app.js": "app-CCCC3333.js", "app.css": "app-DDDD4444.css",
+    "upload.js": "upload-EEEE5555.js", "upload.css": "upload-FFFF6666.css",
+    "profile.js": "profile-GGGG7777.js", "profile.css": "profile-HHHH8888.css",
     "worker": "maplibre-gl-worker-0123456789.mjs", "sprites": "sprites-abcdef0123",
     "basemap_land": "basemap-land-0123456789.json",
     "basemap_borders": "basemap-borders-0123456789.json",
@@ -36,9 +38,9 @@ def static_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     dist = root / "dist"
     (dist / MANIFEST["sprites"]).mkdir(parents=True)
     (dist / "manifest.json").write_text(json.dumps(MANIFEST))
-    for key in ("embed.js", "app.js"):
+    for key in ("embed.js", "app.js", "upload.js", "profile.js"):
         (dist / MANIFEST[key]).write_text("export {};\n")
-    for key in ("embed.css", "app.css"):
+    for key in ("embed.css", "app.css", "upload.css", "profile.css"):
         (dist / MANIFEST[key]).write_text("body{}\n")
     (dist / MANIFEST["worker"]).write_text("self.onmessage = () => {};\n")
     for key in ("basemap_land", "basemap_borders"):
