@@ -26,7 +26,16 @@ from wayview import logs
 from wayview.api import accounts as account_routes
 from wayview.api import edits as edit_routes
 from wayview.api import export as export_routes
-from wayview.api import governance_pages, media, moderation, openapi, organizations, reblur
+from wayview.api import (
+    governance_pages,
+    media,
+    moderation,
+    openapi,
+    organizations,
+    profiles,
+    reblur,
+    upload_page,
+)
 from wayview.api import graph as graph_routes
 from wayview.api import tiles as tile_routes
 from wayview.api import upload as upload_routes
@@ -132,6 +141,9 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         *moderation.ROUTES,
         *governance_pages.ROUTES,
         *reblur.ROUTES,
+        # The web app (issue #18): upload from the browser, public profiles.
+        *upload_page.ROUTES,
+        *profiles.ROUTES,
         Route(r(r"/sequences/(?P<sequence>[A-Za-z0-9_-]{1,64})"), frozenset({"DELETE"}),
               graph_routes.delete_sequence, scope="write"),
         Route(r(r"/me/images"), frozenset({"DELETE"}), graph_routes.delete_user_images,

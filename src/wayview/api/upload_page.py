@@ -1,0 +1,7 @@
+"""wayview.api.upload_page: placeholder (issue #18); filled in by the commit that builds it."""
+
+from __future__ import annotations
+
+from wayview.api.routing import Route
+
+ROUTES: list[Route] = []
