@@ -24,6 +24,15 @@ async def test_claim_takes_due_jobs_oldest_first_and_only_once(store):
     assert (await store.claim_job("w3", lease_s=60, now_ms=_now() + 3_601_000)).id == later.id
 
 
+async def test_get_job_reads_one_job_by_id(store):
+    job = await store.enqueue_job("k", {"n": 1})
+    await store.claim_job("w", lease_s=60)
+    found = await store.get_job(job.id)
+    assert found is not None and found.id == job.id and found.payload == {"n": 1}
+    assert found.state == "running" and found.worker == "w"
+    assert await store.get_job(job.id + 1000) is None
+
+
 async def test_concurrent_claims_never_share_a_job(store):
     for n in range(20):
         await store.enqueue_job("k", {"n": n})

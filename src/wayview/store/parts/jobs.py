@@ -41,6 +41,9 @@ class JobsStore(Protocol):
         """Record a failed attempt: queued again after `retry_in_s`, or parked when None.
         False when this worker no longer holds the job."""
 
+    async def get_job(self, job_id: int) -> Job | None:
+        """One job by id (None: unknown). Called by the upload page's status URL."""
+
     async def list_jobs(self, *, states: tuple[str, ...] | None = None, limit: int = 100
                         ) -> list[Job]:
         """Jobs, newest first, optionally only in `states`."""

@@ -124,6 +124,11 @@ class JobsMixin(Queries):
             )
         return changed == 1
 
+    async def get_job(self, job_id: int) -> Job | None:
+        """One job by id."""
+        row = await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
+        return _job_from_row(row) if row is not None else None
+
     async def list_jobs(self, *, states: tuple[str, ...] | None = None, limit: int = 100
                         ) -> list[Job]:
         """Jobs, newest first."""

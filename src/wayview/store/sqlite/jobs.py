@@ -147,6 +147,12 @@ class JobsMixin:
 
         return await self.db.write(run)
 
+    async def get_job(self, job_id: int) -> Job | None:
+        """One job by id."""
+        row = await self.db.read_point(lambda c: c.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone())
+        return _job_from_row(row) if row is not None else None
+
     async def list_jobs(self, *, states: tuple[str, ...] | None = None, limit: int = 100
                         ) -> list[Job]:
         """Jobs, newest first."""
