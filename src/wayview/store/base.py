@@ -31,6 +31,7 @@ from wayview.store.parts.edits import EditsStore
 from wayview.store.parts.exports import ExportsStore
 from wayview.store.parts.governance import GovernanceStore
 from wayview.store.parts.jobs import JobsStore
+from wayview.store.parts.profiles import ProfilesStore
 from wayview.store.parts.uploads import UploadsStore
 
 #: Node kinds sharing the one id space (spec §1.3).
@@ -38,7 +39,7 @@ NODE_KINDS = ("image", "map_feature", "detection", "organization", "user", "app"
 
 
 class Store(AccountsStore, JobsStore, UploadsStore, GovernanceStore, EditsStore, ExportsStore,
-            BlursStore, Protocol):
+            BlursStore, ProfilesStore, Protocol):
     """Persistence for every entity. Methods return model objects, never rows.
 
     All methods are coroutines; implementations never block the event loop.

@@ -19,6 +19,7 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Any
 
+from wayview.model.profiles import LineFigures, line_figures
 from wayview.store.columns import COMPUTED_INDEX, COMPUTED_SOURCE_COLUMNS, ORIGINAL_INDEX
 from wayview.tiles.index import (
     IMAGE_ZOOM,
@@ -54,6 +55,9 @@ class SequenceRebuild:
     first_image_id: int
     first_captured_at_ms: int
     is_pano: bool
+    #: Count, length, last capture and extent of the images kept that are not hidden
+    #: (the public profiles' figures, `wayview.model.profiles`).
+    figures: LineFigures = LineFigures(0, 0.0, None, None)
     #: Per index (by `computed`): the sequence's rows built from the images kept.
     rows: dict[bool, SequenceTileRows] = field(default_factory=dict)
     #: Per index: (code, angle, image id) of the kept images whose drawn code or angle changes.
@@ -157,8 +161,11 @@ def plan_rebuild(before: Iterable[Seq[Any]], after: Iterable[Seq[Any]],
     for sequence_id in sorted(by_sequence):
         kept = sorted(by_sequence[sequence_id], key=lambda r: (int(r[_CAPTURED]), int(r[_ID])))
         first = kept[0]
-        rebuild = SequenceRebuild(sequence_id, int(first[_ID]), int(first[_CAPTURED]),
-                                  any(bool(r[_PANO]) for r in kept))
+        rebuild = SequenceRebuild(
+            sequence_id, int(first[_ID]), int(first[_CAPTURED]),
+            any(bool(r[_PANO]) for r in kept),
+            line_figures([(float(r[1]), float(r[2])) for r in kept],
+                         [int(r[_CAPTURED]) for r in kept]))
         ids = [int(r[_ID]) for r in kept]
         for computed, column in _CODE.items():
             points = [computed_position(*r[1:7]) if computed else (r[1], r[2], r[3])

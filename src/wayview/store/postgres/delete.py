@@ -19,8 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence as Seq
 
 from wayview.model.entities import DeletedImages
+from wayview.model.profiles import LineFigures
 from wayview.store.columns import TILE_INDEXES
 from wayview.store.deletion import HIDDEN_CODE, PLAN_COLUMNS, DeletionPlan, plan_deletion
+from wayview.store.figures import figure_values, set_figures
 from wayview.store.postgres.connection import Conn
 from wayview.store.postgres.tiles import (
     SQL_REBUILD_PACKS,
@@ -31,6 +33,7 @@ from wayview.store.postgres.tiles import (
 
 #: Moves hidden images out of both tile indexes (the pack trigger follows).
 _HIDE_CODES = ", ".join(f"{ix.qk} = %s" for ix in TILE_INDEXES.values())
+SQL_SET_FIGURES = set_figures("%s")
 
 
 async def delete_images(conn: Conn, image_ids: Seq[int]) -> DeletedImages:
@@ -97,13 +100,16 @@ async def write_plan(conn: Conn, plan: DeletionPlan) -> None:
             (*(HIDDEN_CODE for _ in TILE_INDEXES), plan.hide))
     if plan.emptied:
         await conn.execute("DELETE FROM sequences WHERE id = ANY(%s)", (plan.emptied,))
+    if plan.veiled:  # no public image left: out of the profiles' figures
+        await conn.execute(f"UPDATE sequences SET {SQL_SET_FIGURES} WHERE id = ANY(%s)",
+                           (*figure_values(LineFigures(0, 0.0, None, None)), plan.veiled))
     for rebuild in plan.shrunk:
         sequence_id = rebuild.sequence_id
         await conn.execute(
             "UPDATE sequences SET first_image_id = %s, first_captured_at_ms = %s, is_pano = %s,"
-            " computed_tiles = true WHERE id = %s",
+            f" computed_tiles = true, {SQL_SET_FIGURES} WHERE id = %s",
             (rebuild.first_image_id, rebuild.first_captured_at_ms, rebuild.is_pano,
-             sequence_id))
+             *figure_values(rebuild.figures), sequence_id))
         for computed, ix in TILE_INDEXES.items():
             if rebuild.updates[computed]:
                 async with conn.cursor() as c:

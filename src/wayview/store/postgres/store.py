@@ -36,6 +36,7 @@ from wayview.model.entities import (
     TileFeatureColumns,
     User,
 )
+from wayview.model.profiles import line_figures
 from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
 from wayview.store.columns import (
@@ -49,6 +50,7 @@ from wayview.store.columns import (
     computed_updates,
     map_feature_rows,
 )
+from wayview.store.figures import FIGURE_COLUMNS, figure_values
 from wayview.store.migrate import load_migrations
 from wayview.store.postgres.accounts import AccountsMixin
 from wayview.store.postgres.blurs import BlursMixin
@@ -58,6 +60,7 @@ from wayview.store.postgres.edits import EditsMixin
 from wayview.store.postgres.exports import ExportsMixin
 from wayview.store.postgres.governance import GovernanceMixin
 from wayview.store.postgres.jobs import JobsMixin
+from wayview.store.postgres.profiles import ProfilesMixin
 from wayview.store.postgres.tiles import (
     SQL_BUMP_EPOCH,
     SQL_REBUILD_PACKS,
@@ -190,7 +193,7 @@ def _bbox_clause(alias: str, bbox: tuple[float, float, float, float], params: li
 
 
 class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, EditsMixin,
-                     ExportsMixin, BlursMixin, SingleLayerTileReads):
+                     ExportsMixin, BlursMixin, ProfilesMixin, SingleLayerTileReads):
     """The Store protocol on PostgreSQL + PostGIS through a pool of async connections."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
@@ -441,11 +444,14 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "INSERT INTO sequences (id, creator_id, organization_id, created_at_ms,"
-                " first_image_id, first_captured_at_ms, is_pano, computed_tiles)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, true) RETURNING seq_no",
+                " first_image_id, first_captured_at_ms, is_pano, computed_tiles,"
+                f" {', '.join(FIGURE_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s, %s, true,"
+                f" {', '.join(['%s'] * len(FIGURE_COLUMNS))}) RETURNING seq_no",
                 (sequence.id, sequence.creator_id, sequence.organization_id,
                  sequence.created_at_ms or now, first.id if first else None,
-                 first.captured_at_ms if first else None, any(im.is_pano for im in ordered)),
+                 first.captured_at_ms if first else None, any(im.is_pano for im in ordered),
+                 *figure_values(line_figures([(im.lon, im.lat) for im in ordered],
+                                             [im.captured_at_ms for im in ordered]))),
             )
             seq_row = await cur.fetchone()
             assert seq_row is not None

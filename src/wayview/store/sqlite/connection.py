@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from wayview.errors import Conflict, StoreUnavailable
+from wayview.model.geo import haversine_m
 
 T = TypeVar("T")
 
@@ -50,6 +51,8 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
                            isolation_level=None)
     conn.create_function("wv_tile_rec", 8, tile_rec, deterministic=True)
+    # Migration 0017 fills the sequences' lengths with it (math functions are optional).
+    conn.create_function("wv_haversine_m", 4, haversine_m, deterministic=True)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = NORMAL")

@@ -14,6 +14,7 @@ from collections.abc import Sequence as Seq
 from typing import Any
 
 from wayview.model.entities import DeletedImages
+from wayview.model.profiles import LineFigures
 from wayview.store.columns import TILE_INDEXES
 from wayview.store.deletion import (
     HIDDEN_CODE,
@@ -22,12 +23,14 @@ from wayview.store.deletion import (
     SequenceRebuild,
     plan_deletion,
 )
+from wayview.store.figures import figure_values, set_figures
 from wayview.store.sqlite.tiles import bump_epochs, write_lines_and_overview
 
 # SQLite allows 32,766 host parameters; batch below that.
 _BATCH = 900
 #: Moves hidden images out of both tile indexes (the triggers repack their records).
 _HIDE_CODES = ", ".join(f"{ix.qk} = ?" for ix in TILE_INDEXES.values())
+SQL_SET_FIGURES = set_figures("?")
 
 
 def _chunks(values: Seq[Any], size: int = _BATCH) -> Iterable[Seq[Any]]:
@@ -102,6 +105,9 @@ def write_plan(conn: sqlite3.Connection, plan: DeletionPlan) -> None:
             conn.execute(f"DELETE FROM {ix.lines} WHERE sequence_id = ?", (sequence_id,))
     for sequence_id in plan.emptied:
         conn.execute("DELETE FROM sequences WHERE id = ?", (sequence_id,))
+    for sequence_id in plan.veiled:  # no public image left: out of the profiles' figures
+        conn.execute(f"UPDATE sequences SET {SQL_SET_FIGURES} WHERE id = ?",
+                     (*figure_values(LineFigures(0, 0.0, None, None)), sequence_id))
     for chunk in _chunks(plan.hide):
         conn.execute(f"UPDATE images SET {_HIDE_CODES} WHERE id IN ({_marks(len(chunk))})",
                      [*(HIDDEN_CODE for _ in TILE_INDEXES), *chunk])
@@ -116,9 +122,9 @@ def _rebuild(conn: sqlite3.Connection, rebuild: SequenceRebuild) -> None:
     sequence_id = rebuild.sequence_id
     conn.execute(
         "UPDATE sequences SET first_image_id = ?, first_captured_at_ms = ?, is_pano = ?,"
-        " computed_tiles = 1 WHERE id = ?",
+        f" computed_tiles = 1, {SQL_SET_FIGURES} WHERE id = ?",
         (rebuild.first_image_id, rebuild.first_captured_at_ms, int(rebuild.is_pano),
-         sequence_id))
+         *figure_values(rebuild.figures), sequence_id))
     for computed, ix in TILE_INDEXES.items():
         # The triggers of migrations 0004 and 0010 pack the changed records.
         conn.executemany(f"UPDATE images SET {ix.qk} = ?, {ix.compass} = ? WHERE id = ?",

@@ -30,6 +30,7 @@ from wayview.model.entities import (
     TileFeatureColumns,
     User,
 )
+from wayview.model.profiles import line_figures
 from wayview.model.s2 import leaf_cell
 from wayview.store.base import NODE_KINDS
 from wayview.store.columns import (
@@ -43,6 +44,7 @@ from wayview.store.columns import (
     computed_updates,
     map_feature_rows,
 )
+from wayview.store.figures import FIGURE_COLUMNS, figure_values
 from wayview.store.migrate import load_migrations
 from wayview.store.sqlite.accounts import AccountsMixin
 from wayview.store.sqlite.blurs import BlursMixin
@@ -52,6 +54,7 @@ from wayview.store.sqlite.edits import EditsMixin
 from wayview.store.sqlite.exports import ExportsMixin
 from wayview.store.sqlite.governance import GovernanceMixin
 from wayview.store.sqlite.jobs import JobsMixin
+from wayview.store.sqlite.profiles import ProfilesMixin
 from wayview.store.sqlite.tiles import (
     SQL_BUMP_EPOCH,
     bump_epochs,
@@ -179,7 +182,7 @@ def _values_clause(column: str, values: tuple[str, ...], params: list[Any]) -> s
 
 
 class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, EditsMixin,
-                   ExportsMixin, BlursMixin, SingleLayerTileReads):
+                   ExportsMixin, BlursMixin, ProfilesMixin, SingleLayerTileReads):
     """The Store protocol on one SQLite file (WAL, one writer thread, reader threads)."""
 
     def __init__(self, path: Path, *, readers: int = 4, inline_point_reads: bool = True) -> None:
@@ -417,16 +420,19 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edits
                    im.atomic_scale, im.merge_cc, im.assets, qk, compass)
                   for im, qk, compass in zip(ordered, computed.qk, computed.compass, strict=True)]
         first = ordered[0] if ordered else None
+        figures = figure_values(line_figures([(im.lon, im.lat) for im in ordered],
+                                             [im.captured_at_ms for im in ordered]))
 
         def run(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
                 "INSERT INTO sequences (id, creator_id, organization_id, created_at_ms,"
-                " first_image_id, first_captured_at_ms, is_pano, computed_tiles)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                " first_image_id, first_captured_at_ms, is_pano, computed_tiles,"
+                f" {', '.join(FIGURE_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, 1,"
+                f" {_placeholders(len(FIGURE_COLUMNS))})",
                 (sequence.id, sequence.creator_id, sequence.organization_id,
                  sequence.created_at_ms or now, first.id if first else None,
                  first.captured_at_ms if first else None,
-                 int(any(im.is_pano for im in ordered))),
+                 int(any(im.is_pano for im in ordered)), *figures),
             )
             rowid = int(cur.lastrowid or 0)
             conn.executemany(SQL_INSERT_IMAGE, [
