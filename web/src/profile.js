@@ -42,7 +42,7 @@ if (container && profile && profile.bbox) {
   map.addControl(new NavigationControl({ showCompass: false }), "top-right");
   map.addControl(new ScaleControl({ unit: "metric" }), "bottom-left");
   // A single image has no extent: the padding and the zoom cap frame it.
-  map.fitBounds([[west, south], [east, north]], { padding: 32, maxZoom: 16, animate: false });
+  map.fitBounds([[west, south], [east, north]], { padding: 40, maxZoom: 17, animate: false });
   map.once("idle", () => { window.wayview.mapLoaded = true; });
   window.wayview.map = map;
 }
