@@ -72,6 +72,11 @@ const spriteFolder = `sprites-${spriteHash}`;
 mkdirSync(join(out, spriteFolder));
 for (const [name, path] of sprites) copyFileSync(path, join(out, spriteFolder, name));
 manifest.sprites = spriteFolder;
+// Their names: the taxonomy /app's map-feature value picker offers (issue #18 item 3).
+const names = JSON.stringify(sprites.map(([name]) => name.replace(/\.svg$/, "")));
+const namesFile = `sprite-names-${hash(names)}.json`;
+writeFileSync(join(out, namesFile), names);
+manifest.sprite_names = namesFile;
 
 // 4. The offline base map (issue #18): land and country borders of Natural Earth (public
 //    domain) at 1:50m, from the npm package world-atlas (ISC), as GeoJSON with coordinates

@@ -424,6 +424,19 @@ class WebSettings(BaseModel):
         "built-in offline base map (Natural Earth land and borders). The style's own "
         "attribution is shown.",
     )
+    geocoder_url: str = Field(
+        "", description="A Nominatim-compatible search URL (`/search` answering `format=jsonv2`, "
+        "e.g. `https://nominatim.openstreetmap.org/search` within its usage policy, or your "
+        "own Nominatim or Photon-with-Nominatim-API) for `/app`'s place search; it must allow "
+        "CORS from this server. Empty = no place search (the default: nothing leaves the "
+        "server unless you name a geocoder).",
+    )
+    extra_origins: str = Field(
+        "", description="Comma-separated origins (`https://tiles.example.net`) the pages' "
+        "Content-Security-Policy admits besides this server, the base map style's origin, "
+        "the geocoder's and the blob store's public URL: where an operator's base map style "
+        "fetches its tiles, glyphs and sprites from, when that is not the style's own origin.",
+    )
 
 
 class ExportSettings(BaseModel):

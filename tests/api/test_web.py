@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,9 +26,17 @@ MANIFEST = {
     "upload.js": "upload-EEEE5555.js", "upload.css": "upload-FFFF6666.css",
     "profile.js": "profile-GGGG7777.js", "profile.css": "profile-HHHH8888.css",
     "worker": "maplibre-gl-worker-0123456789.mjs", "sprites": "sprites-abcdef0123",
+    "sprite_names": "sprite-names-0123456789.json",
     "basemap_land": "basemap-land-0123456789.json",
     "basemap_borders": "basemap-borders-0123456789.json",
 }
+def _csp(response: Any) -> dict[str, str]:
+    """The Content-Security-Policy header as {directive: sources}."""
+    pairs = (part.strip().split(" ", 1) for part in
+             response.headers["content-security-policy"].split(";"))
+    return {p[0]: p[1] if len(p) > 1 else "" for p in pairs}
+
+
 _CONFIG = re.compile(r'<script type="application/json" id="wayview-config">(.*?)</script>', re.S)
 
 
@@ -43,6 +52,7 @@ def static_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in ("embed.css", "app.css", "upload.css", "profile.css"):
         (dist / MANIFEST[key]).write_text("body{}\n")
     (dist / MANIFEST["worker"]).write_text("self.onmessage = () => {};\n")
+    (dist / MANIFEST["sprite_names"]).write_text('["regulatory--stop--g1"]')
     for key in ("basemap_land", "basemap_borders"):
         (dist / MANIFEST[key]).write_text('{"type": "FeatureCollection", "features": []}')
     (dist / MANIFEST["sprites"] / "regulatory--stop--g1.svg").write_text("<svg/>")
@@ -99,14 +109,13 @@ async def test_embed_headers_allow_framing_by_the_configured_ancestors(tmp_path,
             for path in (f"/embed?image_key={seeded.images[0].id}", "/embed?image_key=1",
                          "/embed?style=wide"):
                 r = await client.get(path)
-                assert r.headers["content-security-policy"] == \
-                    "frame-ancestors https://maps.example.org", path
+                assert _csp(r)["frame-ancestors"] == "https://maps.example.org", path
                 assert "x-frame-options" not in r.headers, path
 
 
 async def test_embed_default_frame_ancestors_is_any(client, seeded, static_root):
     r = await client.get(f"/embed?image_key={seeded.images[0].id}")
-    assert r.headers["content-security-policy"] == "frame-ancestors *"
+    assert _csp(r)["frame-ancestors"] == "*"
     assert "x-frame-options" not in r.headers
 
 
@@ -216,7 +225,7 @@ async def test_app_page(client, seeded, static_root):
     r = await client.get("/app")
     assert r.status_code == 200
     assert f'src="/static/dist/{MANIFEST["app.js"]}"' in r.text
-    assert r.headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert _csp(r)["frame-ancestors"] == "'self'"
     config = _config(r.text)
     assert "image" not in config
     first = min(seeded.images, key=lambda im: (im.captured_at_ms, im.id))
@@ -228,6 +237,33 @@ async def test_app_page(client, seeded, static_root):
     assert r.status_code == 200
     assert _config(r.text)["image"] == {"id": str(image.id), "lng": image.lon, "lat": image.lat}
     assert "image" not in _config((await client.get("/app?pKey=123")).text)
+
+
+async def test_map_pages_admit_only_the_origins_they_use(tmp_path, static_root):
+    """Scripts come from this server only; data from this server, the operator's base map
+    style, the geocoder and the extra origins named; nothing else (issue #18 item 1)."""
+    settings = make_settings(tmp_path, web={
+        "basemap_style_url": "https://Tiles.Example.net:8443/styles/street.json?key=k",
+        "geocoder_url": "https://geo.example.org/search",
+        "extra_origins": "https://glyphs.example.com, javascript:alert(1), ",
+    })
+    async with open_test_store(settings) as store:
+        seeded = await seed(store)
+        async with app_client(settings, store) as client:
+            for path in ("/app", f"/embed?image_key={seeded.images[0].id}"):
+                r = await client.get(path)
+                assert r.status_code == 200, path
+                csp = _csp(r)
+                assert csp["script-src"] == "'self' 'unsafe-eval'" and csp["object-src"] == "'none'"
+                allowed = set(csp["connect-src"].split())
+                assert {"'self'", "https://tiles.example.net:8443", "https://geo.example.org",
+                        "https://glyphs.example.com"} <= allowed, path
+                assert not any("javascript" in o or "key=" in o for o in allowed), allowed
+                assert "https://tiles.example.net:8443" in csp["img-src"].split()
+                config = _config(r.text)
+                assert config["geocoderUrl"] == "https://geo.example.org/search"
+            assert _config((await client.get("/app")).text)["spriteNamesUrl"] == \
+                f"/static/dist/{MANIFEST['sprite_names']}"
 
 
 @pytest.mark.parametrize(("path", "media_type"), [

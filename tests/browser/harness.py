@@ -67,6 +67,10 @@ class World:
     positions: list[tuple[float, float]]  # (lon, lat) per image
     sign_id: str
     point_id: str
+    #: With `seed_world(revisit=True)`: a second sequence over the same street two years
+    #: later, by REVISITOR with another camera (REVISIT_MAKE), in capture order.
+    revisit_ids: list[str] = field(default_factory=list)
+    revisit_sequence_id: str = ""
 
     @property
     def base(self) -> str:
@@ -106,9 +110,15 @@ async def _add_features(data_dir: Path, sequence_id: str) -> tuple[int, int]:
 DETECTION_RING = ((0.55, 0.35), (0.7, 0.35), (0.7, 0.55), (0.55, 0.55))
 
 
-def seed_world(root: Path) -> Iterator[World]:
+REVISITOR = "gustav"
+REVISIT_MAKE, REVISIT_MODEL = "OtherCam", "X2"
+REVISIT_START = datetime(2024, 9, 15, 14, 0, 0, tzinfo=UTC)
+
+
+def seed_world(root: Path, *, revisit: bool = False) -> Iterator[World]:
     """A user, an app, one sequence of real JPEGs imported by the CLI, two map features; then a
-    live server. A generator: the server stops when it is closed."""
+    live server. With `revisit`, a second user drives the same street two years later with
+    another camera (1 m to the north). A generator: the server stops when it is closed."""
     from wayview.fixtures import write_jpeg
 
     data = root / "data"
@@ -124,6 +134,18 @@ def seed_world(root: Path) -> Iterator[World]:
                                 data_dir=data, cwd=root).strip().splitlines()[-1])
     assert report["imported"] == PHOTOS and len(report["sequences"]) == 1, report
     sequence_id = report["sequences"][0]["id"]
+    revisit_sequence = ""
+    if revisit:
+        wayview_json("users", "create", REVISITOR, data_dir=data, cwd=root)
+        for k, (lon, lat) in enumerate(positions):
+            write_jpeg(root / "revisit" / f"IMG_{k:04d}.jpg", width=1024, height=768,
+                       lat=lat + 0.00001, lon=lon, make=REVISIT_MAKE, model=REVISIT_MODEL,
+                       captured_at=REVISIT_START + timedelta(seconds=2 * k), compass_deg=90.0,
+                       altitude_m=20.0, seed=100 + k, label=f"2024 {k}")
+        again = json.loads(wayview("import", str(root / "revisit"), "--user", REVISITOR,
+                                   "--json", data_dir=data, cwd=root).strip().splitlines()[-1])
+        assert again["imported"] == PHOTOS and len(again["sequences"]) == 1, again
+        revisit_sequence = again["sequences"][0]["id"]
     # In a thread of its own: Playwright's sync API may already run an event loop here.
     with ThreadPoolExecutor(1) as pool:
         sign_id, point_id = pool.submit(asyncio.run, _add_features(data, sequence_id)).result()
@@ -135,9 +157,17 @@ def seed_world(root: Path) -> Iterator[World]:
         assert r.status_code == 200, r.text
         rows = r.json()["data"]
         assert len(rows) == PHOTOS, rows
+        revisit_ids: list[str] = []
+        if revisit:
+            r = http.get(f"{server.base_url}/images", params={
+                "sequence_ids": revisit_sequence, "fields": "id"},
+                headers={"Authorization": f"OAuth {app['client_token']}"})
+            revisit_ids = [row["id"] for row in r.json()["data"]]
+            assert len(revisit_ids) == PHOTOS, r.text
         yield World(server=server, client_token=app["client_token"], sequence_id=sequence_id,
                     image_ids=[row["id"] for row in rows], positions=positions,
-                    sign_id=str(sign_id), point_id=str(point_id))
+                    sign_id=str(sign_id), point_id=str(point_id), revisit_ids=revisit_ids,
+                    revisit_sequence_id=revisit_sequence)
 
 
 @dataclass
@@ -170,12 +200,13 @@ def third_party_site(pages: dict[str, str], *, content_type: str = "text/html; c
                      cors: bool = False) -> Iterator[str]:
     """A tiny web server on a loopback port of its own answering `pages` (path → body): the
     "other site" that embeds /embed in an iframe, or serves an operator's map style
-    (`content_type`, and `cors` to allow cross-origin reads as style servers do). Its base URL
+    (`content_type`, and `cors` to allow cross-origin reads as style servers do). A path is
+    looked up with its query, then without (a geocoder's `/search?q=…`). Its base URL
     uses `localhost`, so it is another origin than the wayview server's `127.0.0.1`."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            body = pages.get(self.path)
+            body = pages.get(self.path, pages.get(self.path.split("?", 1)[0]))
             self.send_response(200 if body is not None else 404)
             self.send_header("Content-Type", content_type)
             if cors:

@@ -7,6 +7,10 @@ import {
   IMAGE_MIN_ZOOM, readConfig, tileSource,
 } from "./common.js";
 import { GeolocateControl, NavigationControl, ScaleControl } from "maplibre-gl";
+import { createPlaceSearch } from "./geocoder.js";
+import { installShortcuts } from "./shortcuts.js";
+import { createTimeline, searchAll } from "./timeline.js";
+import { createValuePicker } from "./values.js";
 import "./app.css";
 
 const config = readConfig();
@@ -19,9 +23,10 @@ const FEATURE_LAYERS = {
 const SPRITE_PX = 28;
 const SPRITE_NAME = /^[a-z0-9]+(--[a-z0-9-]+)+$/;
 
-// -- the URL follows the view (issue #18): lat, lng, z, pKey, dateFrom, dateTo --------------
-// Mapillary's own parameter names, so links people already share keep working. Reload or share
-// the address and the same map, image and filters come back.
+// -- the URL follows the view (issue #18): lat, lng, z, pKey, x, y, dateFrom, dateTo, … -------
+// Mapillary's own parameter names, so links people already share keep working (x, y: the point
+// of the photo in the viewer's centre, i.e. where the viewer looks). Reload or share the address
+// and the same map, image, view direction and filters come back.
 const params = new URLSearchParams(window.location.search);
 function number(name, min, max) {
   const value = Number.parseFloat(params.get(name) ?? "");
@@ -57,6 +62,10 @@ map.addControl(new NavigationControl({ visualizePitch: true }), "top-right");
 map.addControl(new GeolocateControl({ positionOptions: { enableHighAccuracy: true },
                                       trackUserLocation: false }), "top-right");
 map.addControl(new ScaleControl({ unit: "metric" }), "bottom-left");
+const placeSearch = createPlaceSearch({
+  config, map, form: document.getElementById("place-search"),
+  input: document.getElementById("place"), results: document.getElementById("place-results"),
+});
 
 // -- sprites: one SVG per value, rasterised on demand ------------------------------------------
 map.setMissingStyleImageResolver(async (id) => {
@@ -103,6 +112,14 @@ const organizationInput = document.getElementById("organization");
 const panoInput = document.getElementById("pano-only");
 const filterNote = document.getElementById("filter-note");
 const who = { creatorId: null };
+// Camera make/model: the tiles do not carry them, so the server filters (a Graph search of the
+// view from zoom 14, where images are drawn one by one) and the map keeps the ids it answered.
+const makeInput = document.getElementById("make");
+const modelInput = document.getElementById("model");
+const cameraNote = document.getElementById("camera-note");
+const camera = { active: false, ids: [], sequences: [], generation: 0, searches: 0 };
+// Map-feature values picked from the taxonomy (the tiles carry `value`: filtered here).
+const featureValues = { chosen: [] };
 function applyDates() {
   const from = dayMs(fromInput, false);
   const to = dayMs(toInput, true); // the "to" day is included
@@ -117,13 +134,63 @@ function applyDates() {
     ? [["==", ["to-string", ["get", "organization_id"]], organizationInput.value.trim()]] : [];
   const creator = who.creatorId !== null
     ? [["==", ["to-string", ["get", "creator_id"]], who.creatorId]] : [];
-  for (const id of ["sequences", "images"]) {
-    map.setFilter(id, span("captured_at", "captured_at", [...pano, ...organization, ...creator]));
-  }
+  const byCamera = (ids) => (camera.active
+    ? [["in", ["to-string", ["get", "id"]], ["literal", ids]]] : []);
+  const common = [...pano, ...organization, ...creator];
+  map.setFilter("sequences", span("captured_at", "captured_at", [...common, ...byCamera(camera.sequences)]));
+  map.setFilter("images", span("captured_at", "captured_at", [...common, ...byCamera(camera.ids)]));
   map.setFilter("overview", span("captured_at", "captured_at", pano));
   map.setLayoutProperty("overview", "visibility",
-                        creator.length || organization.length ? "none" : "visible");
-  for (const id of Object.keys(FEATURE_LAYERS)) map.setFilter(id, span("first_seen_at", "last_seen_at"));
+                        creator.length || organization.length || camera.active ? "none" : "visible");
+  const values = featureValues.chosen.length
+    ? [["in", ["get", "value"], ["literal", featureValues.chosen]]] : [];
+  for (const id of Object.keys(FEATURE_LAYERS)) map.setFilter(id, span("first_seen_at", "last_seen_at", values));
+}
+/** The view split into strips the search accepts (`search.max_bbox_area_deg2`). */
+function searchBoxes(bounds) {
+  const [w, s, e, n] = [bounds.getWest(), bounds.getSouth(), bounds.getEast(), bounds.getNorth()]
+    .map((v, i) => Math.max(i % 2 ? -85 : -180, Math.min(i % 2 ? 85 : 180, v)));
+  const limit = config.maxBboxArea > 0 ? config.maxBboxArea * 0.95 : Infinity;
+  const strips = Math.max(1, Math.ceil(((e - w) * (n - s)) / limit));
+  if (strips > 16) return null;
+  const width = (e - w) / strips;
+  return Array.from({ length: strips }, (_, k) =>
+    [w + k * width, s, k === strips - 1 ? e : w + (k + 1) * width, n].map((v) => v.toFixed(6)).join(","));
+}
+/** Ask the server which images of the view the camera took (from zoom 14). */
+async function refreshCamera() {
+  const make = makeInput.value.trim();
+  const model = modelInput.value.trim();
+  const mine = ++camera.generation;
+  camera.active = Boolean(make || model);
+  cameraNote.textContent = "";
+  if (!camera.active) return;
+  const boxes = map.getZoom() >= IMAGE_MIN_ZOOM - 0.01 ? searchBoxes(map.getBounds()) : null;
+  if (boxes === null) {
+    camera.ids = [];
+    camera.sequences = [];
+    cameraNote.textContent = "Zoom in (zoom 14+) to see the images this camera took.";
+    return;
+  }
+  const filters = new URLSearchParams();
+  if (make) filters.set("make", make);
+  if (model) filters.set("model", model);
+  const token = encodeURIComponent(config.token);
+  try {
+    const pages = await Promise.all(boxes.map((bbox) => searchAll(
+      `${config.base}/images?bbox=${bbox}&${filters}&fields=id,sequence&limit=2000&access_token=${token}`, 10)));
+    if (mine !== camera.generation) return;
+    const rows = pages.flat();
+    camera.ids = rows.map((r) => String(r.id));
+    camera.sequences = [...new Set(rows.map((r) => String(r.sequence)))];
+    camera.searches += 1;
+    if (!rows.length) cameraNote.textContent = "No images by this camera in view.";
+  } catch {
+    if (mine !== camera.generation) return;
+    camera.ids = [];
+    camera.sequences = [];
+    cameraNote.textContent = "The camera filter could not be applied (search failed).";
+  }
 }
 /** Look the creator's id up by username (the tiles carry ids): one Graph search. */
 async function resolveCreator() {
@@ -150,6 +217,16 @@ if (DAY.test(params.get("dateTo") ?? "")) toInput.value = params.get("dateTo");
 creatorInput.value = (params.get("creator") ?? "").slice(0, 100);
 if (/^\d{1,16}$/.test(params.get("organization") ?? "")) organizationInput.value = params.get("organization");
 panoInput.checked = params.get("pano") === "1";
+makeInput.value = (params.get("make") ?? "").slice(0, 100);
+modelInput.value = (params.get("model") ?? "").slice(0, 100);
+featureValues.chosen = (params.get("values") ?? "").split(",").filter((v) => SPRITE_NAME.test(v)).slice(0, 50);
+createValuePicker({
+  config, initial: featureValues.chosen,
+  input: document.getElementById("value-search"),
+  options: document.getElementById("value-options"),
+  chosen: document.getElementById("value-chosen"),
+  onChange: (values) => { featureValues.chosen = values; refilter(); },
+});
 const refilter = () => { applyDates(); writeUrl(); };
 fromInput.addEventListener("change", refilter);
 toInput.addEventListener("change", refilter);
@@ -160,6 +237,20 @@ creatorInput.addEventListener("change", async () => {
   refilter();
   state.filtered = (state.filtered || 0) + 1;
 });
+for (const input of [makeInput, modelInput]) {
+  input.addEventListener("change", async () => {
+    await refreshCamera();
+    refilter();
+  });
+}
+let cameraTimer = null;
+map.on("moveend", () => {
+  if (!camera.active) return;
+  clearTimeout(cameraTimer);
+  cameraTimer = setTimeout(async () => { await refreshCamera(); applyDates(); }, 300);
+});
+window.wayview.camera = camera;
+window.wayview.featureValues = featureValues;
 
 /** Put the view in the address bar (replaceState: no history entry per pan). */
 function writeUrl() {
@@ -168,12 +259,21 @@ function writeUrl() {
   next.set("lat", center.lat.toFixed(6));
   next.set("lng", center.lng.toFixed(6));
   next.set("z", map.getZoom().toFixed(2));
-  if (state.imageId && document.body.classList.contains("with-viewer")) next.set("pKey", state.imageId);
+  if (state.imageId && document.body.classList.contains("with-viewer")) {
+    next.set("pKey", state.imageId);
+    if (state.look) {
+      next.set("x", state.look[0].toFixed(4));
+      next.set("y", state.look[1].toFixed(4));
+    }
+  }
   if (fromInput.value) next.set("dateFrom", fromInput.value);
   if (toInput.value) next.set("dateTo", toInput.value);
   if (creatorInput.value.trim()) next.set("creator", creatorInput.value.trim());
   if (organizationInput.value.trim()) next.set("organization", organizationInput.value.trim());
   if (panoInput.checked) next.set("pano", "1");
+  if (makeInput.value.trim()) next.set("make", makeInput.value.trim());
+  if (modelInput.value.trim()) next.set("model", modelInput.value.trim());
+  if (featureValues.chosen.length) next.set("values", featureValues.chosen.join(","));
   window.history.replaceState(null, "", `${window.location.pathname}?${next}`);
 }
 map.on("moveend", writeUrl);
@@ -186,6 +286,54 @@ for (const id of Object.keys(FEATURE_LAYERS)) {
 }
 
 // -- the viewer panel ------------------------------------------------------------------------
+// Where the viewer looks (x, y of the photo at its centre) comes back from the address once.
+const LOOK = { x: number("x", 0, 1), y: number("y", 0, 1) };
+let pendingLook = LOOK.x !== null && LOOK.y !== null && params.get("pKey") ? [LOOK.x, LOOK.y] : null;
+const timeline = createTimeline({
+  config, container: document.getElementById("timeline"),
+  onPick: (id) => { if (viewer) viewer.moveTo(id).catch(() => {}); },
+});
+window.wayview.timeline = timeline.state;
+const credit = document.getElementById("viewer-credit");
+const organizationNames = new Map();
+/** "12 Mar 2024 by <user> · <organization>": links to their public pages (issue #18 item 6). */
+async function showCredit(image) {
+  const link = (href, text) => {
+    const a = document.createElement("a");
+    a.href = href;
+    a.textContent = text;
+    return a;
+  };
+  const date = new Date(image.capturedAt).toISOString().slice(0, 10);
+  const parts = [document.createTextNode(date)];
+  if (image.creatorUsername) {
+    parts.push(document.createTextNode(" by "),
+               link(`/app/user/${encodeURIComponent(image.creatorUsername)}`, image.creatorUsername));
+  }
+  credit.replaceChildren(...parts);
+  const org = image.ownerId && /^\d{1,16}$/.test(String(image.ownerId)) ? String(image.ownerId) : null;
+  if (!org) return;
+  if (!organizationNames.has(org)) {
+    organizationNames.set(org, fetch(`${config.base}/${org}?fields=name&access_token=${encodeURIComponent(config.token)}`)
+      .then((r) => (r.ok ? r.json() : {})).then((body) => body.name || "organization")
+      .catch(() => "organization"));
+  }
+  const name = await organizationNames.get(org);
+  if (state.imageId === image.id) credit.append(document.createTextNode(" · "), link(`/app/org/${org}`, name));
+}
+/** Remember where the viewer looks, for the address (x, y) and the timeline (bearing). */
+async function followLook() {
+  try {
+    const [center, bearing, position, image] = await Promise.all([
+      viewer.getCenter(), viewer.getBearing(), viewer.getPosition(), viewer.getImage()]);
+    state.look = center;
+    state.bearing = bearing;
+    writeUrl();
+    if (image) timeline.update(position, bearing, { id: image.id, sequenceId: image.sequenceId });
+  } catch {
+    // The viewer is between images: the next event tells.
+  }
+}
 function openViewer(imageId) {
   document.body.classList.add("with-viewer");
   map.resize();
@@ -194,12 +342,23 @@ function openViewer(imageId) {
     viewer.on("image", (event) => {
       state.imageEvents.push(event.image.id);
       state.imageId = event.image.id;
+      if (pendingLook && event.image.id === params.get("pKey")) {
+        viewer.setCenter(pendingLook);
+        pendingLook = null;
+      }
       writeUrl();
+      showCredit(event.image);
+      followLook();
       // Reporting happens on the server's own page (sign-in first if needed).
       document.getElementById("report-image").href = `/report/${encodeURIComponent(event.image.id)}`;
       // Its managers fix the blurring there too (others are told the image is not theirs).
       document.getElementById("reblur-image").href =
         `/account/images/${encodeURIComponent(event.image.id)}/blur`;
+    });
+    let lookTimer = null;
+    viewer.on("bearing", () => {
+      clearTimeout(lookTimer);
+      lookTimer = setTimeout(followLook, 200);
     });
     followViewer(viewer, map, state);
   } else {
@@ -207,11 +366,13 @@ function openViewer(imageId) {
     viewer.moveTo(imageId).catch(() => {});
   }
 }
-document.getElementById("close-viewer").addEventListener("click", () => {
+function closeViewer() {
+  if (!document.body.classList.contains("with-viewer")) return;
   document.body.classList.remove("with-viewer");
   map.resize();
   writeUrl();
-});
+}
+document.getElementById("close-viewer").addEventListener("click", closeViewer);
 
 // -- the panel folds away (small screens start folded) ----------------------------------------
 const toggle = document.getElementById("toggle-controls");
@@ -224,6 +385,27 @@ toggle.addEventListener("click", () => {
   foldControls(!document.body.classList.contains("controls-folded"));
 });
 foldControls(window.matchMedia("(max-width: 600px)").matches);
+
+// -- keyboard shortcuts (press ? for the list) ------------------------------------------------
+installShortcuts({
+  dialog: document.getElementById("shortcuts"),
+  opener: document.getElementById("show-shortcuts"),
+  keys: {
+    "/": ["Search a place (or the first filter)", () => {
+      foldControls(false);
+      (placeSearch ? document.getElementById("place") : fromInput).focus();
+    }],
+    f: ["Show or hide the filters", () => toggle.click()],
+    m: ["Focus the map (then arrows pan, + and − zoom)", () => map.getCanvas().focus()],
+    v: ["Focus the viewer (then arrows move)", () => {
+      const canvas = document.querySelector("#viewer .mapillary-interactive") || document.getElementById("viewer");
+      if (document.body.classList.contains("with-viewer")) canvas.focus();
+    }],
+    "[": ["Earlier capture of this place", () => timeline.step(-1)],
+    "]": ["Later capture of this place", () => timeline.step(1)],
+    Escape: ["Close the viewer", closeViewer],
+  },
+});
 
 // -- download of the visible map features ------------------------------------------------------
 /** The features of `layerId` drawn in the current view, one per map feature. */

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 
 from wayview.api.errors import AssetNotFound
 from wayview.auth.embed import EmbedDisabled, embed_token
+from wayview.blobs import image_blob_key
 from wayview.ids import parse_id
 from wayview.model.entities import Image, ImageSearch
 
@@ -63,6 +65,7 @@ class Assets:
     profile_css: str
     worker: str
     sprites: str
+    sprite_names: str
     basemap_land: str
     basemap_borders: str
 
@@ -89,6 +92,7 @@ def _assets(root: Path) -> Assets | None:
                         profile_js=url(manifest["profile.js"]),
                         profile_css=url(manifest["profile.css"]),
                         worker=url(manifest["worker"]), sprites=url(manifest["sprites"]),
+                        sprite_names=url(manifest["sprite_names"]),
                         basemap_land=url(manifest["basemap_land"]),
                         basemap_borders=url(manifest["basemap_borders"]))
     except (KeyError, TypeError):
@@ -142,9 +146,49 @@ async def favicon(ctx: Context, request: Request, match: re.Match[str]) -> Respo
         "cache-control": "public, max-age=86400", "x-content-type-options": "nosniff"})
 
 
-def _page_headers(frame_ancestors: str) -> dict[str, str]:
+def _origin(url: str) -> str | None:
+    """`scheme://host[:port]` of an http(s) URL, None for anything else.
+
+    >>> _origin("https://tiles.example.net/style.json?key=1"), _origin("javascript:x")
+    ('https://tiles.example.net', None)
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def page_origins(ctx: Context) -> list[str]:
+    """The origins a map page fetches from besides its own: this server's base URL, the base
+    map style, the geocoder, the blob store's direct URLs and `web.extra_origins`."""
+    web = ctx.settings.web
+    candidates = [ctx.settings.base_url, web.basemap_style_url, web.geocoder_url,
+                  *web.extra_origins.split(",")]
+    if getattr(ctx.blobs, "serve", "proxy") != "proxy":
+        candidates.append(ctx.blobs.url_for(image_blob_key(1, "thumb_256", 0)) or "")
+    return sorted({o for c in candidates if c and (o := _origin(c)) is not None})
+
+
+def map_page_csp(ctx: Context, frame_ancestors: str) -> str:
+    """The Content-Security-Policy of a page drawing the map and the viewer: scripts from this
+    server only, data from this server and the origins of `page_origins`. MapillaryJS compiles
+    its image filters with `new Function` (FilterCreator), hence 'unsafe-eval'; inline scripts
+    stay refused (the page's configuration is JSON, not script)."""
+    others = " ".join(page_origins(ctx))
+    return ("default-src 'self'; script-src 'self' 'unsafe-eval'; "
+            "style-src 'self' 'unsafe-inline'; "
+            f"img-src 'self' data: blob: {others}; connect-src 'self' {others}; "
+            f"font-src 'self' {others}; worker-src 'self' blob:; child-src 'self' blob:; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; "
+            f"frame-ancestors {frame_ancestors}").replace("  ", " ")
+
+
+def _page_headers(frame_ancestors: str, csp: str | None = None) -> dict[str, str]:
     return {
-        "Content-Security-Policy": f"frame-ancestors {frame_ancestors}",
+        "Content-Security-Policy": csp or f"frame-ancestors {frame_ancestors}",
         "Cache-Control": "no-cache",
         "Referrer-Policy": "strict-origin-when-cross-origin",
         "X-Content-Type-Options": "nosniff",
@@ -171,6 +215,9 @@ def _config(ctx: Context, token: str, assets: Assets, image: Image | None,
                               "basemap": {"land": assets.basemap_land,
                                           "borders": assets.basemap_borders},
                               "basemapStyleUrl": ctx.settings.web.basemap_style_url or None,
+                              "geocoderUrl": ctx.settings.web.geocoder_url or None,
+                              "spriteNamesUrl": assets.sprite_names,
+                              "maxBboxArea": ctx.settings.search.max_bbox_area_deg2,
                               **extra}
     if image is not None:
         config["image"] = {"id": str(image.id), "lng": image.lon, "lat": image.lat}
@@ -205,7 +252,7 @@ async def embed(ctx: Context, request: Request, match: re.Match[str]) -> Respons
         style=style, assets=assets, image=image, captured=_captured(image),
         image_page=f"{ctx.settings.base_url}/app?pKey={image.id}&focus=photo",
         config=_config(ctx, token, assets, image, style=style))
-    return HTMLResponse(body, headers=_page_headers(ancestors))
+    return HTMLResponse(body, headers=_page_headers(ancestors, map_page_csp(ctx, ancestors)))
 
 
 async def explorer(ctx: Context, request: Request, match: re.Match[str]) -> Response:
@@ -227,4 +274,4 @@ async def explorer(ctx: Context, request: Request, match: re.Match[str]) -> Resp
             extra["center"] = [first[0].lon, first[0].lat]
     body = _templates.get_template("web/app.html").render(
         assets=assets, config=_config(ctx, token, assets, image, **extra))
-    return HTMLResponse(body, headers=_page_headers("'self'"))
+    return HTMLResponse(body, headers=_page_headers("'self'", map_page_csp(ctx, "'self'")))
