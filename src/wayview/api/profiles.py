@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, Response
 
 from wayview.api import web
 from wayview.api.routing import Route
-from wayview.api.web import _config, _message, _page_headers, _templates
+from wayview.api.web import _config, _message, _page_headers, _templates, map_page_csp
 from wayview.auth.embed import EmbedDisabled, embed_token
 from wayview.ids import parse_id
 from wayview.model.profiles import Coverage
@@ -82,7 +82,8 @@ async def _render(ctx: Context, *, kind: str, owner_id: int, title: str,
     body = _templates.get_template("profiles/profile.html").render(
         kind=kind, title=title, coverage=coverage, assets=assets, config=config,
         explore=explore, day=_day, distance=distance_text, user_path=user_path, **values)
-    return HTMLResponse(body, headers=_page_headers(_FRAME_ANCESTORS))
+    return HTMLResponse(body, headers=_page_headers(
+        _FRAME_ANCESTORS, map_page_csp(ctx, _FRAME_ANCESTORS, allow_eval=False)))
 
 
 async def user_profile(ctx: Context, request: Request, match: re.Match[str]) -> Response:

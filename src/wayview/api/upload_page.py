@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -56,33 +55,6 @@ CSRF_HEADER = "x-csrf-token"
 _SIGN_IN_FIRST = "Sign in to upload: your session has ended."
 
 
-def _origin(url: str) -> str | None:
-    """`scheme://host[:port]` of an http(s) URL (None for anything else).
-
-    >>> _origin("https://maps.example.net/style.json"), _origin("data:x")
-    ('https://maps.example.net', None)
-    """
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
-        return None
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def page_csp(ctx: Context) -> str:
-    """The page's Content-Security-Policy: its scripts from this server only; data from this
-    server (and the base URL's origin, and an operator's base map style)."""
-    others = sorted({o for o in (_origin(ctx.settings.base_url),
-                                 _origin(ctx.settings.web.basemap_style_url or ""))
-                     if o is not None})
-    extra = " ".join(others)
-    if ctx.settings.web.basemap_style_url:
-        extra += " https:"  # a style names tile and glyph servers of its own
-    return (f"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            f"img-src 'self' data: blob: {extra}; connect-src 'self' {extra}; "
-            f"font-src 'self' data: {extra}; worker-src 'self' blob:; object-src 'none'; "
-            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-
-
 # -- the page -----------------------------------------------------------------------------------
 async def upload_page(ctx: Context, request: Request, match: re.Match[str]) -> Response:
     """GET /upload: drop photos or zips; they upload, are processed, and show on a map."""
@@ -103,7 +75,9 @@ async def upload_page(ctx: Context, request: Request, match: re.Match[str]) -> R
     config = web._config(ctx, token, assets, None, upload=await _upload_config(ctx, page, user))
     response = page.render("upload.html", "Upload photos", folder="upload", assets=assets,
                            config=config)
-    response.headers["Content-Security-Policy"] = page_csp(ctx)
+    # Its scripts from this server only (no eval: no MapillaryJS here); data from this server
+    # and the origins the map uses; never framed.
+    response.headers["Content-Security-Policy"] = web.map_page_csp(ctx, "'none'", allow_eval=False)
     return response
 
 

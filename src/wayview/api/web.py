@@ -172,13 +172,15 @@ def page_origins(ctx: Context) -> list[str]:
     return sorted({o for c in candidates if c and (o := _origin(c)) is not None})
 
 
-def map_page_csp(ctx: Context, frame_ancestors: str) -> str:
+def map_page_csp(ctx: Context, frame_ancestors: str, *, allow_eval: bool = True) -> str:
     """The Content-Security-Policy of a page drawing the map and the viewer: scripts from this
     server only, data from this server and the origins of `page_origins`. MapillaryJS compiles
     its image filters with `new Function` (FilterCreator), hence 'unsafe-eval'; inline scripts
-    stay refused (the page's configuration is JSON, not script)."""
+    stay refused (the page's configuration is JSON, not script). Pages without the viewer
+    pass `allow_eval=False`."""
     others = " ".join(page_origins(ctx))
-    return ("default-src 'self'; script-src 'self' 'unsafe-eval'; "
+    scripts = "'self' 'unsafe-eval'" if allow_eval else "'self'"
+    return (f"default-src 'self'; script-src {scripts}; "
             "style-src 'self' 'unsafe-inline'; "
             f"img-src 'self' data: blob: {others}; connect-src 'self' {others}; "
             f"font-src 'self' {others}; worker-src 'self' blob:; child-src 'self' blob:; "
