@@ -292,6 +292,7 @@ let pendingLook = LOOK.x !== null && LOOK.y !== null && params.get("pKey") ? [LO
 const timeline = createTimeline({
   config, container: document.getElementById("timeline"),
   onPick: (id) => { if (viewer) viewer.moveTo(id).catch(() => {}); },
+  onResize: () => { if (viewer) viewer.resize(); },
 });
 window.wayview.timeline = timeline.state;
 const credit = document.getElementById("viewer-credit");
@@ -337,6 +338,7 @@ async function followLook() {
 function openViewer(imageId) {
   document.body.classList.add("with-viewer");
   map.resize();
+  padMap();
   if (viewer === null) {
     viewer = createViewer(config, document.getElementById("viewer"), imageId);
     viewer.on("image", (event) => {
@@ -370,17 +372,31 @@ function closeViewer() {
   if (!document.body.classList.contains("with-viewer")) return;
   document.body.classList.remove("with-viewer");
   map.resize();
+  padMap();
   writeUrl();
 }
 document.getElementById("close-viewer").addEventListener("click", closeViewer);
 
 // -- the panel folds away (small screens start folded) ----------------------------------------
 const toggle = document.getElementById("toggle-controls");
+const controls = document.getElementById("controls");
+/** Keep the map's centre (where the viewer's image is drawn) clear of the panel. */
+function padMap() {
+  const box = controls.getBoundingClientRect();
+  const { clientWidth, clientHeight } = map.getContainer();
+  const folded = document.body.classList.contains("controls-folded");
+  const beside = !folded && box.right < clientWidth / 2;
+  map.setPadding(beside
+    ? { left: Math.round(box.right), top: 0, right: 0, bottom: 0 }
+    : { left: 0, top: Math.round(Math.min(box.bottom, clientHeight / 2)), right: 0, bottom: 0 });
+}
 function foldControls(folded) {
   document.body.classList.toggle("controls-folded", folded);
   toggle.setAttribute("aria-expanded", String(!folded));
   toggle.textContent = folded ? "Filters" : "Hide";
+  padMap();
 }
+window.addEventListener("resize", padMap);
 toggle.addEventListener("click", () => {
   foldControls(!document.body.classList.contains("controls-folded"));
 });

@@ -69,13 +69,22 @@ const DATE = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", 
 
 /** The timeline: `update(lngLat, bearing, image)` on every viewer move, `onPick(id)` when a
  *  capture is chosen. `state` (for tests and the keyboard) holds the captures shown. */
-export function createTimeline({ config, container, onPick }) {
+export function createTimeline({ config, container, onPick, onResize = () => {} }) {
   const state = { captures: [], currentSequence: null, queries: 0, error: null };
   let last = null;
   let generation = 0;
   let timer = null;
 
+  let height = 0;
   function render() {
+    draw();
+    if (container.offsetHeight !== height) {
+      height = container.offsetHeight;
+      onResize();
+    }
+  }
+
+  function draw() {
     container.replaceChildren();
     const { captures } = state;
     container.hidden = captures.length === 0;
