@@ -85,3 +85,28 @@ async def test_jobs_survive_a_restart(settings):
         assert first.payload == {"a": [1, 2]}
         taken = await store.claim_job("w", lease_s=60, now_ms=_now() + 2_000)
         assert taken is not None and taken.payload == {"b": 1} and taken.attempts == 2
+
+
+async def test_job_queue_stats_count_unfinished_jobs_per_kind(store):
+    assert await store.job_queue_stats(_now()) == []
+    old = await store.enqueue_job("ingest", {"n": 1})
+    await store.enqueue_job("ingest", {"n": 2})
+    await store.enqueue_job("ingest", {"n": 3}, delay_s=3600)  # queued, not due
+    await store.enqueue_job("export", {"n": 4})
+    done = await store.enqueue_job("export", {"n": 5})
+    await store.claim_job("w", lease_s=60, kinds=("export",))  # n=4: stays running
+    await store.claim_job("w", lease_s=60, kinds=("export",))  # n=5
+    await store.complete_job(done.id, "w")  # one export done, one still running
+    parked = await store.enqueue_job("sfm", {})
+    await store.claim_job("w", lease_s=60, kinds=("sfm",))
+    await store.fail_job(parked.id, "w", "boom", retry_in_s=None)
+    now = _now() + 1000
+    stats = {s.kind: s for s in await store.job_queue_stats(now)}
+    assert sorted(stats) == ["export", "ingest", "sfm"]
+    ingest = stats["ingest"]
+    assert (ingest.queued, ingest.due, ingest.running, ingest.parked) == (3, 2, 0, 0)
+    assert ingest.oldest_due_ms == old.run_after_ms
+    export = stats["export"]
+    assert (export.queued, export.due, export.running, export.parked) == (0, 0, 1, 0)
+    assert export.oldest_due_ms is None
+    assert (stats["sfm"].parked, stats["sfm"].queued) == (1, 0)

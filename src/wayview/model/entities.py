@@ -381,6 +381,20 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class JobKindStats:
+    """The unfinished jobs of one kind, for the queue gauges of `/metrics`."""
+
+    kind: str
+    queued: int = 0
+    #: Queued jobs whose run time has come.
+    due: int = 0
+    running: int = 0
+    parked: int = 0
+    #: The earliest run time (ms since the epoch) of a due job; None when none is due.
+    oldest_due_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Credentials:
     """What sign-in checks: the user and the argon2 hash of their password (None: no password)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from wayview.model.entities import Job
+from wayview.model.entities import Job, JobKindStats
 
 
 class JobsStore(Protocol):
@@ -54,6 +54,11 @@ class JobsStore(Protocol):
 
     async def job_counts(self) -> dict[str, int]:
         """How many jobs are in each state."""
+
+    async def job_queue_stats(self, now_ms: int) -> list[JobKindStats]:
+        """Per kind with unfinished jobs: queued (and due at `now_ms`), running and parked
+        jobs, and the oldest due job's run time. Called by `/metrics` (at most every few
+        seconds per process); done jobs are not read."""
 
     # -- blob journal ----------------------------------------------------------------------
     # A job writes blobs before the rows that make them reachable (images become visible

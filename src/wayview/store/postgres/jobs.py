@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from wayview.model.entities import JOB_STATES, Job
+from wayview.model.entities import JOB_STATES, Job, JobKindStats
 from wayview.store.postgres.connection import Queries
 
 _JOB_COLUMNS = (
@@ -25,6 +25,14 @@ _RETURNING_J = ", ".join("j." + c.strip() for c in _JOB_COLUMNS.split(","))
 #: Longest error text kept per job.
 _MAX_ERROR_CHARS = 4000
 
+#: Unfinished jobs per kind; the `jobs_state (state, id)` index skips done jobs.
+_QUEUE_STATS = (
+    "SELECT kind, count(*) FILTER (WHERE state = 'queued'),"
+    " count(*) FILTER (WHERE state = 'queued' AND run_after_ms <= %s),"
+    " count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'parked'),"
+    " min(run_after_ms) FILTER (WHERE state = 'queued' AND run_after_ms <= %s)"
+    " FROM jobs WHERE state IN ('queued', 'running', 'parked') GROUP BY kind ORDER BY kind"
+)
 
 def _job_from_row(r: tuple[Any, ...]) -> Job:
     return Job(id=r[0], kind=r[1], payload=r[2], state=r[3], attempts=r[4],
@@ -161,6 +169,13 @@ class JobsMixin(Queries):
         for state, n in await self._all("SELECT state, count(*) FROM jobs GROUP BY state"):
             counts[state] = int(n)
         return counts
+
+    async def job_queue_stats(self, now_ms: int) -> list[JobKindStats]:
+        """Unfinished jobs per kind (see JobsStore.job_queue_stats)."""
+        rows = await self._all(_QUEUE_STATS, (now_ms, now_ms))
+        return [JobKindStats(kind=r[0], queued=int(r[1]), due=int(r[2]), running=int(r[3]),
+                             parked=int(r[4]),
+                             oldest_due_ms=None if r[5] is None else int(r[5])) for r in rows]
 
     async def journal_blobs(self, owner: str, keys: list[str]) -> None:
         """Record keys `owner` is about to write (idempotent)."""

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from typing import Any
 
-from wayview.model.entities import JOB_STATES, Job
+from wayview.model.entities import JOB_STATES, Job, JobKindStats
 from wayview.store.sqlite.connection import Database
 
 _JOB_COLUMNS = (
@@ -22,6 +22,13 @@ _JOB_COLUMNS = (
 #: Longest error text kept per job.
 _MAX_ERROR_CHARS = 4000
 
+#: Unfinished jobs per kind; the `jobs_ready (state, run_after_ms)` index skips done jobs.
+_QUEUE_STATS = (
+    "SELECT kind, sum(state = 'queued'), sum(state = 'queued' AND run_after_ms <= ?),"
+    " sum(state = 'running'), sum(state = 'parked'),"
+    " min(CASE WHEN state = 'queued' AND run_after_ms <= ? THEN run_after_ms END)"
+    " FROM jobs WHERE state IN ('queued', 'running', 'parked') GROUP BY kind ORDER BY kind"
+)
 
 def _job_from_row(r: tuple[Any, ...]) -> Job:
     return Job(id=r[0], kind=r[1], payload=json.loads(r[2]), state=r[3], attempts=r[4],
@@ -195,6 +202,16 @@ class JobsMixin:
             for state, n in conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"):
                 counts[state] = n
             return counts
+
+        return await self.db.read(run)
+
+    async def job_queue_stats(self, now_ms: int) -> list[JobKindStats]:
+        """Unfinished jobs per kind (see JobsStore.job_queue_stats)."""
+
+        def run(conn: sqlite3.Connection) -> list[JobKindStats]:
+            rows = conn.execute(_QUEUE_STATS, (now_ms, now_ms)).fetchall()
+            return [JobKindStats(kind=r[0], queued=r[1], due=r[2], running=r[3], parked=r[4],
+                                 oldest_due_ms=r[5]) for r in rows]
 
         return await self.db.read(run)
 
