@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -457,6 +458,35 @@ class ExportSettings(BaseModel):
     )
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics at `/metrics` (docs/monitoring.md)."""
+
+    enabled: bool = Field(
+        False, description="Serve `/metrics` (Prometheus text format). Off: the path does not "
+        "exist (answered like any unknown path).")
+    bearer_token: str = Field(
+        "", description="When set, a scrape must send `Authorization: Bearer <this>` (401 "
+        "otherwise). Use 32+ random characters; it is never logged.")
+    allow_from: str = Field(
+        "", description="Comma-separated addresses or CIDRs (`10.0.0.0/8, ::1`) allowed to "
+        "scrape (403 otherwise); empty = any address. The address is the connection's peer: "
+        "behind a reverse proxy every request comes from the proxy, so use `bearer_token` or "
+        "refuse `/metrics` at the proxy.")
+    worker_port: int = Field(
+        0, ge=0, le=65535, description="Port on which each `wayview worker` serves its own "
+        "`/metrics` (job and pipeline metrics; the same token and allow-list); 0 = none.")
+    worker_host: str = Field(
+        "127.0.0.1", description="Address a `wayview worker` serves its metrics on.")
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
+        return value
+
+
 class Settings(BaseSettings):
     """All wayview settings. Environment: `WAYVIEW_<NAME>`, nested with `__`."""
 
@@ -492,6 +522,7 @@ class Settings(BaseSettings):
     embed: EmbedSettings = EmbedSettings()
     export: ExportSettings = ExportSettings()
     web: WebSettings = WebSettings()
+    metrics: MetricsSettings = MetricsSettings()
     database_url: str = Field(
         "", description="`postgresql://user:pass@host:port/db` to keep everything in "
         "PostgreSQL + PostGIS (the `postgis` extension must exist in the database, or the "
@@ -524,6 +555,10 @@ class Settings(BaseSettings):
         31_536_000, ge=0, description="`Cache-Control: max-age` of thumbnails and originals."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    log_format: Literal["plain", "json"] = Field(
+        "plain", description="`plain` (one text line per record) or `json` (one JSON object "
+        "per line: a record per request and per job run, with its trace id; "
+        "docs/monitoring.md).")
     secret_key: str = Field(
         "",
         description="Server secret for session cookies, CSRF tokens and built-in tokens. Empty = "
