@@ -53,7 +53,10 @@ run: install
 	$(BIN)/wayview demo $(DEMO_ARGS)
 
 # pytest exits 5 when it collected no test; make treats every non-zero exit as a failure.
+# scripts/test-requirements installs the system packages the suite needs (Debian, as root or
+# with password-less sudo) or stops naming them (WAYVIEW_TEST_ALLOW_SKIPS=1: skip those tests).
 test: install
+	@scripts/test-requirements
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install

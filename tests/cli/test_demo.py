@@ -199,12 +199,13 @@ def test_demo_command_refuses_a_foreign_data_dir(tmp_path: Path) -> None:
 
 async def test_prepare_demo_saves_the_token_privately(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    info, built, token = await prepare_demo(settings, images=30, seed=SEED, with_token=True)
+    info, built, token, tour = await prepare_demo(settings, images=30, seed=SEED,
+                                                  with_token=True)
     assert built and token is not None and token.startswith("MLY|")
     path = settings.data_dir / TOKEN_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = await prepare_demo(settings, images=30, seed=SEED, with_token=True)
-    assert again == (info, False, token)
+    assert again == (info, False, token, tour)
 
 
 def test_demo_banner_quotes_urls_and_uses_real_ids() -> None:
@@ -227,11 +228,17 @@ def test_demo_banner_quotes_urls_and_uses_real_ids() -> None:
     )
     token = "MLY|4100327730013843|5bb78b81720791946a9a7b956c57b7cf"
     text = demo_banner(info, "http://127.0.0.1:8080", token, Path("x"), built=True)
-    curls = [line.strip() for line in text.splitlines() if line.strip().startswith("curl")]
-    assert len(curls) >= 5
+    curls = [line.strip() for line in text.splitlines() if line.strip().startswith("curl")
+             and "Authorization" not in line]
+    assert len(curls) >= 8
     for line in curls:
         url = line.split("'")[1]
         assert url.startswith("http://127.0.0.1:8080/") and url.endswith(f"access_token={token}")
+        # curl treats {} as a URL glob unless -g: nested fields need it.
+        assert "{" not in url or line.startswith("curl -g "), line
+    assert any("/map_features?bbox=" in c for c in curls)
+    assert any("/mly_map_feature_traffic_sign/2/14/" in c for c in curls)
+    assert "/me?fields=id,username" in text and "tokens create --user alice" in text
     assert any("/123456789012345?" in c for c in curls)
     assert any("sequence_id=abcdefghijklmnopqrstuv" in c for c in curls)
     assert any("/223456789012345/detections" in c for c in curls)

@@ -369,3 +369,13 @@ async def test_import_paths_unknown_user_raises_invalid_input(tmp_path: Path) ->
             )
     finally:
         await store.close()
+
+
+def test_import_of_nothing_that_exists_is_an_error(data_dir: Path, tmp_path: Path) -> None:
+    """A mistyped folder fails (exit 1, one line) instead of "Skipped 1 file" and success."""
+    missing = tmp_path / "walk-2024-05"
+    result = CliRunner().invoke(cli, ["import", str(missing), str(tmp_path / "b.jpg"), "--user",
+                                      "alice", "--data-dir", str(data_dir)])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"Error: no such file or folder: {missing}, {tmp_path / 'b.jpg'}")

@@ -183,7 +183,7 @@ def fuzz_server(folder: Path, *, images: int = 120, seed: int = 7,
     settings = Settings(_env_file=None, data_dir=data_dir,  # type: ignore[call-arg]
                         database_url=database_url)
     store_env = {"WAYVIEW_DATABASE_URL": database_url} if database_url else {}
-    info, _, client_token = asyncio.run(
+    info, _, client_token, _ = asyncio.run(
         prepare_demo(settings, images=images, seed=seed, with_token=True))
     assert client_token is not None
     username = sorted(info.users)[0]

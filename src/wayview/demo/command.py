@@ -8,6 +8,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,49 @@ from wayview.errors import WayviewError
 from wayview.settings import Settings
 from wayview.store.base import Store
 
-__all__ = ["MARKER_FILE", "TOKEN_FILE", "demo_banner", "demo_command", "prepare_demo"]
+__all__ = ["ENV_FILE", "MARKER_FILE", "TOKEN_FILE", "DemoTour", "demo_banner", "demo_command",
+           "demo_env", "prepare_demo"]
 
 #: Written into the data dir after a complete build; its presence means "reuse, don't rebuild".
 MARKER_FILE = "demo.json"
 #: The plain demo client token (mode 0600), so that every run prints the same one.
 TOKEN_FILE = "demo-token.txt"
+#: Shell variables for the README's examples (`. wayview-demo/demo.env`), mode 0600 (a token).
+ENV_FILE = "demo.env"
 _BANNER_TILE_ZOOM = 14
+
+
+@dataclass(frozen=True, slots=True)
+class DemoTour:
+    """Where the examples look: a traffic sign of the demo (if any), a bbox around it (or around
+    the sample image) small enough for `/images` and `/map_features`, and its z14 tile."""
+
+    lon: float
+    lat: float
+    sign_id: int | None
+
+    @property
+    def bbox(self) -> str:
+        return (f"{self.lon - 0.004:.4f},{self.lat - 0.003:.4f},"
+                f"{self.lon + 0.004:.4f},{self.lat + 0.003:.4f}")
+
+    @property
+    def tile(self) -> str:
+        x, y = _tile_xy(self.lon, self.lat, _BANNER_TILE_ZOOM)
+        return f"{_BANNER_TILE_ZOOM}/{x}/{y}"
+
+
+async def _tour(store: Store, info: DemoInfo) -> DemoTour:
+    """A traffic sign to show, else the sample image's place."""
+    from wayview.model.entities import MapFeatureSearch
+
+    page = await store.search_map_features(
+        MapFeatureSearch(bbox=info.bbox, object_type="trafficsign", limit=1))
+    if page.items:
+        sign = page.items[0]
+        return DemoTour(lon=sign.lon, lat=sign.lat, sign_id=sign.id)
+    lon, lat = info.sample_image_lon_lat
+    return DemoTour(lon=lon, lat=lat, sign_id=None)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -57,11 +94,12 @@ async def prepare_demo(
     seed: int,
     with_token: bool,
     progress: bool = False,
-) -> tuple[DemoInfo, bool, str | None]:
+) -> tuple[DemoInfo, bool, str | None, DemoTour]:
     """Build the demo into `settings.data_dir` unless it is already there.
 
     Returns:
-        (info, whether it was built now, the demo client token or None).
+        (info, whether it was built now, the demo client token or None, where the examples
+        look).
 
     Raises:
         click.ClickException: the data dir holds a database that is not a finished demo.
@@ -112,9 +150,10 @@ async def prepare_demo(
         else:
             info = DemoInfo.from_json_dict(json.loads(marker.read_text(encoding="utf-8")))
         token = await _demo_token(store, data_dir) if with_token else None
+        tour = await _tour(store, info)
     finally:
         await store.close()
-    return info, fresh, token
+    return info, fresh, token, tour
 
 
 def _tile_xy(lon: float, lat: float, zoom: int) -> tuple[int, int]:
@@ -129,12 +168,36 @@ def _tile_xy(lon: float, lat: float, zoom: int) -> tuple[int, int]:
     return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
 
 
-def demo_banner(info: DemoInfo, base_url: str, token: str, data_dir: Path, *, built: bool) -> str:
+def _wayview_command() -> str:
+    """How this process was started (`.venv/bin/wayview`), to print commands that work."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name == "wayview":
+        return argv0
+    return f"{sys.executable} -m wayview"
+
+
+def demo_env(info: DemoInfo, tour: DemoTour, base_url: str, token: str) -> str:
+    """`demo.env`: the shell variables the README's examples use."""
+    first_user = next(iter(info.users), "alice")
+    values = {
+        "BASE": base_url, "TOKEN": token, "IMAGE_ID": str(info.sample_image_id),
+        "SEQUENCE_ID": info.sample_sequence_id, "BBOX": tour.bbox,
+        "FEATURE_ID": str(tour.sign_id or info.sample_map_feature_id or ""),
+        "TILE": tour.tile, "DEMO_USER": first_user,
+    }
+    lines = ["# The wayview demo's ids for the README's examples: `. wayview-demo/demo.env`",
+             *(f"{key}='{value}'" for key, value in values.items())]
+    return "\n".join(lines) + "\n"
+
+
+def demo_banner(info: DemoInfo, base_url: str, token: str, data_dir: Path, *, built: bool,
+                tour: DemoTour | None = None) -> str:
     """The start banner: what is served, the token, and copy-paste curl examples."""
     west, south, east, north = info.bbox
-    lon, lat = info.sample_image_lon_lat
-    near = f"{lon - 0.004:.4f},{lat - 0.003:.4f},{lon + 0.004:.4f},{lat + 0.003:.4f}"
-    tile_x, tile_y = _tile_xy(lon, lat, _BANNER_TILE_ZOOM)
+    if tour is None:
+        lon, lat = info.sample_image_lon_lat
+        tour = DemoTour(lon=lon, lat=lat, sign_id=None)
+    feature_id = tour.sign_id or info.sample_map_feature_id
     auth = f"access_token={token}"
     lines = [
         f"wayview demo: {info.image_count:,} images in {info.sequence_count} sequences "
@@ -145,36 +208,50 @@ def demo_banner(info: DemoInfo, base_url: str, token: str, data_dir: Path, *, bu
         "delete it to rebuild)",
         f"  bbox:  {west},{south},{east},{north}",
         "",
-        f"  URL:   {base_url}",
+        f"  URL:   {base_url}   (explorer: {base_url}/app)",
         f"  token: {token}",
+        f"  ids:   . {data_dir / ENV_FILE}   sets BASE, TOKEN, IMAGE_ID, SEQUENCE_ID, BBOX, "
+        "FEATURE_ID, TILE for the README's examples",
         "",
-        "Try (quote the URLs: the token contains '|'):",
+        "Try (quote the URLs: the token contains '|'; curl -g keeps the braces of nested fields):",
         "",
-        "  # one image",
-        f"  curl '{base_url}/{info.sample_image_id}"
-        f"?fields=id,geometry,captured_at,compass_angle,sequence,creator,thumb_1024_url&{auth}'",
+        "  # one image, with its creator's username",
+        f"  curl -g '{base_url}/{info.sample_image_id}"
+        f"?fields=id,geometry,captured_at,compass_angle,sequence,creator{{username}},"
+        f"thumb_1024_url&{auth}'",
         "",
         "  # images in a bounding box",
-        f"  curl '{base_url}/images?bbox={near}&limit=5"
+        f"  curl '{base_url}/images?bbox={tour.bbox}&limit=5"
         f"&fields=id,geometry,captured_at,is_pano&{auth}'",
         "",
         "  # the images of a sequence, in capture order",
         f"  curl '{base_url}/image_ids?sequence_id={info.sample_sequence_id}&{auth}'",
+        "",
+        "  # map features (traffic signs, points) in a bounding box",
+        f"  curl '{base_url}/map_features?bbox={tour.bbox}"
+        f"&fields=id,object_value,object_type,geometry&{auth}'",
     ]
-    if info.sample_map_feature_id is not None:
+    if feature_id is not None:
         lines += [
             "",
             "  # a map feature, and where it was detected",
-            f"  curl '{base_url}/{info.sample_map_feature_id}"
+            f"  curl '{base_url}/{feature_id}"
             f"?fields=id,object_value,object_type,geometry,first_seen_at,last_seen_at,images&{auth}'",
-            f"  curl '{base_url}/{info.sample_map_feature_id}/detections"
+            f"  curl '{base_url}/{feature_id}/detections"
             f"?fields=id,value,created_at,image&{auth}'",
         ]
+    first_user = next(iter(info.users), "alice")
     lines += [
         "",
-        "  # a vector tile (Mapbox Vector Tile, zoom 14)",
-        f"  curl -o tile.mvt '{base_url}/maps/vtp/mly1_public/2/{_BANNER_TILE_ZOOM}/"
-        f"{tile_x}/{tile_y}?{auth}'",
+        "  # vector tiles (Mapbox Vector Tile, zoom 14): coverage, and the traffic signs",
+        f"  curl -o tile.mvt '{base_url}/maps/vtp/mly1_public/2/{tour.tile}?{auth}'",
+        f"  curl -o signs.mvt '{base_url}/maps/vtp/mly_map_feature_traffic_sign/2/{tour.tile}"
+        f"?{auth}'",
+        "",
+        "  # you, with a user token (GET /me)",
+        f"  USER_TOKEN=$({_wayview_command()} tokens create --user {first_user} "
+        f"--data-dir {data_dir})",
+        f"  curl -H \"Authorization: OAuth $USER_TOKEN\" '{base_url}/me?fields=id,username'",
         "",
     ]
     return "\n".join(lines)
@@ -218,7 +295,7 @@ def demo_command(
     try:
         if not build_only:
             check_port(settings.host, settings.port)  # before a build of a minute or more
-        info, built, token = asyncio.run(
+        info, built, token, tour = asyncio.run(
             prepare_demo(
                 settings, images=images, seed=seed, with_token=not build_only, progress=True
             )
@@ -229,7 +306,8 @@ def demo_command(
         click.echo(info.to_json())
         return
     assert token is not None
-    click.echo(demo_banner(info, settings.base_url, token, data_dir, built=built))
+    _write_private(data_dir / ENV_FILE, demo_env(info, tour, settings.base_url, token))
+    click.echo(demo_banner(info, settings.base_url, token, data_dir, built=built, tour=tour))
     try:
         run_server(settings)
     except WayviewError as exc:

@@ -66,6 +66,11 @@ def import_command(
     camera changes and the maximum sequence length. Files already imported (same content) and
     files without a usable position or capture time are skipped and listed at the end.
     """
+    gone = [p for p in paths if not p.exists() and not p.is_symlink()]
+    if len(gone) == len(paths):
+        # Nothing to import at all: a typo in the folder name, not "skipped 1 file".
+        raise click.ClickException(
+            f"no such file or folder: {', '.join(str(p) for p in gone)}")
     settings = Settings(data_dir=data_dir) if data_dir else Settings()
     try:
         report = asyncio.run(
