@@ -336,7 +336,16 @@ def worker(data_dir: Path | None, concurrency: int | None, drain: bool) -> None:
     from wayview.pipeline.worker import JobRunner
 
     settings = make_settings(data_dir)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
+    if settings.metrics.worker_port and not drain:
+        from wayview import metrics
+
+        try:  # this worker's own /metrics (docs/monitoring.md)
+            metrics.start_worker_server(settings.metrics)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve metrics on {settings.metrics.worker_host}:"
+                f"{settings.metrics.worker_port}: {exc.strerror or exc}") from None
     lanes = concurrency if concurrency is not None else (os.cpu_count() or 1)
     if lanes < 1:
         raise click.UsageError("--concurrency must be at least 1")

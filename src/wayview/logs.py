@@ -8,17 +8,28 @@ server shuts down. Writing a line per request cost ~0.3 ms of server CPU per col
 write releases the GIL mid-request and the other threads of the worker take it); in batches the
 event loop never waits on the log file. A process killed with SIGKILL loses at most the last
 `ACCESS_FLUSH_S` of access lines; every other record is written at once.
+
+`log_format = "json"` writes every record as one JSON object per line (`JsonFormatter`): `time`
+(ISO 8601, UTC), `level`, `logger`, `message`, the record's structured `fields` (an access
+record has method, route, path, query, status, duration_ms, app_id; a job record has job_id,
+kind, outcome, duration_ms, attempt), the `log_context` of the request or job that logged it
+(`trace_id`, or `job_id` and `kind`), and an `exception` as one string field. Fields are never
+secrets: queries pass through `loggable_query`, headers are not logged.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
 import sys
 import threading
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
 from urllib.parse import unquote_plus
+
+import orjson
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Longest a finished request's access line waits before it is written.
@@ -27,6 +38,11 @@ ACCESS_FLUSH_S = 0.2
 ACCESS_BATCH_BYTES = 64 * 1024
 
 access_log = logging.getLogger("wayview.access")
+
+#: What every JSON record logged inside a request or a job run carries (`trace_id`; `job_id`
+#: and `kind`); set by the app and the job runner, copied into threads by asyncio.to_thread.
+log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "wayview_log_context", default=None)
 
 #: Query keys whose values reach the access log; every other key is logged as `key=[redacted]`
 #: (credentials such as access_token, client_secret, code, refresh_token and password are not
@@ -156,14 +172,74 @@ class BatchingHandler(logging.Handler):
         super().close()
 
 
-def configure(level: str) -> None:
-    """Log at `level` to stderr, the access log through a `BatchingHandler` (idempotent)."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-    if not any(isinstance(h, BatchingHandler) for h in access_log.handlers):
-        handler = BatchingHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        access_log.addHandler(handler)
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (see the module docstring)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON object."""
+        when = datetime.fromtimestamp(record.created, UTC)
+        obj: dict[str, Any] = {
+            "time": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = log_context.get()
+        if context:
+            obj.update(context)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            obj.update(fields)
+        if record.exc_info:
+            exc = record.exc_info[1]
+            if exc is not None:
+                obj["error_type"] = type(exc).__name__
+            obj["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            obj["exception"] = record.exc_text
+        if record.stack_info:
+            obj["stack"] = self.formatStack(record.stack_info)
+        return orjson.dumps(obj, default=str).decode()
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter of `log_format` ("plain" or "json")."""
+    return JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT)
+
+
+def configure(level: str, log_format: str = "plain") -> None:
+    """Log at `level` to stderr in `log_format`, the access log through a `BatchingHandler`
+    (idempotent; a second call switches the format)."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    ours = [h for h in root.handlers if getattr(h, "wayview", False)]
+    if not ours and not root.handlers:  # as logging.basicConfig: not over someone else's
+        ours = [logging.StreamHandler()]
+        ours[0].wayview = True  # type: ignore[attr-defined]
+        root.addHandler(ours[0])
+    for handler in ours:
+        handler.setFormatter(formatter(log_format))
+    batching = [h for h in access_log.handlers if isinstance(h, BatchingHandler)]
+    if not batching:
+        batching = [BatchingHandler()]
+        access_log.addHandler(batching[0])
         access_log.propagate = False
+    for handler in batching:
+        handler.setFormatter(formatter(log_format))
+
+
+def granian_log_config(log_format: str) -> dict[str, Any] | None:
+    """granian's `log_dictconfig` for `log_format`: its own records (start, workers) as JSON
+    too; None = granian's default text."""
+    if log_format != "json":
+        return None
+    return {
+        "formatters": {"json": {"()": "wayview.logs.JsonFormatter"}},
+        "handlers": {"console": {"formatter": "json", "class": "logging.StreamHandler",
+                                 "stream": "ext://sys.stderr"}},
+        "loggers": {"_granian": {"handlers": ["console"], "level": "INFO",
+                                 "propagate": False}},
+    }
 
 
 def flush_access_log() -> None:

@@ -4,6 +4,9 @@ granian binds its listening socket with SO_REUSEPORT, so a second server started
 that a first one holds would silently share its traffic. `check_port` binds the address once
 without SO_REUSEPORT before granian starts: a port in use (by wayview or any other program) is
 a one-line error instead. Worker processes that die (SIGKILL, out of memory) are respawned.
+
+With `metrics.enabled` the workers share a fresh folder of metric files (removed when the
+server stops), so any worker answering `/metrics` reports all of them (wayview.metrics).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from typing import Any
 
+from wayview import logs, metrics
 from wayview.errors import WayviewError
 from wayview.settings import Settings
 
@@ -66,12 +71,21 @@ def run_server(settings: Settings) -> None:
 
     Raises PortUnavailable before anything starts when the address cannot be bound.
     """
+    check_port(settings.host, settings.port)
+    os.environ["WAYVIEW_SERVER_SETTINGS"] = settings.model_dump_json()
+    metrics_dir = metrics.prepare_multiprocess() if settings.metrics.enabled else None
+    try:
+        _granian(settings).serve()
+    finally:
+        if metrics_dir is not None:
+            metrics.remove_multiprocess_dir(metrics_dir)
+
+
+def _granian(settings: Settings) -> Any:
     from granian import Granian
     from granian.constants import Interfaces
 
-    check_port(settings.host, settings.port)
-    os.environ["WAYVIEW_SERVER_SETTINGS"] = settings.model_dump_json()
-    Granian(
+    return Granian(
         "wayview.api.app:app_from_env",
         factory=True,
         address=settings.host,
@@ -82,4 +96,5 @@ def run_server(settings: Settings) -> None:
         respawn_interval=RESPAWN_INTERVAL_S,
         log_access=False,  # our own access log redacts tokens
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
-    ).serve()
+        log_dictconfig=logs.granian_log_config(settings.log_format),
+    )

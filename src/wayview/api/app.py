@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from wayview import logs
+from wayview import logs, metrics
 from wayview.api import accounts as account_routes
 from wayview.api import edits as edit_routes
 from wayview.api import export as export_routes
@@ -37,6 +37,7 @@ from wayview.api import (
     upload_page,
 )
 from wayview.api import graph as graph_routes
+from wayview.api import metrics as metric_routes
 from wayview.api import tiles as tile_routes
 from wayview.api import upload as upload_routes
 from wayview.api import web as web_routes
@@ -89,12 +90,16 @@ class Context:
     principal: Principal | None = None
 
 
-def _routes(upload_prefix: str = "/upload") -> list[Route]:
+def _routes(upload_prefix: str = "/upload", *, metrics_enabled: bool = False) -> list[Route]:
     get = frozenset({"GET", "HEAD"})
     post = frozenset({"POST"})
     page = frozenset({"GET", "HEAD", "POST"})
     r = re.compile
+    # Prometheus (issue #19): without `metrics.enabled` the path does not exist at all.
+    operator = [Route(r(r"/metrics"), get, metric_routes.scrape, auth=False, budget=None)
+                ] if metrics_enabled else []
     return [
+        *operator,
         # Accounts and OAuth (spec §7): not counted against app budgets.
         Route(r(r"/signup"), page, account_routes.signup, auth=False, budget=None),
         Route(r(r"/signin"), page, account_routes.signin, auth=False, budget=None),
@@ -164,6 +169,16 @@ def _routes(upload_prefix: str = "/upload") -> list[Route]:
         Route(r(r"/(?P<id>[0-9]+)"), frozenset({"DELETE"}), graph_routes.delete_node),
         Route(r(r"/(?P<id>[0-9]+)"), get, graph_routes.node),
     ]
+
+
+def route_name(route: Route) -> str:
+    """The `route` label of a route's requests in metrics and logs: its handler's module and
+    name (`graph.node`), never the path (which holds ids).
+
+    >>> route_name(_routes()[-1])
+    'graph.node'
+    """
+    return f"{route.handler.__module__.rsplit('.', 1)[-1]}.{route.handler.__name__}"
 
 
 def direct_asset_url(blobs: BlobStore) -> AssetUrl | None:
@@ -246,7 +261,11 @@ class WayviewApp:
             "tiles": ("tiles", limits.tiles_per_day, 86_400),
             "upload": ("upload", limits.upload_per_minute, 60),
         }
-        self.routes = _routes(settings.upload.path_prefix)
+        self.routes = _routes(settings.upload.path_prefix,
+                              metrics_enabled=settings.metrics.enabled)
+        if settings.metrics.enabled:
+            metrics.activate()
+        self._route_names = {id(route): route_name(route) for route in self.routes}
         # Routes sharing their path with a later route (one per method: DELETE /{id} before
         # GET /{id}): a method they do not serve goes on to the later ones.
         self._shadowed = {id(route) for n, route in enumerate(self.routes)
@@ -265,7 +284,11 @@ class WayviewApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
         if scope["type"] == "http":
-            await self._http(scope, receive, send)
+            outer = logs.log_context.set(None)  # _http sets the request's own
+            try:
+                await self._http(scope, receive, send)
+            finally:
+                logs.log_context.reset(outer)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -277,6 +300,10 @@ class WayviewApp:
                     if self._owns_store:
                         await self.store.open()
                     self._start_jobs()
+                    scrape = self.settings.metrics
+                    if scrape.enabled and not (scrape.bearer_token or scrape.allow_from):
+                        log.warning("/metrics answers any client: set metrics.bearer_token "
+                                    "or metrics.allow_from (docs/monitoring.md)")
                 except Exception as exc:  # report start-up failure to the server
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -326,6 +353,7 @@ class WayviewApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         trace_id = new_trace_id()
+        logs.log_context.set({"trace_id": trace_id})  # records logged while handling it
         extra = self._cors_headers(scope)
         extra.append((b"x-fb-trace-id", trace_id.encode()))
         status_seen = 0
@@ -339,10 +367,11 @@ class WayviewApp:
 
         method = scope["method"]
         if method == "OPTIONS":
+            scope = {**scope, "wayview.route": "preflight"}
             await self._preflight(scope, send_with_headers)
         else:
             path = normalise_path(scope["path"])
-            scope = {**scope, "path": path}
+            scope = {**scope, "path": path, "wayview.route": "unmatched"}
             try:
                 response = await self._dispatch(scope, receive, method, path, extra)
             except Forbidden as exc:
@@ -363,12 +392,19 @@ class WayviewApp:
                 for k, v in headers:
                     response.headers.append(k.decode(), v.decode())
             await response(scope, receive, send_with_headers)
+        seconds = time.perf_counter() - started
+        route = scope["wayview.route"]
+        metrics.request_done(route, method, status_seen, seconds)
         if access_log.isEnabledFor(logging.INFO):
             query = logs.loggable_query(scope.get("query_string", b""))
-            access_log.info("%s %s%s %d %.1fms trace=%s", logs.escape(method, 16),
-                            logs.escape(scope["path"]),
-                            f"?{query}" if query else "", status_seen,
-                            (time.perf_counter() - started) * 1000, trace_id)
+            safe_method, safe_path = logs.escape(method, 16), logs.escape(scope["path"])
+            access_log.info("%s %s%s %d %.1fms trace=%s", safe_method, safe_path,
+                            f"?{query}" if query else "", status_seen, seconds * 1000, trace_id,
+                            extra={"fields": {
+                                "method": safe_method, "route": route, "path": safe_path,
+                                "query": query, "status": status_seen,
+                                "duration_ms": round(seconds * 1000, 3),
+                                "app_id": scope.get("wayview.app_id")}})
 
     async def _preflight(self, scope: Scope, send: Send) -> None:
         requested = next(
@@ -399,6 +435,7 @@ class WayviewApp:
         prefix, limit, window = self._budgets[budget]
         decision = await self.limiter.hit(f"{prefix}:{app_id}", limit, window)
         if not decision.allowed:
+            metrics.rate_limit_refused(budget)
             raise RateLimited(decision.retry_after_s, decision.usage_percent)
         if prefix in ("graph", "search"):
             extra.append((b"x-app-usage", usage_header(decision.usage_percent)))
@@ -412,10 +449,12 @@ class WayviewApp:
                 continue
             if method not in route.methods and id(route) in self._shadowed:
                 continue  # a later route serves this path (and answers other methods)
+            scope["wayview.route"] = self._route_names[id(route)]
             ctx = self._context()
             try:
                 if route.auth:
                     ctx.principal = await self.auth.authenticate(token_from(request))
+                    scope["wayview.app_id"] = ctx.principal.app_id
                     await self._spend(route.budget, ctx.principal.app_id, extra)
                     if route.scope != "read" and ctx.principal.user_id is None:
                         raise UserTokenRequired()  # client tokens read public data only (§7.4)
@@ -450,5 +489,5 @@ def app_from_env() -> Any:
 
     raw = os.environ.get("WAYVIEW_SERVER_SETTINGS")
     settings = Settings.model_validate_json(raw) if raw else Settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     return create_app(settings)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from wayview import metrics
 from wayview.api import web
 from wayview.api.accounts import CSRF_COOKIE, _Page, _page, _signed_in_page
 from wayview.api.responses import json_response
@@ -130,6 +131,7 @@ async def upload_token(ctx: Context, request: Request, match: re.Match[str]) -> 
     _check_same_site(ctx, request)
     decision = await ctx.limiter.hit(f"upload-token:{user.id}", UPLOAD_TOKENS_PER_HOUR, 3600)
     if not decision.allowed:
+        metrics.rate_limit_refused("upload_token")
         raise RateLimited(decision.retry_after_s, decision.usage_percent)
     issued = await issue_user_token(ctx.store, user, scopes=("upload",),
                                     ttl_s=UPLOAD_TOKEN_TTL_S)

@@ -18,6 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from wayview import metrics
 from wayview.auth.secret import derive
 from wayview.auth.tokens import hash_password, hash_token, tokens_equal, verify_password
 from wayview.errors import (
@@ -91,6 +92,7 @@ class Accounts:
         decision = await self.limiter.hit(f"signup:addr:{address}", acc.signups_per_address,
                                           acc.signup_window_s)
         if not decision.allowed:
+            metrics.rate_limit_refused("signup")
             raise TooManyAttempts(decision.retry_after_s)
         password_hash = await asyncio.to_thread(hash_password, password)
         try:
@@ -170,6 +172,7 @@ class Accounts:
         for key, limit in keys:
             decision = await self.limiter.hit(key, limit, window)
             if not decision.allowed:
+                metrics.rate_limit_refused("signin")
                 await self._give_back(taken, window)
                 raise TooManyAttempts(decision.retry_after_s)
             if limit > 0:

@@ -37,6 +37,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from wayview import metrics
 from wayview.errors import OffsetInvalid, StoreUnavailable, UploadTooLarge
 from wayview.model.entities import UploadSession
 from wayview.settings import Settings
@@ -152,6 +153,7 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
     with memoryview(data) as view:
         while view:
             written = os.write(fd, view)
+            metrics.upload_bytes(written)
             view = view[written:]
 
 

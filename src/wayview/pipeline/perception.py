@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from PIL import Image as PILImage
 
+from wayview import metrics
 from wayview.model.entities import (
     Detection,
     DetectionSearch,
@@ -208,6 +209,7 @@ async def _context(store: Store, bbox: tuple[float, float, float, float],
     return out
 
 
+@metrics.timed_stage("map_features")
 async def update_map_features(settings: PipelineSettings, store: Store,
                               images: Sequence[Image], lost: Sequence[int] = ()
                               ) -> FeatureChanges:

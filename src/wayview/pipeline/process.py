@@ -39,6 +39,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from wayview import metrics
 from wayview.blobs.base import (
     BlobStore,
     cluster_blob_key,
@@ -124,18 +125,21 @@ class ImageProcessor:
         assets = 0
         # Decoding takes memory in proportion to the pixels: bounded per process.
         with self._budget.hold(width * height):
-            seen = self.perceiver.look(data)
+            with metrics.stage("perceive"):
+                seen = self.perceiver.look(data)
             # A sign the detectors found is no face, whatever the face finder thinks (grown by
             # a fifth on every side: signs carry plates and poles).
             signs = [((u0 - (u1 - u0) / 5) * width, (v0 - (v1 - v0) / 5) * height,
                       (u1 + (u1 - u0) / 5) * width, (v1 + (v1 - v0) / 5) * height)
                      for u0, v0, u1, v1 in (f.box for f in seen.found)]
-            public, regions = blur_jpeg(data, self.blurrer, not_faces=signs)
+            with metrics.stage("blur"):
+                public, regions = blur_jpeg(data, self.blurrer, not_faces=signs)
             try:
                 if regions and self.settings.keep_unblurred:
                     self._put(private_source_key(image_id), data, written)
-                written += store_derivatives(self.blobs, self.settings, image_id, public,
-                                             width, height)
+                with metrics.stage("derivatives"):
+                    written += store_derivatives(self.blobs, self.settings, image_id, public,
+                                                 width, height)
                 if self.settings.pyramid:
                     assets |= ASSET_PYRAMID
             except BaseException:
@@ -327,6 +331,7 @@ def shot_input(im: Image) -> ShotInput:
     )
 
 
+@metrics.timed_stage("positions")
 async def reconstruct_sequence(settings: PipelineSettings, store: Store, blobs: BlobStore,
                                images: Sequence[Image]) -> tuple[list[Image], list[str]]:
     """Stages 4–5 for one sequence (all images share `sequence_id`, at least one).

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from wayview import metrics
 from wayview.blobs.base import BlobStore, cluster_blob_key, image_blob_key, sfm_report_key
 from wayview.errors import InvalidInput
 from wayview.model.entities import (
@@ -158,6 +159,7 @@ def options_from(settings: PipelineSettings) -> SfmOptions:
     )
 
 
+@metrics.timed_stage("sfm")
 async def solve_sequence(settings: PipelineSettings, store: Store, blobs: BlobStore,
                          sequence_id: str, *, work_root: Path | None = None
                          ) -> SfmReport | None:

@@ -11,6 +11,11 @@ What happens when a handler fails:
 - anything else: queued again after `backoff_s · 2^(attempts − 1)` (capped at
   `backoff_max_s`), and parked after `max_attempts` attempts.
 
+Every attempt ends in exactly one log record of `wayview.jobs` whose structured fields (in
+`log_format = json`) are job_id, kind, outcome (done, retry, parked, lost, interrupted),
+duration_ms, attempt and worker, and in the `wayview_job_runs` / `wayview_job_duration_seconds`
+metrics. Records logged while a job runs carry its job_id and kind.
+
 Parked jobs keep their error and wait for an operator: `wayview jobs list --state parked`,
 `wayview jobs retry`. Handlers are idempotent, so a retried or taken-over job does not
 duplicate anything.
@@ -32,6 +37,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 
+from wayview import logs, metrics
 from wayview.blobs.base import BlobStore
 from wayview.errors import InvalidInput
 from wayview.ingest.upload_sessions import UploadSessions
@@ -163,32 +169,49 @@ class JobRunner:
 
     async def _run(self, job: Job) -> None:
         jobs = self.settings.jobs
-        handler = handler_for(job.kind)
-        if handler is None:
-            await self.store.fail_job(job.id, self.name, f"no handler for job kind {job.kind!r}",
-                                      retry_in_s=None)
-            log.error("job %d parked: unknown kind %r", job.id, job.kind)
-            return
-        if job.attempts > jobs.max_attempts:
-            # Claimed after an expired lease once too often: the job kills its worker.
-            await self.store.fail_job(
-                job.id, self.name, job.last_error or
-                f"its worker stopped without finishing it {job.attempts - 1} times",
-                retry_in_s=None)
-            log.error("job %d (%s) parked after %d attempts", job.id, job.kind,
-                      job.attempts - 1)
-            return
-        heartbeat = asyncio.create_task(self._heartbeat(job))
+        context = logs.log_context.set({"job_id": job.id, "kind": job.kind})
+        started = time.monotonic()
         try:
-            await self._attempt(job, handler, heartbeat)
+            handler = handler_for(job.kind)
+            if handler is None:
+                await self.store.fail_job(job.id, self.name,
+                                          f"no handler for job kind {job.kind!r}",
+                                          retry_in_s=None)
+                self._ended(job, "parked", started, logging.ERROR,
+                            "job %d parked: unknown kind %r", job.id, job.kind)
+                return
+            if job.attempts > jobs.max_attempts:
+                # Claimed after an expired lease once too often: the job kills its worker.
+                await self.store.fail_job(
+                    job.id, self.name, job.last_error or
+                    f"its worker stopped without finishing it {job.attempts - 1} times",
+                    retry_in_s=None)
+                self._ended(job, "parked", started, logging.ERROR,
+                            "job %d (%s) parked after %d attempts", job.id, job.kind,
+                            job.attempts - 1)
+                return
+            heartbeat = asyncio.create_task(self._heartbeat(job))
+            try:
+                await self._attempt(job, handler, heartbeat, started)
+            finally:
+                heartbeat.cancel()
         finally:
-            heartbeat.cancel()
+            logs.log_context.reset(context)
 
-    async def _attempt(self, job: Job, handler: JobHandler, heartbeat: asyncio.Task[None]
-                       ) -> None:
+    def _ended(self, job: Job, outcome: str, started: float, level: int, message: str,
+               *args: object, exc: BaseException | None = None) -> None:
+        """The one log record and the metrics of an ended attempt."""
+        seconds = time.monotonic() - started
+        metrics.job_run(job.kind, outcome, seconds)
+        log.log(level, message, *args, exc_info=exc, extra={"fields": {
+            "job_id": job.id, "kind": job.kind, "outcome": outcome,
+            "duration_ms": round(seconds * 1000, 1), "attempt": job.attempts,
+            "worker": self.name}})
+
+    async def _attempt(self, job: Job, handler: JobHandler, heartbeat: asyncio.Task[None],
+                       started: float) -> None:
         """Run the handler once and record the outcome (done, retry later, or parked)."""
         jobs = self.settings.jobs
-        started = time.monotonic()
         try:
             await handler(JobContext(self.settings, self.store, self.blobs, job), job.payload)
         except asyncio.CancelledError:
@@ -197,29 +220,36 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.store.fail_job(
                     job.id, self.name, "interrupted: the worker shut down", retry_in_s=0.0))
+            self._ended(job, "interrupted", started, logging.INFO,
+                        "job %d (%s) handed back: the worker shuts down", job.id, job.kind)
             raise
         except InvalidInput as exc:
             await self.store.fail_job(job.id, self.name, exc.message, retry_in_s=None)
-            log.error("job %d (%s) parked: %s", job.id, job.kind, exc.message)
+            self._ended(job, "parked", started, logging.ERROR, "job %d (%s) parked: %s",
+                        job.id, job.kind, exc.message)
             return
         except Exception as exc:
             error = "".join(traceback.format_exception_only(exc)).strip()
             if job.attempts >= jobs.max_attempts:
                 await self.store.fail_job(job.id, self.name, error, retry_in_s=None)
-                log.error("job %d (%s) parked after %d attempts: %s", job.id, job.kind,
-                          job.attempts, error, exc_info=exc)
+                self._ended(job, "parked", started, logging.ERROR,
+                            "job %d (%s) parked after %d attempts: %s", job.id, job.kind,
+                            job.attempts, error, exc=exc)
             else:
                 wait = backoff_s(job.attempts, jobs.backoff_s, jobs.backoff_max_s)
                 await self.store.fail_job(job.id, self.name, error, retry_in_s=wait)
-                log.warning("job %d (%s) attempt %d failed, retry in %.0f s: %s", job.id,
-                            job.kind, job.attempts, wait, error, exc_info=exc)
+                self._ended(job, "retry", started, logging.WARNING,
+                            "job %d (%s) attempt %d failed, retry in %.0f s: %s", job.id,
+                            job.kind, job.attempts, wait, error, exc=exc)
             return
         heartbeat.cancel()
         if await self.store.complete_job(job.id, self.name):
-            log.info("job %d (%s) done by %s in %.1f s (attempt %d)", job.id, job.kind,
-                     self.name, time.monotonic() - started, job.attempts)
+            self._ended(job, "done", started, logging.INFO,
+                        "job %d (%s) done by %s in %.1f s (attempt %d)", job.id, job.kind,
+                        self.name, time.monotonic() - started, job.attempts)
         else:
-            log.warning("job %d (%s) finished after its lease was taken over", job.id,
+            self._ended(job, "lost", started, logging.WARNING,
+                        "job %d (%s) finished after its lease was taken over", job.id,
                         job.kind)
 
     async def _heartbeat(self, job: Job) -> None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from wayview import metrics
 from wayview.errors import TileNotFound
 from wayview.kv.tilecache import SharedTileCache
 from wayview.model.entities import TileFeatureColumns, TileImageColumns, TileLine
@@ -149,15 +151,18 @@ class TileService:
         if spec.group == "features" and z != IMAGE_ZOOM:
             return RenderedTile(b"", '"empty"', 0)
         if self.cache_max_bytes <= 0:  # no cache to validate: skip the epoch read
+            metrics.tile_lookup("uncached")
             return self._rendered(await self._render(tileset, z, x, y), 0)
         epoch = await self.store.tile_epoch(spec.group, z, x, y)
         if epoch == 0:  # nothing was ever written there
+            metrics.tile_lookup("empty")
             return RenderedTile(b"", '"empty"', 0)
         # An image tileset's entries are keyed by its epoch group ("images", "computed").
         key = (tileset if spec.group == "features" else spec.group, z, x, y)
         cached = self._cache.get(key)
         if cached is not None and cached.epoch == epoch:
             self._cache.move_to_end(key)
+            metrics.tile_lookup("hit")
             return cached
         shared_key = f"{key[0]}:{z}:{x}:{y}"
         if self.shared is not None:
@@ -165,7 +170,9 @@ class TileService:
             if found is not None:
                 tile = RenderedTile(found[0], found[1], epoch)
                 self._remember(key, tile)
+                metrics.tile_lookup("shared_hit")
                 return tile
+        metrics.tile_lookup("miss")
         tile = self._rendered(await self._render(tileset, z, x, y), epoch)
         self._remember(key, tile)
         if self.shared is not None:
@@ -183,6 +190,13 @@ class TileService:
 
     async def _render(self, tileset: str, z: int, x: int, y: int) -> bytes:
         self.renders += 1
+        started = time.perf_counter()
+        try:
+            return await self._build(tileset, z, x, y)
+        finally:
+            metrics.tile_rendered(time.perf_counter() - started)
+
+    async def _build(self, tileset: str, z: int, x: int, y: int) -> bytes:
         spec = TILESETS[tileset]
         if spec.group == "features":
             assert spec.object_type is not None and spec.layer is not None
