@@ -505,6 +505,14 @@ class Settings(BaseSettings):
         description="Base of every absolute URL the server emits (thumbnails, paging). "
         "Empty = http://<host>:<port>.",
     )
+    trusted_proxies: str = Field(
+        "", description="Comma-separated addresses or CIDRs of reverse proxies (e.g. "
+        "`127.0.0.1/32` for nginx or Caddy on the same host). A request from one of them takes "
+        "its client address from `X-Forwarded-For` (the right-most address that is not a "
+        "trusted proxy) and its scheme from `X-Forwarded-Proto`, so per-address throttles, "
+        "the metrics allow-list and the logs see the real client. Empty = the headers are "
+        "ignored (a client could forge them).",
+    )
     search: SearchSettings = SearchSettings()
     ids: IdsSettings = IdsSettings()
     image_ids: ImageIdsSettings = ImageIdsSettings()
@@ -565,6 +573,14 @@ class Settings(BaseSettings):
         "generated once into `<data_dir>/secret_key`. Set it (32+ random characters) when "
         "several hosts serve one deployment.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
+        return value
 
     @property
     def base_url(self) -> str:

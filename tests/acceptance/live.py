@@ -105,13 +105,16 @@ class LiveServer:
 
 @contextlib.contextmanager
 def live_server(data_dir: Path, log_path: Path, *, cwd: Path,
-                env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+                env: dict[str, str] | None = None,
+                public_base_url: str | None = None) -> Iterator[LiveServer]:
     """Start `wayview serve` on a free loopback port, wait for /healthz, stop it afterwards.
-    `env` adds environment variables (WAYVIEW_* settings) for the server."""
+    `env` adds environment variables (WAYVIEW_* settings) for the server; `public_base_url`
+    is the address it names in answers (default: its own, as `base_url`)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "wayview", "serve", "--data-dir", str(data_dir),
-           "--host", "127.0.0.1", "--port", str(port), "--public-base-url", base]
+           "--host", "127.0.0.1", "--port", str(port), "--public-base-url",
+           public_base_url or base]
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, cwd=cwd, env=clean_env(**(env or {})), stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

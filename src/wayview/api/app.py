@@ -42,6 +42,7 @@ from wayview.api import tiles as tile_routes
 from wayview.api import upload as upload_routes
 from wayview.api import web as web_routes
 from wayview.api.errors import envelope, shape_of, usage_header
+from wayview.api.proxy import forwarded_scope, parse_networks
 from wayview.api.routing import Route
 from wayview.auth.accounts import Accounts
 from wayview.auth.secret import server_secret
@@ -273,6 +274,7 @@ class WayviewApp:
                                  for later in self.routes[n + 1:])}
         self.jobs: Any = None  # the JobRunner started in lifespan (`jobs.serve_workers`)
         self._jobs_task: asyncio.Task[None] | None = None
+        self._trusted_proxies = parse_networks(settings.trusted_proxies)
         origins = settings.cors.allowed_origins.strip()
         self._allowed_origins = None if origins == "*" else {
             o.strip() for o in origins.split(",") if o.strip()
@@ -284,6 +286,8 @@ class WayviewApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
         if scope["type"] == "http":
+            if self._trusted_proxies:  # the client and scheme the reverse proxy saw
+                scope = forwarded_scope(scope, self._trusted_proxies)
             outer = logs.log_context.set(None)  # _http sets the request's own
             try:
                 await self._http(scope, receive, send)
