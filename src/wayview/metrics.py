@@ -362,7 +362,7 @@ def start_worker_server(settings: MetricsSettings) -> ThreadingHTTPServer:
 
 # -- exposition -------------------------------------------------------------------------------
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashable: a registry keeps it in a dict
 class JobQueueGauges:
     """The job queue's figures as gauges, read from the store at most every `ttl_s`."""
 

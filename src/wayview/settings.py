@@ -469,9 +469,8 @@ class MetricsSettings(BaseModel):
         "otherwise). Use 32+ random characters; it is never logged.")
     allow_from: str = Field(
         "", description="Comma-separated addresses or CIDRs (`10.0.0.0/8, ::1`) allowed to "
-        "scrape (403 otherwise); empty = any address. The address is the connection's peer: "
-        "behind a reverse proxy every request comes from the proxy, so use `bearer_token` or "
-        "refuse `/metrics` at the proxy.")
+        "scrape (403 otherwise); empty = any address. Behind a reverse proxy set "
+        "`trusted_proxies` too, else every request comes from the proxy's address.")
     worker_port: int = Field(
         0, ge=0, le=65535, description="Port on which each `wayview worker` serves its own "
         "`/metrics` (job and pipeline metrics; the same token and allow-list); 0 = none.")
