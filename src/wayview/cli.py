@@ -518,9 +518,9 @@ def _register_commands() -> None:
     cli.add_command(sfm_report_command, "sfm-report")
     cli.add_command(delete_command, "delete")
     cli.add_command(demo_command, "demo")
-    from wayview import cli_edits, cli_export, cli_governance
+    from wayview import cli_check, cli_edits, cli_export, cli_governance
 
-    for module in (cli_edits, cli_export, cli_governance):
+    for module in (cli_check, cli_edits, cli_export, cli_governance):
         for name, command in module.COMMANDS.items():
             cli.add_command(command, name)
 

@@ -12,7 +12,7 @@ ignored.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -44,14 +44,15 @@ def _trusted(address: Any, networks: Iterable[Network]) -> bool:
     return address is not None and any(address in network for network in networks)
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
+def _header(scope: MutableMapping[str, Any], name: bytes) -> str | None:
     values = [v for k, v in scope.get("headers", ()) if k == name]
     if not values:
         return None
     return ",".join(v.decode("latin-1") for v in values)
 
 
-def forwarded_scope(scope: dict[str, Any], networks: tuple[Network, ...]) -> dict[str, Any]:
+def forwarded_scope(scope: MutableMapping[str, Any], networks: tuple[Network, ...]
+                    ) -> MutableMapping[str, Any]:
     """`scope` with the client and scheme the trusted proxy saw (or `scope` itself).
 
     >>> nets = parse_networks("127.0.0.1")
