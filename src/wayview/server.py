@@ -12,11 +12,12 @@ server stops), so any worker answering `/metrics` reports all of them (wayview.m
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 from typing import Any
 
-from wayview import logs, metrics
+from wayview import hardening, logs, metrics
 from wayview.errors import WayviewError
 from wayview.settings import Settings
 
@@ -72,6 +73,11 @@ def run_server(settings: Settings) -> None:
     Raises PortUnavailable before anything starts when the address cannot be bound.
     """
     check_port(settings.host, settings.port)
+    if hardening.is_exposed(settings):  # a public server with a risky setting says so
+        for finding in hardening.findings(settings):
+            if finding.level == "warning":
+                logging.getLogger("wayview").warning("%s (wayview check lists every finding)",
+                                                     finding.line())
     os.environ["WAYVIEW_SERVER_SETTINGS"] = settings.model_dump_json()
     metrics_dir = metrics.prepare_multiprocess() if settings.metrics.enabled else None
     try:
