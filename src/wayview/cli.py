@@ -105,6 +105,9 @@ def serve(host: str | None, port: int | None, workers: int | None,
         status, body = asyncio.run(_get_once(settings, get_path))
         click.echo(body)
         sys.exit(0 if status < 400 else 1)
+    from wayview import logs
+
+    logs.configure(settings.log_level, settings.log_format)  # logs the schema line below
     run_with_store(settings, lambda store: asyncio.sleep(0))  # create + migrate before forking
     from wayview.server import PortUnavailable, check_port, run_server
     from wayview.store import describe_store
@@ -518,9 +521,9 @@ def _register_commands() -> None:
     cli.add_command(sfm_report_command, "sfm-report")
     cli.add_command(delete_command, "delete")
     cli.add_command(demo_command, "demo")
-    from wayview import cli_check, cli_edits, cli_export, cli_governance
+    from wayview import cli_backup, cli_check, cli_edits, cli_export, cli_governance
 
-    for module in (cli_check, cli_edits, cli_export, cli_governance):
+    for module in (cli_backup, cli_check, cli_edits, cli_export, cli_governance):
         for name, command in module.COMMANDS.items():
             cli.add_command(command, name)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 #: Derivatives every processed image has (spec §6.1). Widths; "original" is full size.
 THUMB_WIDTHS = {"thumb_256": 256, "thumb_1024": 1024, "thumb_2048": 2048}
@@ -170,6 +171,15 @@ def check_key(key: str) -> str:
     return key
 
 
+class BlobInfo(NamedTuple):
+    """One stored object as a listing sees it: `tag` changes whenever the object is
+    replaced (a file's size and modification time, an S3 object's ETag)."""
+
+    key: str
+    size: int
+    tag: str
+
+
 class BlobStore(Protocol):
     """Bytes by key. Writes are atomic: a reader sees the whole object or nothing."""
 
@@ -190,6 +200,11 @@ class BlobStore(Protocol):
 
     def delete_folder(self, prefix: str) -> int:
         """Remove every object whose key starts with `prefix` (which ends in "/"); how many."""
+
+    def list_keys(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Every object whose key starts with `prefix` ("" = all), in no particular order.
+        Objects written or deleted while the listing runs may or may not be seen. Called by
+        `wayview backup`."""
 
     def local_path(self, key: str) -> Path | None:
         """A filesystem path to serve the object from, or None for remote stores."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from wayview.blobs.base import check_folder, check_key
+from wayview.blobs.base import BlobInfo, check_folder, check_key
 
 
 class LocalBlobs:
@@ -69,6 +69,26 @@ class LocalBlobs:
         count = sum(1 for p in folder.rglob("*") if p.is_file())
         shutil.rmtree(folder, ignore_errors=True)
         return count
+
+    def list_keys(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Every stored file under `prefix` (temp files of unfinished writes are not objects)."""
+        root = str(self.root)
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            rel = os.path.relpath(folder, root)
+            base = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            if prefix and not (base.startswith(prefix) or prefix.startswith(base)):
+                dirs[:] = []
+                continue
+            for name in files:
+                key = base + name
+                if name.startswith(".") or not key.startswith(prefix):
+                    continue
+                try:
+                    stat = os.stat(os.path.join(folder, name), follow_symlinks=False)
+                except FileNotFoundError:  # deleted since the folder was read
+                    continue
+                yield BlobInfo(key, stat.st_size, f"{stat.st_size}:{stat.st_mtime_ns}")
 
     def local_path(self, key: str) -> Path | None:
         """The file serving this object."""

@@ -9,13 +9,14 @@ needed), as presigned GET URLs that expire, or from a public bucket/CDN URL.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import obstore
 from obstore.store import S3Store
 
-from wayview.blobs.base import check_folder, check_key
+from wayview.blobs.base import BlobInfo, check_folder, check_key
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -91,6 +92,13 @@ class S3Blobs:
                 obstore.delete(self._store, paths)
                 count += len(paths)
         return count
+
+    def list_keys(self, prefix: str = "") -> Iterator[BlobInfo]:
+        """Every object under `prefix` (LIST requests of 1000 keys)."""
+        for batch in obstore.list(self._store, prefix=prefix or None, chunk_size=1000):
+            for meta in batch:
+                tag = meta.get("e_tag") or f"{meta['size']}:{meta['last_modified'].isoformat()}"
+                yield BlobInfo(meta["path"], int(meta["size"]), str(tag))
 
     def local_path(self, key: str) -> Path | None:
         """Remote objects have no local file."""

@@ -51,7 +51,7 @@ from wayview.store.columns import (
     map_feature_rows,
 )
 from wayview.store.figures import FIGURE_COLUMNS, figure_values
-from wayview.store.migrate import load_migrations
+from wayview.store.migrate import Migration, load_migrations, report_outcome
 from wayview.store.postgres.accounts import AccountsMixin
 from wayview.store.postgres.blurs import BlursMixin
 from wayview.store.postgres.connection import Conn, Database
@@ -237,7 +237,9 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         )
         cur = await conn.execute("SELECT version FROM schema_migrations")
         done = {row[0] for row in await cur.fetchall()}
-        for migration in load_migrations("wayview.store.postgres"):
+        shipped = load_migrations("wayview.store.postgres")
+        applied: list[Migration] = []
+        for migration in shipped:
             if migration.version in done:
                 continue
             try:
@@ -252,6 +254,8 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
                 "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
                 (migration.version, migration.name, _now_ms()),
             )
+            applied.append(migration)
+        report_outcome("postgresql", done, applied, shipped)
 
     async def schema_version(self) -> int:
         """The newest applied migration."""

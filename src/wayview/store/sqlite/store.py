@@ -45,7 +45,7 @@ from wayview.store.columns import (
     map_feature_rows,
 )
 from wayview.store.figures import FIGURE_COLUMNS, figure_values
-from wayview.store.migrate import load_migrations
+from wayview.store.migrate import Migration, load_migrations, report_outcome
 from wayview.store.sqlite.accounts import AccountsMixin
 from wayview.store.sqlite.blurs import BlursMixin
 from wayview.store.sqlite.connection import Database, tile_rec
@@ -212,7 +212,9 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edits
             " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)"
         )
         done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-        for migration in load_migrations("wayview.store.sqlite"):
+        shipped = load_migrations("wayview.store.sqlite")
+        applied: list[Migration] = []
+        for migration in shipped:
             if migration.version in done:
                 continue
             for statement in _statements(migration.sql):
@@ -221,6 +223,8 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edits
                 "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                 (migration.version, migration.name, _now_ms()),
             )
+            applied.append(migration)
+        report_outcome("sqlite", done, applied, shipped)
 
     async def schema_version(self) -> int:
         """The newest applied migration."""
