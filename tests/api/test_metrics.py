@@ -151,8 +151,10 @@ async def test_metrics_count_requests_by_route_name_never_by_path(settings, stor
     assert value(after, "wayview_http_request_duration_seconds_bucket", route="graph.node",
                  le="+Inf") >= 5
     # No label carries a path or an id.
-    assert str(image.id) not in r.text and "999999999999" not in r.text
-    assert "/no/such/path" not in r.text
+    label_values = {v for (_, labels) in after for k, v in labels if k not in ("le", "version")}
+    assert not any(str(image.id) in v or "999999999999" in v or "/" in v
+                   for v in label_values), label_values
+    assert "/no/such/path" not in r.text and "999999999999" not in r.text
     routes = {dict(labels).get("route") for (n, labels) in after if n == name}
     assert all(route and "/" not in route for route in routes), routes
 
@@ -277,3 +279,28 @@ async def test_metrics_worker_serves_its_own_endpoint(settings):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_metrics_docs_and_dashboard_name_exactly_the_metrics_there_are():
+    import json
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    metrics.activate()
+    assert metrics._m is not None
+    families = {f.name for f in metrics._m.registry.collect()}
+    families |= {f.name for f in metrics.JobQueueGauges().collect()} | {"wayview_build_info"}
+    suffix = re.compile(r"_(total|bucket|sum|count)$")
+
+    def named(text: str) -> set[str]:
+        return {suffix.sub("", m) for m in re.findall(r"wayview_[a-z_]+[a-z]", text)}
+
+    page = (docs / "monitoring.md").read_text()
+    documented = named(page)
+    assert families <= documented, families - documented
+    assert documented <= families, documented - families
+    dashboard = json.loads((docs / "grafana-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    assert named(exprs) <= families, named(exprs) - families
+    assert len(named(exprs)) >= 10
