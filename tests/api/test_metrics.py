@@ -185,14 +185,14 @@ async def test_metrics_tile_cache_hits_and_misses(settings, store, seeded):
 
 async def test_metrics_count_rate_limit_refusals_by_budget(settings, store, seeded):
     limited = with_metrics(settings).model_copy(update={
-        "rate_limit": settings.rate_limit.model_copy(update={"graph_per_minute": 2})})
+        "rate_limit": settings.rate_limit.model_copy(update={"graph_per_minute": 1})})
     async with client_for(limited, store) as client:
         before = await scrape(client)
         statuses = [(await client.get(f"/{seeded.images[0].id}",
                                       headers=auth(seeded.client_token))).status_code
-                    for _ in range(4)]
+                    for _ in range(5)]
         after = await scrape(client)  # /metrics is never rate limited
-    assert statuses.count(429) >= 2, statuses
+    assert statuses.count(429) >= 2, statuses  # even if a minute ends meanwhile
     name = "wayview_rate_limit_refusals_total"
     assert value(after, name, budget="graph") - value(before, name, budget="graph") == \
         statuses.count(429)
