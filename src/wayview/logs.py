@@ -131,6 +131,10 @@ class BatchingHandler(logging.Handler):
             return
         self._lines.append(line)
         self._size += len(line)
+        # A closed handler still attached goes on writing: granian's logging set-up in each
+        # worker (logging.config.dictConfig) closes every existing handler, ours included,
+        # and left the access lines queued until shutdown.
+        self._closed = False
         if self._thread is None or not self._thread.is_alive():  # first use, or after fork
             self._thread = threading.Thread(target=self._run, name="wayview-access-log",
                                             daemon=True)

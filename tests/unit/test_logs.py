@@ -62,6 +62,23 @@ def test_close_writes_what_is_queued() -> None:
     assert out.getvalue() == "last words\n"
 
 
+def test_lines_keep_coming_after_a_logging_set_up_closed_the_handler() -> None:
+    """granian configures logging in each worker (dictConfig), which closes every existing
+    handler; the access lines then waited for the shutdown."""
+    import logging.config
+
+    out = io.StringIO()
+    logger = _handler(out, interval_s=0.05)
+    logger.info("before")
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    logger.info("after")
+    deadline = time.monotonic() + 5
+    while "after" not in out.getvalue():
+        assert time.monotonic() < deadline, "a line after the set-up was never written"
+        time.sleep(0.01)
+    assert out.getvalue() == "before\nafter\n"
+
+
 def test_configure_twice_adds_one_handler_and_access_lines_do_not_reach_root() -> None:
     logs.configure("info")
     logs.configure("info")

@@ -35,7 +35,10 @@ import logging
 import math
 import resource
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,12 +96,32 @@ NEIGHBOUR_OVERLAP = 3
 
 
 def sfm_unavailable() -> str | None:
-    """Why SfM cannot run here (pycolmap missing or broken), or None when it can."""
+    """Why SfM cannot run here (pycolmap missing or broken), or None when it can.
+
+    Called when a server or worker starts (on its main thread), this is where pycolmap is
+    first imported: see `_keep_stop_signals`."""
+    first = "pycolmap" not in sys.modules
     try:
         import pycolmap  # noqa: F401
     except ImportError as exc:
         return f"pycolmap is not installed (pip install 'wayview[sfm]'): {exc}"
+    if first:
+        _keep_stop_signals()
     return None
+
+
+def _keep_stop_signals() -> None:
+    """Give SIGTERM and SIGINT back to Python. Importing pycolmap installs glog's fatal-signal
+    handlers, SIGTERM among them: a server or worker told to stop then aborted with a stack
+    dump instead of shutting down (no lifespan shutdown, queued log lines lost). Python's
+    handlers (granian's and asyncio's among them) are re-installed as they were. Only the main
+    thread may set handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for number in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(number)
+        if handler is not None:
+            signal.signal(number, handler)
 
 
 @dataclass(frozen=True, slots=True)
