@@ -145,16 +145,93 @@ async def test_session_ending_mid_flow_redirects_invalid_request(client, dev_app
     assert query_of(r.headers["location"]) == {"error": "invalid_request", "state": "q"}
 
 
-async def test_redirect_uri_sent_to_connect_must_match_at_token(client, dev_app):
+async def test_redirect_uri_sent_to_token_must_match_the_one_sent_to_connect(client, dev_app):
     other = "https://app.example/other"
-    code = await code_for(client, dev_app, redirect_uri=other)
-    r = await exchange(client, dev_app, code)  # redirect_uri missing
-    assert_envelope(r, 400, "OAuthException", 100, "Invalid authorization code.")
     code = await code_for(client, dev_app, redirect_uri=other)
     r = await exchange(client, dev_app, code, redirect_uri=CB)
     assert_envelope(r, 400, "OAuthException", 100, "Invalid authorization code.")
     code = await code_for(client, dev_app, redirect_uri=other)
+    r = await exchange(client, dev_app, code, redirect_uri="")
+    assert_envelope(r, 400, "OAuthException", 100, "Invalid authorization code.")
+    code = await code_for(client, dev_app, redirect_uri=other)
     assert (await exchange(client, dev_app, code, redirect_uri=other)).status_code == 200
+
+
+@pytest.mark.parametrize("style", ["json", "form", "query"])
+async def test_redirect_uri_may_be_left_out_at_token(client, dev_app, style):
+    """Spec §7.2: a code from a `/connect` that named a redirect_uri is exchanged without it."""
+    code = await code_for(client, dev_app, redirect_uri="https://app.example/other")
+    r = await exchange(client, dev_app, code, style=style)  # no redirect_uri
+    assert r.status_code == 200, r.text
+    assert r.json()["token_type"] == "bearer"
+
+
+async def test_josm_plugin_token_requests(client, dev_app):
+    """The exact requests of JOSM's Mapillary plugin (JOSM/Mapillary abad73d0,
+    `oauth/OAuthPortListener.java` and `OAuthUtils.refreshAuthorization`): `/connect` with
+    `client_id`, `response_type=code`, `scope=read` and `redirect_uri=http://localhost:8763/`;
+    then a form body of `grant_type`, `client_id` and `code` only, with the secret in
+    `Authorization: OAuth`; later a refresh whose form body JOSM sends without setting a
+    Content-Type (Java's HttpURLConnection adds the form type itself)."""
+    await sign_up(client, "josm-dev")
+    josm = await register_app(client, "JOSM", ["http://localhost:8763/"], ("read",))
+    page = await client.get("/connect?" + urlencode({
+        "client_id": str(josm.id), "response_type": "code", "scope": "read",
+        "redirect_uri": "http://localhost:8763/"}))
+    assert page.status_code == 200, page.text
+    r = await client.post("/connect", data={**hidden_fields(page.text), "decision": "approve"})
+    location = r.headers["location"]
+    assert location.startswith("http://localhost:8763/?code=AQ")
+    code = query_of(location)["code"]
+    r = await client.post("/token", content=(
+        f"grant_type=authorization_code&client_id={josm.id}&code={code}").encode(),
+        headers={"Authorization": f"OAuth {josm.client_secret}",
+                 "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["token_type"] == "bearer" and body["expires_in"] == 5_184_000
+    token = body["access_token"]
+    me = await client.get("/me?fields=id,username", headers={"Authorization": f"OAuth {token}"})
+    assert me.status_code == 200 and me.json()["username"] == "josm-dev"
+    r = await client.post("/token", content=(
+        f"grant_type=refresh_token&client_id={josm.id}&refresh_token={token}").encode(),
+        headers={"Authorization": f"OAuth {josm.client_secret}",
+                 "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200, r.text
+    assert r.json()["access_token"] != token and r.json()["token_type"] == "bearer"
+    # Leaving redirect_uri out opens nothing: the code is spent, another app's secret fails.
+    code2 = query_of((await client.post("/connect", data={
+        **hidden_fields((await client.get(f"/connect?client_id={josm.id}&scope=read"
+                                          "&redirect_uri=http://localhost:8763/")).text),
+        "decision": "approve"})).headers["location"])["code"]
+    other = await register_app(client, "Not JOSM", [CB])
+    r = await client.post("/token", content=(
+        f"grant_type=authorization_code&client_id={other.id}&code={code2}").encode(),
+        headers={"Authorization": f"OAuth {other.client_secret}",
+                 "Content-Type": "application/x-www-form-urlencoded"})
+    assert_envelope(r, 400, "OAuthException", 100, "Invalid authorization code.")
+    r = await client.post("/token", content=(
+        f"grant_type=authorization_code&client_id={josm.id}&code={code}").encode(),
+        headers={"Authorization": f"OAuth {josm.client_secret}",
+                 "Content-Type": "application/x-www-form-urlencoded"})
+    assert_envelope(r, 400, "OAuthException", 100, "Invalid authorization code.")
+
+
+async def test_public_client_may_leave_redirect_uri_out_but_not_its_verifier(client):
+    await sign_up(client, "dev")
+    app = await register_app(client, "Mobile", ["com.example.app:/cb"], public=True)
+    verifier, challenge = pkce_pair()
+    code = await code_for(client, app, code_challenge=challenge, code_challenge_method="S256",
+                          redirect_uri="com.example.app:/cb")
+    r = await client.post("/token", data={"grant_type": "authorization_code",
+                                          "client_id": str(app.id), "code": code})
+    assert_envelope(r, 400, "OAuthException", 100, "Invalid parameter code_verifier: missing")
+    code = await code_for(client, app, code_challenge=challenge, code_challenge_method="S256",
+                          redirect_uri="com.example.app:/cb")
+    r = await client.post("/token", data={"grant_type": "authorization_code",
+                                          "client_id": str(app.id), "code": code,
+                                          "code_verifier": verifier})
+    assert r.status_code == 200, r.text
 
 
 async def test_reused_code_is_refused_and_revokes_what_it_issued(client, dev_app):

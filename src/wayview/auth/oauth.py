@@ -4,6 +4,12 @@ Mapillary's flavour of OAuth 2.0: the refresh token *is* the current access toke
 authenticates with `Authorization: OAuth <client secret>`, and errors use the Graph envelope
 (E18–E22). Stock clients are met half-way: the secret is also accepted as HTTP Basic or a
 `client_secret` parameter, and public clients (no secret) use PKCE with S256.
+
+A code is bound to the callback `/connect` redirected to. At `/token` a `redirect_uri` that is
+sent must equal the one `/connect` was given; it may be left out (spec §7.2, as OAuth 2.1 does:
+JOSM's Mapillary plugin sends only `grant_type`, `client_id` and `code`). Leaving it out does
+not weaken the exchange: `/connect` only ever redirects to a registered callback, and the code
+is still redeemed only by its own client with its secret or its PKCE verifier.
 """
 
 from __future__ import annotations
@@ -216,7 +222,8 @@ async def _code_grant(
         raise ReusedAuthorizationCode(await store.revoke_tokens_of_code(code_hash))
     if code.app_id != app.id or code.expires_at_ms <= time.time() * 1000:
         raise InvalidAuthorizationCode()
-    if code.redirect_uri is not None and params.get("redirect_uri") != code.redirect_uri:
+    sent_uri = params.get("redirect_uri")
+    if sent_uri is not None and code.redirect_uri is not None and sent_uri != code.redirect_uri:
         raise InvalidAuthorizationCode()
     if code.code_challenge is not None:
         verifier = params.get("code_verifier")
