@@ -270,6 +270,7 @@ async def test_finish_upload_is_idempotent_and_queues_one_job(client, store, see
     assert first.status_code == 200, first.text
     cluster_id = first.json()["cluster_id"]
     assert isinstance(cluster_id, str) and cluster_id.isdigit()
+    assert len(cluster_id) in (15, 16) and int(cluster_id) < 2**53  # graph-style (spec §8.1)
     second = await client.post("/finish_upload", headers=auth(seeded.user_token), json=body)
     assert second.json() == {"cluster_id": cluster_id}
     finish = await store.get_upload_finish(int(cluster_id))

@@ -7,7 +7,8 @@ organization membership (E26) and, for `mly_bundle_manifest`, that the manifest 
 drop that image, logged in the finish's result.
 
 Idempotent per handle: the first call records the finish and queues one `ingest.upload` job;
-later calls answer the same `cluster_id`.
+later calls answer the same `cluster_id`. The cluster id is graph-style (15–16 digits, minted in
+the shared id space like every other id, spec §8.1), not a counter.
 """
 
 from __future__ import annotations

@@ -34,8 +34,10 @@ from wayview.store.parts.jobs import JobsStore
 from wayview.store.parts.profiles import ProfilesStore
 from wayview.store.parts.uploads import UploadsStore
 
-#: Node kinds sharing the one id space (spec §1.3).
-NODE_KINDS = ("image", "map_feature", "detection", "organization", "user", "app")
+#: Node kinds sharing the one id space (spec §1.3). `upload_cluster` ids (the `cluster_id` of a
+#: `finish_upload`) are drawn from it too but are not Graph nodes: `GET /{id}` answers E7.
+NODE_KINDS = ("image", "map_feature", "detection", "organization", "user", "app",
+              "upload_cluster")
 
 
 class Store(AccountsStore, JobsStore, UploadsStore, GovernanceStore, EditsStore, ExportsStore,

@@ -40,8 +40,10 @@ class UploadsStore(Protocol):
     async def finish_upload_session(
         self, session: UploadSession, *, file_type: str, organization_id: int | None
     ) -> UploadFinish:
-        """The finish of a session: created on the first call, returned as stored afterwards
-        (idempotent per handle)."""
+        """The finish of a session: created on the first call with a fresh graph-style
+        cluster id from the shared id space (kind `upload_cluster`), returned as stored
+        afterwards (idempotent per handle). Finishes recorded by earlier versions keep their
+        small counter ids, which go on working."""
 
     async def set_upload_finish_job(self, cluster_id: int, job_id: int) -> None:
         """Remember the ingest job queued for a finish."""

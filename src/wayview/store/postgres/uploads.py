@@ -1,7 +1,7 @@
 """wayview.store.postgres.uploads: the PostgreSQL implementation of UploadsStore.
 
-Every method is one statement, so an upload started through one process can be resumed or
-finished through another: the rows are the only state.
+Every method is one statement or one transaction, so an upload started through one process can
+be resumed or finished through another: the rows are the only state.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from wayview.ids import new_id
 from wayview.model.entities import UploadFinish, UploadSession
 from wayview.store.columns import (
     UPLOAD_FINISH_SQL,
@@ -86,13 +87,31 @@ class UploadsMixin(Queries):
     async def finish_upload_session(
         self, session: UploadSession, *, file_type: str, organization_id: int | None
     ) -> UploadFinish:
-        """Insert the finish once; later calls return the first one."""
+        """Insert the finish once, its id minted in the shared id space; later calls return
+        the first one. Of two concurrent first calls one insert wins; the other gives its
+        minted id back and returns the winner's finish."""
+        sql = f"{UPLOAD_FINISH_SQL} WHERE f.session_id = %s"
         async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO upload_finishes (session_id, user_id, file_type, organization_id,"
-                " created_at_ms) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (session_id) DO NOTHING",
-                (session.id, session.user_id, file_type, organization_id, _now_ms()))
-            cur = await conn.execute(f"{UPLOAD_FINISH_SQL} WHERE f.session_id = %s", (session.id,))
+            cur = await conn.execute(sql, (session.id,))
+            row = await cur.fetchone()
+            if row is not None:
+                return _finish(row)
+            while True:
+                cur = await conn.execute(
+                    "INSERT INTO nodes (id, kind) VALUES (%s, 'upload_cluster')"
+                    " ON CONFLICT (id) DO NOTHING RETURNING id", (new_id(),))
+                minted = await cur.fetchone()
+                if minted is not None:
+                    break
+            cur = await conn.execute(
+                "INSERT INTO upload_finishes (id, session_id, user_id, file_type,"
+                " organization_id, created_at_ms) OVERRIDING SYSTEM VALUE"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (session_id) DO NOTHING"
+                " RETURNING id",
+                (minted[0], session.id, session.user_id, file_type, organization_id, _now_ms()))
+            if await cur.fetchone() is None:
+                await conn.execute("DELETE FROM nodes WHERE id = %s", (minted[0],))
+            cur = await conn.execute(sql, (session.id,))
             row = await cur.fetchone()
         assert row is not None
         return _finish(row)

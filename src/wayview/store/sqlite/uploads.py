@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence as Seq
 from typing import Any
 
+from wayview.ids import new_id
 from wayview.model.entities import UploadFinish, UploadSession
 from wayview.store.columns import (
     UPLOAD_FINISH_SQL,
@@ -28,6 +29,16 @@ def _finish(r: tuple[Any, ...]) -> UploadFinish:
     return UploadFinish(cluster_id=r[0], session_id=r[1], handle=r[2], user_id=r[3],
                         file_type=r[4], organization_id=r[5], job_id=r[6],
                         result=json.loads(r[7]) if r[7] else None, created_at_ms=r[8])
+
+
+def _mint_cluster_id(conn: sqlite3.Connection) -> int:
+    """A fresh id of the shared id space for a finish (spec §8.1: graph-style, not a counter)."""
+    while True:
+        candidate = new_id()
+        cur = conn.execute("INSERT OR IGNORE INTO nodes (id, kind) VALUES (?, 'upload_cluster')",
+                           (candidate,))
+        if cur.rowcount:
+            return candidate
 
 
 class UploadsMixin:
@@ -119,17 +130,22 @@ class UploadsMixin:
     async def finish_upload_session(
         self, session: UploadSession, *, file_type: str, organization_id: int | None
     ) -> UploadFinish:
-        """Insert the finish once; later calls return the first one."""
+        """Insert the finish once, its id minted in the shared id space; later calls return
+        the first one (one writer thread: no race between the look-up and the insert)."""
 
         def run(conn: sqlite3.Connection) -> UploadFinish:
+            sql = f"{UPLOAD_FINISH_SQL} WHERE f.session_id = ?"
+            row = conn.execute(sql, (session.id,)).fetchone()
+            if row is not None:
+                return _finish(row)
+            cluster_id = _mint_cluster_id(conn)
             conn.execute(
-                "INSERT INTO upload_finishes (session_id, user_id, file_type, organization_id,"
-                " created_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO NOTHING",
-                (session.id, session.user_id, file_type, organization_id, _now_ms()),
+                "INSERT INTO upload_finishes (id, session_id, user_id, file_type,"
+                " organization_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (cluster_id, session.id, session.user_id, file_type, organization_id,
+                 _now_ms()),
             )
-            row = conn.execute(f"{UPLOAD_FINISH_SQL} WHERE f.session_id = ?",
-                               (session.id,)).fetchone()
-            return _finish(row)
+            return _finish(conn.execute(sql, (session.id,)).fetchone())
 
         return await self.db.write(run)
 
