@@ -162,33 +162,38 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-def client_venv(venv: Path, requirement: str, module: str, version: str) -> Path:
+def client_venv(venv: Path, requirement: str, module: str, version: str,
+                distribution: str | None = None) -> Path:
     """A virtualenv at VENV with REQUIREMENT installed (once); returns its python.
 
-    Reused when `module` is importable there at `version`. A lock file inside the venv keeps
-    parallel test workers from installing into it at the same time.
+    Reused when `module` is importable there and its distribution (`distribution`, default
+    `module`: they differ for packages such as `mapillary-dl`, whose modules are `cli`,
+    `downloader` …) is at `version`. A lock file inside the venv keeps parallel test workers
+    from installing into it at the same time.
     """
     python = venv / "bin" / "python"
     venv.mkdir(parents=True, exist_ok=True)  # `python -m venv` accepts an existing folder
     with open(venv / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _has_version(python, module, version):
+        if _has_version(python, module, version, distribution):
             return python
         if not python.exists():
             _run([sys.executable, "-m", "venv", str(venv)], timeout=300)
         _run([str(python), "-m", "pip", "install", "--disable-pip-version-check",
               "--no-input", "-q", requirement], timeout=PIP_TIMEOUT_S)
-        if not _has_version(python, module, version):
+        if not _has_version(python, module, version, distribution):
             raise AssertionError(f"{requirement} installed into {venv} but {module} "
                                  f"{version} is not importable there")
     return python
 
 
-def _has_version(python: Path, module: str, version: str) -> bool:
+def _has_version(python: Path, module: str, version: str,
+                 distribution: str | None = None) -> bool:
     if not python.exists():
         return False
     probe = (f"import importlib.metadata as m, {module}; "
-             f"raise SystemExit(0 if m.version({module!r}) == {version!r} else 1)")
+             f"raise SystemExit(0 if m.version({distribution or module!r}) == {version!r} "
+             f"else 1)")
     done = subprocess.run([str(python), "-c", probe], capture_output=True, timeout=120,
                           check=False, env=clean_env())
     return done.returncode == 0
