@@ -106,14 +106,17 @@ def serve(host: str | None, port: int | None, workers: int | None,
         click.echo(body)
         sys.exit(0 if status < 400 else 1)
     from wayview import logs
-
-    logs.configure(settings.log_level, settings.log_format)  # logs the schema line below
-    run_with_store(settings, lambda store: asyncio.sleep(0))  # create + migrate before forking
     from wayview.server import PortUnavailable, check_port, run_server
     from wayview.store import describe_store
 
     try:
-        check_port(settings.host, settings.port)  # before the banner: fail in one line
+        # A port in use fails in one line, before the store is touched or anything logged.
+        check_port(settings.host, settings.port)
+    except PortUnavailable as exc:
+        raise click.ClickException(exc.message) from None
+    logs.configure(settings.log_level, settings.log_format)  # logs the schema line below
+    run_with_store(settings, lambda store: asyncio.sleep(0))  # create + migrate before forking
+    try:
         click.echo(f"wayview {__version__} serving {settings.base_url} "
                    f"(data: {describe_store(settings)})", err=True)
         run_server(settings)
