@@ -440,8 +440,9 @@ def jobs_retry(data_dir: Path | None, as_json: bool, job_ids: tuple[int, ...],
 
 
 @cli.command("migrate-store")
-@click.option("--from", "source", required=True, metavar="sqlite:///PATH",
-              help="The SQLite store to copy (sqlite:///path/to/wayview.db).")
+@click.option("--from", "source", required=True, metavar="sqlite:////PATH",
+              help="The SQLite store to copy (sqlite:////abs/path/wayview.db or "
+                   "sqlite:///path/to/wayview.db).")
 @click.option("--to", "target", required=True, metavar="postgresql://…",
               help="An empty PostgreSQL + PostGIS database (migrated here first).")
 @click.option("--blobs-to", default=None, metavar="s3://BUCKET/PREFIX|DIR",
@@ -459,12 +460,14 @@ def migrate_store(source: str, target: str, blobs_to: str | None,
     from wayview.store.postgres.connection import redact
     from wayview.store.postgres.copy import TableCount, copy_sqlite_to_postgres
     from wayview.store.postgres.store import PostgresStore
+    from wayview.store.sqlite.export import sqlite_path_of
 
-    if not source.startswith("sqlite:///"):
-        raise click.UsageError("--from must be sqlite:///path/to/wayview.db")
+    try:
+        sqlite_path = sqlite_path_of(source)
+    except WayviewError as exc:
+        raise click.UsageError(f"--from: {exc.message}") from None
     if not target.startswith(POSTGRES_SCHEMES):
         raise click.UsageError("--to must be a postgresql:// URL")
-    sqlite_path = Path(source.removeprefix("sqlite://"))
 
     async def migrate_target() -> None:
         store = PostgresStore(target, pool_size=1)

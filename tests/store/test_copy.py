@@ -55,7 +55,7 @@ async def test_a_sqlite_store_copied_to_postgres_answers_the_same(
     assert before[0][0] == 200 and before[-1][0] == 200
 
     result = await asyncio.to_thread(CliRunner().invoke, cli, [
-        "migrate-store", "--from", f"sqlite://{source.database_path}", "--to", pg_database_url,
+        "migrate-store", "--from", f"sqlite:///{source.database_path}", "--to", pg_database_url,
         "--blobs-to", str(tmp_path / "copied-blobs")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "MISMATCH" not in result.output and "copied 1 blobs" in result.output
@@ -84,4 +84,32 @@ def test_bad_arguments_are_clean_errors(tmp_path: Path, pg_database_url: str) ->
     assert r.exit_code == 2 and "sqlite:///" in r.output
     r = runner.invoke(cli, ["migrate-store", "--from", f"sqlite://{tmp_path}/none.db",
                             "--to", pg_database_url])
+    assert r.exit_code == 1 and "no SQLite database" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("form", ["sqlite:///{abs}", "sqlite:////{abs}", "sqlite://localhost/{abs}",
+                                  "sqlite:////{abs}?mode=ro", "sqlite:///{rel}"])
+def test_migrate_store_reads_the_usual_sqlite_url_forms(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str) -> None:
+    from wayview.store.sqlite.export import sqlite_path_of
+
+    db = tmp_path / "data dir#1" / "wayview.db"
+    db.parent.mkdir()
+    db.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    url = form.format(abs=str(db).lstrip("/"), rel="data dir#1/wayview.db")
+    assert sqlite_path_of(url).resolve() == db.resolve()
+
+
+@pytest.mark.parametrize("url", ["sqlite://db.example/x.db", "sqlite:/x.db", "sqlite://",
+                                 "sqlite:///", "mysql:///x.db"])
+def test_migrate_store_rejects_bad_sqlite_urls_in_one_line(url: str, pg_database_url: str) -> None:
+    r = CliRunner().invoke(cli, ["migrate-store", "--from", url, "--to", pg_database_url])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert "--from" in r.output and "sqlite:////abs/path" in r.output
+
+
+def test_migrate_store_four_slashes_reaches_the_copy(tmp_path: Path, pg_database_url: str) -> None:
+    r = CliRunner().invoke(cli, ["migrate-store", "--from", f"sqlite:///{tmp_path}/none.db",
+                                 "--to", pg_database_url])
     assert r.exit_code == 1 and "no SQLite database" in r.output and "Traceback" not in r.output

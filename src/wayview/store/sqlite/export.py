@@ -18,6 +18,40 @@ _BATCH = 5_000
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
+def sqlite_path_of(url: str, *, cwd: Path | None = None) -> Path:
+    """The file a SQLite URL names, in the forms people write (SQLAlchemy's included).
+
+    `sqlite:////abs/path` (SQLAlchemy's absolute form), `sqlite:///abs/path` (absolute, as
+    wayview's docs write it; SQLAlchemy reads it relative to the working directory, which is
+    used when only that file exists) and `sqlite://localhost/abs/path`; a query string
+    (`?mode=ro`) is ignored. Anything else raises InvalidInput with one line.
+
+    >>> sqlite_path_of("sqlite:////srv/w/wayview.db"), sqlite_path_of("sqlite:///srv/w.db")
+    (PosixPath('/srv/w/wayview.db'), PosixPath('/srv/w.db'))
+    >>> sqlite_path_of("sqlite://db.example/w.db")
+    Traceback (most recent call last):
+    wayview.errors.InvalidInput: sqlite URL with a host ('db.example'): use sqlite:////abs/path
+    """
+    scheme, colon, rest = url.partition(":")
+    if not colon or scheme.lower() not in ("sqlite", "sqlite3"):
+        raise InvalidInput(f"not a sqlite URL: {url!r} (use sqlite:////abs/path/wayview.db)")
+    rest = rest.split("?", 1)[0]
+    if not rest.startswith("//"):
+        raise InvalidInput(f"sqlite URL without //: {url!r} (use sqlite:////abs/path)")
+    host, slash, path = rest[2:].partition("/")
+    if host and host != "localhost":
+        raise InvalidInput(f"sqlite URL with a host ({host!r}): use sqlite:////abs/path")
+    if not slash or not path.strip("/"):
+        raise InvalidInput(f"sqlite URL without a file: {url!r} (use sqlite:////abs/path)")
+    if path.startswith("/"):  # four slashes: absolute
+        return Path("/" + path.lstrip("/"))
+    absolute = Path("/" + path)
+    relative = (cwd or Path.cwd()) / path
+    if not absolute.exists() and relative.exists():
+        return relative
+    return absolute
+
+
 def _name(name: str) -> str:
     """A table or column name from the schema, checked before it goes into SQL."""
     if not name or set(name) - _NAME_CHARS:
@@ -32,7 +66,8 @@ class SqliteExport:
         if not path.is_file():
             raise InvalidInput(f"no SQLite database at {path}")
         self.path = path
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # as_uri percent-encodes the path: "?", "#" or "%" in a folder name stay literal
+        self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
     def close(self) -> None:
         """Close the file."""
