@@ -3,7 +3,8 @@
 Clients are pointed at the proxy; it forwards each request to the live server and keeps a
 `Record` (method, path, headers, body size, whether the body was chunked). `inject` makes the
 next matching request get a canned answer instead (e.g. 412 or 429 on an upload POST) without
-reaching the server. Bodies are buffered (test-sized), so streaming itself is tested directly
+reaching the server, or (`drop_after`) a broken connection: the server gets only the first
+bytes of the body and the client no answer at all, as when a network fails mid-upload. Bodies are buffered (test-sized), so streaming itself is tested directly
 against the server, not through here.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,13 +35,15 @@ class Record:
 
 @dataclass
 class Injection:
-    """A canned answer for the next `times` requests matching `match`."""
+    """A canned answer for the next `times` requests matching `match`; with `drop_after`
+    (bytes), no answer: that much of the body is forwarded and the connection closed."""
 
     match: Callable[[Record], bool]
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
+    drop_after: int | None = None
 
 
 class RecordingProxy:
@@ -72,6 +76,11 @@ class RecordingProxy:
         """Answer matching requests with a canned response (once per `times`)."""
         with self._lock:
             self.injections.append(injection)
+
+    def clear_injections(self) -> None:
+        """Forget injections not used up (so they cannot hit a later test)."""
+        with self._lock:
+            self.injections.clear()
 
     def _take_injection(self, record: Record) -> Injection | None:
         with self._lock:
@@ -111,9 +120,18 @@ class RecordingProxy:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 record = Record(self.command, self.path, headers, len(body), chunked)
                 injection = proxy._take_injection(record)
-                if injection is not None:
+                if injection is not None and injection.drop_after is None:
                     self._reply(injection.status, injection.headers, injection.body)
                     return
+                if injection is not None:
+                    self._forward(body[:injection.drop_after])
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self._reply(*self._forward(body))
+
+            def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
                 upstream = http.client.HTTPConnection(*proxy.upstream, timeout=120)
                 try:
                     forward = {k: v for k, v in self.headers.items()
@@ -124,7 +142,7 @@ class RecordingProxy:
                     data = response.read()
                     kept = {k: v for k, v in response.getheaders()
                             if k.lower() not in _HOP_BY_HOP}
-                    self._reply(response.status, kept, data)
+                    return response.status, kept, data
                 finally:
                     upstream.close()
 

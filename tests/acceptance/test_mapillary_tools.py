@@ -7,6 +7,12 @@ sees the `Offset`, chunking and sizes each version sends, and can inject 412/429
 The uploader's token comes from `wayview tokens create` (0.14: `authenticate --jwt`; 0.12/0.13:
 the INI profile written directly).
 
+Every test runs with each of the three versions (no version is skipped), each version against a
+server of its own (as the same sample uploaded twice is one upload): where a version sends
+something else (0.12's sized chunks and closing empty POST, 0.13's retries of broken connections
+only, 0.12/0.13's GPX track beside the video and CAMM positions without a clock), the test says
+so, citing that version's source.
+
 After each upload the test waits for the server's own job runner to process the upload, then
 reads the result through the Graph API: one sequence per upload in
 capture order, positions within 1e-6° of the EXIF, `captured_at` in ms, make/model, creator,
@@ -76,8 +82,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    root = tmp_path_factory.mktemp("mt-upload")
+def world(tmp_path_factory: pytest.TempPathFactory, version: str) -> Iterator[World]:
+    """A server per version: a second version uploading the same sample would find the first
+    one's session (keys are md5s of the source file) and its frames already imported."""
+    root = tmp_path_factory.mktemp(f"mt-upload-{version}")
     data = root / "data"
     user = wayview_json("users", "create", "uploader", data_dir=data, cwd=root)
     wayview("apps", "create", "mapillary_tools", "--owner", "uploader", "--client-token",
@@ -180,18 +188,24 @@ def process_uploads(world: World) -> list[dict[str, Any]]:
 
 
 async def _results(data_dir: Path) -> list[dict[str, Any]]:
+    from wayview.ingest.upload_finish import INGEST_JOB
     from wayview.settings import Settings
     from wayview.testing import open_test_store
 
     settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
     results = []
     async with open_test_store(settings) as store:
-        cluster_id = 1
-        while (finish := await store.get_upload_finish(cluster_id)) is not None:
+        # Cluster ids are graph-style ids, not a counter: every finish queued one ingest job,
+        # so the jobs list them in the order the finishes came.
+        jobs = sorted((j for j in await store.list_jobs(limit=100_000) if j.kind == INGEST_JOB),
+                      key=lambda j: j.id)
+        for job in jobs:
+            cluster_id = int(job.payload["cluster_id"])  # type: ignore[call-overload]
+            finish = await store.get_upload_finish(cluster_id)
+            assert finish is not None, cluster_id
             results.append({"cluster_id": cluster_id, "file_type": finish.file_type,
                             "organization_id": finish.organization_id,
                             "result": finish.result})
-            cluster_id += 1
     return results
 
 
@@ -283,6 +297,8 @@ def test_process_and_upload_images(tool: Tool, world: World, tmp_path: Path):
     assert len(finishes) == len(results) >= 1
     assert {r["file_type"] for r in results} == {expected_type}
     assert {r["organization_id"] for r in results} == {int(world.org_id)}
+    # graph-style cluster ids (spec §8.1), not a counter
+    assert all(10**14 <= r["cluster_id"] < 2**53 for r in results), results
     assert_line(world, uploaded_images(world, results), positions, organization=world.org_id)
     posts = [r for r in world.proxy.records[before:]
              if r.method == "POST" and r.path.startswith("/upload/")]
@@ -414,9 +430,12 @@ def _manifest_rows(manifest: Any) -> list[dict[str, Any]]:
 
 def test_resumed_zip_upload_posts_from_the_stored_offset(tool: Tool, world: World,
                                                          tmp_path: Path):
-    """The first K bytes of a zip are already held: the tool POSTs from K; bytes equal."""
-    if not tool.version.startswith("0.14"):
-        pytest.skip("spec §10.2 runs the resume check with 0.14")
+    """The first K bytes of a zip are already held: the tool POSTs from K; bytes equal.
+
+    Every version names the session after the zip (`mly_tools_<md5>.zip`: 0.14 the md5 of the
+    file, 0.12/0.13 the sequence md5 kept in the zip's comment, `uploader.upload_zipfile`) and
+    asks `GET {UPLOAD}/<key>` for the offset first. 0.13/0.14 then send the rest in one chunked
+    POST; 0.12 sends it in `Content-Length` chunks (one here) and a final empty POST."""
     photos = tmp_path / "photos"
     write_photos(photos, count=4, pano=False, tag=f"{tool.version} resume")
     tool.ok("process", str(photos))
@@ -424,8 +443,10 @@ def test_resumed_zip_upload_posts_from_the_stored_offset(tool: Tool, world: Worl
     tool.ok("zip", str(photos), str(zips))
     [archive] = sorted(zips.glob("*.zip"))
     data = archive.read_bytes()
-    key = f"mly_tools_{hashlib.md5(data).hexdigest()}.zip"
-    assert archive.name == key
+    key = archive.name
+    assert key.startswith("mly_tools_") and key.endswith(".zip")
+    if tool.version.startswith("0.14"):
+        assert key == f"mly_tools_{hashlib.md5(data).hexdigest()}.zip"
     held = len(data) // 3
     with httpx.Client(base_url=world.server.base_url, trust_env=False) as http:
         r = http.post(f"/upload/{key}", content=data[:held],
@@ -435,11 +456,21 @@ def test_resumed_zip_upload_posts_from_the_stored_offset(tool: Tool, world: Worl
     known = known_results(world)
     # `upload` reads a description file even for a folder of zips: an empty one will do.
     (zips / "mapillary_image_description.json").write_text("[]")
-    tool.ok("upload", str(zips), "--user_name", "wayview", "--reupload")
-    posts = [r for r in world.proxy.records[before:]
+    if tool.version.startswith("0.14"):
+        tool.ok("upload", str(zips), "--user_name", "wayview", "--reupload")
+    elif tool.version.startswith("0.13"):  # no history of this zip yet: nothing to --reupload
+        tool.ok("upload", str(zips), "--user_name", "wayview")
+    else:  # 0.12 uploads zips only when asked to (`DirectUploadFileType.ZIP`)
+        tool.ok("upload", str(zips), "--user_name", "wayview", "--filetypes", "zip")
+    gets = [r for r in world.proxy.records[before:]
+            if r.method == "GET" and r.path == f"/upload/{key}"]
+    assert gets, "the tool did not ask for the offset"
+    posts = [(r.headers.get("offset"), r.body_size) for r in world.proxy.records[before:]
              if r.method == "POST" and r.path == f"/upload/{key}"]
-    assert [(r.headers["offset"], r.body_size) for r in posts] == [(str(held),
-                                                                     len(data) - held)]
+    expected = [(str(held), len(data) - held)]
+    if tool.version.startswith("0.12"):
+        expected.append((str(len(data)), 0))  # 0.12's closing empty POST
+    assert posts == expected
     from wayview.ingest.upload_sessions import staged_path
     from wayview.settings import Settings
 
@@ -449,54 +480,92 @@ def test_resumed_zip_upload_posts_from_the_stored_offset(tool: Tool, world: Worl
     assert result["file_type"] == "zip" and result["state"] == "done"
 
 
-def test_injected_412_and_429_are_retried(tool: Tool, world: World, tmp_path: Path):
-    if not tool.version.startswith("0.14"):
-        pytest.skip("spec §10.2 runs the retry check with 0.14")
+def _upload_post(record: Record) -> bool:
+    return record.method == "POST" and record.path.startswith("/upload/")
+
+
+@pytest.fixture
+def proxy_injections(world: World) -> Iterator[RecordingProxy]:
+    """The proxy, with injections a failed test left unused removed afterwards."""
+    yield world.proxy
+    world.proxy.clear_injections()
+
+
+def test_injected_412_and_429_are_retried(tool: Tool, world: World, tmp_path: Path,
+                                          proxy_injections: RecordingProxy):
+    """An upload POST answered 412, then one answered 429 (both `retriable`), is retried and
+    the upload succeeds: 0.14 waits `Retry-After`; 0.12 retries any `debug_info.retriable` 4xx
+    (412 at once, else after `min(2^n, 16)` s: `uploader._is_retriable_exception`,
+    `_is_immediate_retry`).
+
+    0.13.3 cannot: `UploadService.upload_chunks` (`upload_api_v4.py`) reads `resp.json()["h"]`
+    without `raise_for_status()`, so a 412 or 429 body ends the upload with "File handle not
+    found in the upload response" (a RuntimeError, never retried). What 0.13 does retry is a
+    broken connection (`requests.ConnectionError`): there the proxy passes the first 10 kB of
+    the POST body to the server and closes the connection unanswered; the tool asks for the
+    offset and POSTs the rest from it (spec §8.3 rule 3)."""
     photos = tmp_path / "photos"
     positions = write_photos(photos, count=3, tag=f"{tool.version} retry")
-    u2 = json.dumps({"debug_info": {"retriable": True, "type": "OffsetInvalidError",
-                                    "message": "Request starting offset is invalid"}}).encode()
-    u3 = json.dumps({"debug_info": {"retriable": True, "type": "RequestRateLimitedError",
-                                    "message": "Request rate limit has been exceeded"},
-                     "backoff": 1000}).encode()
-
-    def upload_post(record: Record) -> bool:
-        return record.method == "POST" and record.path.startswith("/upload/")
-
-    world.proxy.inject(Injection(upload_post, 412, u2, {"Content-Type": "application/json"}))
-    world.proxy.inject(Injection(upload_post, 429, u3, {"Content-Type": "application/json",
-                                                        "Retry-After": "1"}))
     known = known_results(world)
     injected = len(world.proxy.injected)
-    tool.ok("process_and_upload", str(photos), "--user_name", "wayview")
-    assert [r.path.startswith("/upload/") for r in world.proxy.injected[injected:]] == [True,
-                                                                                        True]
+    before = len(world.proxy.records)
+    if tool.version.startswith("0.13"):
+        world.proxy.inject(Injection(_upload_post, 0, b"", drop_after=10_000))
+        tool.ok("process_and_upload", str(photos), "--user_name", "wayview")
+        [dropped] = world.proxy.injected[injected:]
+        later = world.proxy.records[world.proxy.records.index(dropped, before) + 1:]
+        assert (later[0].method, later[0].path) == ("GET", dropped.path)  # the offset
+        resumed = [r for r in later if r.method == "POST" and r.path == dropped.path]
+        assert resumed[0].headers["offset"] == "10000"
+        assert resumed[0].body_size == dropped.body_size - 10_000
+    else:
+        u2 = json.dumps({"debug_info": {"retriable": True, "type": "OffsetInvalidError",
+                                        "message": "Request starting offset is invalid"}})
+        u3 = json.dumps({"debug_info": {"retriable": True, "type": "RequestRateLimitedError",
+                                        "message": "Request rate limit has been exceeded"},
+                         "backoff": 1000})
+        world.proxy.inject(Injection(_upload_post, 412, u2.encode(),
+                                     {"Content-Type": "application/json"}))
+        world.proxy.inject(Injection(_upload_post, 429, u3.encode(),
+                                     {"Content-Type": "application/json", "Retry-After": "1"}))
+        tool.ok("process_and_upload", str(photos), "--user_name", "wayview")
+        assert [r.path.startswith("/upload/") for r in world.proxy.injected[injected:]] == [
+            True, True]
     assert_line(world, uploaded_images(world, new_results(world, known)), positions)
 
 
 def test_video_with_a_gpx_track(tool: Tool, world: World, tmp_path: Path):
-    """An MP4 geotagged from a GPX track → `mly_camm_video` → frames along the track."""
-    if not tool.version.startswith("0.14"):
-        pytest.skip("spec §10.2 runs the GPX video check with 0.14")
+    """An MP4 geotagged from a GPX track → `mly_camm_video` → frames along the track.
+
+    0.14 takes the track from `--geotag_source_path`. 0.12/0.13 have the same (then
+    experimental) `--video_geotag_source gpx`, which reads the track from beside the video
+    (`%g.gpx`, `video_data_extraction/extractors/gpx_parser.py`) and rebases its times to start
+    at 0 (`base_parser._rebase_times`): the track's own clock is not uploaded, so for them the
+    test checks positions against the time since the first frame."""
     from tests.helpers_video import encode_video
 
     video = tmp_path / "video" / "drive.mp4"
     video.parent.mkdir()
     encode_video(video, seconds=12, fps=10, width=320, height=240)
-    gpx = tmp_path / "drive.gpx"
     points = [(START + timedelta(seconds=t), LAT0, LON0 + t * 0.00005) for t in range(13)]
+    if tool.version.startswith("0.14"):
+        gpx = tmp_path / "drive.gpx"
+        args = ("--video_geotag_source", "gpx", "--geotag_source_path", str(gpx))
+    else:
+        gpx = video.parent / "drive.gpx"
+        args = ("--video_geotag_source", "gpx")
     gpx.write_text(_gpx(points))
     known = known_results(world)
     before = len(world.proxy.records)
-    tool.ok("process_and_upload", str(video.parent), "--user_name", "wayview",
-            "--video_geotag_source", "gpx", "--geotag_source_path", str(gpx))
+    tool.ok("process_and_upload", str(video.parent), "--user_name", "wayview", *args)
     finish_bodies = finishes_since(world, before)
     assert len(finish_bodies) == 1
     [result] = new_results(world, known)
     assert result["file_type"] == "mly_camm_video" and result["state"] == "done", result
     images = sequence_images(world, result["sequences"][0]["id"])
     assert len(images) >= 8
-    start_ms = int(START.timestamp() * 1000)
+    start_ms = (int(START.timestamp() * 1000) if tool.version.startswith("0.14")
+                else images[0]["captured_at"])
     for image in images:
         lon, lat = image["geometry"]["coordinates"]
         assert abs(lat - LAT0) <= 1e-6 and LON0 - 1e-6 <= lon <= LON0 + 12 * 0.00005 + 1e-6
@@ -518,10 +587,11 @@ def _gpx(points: list[tuple[datetime, float, float]]) -> str:
 
 
 def test_gopro_sample_video(tool: Tool, world: World, tmp_path: Path):
-    """The GoPro MAX sample (GPMF GPS) → the tool's CAMM upload → frames at its GPS fixes."""
+    """The GoPro MAX sample (GPMF GPS) → the tool's CAMM upload → frames at its GPS fixes.
+
+    Every version reads the GPMF track itself (0.12: `FileType.GOPRO` among
+    `upload.CAMM_CONVERTABLES`) and uploads `mly_camm_video`."""
     sample = shared_path("data", "gopro_max_sample", "max-heromode.mp4")
-    if tool.version.startswith("0.12"):
-        pytest.skip("0.12 reads GoPro GPS only through its GoPro-specific path; covered by 0.13+")
     folder = tmp_path / "gopro"
     folder.mkdir()
     (folder / sample.name).write_bytes(sample.read_bytes())
@@ -534,9 +604,10 @@ def test_gopro_sample_video(tool: Tool, world: World, tmp_path: Path):
     first = datetime(2019, 11, 18, 23, 45, 14, tzinfo=UTC).timestamp() * 1000
     times = [image["captured_at"] for image in images]
     assert times == sorted(times) and times[-1] - times[0] <= 12_000
-    if tool.version.startswith("0.13"):
-        # 0.13 writes CAMM type 5 (no time) and drops the GPMF track from the upload: the only
-        # clock left is the movie header, which the GoPro writes in the camera's local time.
+    if not tool.version.startswith("0.14"):
+        # 0.12/0.13 write CAMM type 5 (no time; 0.12 `geotag/camm_builder.py`, 0.13
+        # `camm/camm_builder.py`) and drop the GPMF track from the upload: the only clock left
+        # is the movie header, which the GoPro writes in the camera's local time.
         assert abs(times[0] - first) <= 14 * 3_600_000 + 60_000
     else:
         assert first - 1000 <= times[0] <= first + 12_000
