@@ -12,7 +12,10 @@
     ├── MissingParameter         E10
     ├── TileNotFound             E15 (unknown tileset/version, z/x/y out of range)
     ├── Conflict                 a write that collides with stored data (CLI only)
-    ├── StoreUnavailable         the database cannot be used right now (E17)
+    ├── ServiceUnavailable       a dependency cannot be used right now (E17, 503, transient)
+    │   ├── StoreUnavailable     the database
+    │   ├── BlobsUnavailable     the blob store (S3 or the blob folder)
+    │   └── LimiterUnavailable   the shared rate limiter (Redis), with rate_limit fail-closed
     ├── InvalidInput             bad input to a service (CLI / import), never reaches HTTP as 500
     ├── NotOrganizationMember    E26
     └── OffsetInvalid, UploadTooLarge, UploadInterrupted   upload service (U2, U4)
@@ -113,8 +116,29 @@ class InvalidInput(WayviewError):
     """Input to a service (CLI, import) that cannot be used."""
 
 
-class StoreUnavailable(WayviewError):
-    """The database could not be used (locked too long, disk error) (E17)."""
+class ServiceUnavailable(WayviewError):
+    """A service a request needs does not answer right now (E17: 503, `is_transient`,
+    `Retry-After: retry_after_s`). The component that saw it logs the outage once."""
+
+    retry_after_s: int = 5
+    #: True when the component that raised it has logged the outage (`wayview.logs.Outage`).
+    logged: bool = False
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The database could not be used (locked too long, disk error, unreachable) (E17)."""
+
+
+class BlobsUnavailable(ServiceUnavailable):
+    """The blob store (S3, the blob folder) did not answer in time (E17)."""
+
+
+class LimiterUnavailable(ServiceUnavailable):
+    """The shared rate limiter (Redis) cannot count and `rate_limit_fail_open` is off (E17):
+    an outage is not a spent quota (issue #22)."""
+
+    retry_after_s = 2
+    logged = True
 
 
 class TileNotFound(WayviewError):

@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import unquote_plus
@@ -251,3 +252,67 @@ def flush_access_log() -> None:
     for handler in access_log.handlers:
         if isinstance(handler, BatchingHandler):
             handler.flush()
+
+
+class Outage:
+    """One log line when a dependency (database, blob store, Redis) stops answering and one
+    when it answers again, per process and outage (issue #22: not a line per request, no
+    traceback for an outage that is expected to happen).
+
+    Call `down(exc)` on every failure and `up()` on every success; both are cheap when the
+    state does not change (`up` is one attribute test on the hot path). During an outage
+    `attempt()` lets one call through every `probe_every_s` and tells the others to fail at
+    once, so requests do not each wait out a timeout while the dependency is known down.
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, *,
+                 effect: str = "answering 503 until it is back",
+                 probe_every_s: float = 0.2) -> None:
+        self._log = logger
+        self.what = what
+        self.effect = effect
+        self.down_since: float | None = None
+        self.failures = 0
+        self.probe_every_s = probe_every_s
+        self._next_probe = 0.0
+        self._lock = threading.Lock()
+
+    def attempt(self) -> bool:
+        """Whether to call the dependency now: always while it is up; during an outage only
+        one caller per `probe_every_s` (the probe that notices the end of the outage)."""
+        if self.down_since is None:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_probe:
+                return False
+            self._next_probe = now + self.probe_every_s
+            return True
+
+    @property
+    def is_down(self) -> bool:
+        """Whether the last call saw the dependency fail."""
+        return self.down_since is not None
+
+    def down(self, exc: BaseException | str) -> None:
+        """A call failed: log the start of an outage (once), count the failure."""
+        with self._lock:
+            self.failures += 1
+            if self.down_since is not None:
+                return
+            self.down_since = time.monotonic()
+            self.failures = 1
+        reason = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        self._log.error("%s unavailable (%s): %s", self.what,
+                        " ".join(str(reason).split())[:300], self.effect)
+
+    def up(self) -> None:
+        """A call succeeded: log the end of an outage (once)."""
+        if self.down_since is None:
+            return
+        with self._lock:
+            since, self.down_since = self.down_since, None
+            failures = self.failures
+        if since is not None:
+            self._log.warning("%s available again after %.1f s (%d failed calls)", self.what,
+                              time.monotonic() - since, failures)

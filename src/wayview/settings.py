@@ -164,6 +164,28 @@ class S3Settings(BaseModel):
     presign_ttl_s: int = Field(
         86_400, ge=60, le=604_800, description="Lifetime of presigned URLs (S3 allows 7 days)."
     )
+    connect_timeout_s: float = Field(
+        1.0, gt=0, description="Longest wait for a connection to the S3 endpoint."
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, description="Longest one S3 request may take (a large upload part "
+        "included); a stalled endpoint fails a media request with 503 after this."
+    )
+    request_timeout_s: float = Field(
+        1.5, gt=0, description="Longest an API request waits for one S3 read (a media GET, a "
+        "HEAD) before answering a transient 503: retries included."
+    )
+    max_retries: int = Field(
+        2, ge=0, description="Retries of a failed S3 call (obstore's backoff), within "
+        "`retry_timeout_s`."
+    )
+    retry_timeout_s: float = Field(
+        3.0, gt=0, description="No S3 retry starts after this many seconds of one call."
+    )
+    max_concurrency: int = Field(
+        32, ge=1, description="S3 calls one process runs at once (its own thread pool); "
+        "more wait, and a media request that cannot start within `request_timeout_s` is a 503."
+    )
 
 
 class ImportSettings(BaseModel):
@@ -538,14 +560,39 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(
         10, ge=1, description="Most PostgreSQL connections one process keeps open."
     )
+    database_connect_timeout_s: int = Field(
+        2, ge=2, description="Longest wait for a new PostgreSQL connection (libpq "
+        "`connect_timeout`, whole seconds, at least 2)."
+    )
+    database_checkout_timeout_s: float = Field(
+        2.0, gt=0, description="Longest a request waits for a free pooled PostgreSQL "
+        "connection before a transient 503 (during an outage: at once)."
+    )
+    database_statement_timeout_s: float = Field(
+        30.0, ge=0, description="PostgreSQL `statement_timeout` of every pooled connection "
+        "(0 = none)."
+    )
+    database_idle_in_transaction_timeout_s: float = Field(
+        60.0, ge=0, description="PostgreSQL `idle_in_transaction_session_timeout` of every "
+        "pooled connection (0 = none): a stalled client cannot hold locks for long."
+    )
+    database_request_timeout_s: float = Field(
+        1.5, gt=0, description="Longest one database call of an API request waits for "
+        "PostgreSQL's answer before its connection is dropped and the request answered with a "
+        "transient 503 (a server that stopped answering; raise it for slow queries)."
+    )
     redis_url: str = Field(
         "", description="`redis://host:port/db` (or `unix:///path`) to share rate-limit counters "
         "and rendered vector tiles across processes and hosts; empty = each process counts "
         "and caches for itself."
     )
     rate_limit_fail_open: bool = Field(
-        True, description="When Redis is unreachable, allow requests (True) or refuse them "
-        "with E14 (False)."
+        True, description="When Redis is unreachable, allow requests uncounted (True) or "
+        "answer them with a transient 503 (False)."
+    )
+    redis_timeout_s: float = Field(
+        0.5, gt=0, description="Longest wait for one Redis call (connect or answer) of the "
+        "rate limiter and the shared tile cache."
     )
     blobs_url: str = Field(
         "", description="`s3://bucket/prefix` to keep images in S3-compatible storage (see "

@@ -121,3 +121,26 @@ async def test_search_budget_can_be_split_from_the_graph_budget(tmp_path):
             assert (await client.get(f"/images?{bbox}&{q}")).status_code == 200
             assert (await client.get(f"/images?{bbox}&{q}")).status_code == 429
             assert (await client.get(f"/{seeded.images[0].id}?{q}")).status_code == 200
+
+
+async def test_a_fail_closed_limiter_without_redis_answers_a_transient_503_not_e14(
+        tmp_path, caplog):
+    from wayview.ratelimit.redis import RedisLimiter
+
+    settings = make_settings(tmp_path, rate_limit_fail_open=False)
+    limiter = RedisLimiter(f"unix://{tmp_path}/no-redis.sock", fail_open=False)
+    async with open_test_store(settings) as store:
+        seeded = await seed(store)
+        async with app_client(settings, store, limiter=limiter) as client:
+            headers = {"Authorization": f"OAuth {seeded.client_token}"}
+            for path in (f"/{seeded.images[0].id}?fields=id", "/maps/vtp/mly1_public/2/14/0/0"):
+                for _ in range(20):
+                    r = await client.get(path, headers=headers)
+                    assert_envelope(r, 503, "MLYApiException", 2,
+                                    "Service temporarily unavailable")
+                    assert r.json()["error"]["is_transient"] is True
+                    assert r.headers["retry-after"] == "2" and "x-app-usage" not in r.headers
+    await limiter.close()
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "rate limiter (Redis) unavailable" in errors[0].getMessage()
+    assert errors[0].exc_info is None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.redis_server import redis_server
+from wayview.errors import LimiterUnavailable
 from wayview.ratelimit import MemoryLimiter, open_limiter
 from wayview.ratelimit.redis import RedisLimiter
 
@@ -57,12 +60,52 @@ async def test_keys_and_windows_are_separate(redis_url: str) -> None:
     await lim.close()
 
 
-@pytest.mark.parametrize("fail_open", [True, False])
-async def test_unreachable_redis_fails_open_or_closed(tmp_path: Path, fail_open: bool) -> None:
-    lim = RedisLimiter(f"unix://{tmp_path}/nothing.sock", fail_open=fail_open)
-    decision = await lim.hit("graph:1", 10, 60)
-    assert decision.allowed is fail_open
-    assert (await lim.peek("graph:1", 10, 60)).allowed is fail_open
+async def test_unreachable_redis_fails_open(tmp_path: Path) -> None:
+    lim = RedisLimiter(f"unix://{tmp_path}/nothing.sock", fail_open=True)
+    assert (await lim.hit("graph:1", 10, 60)).allowed
+    assert (await lim.peek("graph:1", 10, 60)).allowed
+    await lim.close()
+
+
+async def test_unreachable_redis_fails_closed_as_a_transient_outage(tmp_path: Path) -> None:
+    lim = RedisLimiter(f"unix://{tmp_path}/nothing.sock", fail_open=False)
+    with pytest.raises(LimiterUnavailable):  # 503 is_transient, not E14: no quota was spent
+        await lim.hit("graph:1", 10, 60)
+    with pytest.raises(LimiterUnavailable):
+        await lim.peek("graph:1", 10, 60)
+    await lim.close()
+
+
+async def test_an_outage_is_one_line_when_it_starts_and_one_when_it_ends(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="wayview.ratelimit")
+    with redis_server(tmp_path) as url:
+        lim = RedisLimiter(url, timeout_s=0.3)
+        lim.outage.probe_every_s = 0.0  # every call probes: the log must still say it once
+        assert (await lim.hit("graph:1", 10, 60)).allowed
+    started = time.monotonic()
+    for _ in range(50):  # Redis gone: every hit is allowed, fast, and logged once
+        assert (await lim.hit("graph:1", 10, 60)).allowed
+    assert time.monotonic() - started < 50 * 0.3
+    lines = [r for r in caplog.records if r.name == "wayview.ratelimit"]
+    assert len(lines) == 1 and "unavailable" in lines[0].getMessage()
+    assert lines[0].exc_info is None
+    with redis_server(tmp_path) as url:  # the same socket path: the same URL
+        for _ in range(5):
+            assert (await lim.hit("graph:1", 10, 60)).allowed
+    lines = [r.getMessage() for r in caplog.records if r.name == "wayview.ratelimit"]
+    assert len(lines) == 2 and "available again" in lines[1] and "50 failed" in lines[1]
+    await lim.close()
+
+
+async def test_during_an_outage_most_calls_do_not_wait_for_redis(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as url:
+        proc_sock = url
+        lim = RedisLimiter(proc_sock, timeout_s=0.5)
+        assert (await lim.hit("graph:1", 10, 60)).allowed
+    started = time.monotonic()
+    results = await asyncio.gather(*(lim.hit("graph:1", 10, 60) for _ in range(200)))
+    assert all(d.allowed for d in results) and time.monotonic() - started < 1.0
     await lim.close()
 
 

@@ -54,6 +54,7 @@ from wayview.errors import (
     MissingScope,
     NodeNotFound,
     RateLimited,
+    ServiceUnavailable,
     UserTokenRequired,
 )
 from wayview.graph.render import AssetUrl
@@ -172,6 +173,24 @@ def _routes(upload_prefix: str = "/upload", *, metrics_enabled: bool = False) ->
     ]
 
 
+#: When each kind of ServiceUnavailable not logged by its component was last logged.
+_UNAVAILABLE_LOGGED: dict[type[BaseException], float] = {}
+#: Seconds between two lines about the same kind of untracked 503.
+_UNAVAILABLE_LOG_EVERY_S = 60.0
+
+
+def _log_unavailable(exc: ServiceUnavailable) -> None:
+    """One line (no traceback) for a 503 whose component did not log the outage itself,
+    at most once a minute per kind (issue #22: not a traceback per request)."""
+    if exc.logged:
+        return
+    now = time.monotonic()
+    if now - _UNAVAILABLE_LOGGED.get(type(exc), -_UNAVAILABLE_LOG_EVERY_S) \
+            >= _UNAVAILABLE_LOG_EVERY_S:
+        _UNAVAILABLE_LOGGED[type(exc)] = now
+        log.error("answering 503: %s: %s", type(exc).__name__, exc.message)
+
+
 def route_name(route: Route) -> str:
     """The `route` label of a route's requests in metrics and logs: its handler's module and
     name (`graph.node`), never the path (which holds ids).
@@ -247,10 +266,12 @@ class WayviewApp:
         self.blobs: BlobStore = blobs if blobs is not None else open_blobs(settings)
         self.graph = Graph(self.store, settings, asset_url=direct_asset_url(self.blobs))
         self.tiles = TileService(self.store, cache_max_bytes=settings.tiles.cache_max_bytes,
-                                 shared=open_tile_cache(settings.redis_url))
+                                 shared=open_tile_cache(settings.redis_url,
+                                                       settings.redis_timeout_s))
         self.auth = Authenticator(self.store, cache_s=settings.auth.token_cache_s)
         self.limiter: RateLimiter = limiter if limiter is not None else open_limiter(
-            settings.redis_url, fail_open=settings.rate_limit_fail_open)
+            settings.redis_url, fail_open=settings.rate_limit_fail_open,
+            timeout_s=settings.redis_timeout_s)
         self.server_secret = server_secret(settings)
         self.accounts = Accounts(self.store, settings, self.limiter, self.server_secret)
         limits = settings.rate_limit
@@ -388,7 +409,9 @@ class WayviewApp:
                                 type(exc).__name__)
                     exc = InvalidParameter("request", "too complex to answer within this "
                                            "server's limits")
-                if shape_of(exc).status >= 500:
+                if isinstance(exc, ServiceUnavailable):
+                    _log_unavailable(exc)  # the outage, once: not a traceback per request
+                elif shape_of(exc).status >= 500:
                     log.error("request failed [trace %s]", trace_id, exc_info=exc)
                 status, body, headers = envelope(exc, trace_id)
                 response = Response(body, status_code=status,

@@ -22,7 +22,7 @@ from wayview.errors import (
     PasswordLoginDisabled,
     PermissionDenied,
     RateLimited,
-    StoreUnavailable,
+    ServiceUnavailable,
     TileNotFound,
     Unauthenticated,
     UnknownField,
@@ -67,7 +67,7 @@ EXCEPTION_SHAPES: list[tuple[type[Exception], ErrorShape]] = [
     (AssetNotFound, ErrorShape(404, "MLYApiException", 100)),
     (Conflict, ErrorShape(400, "MLYApiException", 100)),
     (InvalidInput, ErrorShape(400, "MLYApiException", 100)),
-    (StoreUnavailable, ErrorShape(503, "MLYApiException", 2, transient=True)),  # E17
+    (ServiceUnavailable, ErrorShape(503, "MLYApiException", 2, transient=True)),  # E17
 ]
 INTERNAL = ErrorShape(500, "MLYApiException", 1, transient=True)  # E16
 INTERNAL_MESSAGE = "An unknown error has occurred."
@@ -87,7 +87,7 @@ def envelope(exc: BaseException, trace_id: str) -> tuple[int, bytes, list[tuple[
     shape = shape_of(exc)
     if shape is INTERNAL:
         message = INTERNAL_MESSAGE
-    elif isinstance(exc, StoreUnavailable):
+    elif isinstance(exc, ServiceUnavailable):
         message = UNAVAILABLE_MESSAGE
     else:
         message = exc.message if isinstance(exc, WayviewError) else str(exc)
@@ -106,7 +106,9 @@ def envelope(exc: BaseException, trace_id: str) -> tuple[int, bytes, list[tuple[
         headers.append((b"x-app-usage", usage_header(exc.usage_percent)))
     if shape.status == 401:
         headers.append((b"www-authenticate", b'OAuth error="invalid_token"'))
-    if shape.status == 503:
+    if isinstance(exc, ServiceUnavailable):
+        headers.append((b"retry-after", str(exc.retry_after_s).encode()))
+    elif shape.status == 503:
         headers.append((b"retry-after", b"5"))
     return shape.status, orjson.dumps({"error": error}), headers
 

@@ -12,10 +12,11 @@ from wayview.ratelimit.memory import MemoryLimiter
 __all__ = ["Decision", "MemoryLimiter", "RateLimiter", "open_limiter", "window_of"]
 
 
-def open_limiter(redis_url: str, *, fail_open: bool = True) -> RateLimiter:
+def open_limiter(redis_url: str, *, fail_open: bool = True,
+                 timeout_s: float = 0.5) -> RateLimiter:
     """The limiter of a deployment: Redis when `redis_url` is set, else in-process."""
     if redis_url:
         from wayview.ratelimit.redis import RedisLimiter
 
-        return RedisLimiter(redis_url, fail_open=fail_open)
+        return RedisLimiter(redis_url, fail_open=fail_open, timeout_s=timeout_s)
     return MemoryLimiter()
