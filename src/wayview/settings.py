@@ -10,6 +10,15 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _check_networks(value: str) -> str:
+    """`value` if every comma-separated entry is an address or CIDR (ValueError names the
+    first that is not)."""
+    for part in value.split(","):
+        if part.strip():
+            ipaddress.ip_network(part.strip(), strict=False)
+    return value
+
+
 class SearchSettings(BaseModel):
     """Limits of the search endpoints (spec §3.9)."""
 
@@ -502,10 +511,7 @@ class MetricsSettings(BaseModel):
     @field_validator("allow_from")
     @classmethod
     def _networks(cls, value: str) -> str:
-        for part in value.split(","):
-            if part.strip():
-                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
-        return value
+        return _check_networks(value)
 
 
 class Settings(BaseSettings):
@@ -623,10 +629,7 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxy_networks(cls, value: str) -> str:
-        for part in value.split(","):
-            if part.strip():
-                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names the entry
-        return value
+        return _check_networks(value)
 
     @property
     def base_url(self) -> str:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -228,6 +228,27 @@ def third_party_site(pages: dict[str, str], *, content_type: str = "text/html; c
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def watched_page(browser: Any, width: int, height: int) -> tuple[Any, Any, list[str], Offline]:
+    """An offline context and a page at `width` × `height` whose errors (uncaught exceptions,
+    console errors) are collected: (context, page, errors, offline)."""
+    context, offline = offline_context(browser, viewport={"width": width, "height": height})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    return context, page, errors, offline
+
+
+def address_query(page: Any) -> dict[str, str]:
+    """The page address's query parameters (first value of each)."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
+
+
+def wait_app_loaded(page: Any) -> None:
+    """Until /app's map has loaded its style and set its filters."""
+    page.wait_for_function("() => window.wayview && window.wayview.mapLoaded", timeout=WAIT_MS)
 
 
 def launch_chromium(*, web_build: bool = True) -> Iterator[Any]:

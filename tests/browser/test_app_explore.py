@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from tests.acceptance.live import live_server
@@ -22,11 +21,13 @@ from tests.browser.harness import (
     USERNAME,
     WAIT_MS,
     World,
+    address_query,
     launch_chromium,
-    offline_context,
     screenshot,
     seed_world,
     third_party_site,
+    wait_app_loaded,
+    watched_page,
 )
 
 pytestmark = [pytest.mark.slow]
@@ -42,21 +43,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     yield from seed_world(tmp_path_factory.mktemp("explore"), revisit=True)
 
 
-def _page(browser: Any, width: int, height: int) -> tuple[Any, Any, list[str], Any]:
-    context, offline = offline_context(browser, viewport={"width": width, "height": height})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    return context, page, errors, offline
 
-
-def _query(page: Any) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
-
-
-def _loaded(page: Any) -> None:
-    page.wait_for_function("() => window.wayview && window.wayview.mapLoaded", timeout=WAIT_MS)
 
 
 def _shown(page: Any, image_id: str) -> None:
@@ -66,10 +53,10 @@ def _shown(page: Any, image_id: str) -> None:
 
 def test_time_travel_switches_years_in_place(browser: Any, world: World) -> None:
     for width, height in ((1280, 800), (375, 812)):
-        context, page, errors, offline = _page(browser, width, height)
+        context, page, errors, offline = watched_page(browser, width, height)
         here = world.image_ids[2]
         page.goto(f"{world.base}/app?pKey={here}")
-        _loaded(page)
+        wait_app_loaded(page)
         _shown(page, here)
         # Two captures of this place: 2022 (shown, current) and 2024.
         page.wait_for_function("() => window.wayview.timeline.captures.length === 2",
@@ -92,7 +79,7 @@ def test_time_travel_switches_years_in_place(browser: Any, world: World) -> None
         _shown(page, world.revisit_ids[2])
         page.wait_for_function("() => document.querySelector('.timeline-capture[aria-current="
                                "\"true\"]').textContent === '15 Sept 2024'", timeout=WAIT_MS)
-        assert _query(page)["pKey"] == world.revisit_ids[2]
+        assert address_query(page)["pKey"] == world.revisit_ids[2]
         page.wait_for_timeout(500)  # the transition ends
         screenshot(page, f"app-time-travel-{width}")
         # And back with the keyboard ("[" = earlier), focus on the page, not a field.
@@ -105,10 +92,10 @@ def test_time_travel_switches_years_in_place(browser: Any, world: World) -> None
 
 
 def test_the_viewer_direction_comes_back_from_the_address(browser: Any, world: World) -> None:
-    context, page, errors, offline = _page(browser, 1280, 800)
+    context, page, errors, offline = watched_page(browser, 1280, 800)
     here = world.image_ids[1]
     page.goto(f"{world.base}/app?pKey={here}")
-    _loaded(page)
+    wait_app_loaded(page)
     _shown(page, here)
     page.wait_for_function("() => window.wayview.viewer.isNavigable !== false", timeout=WAIT_MS)
     # Look left (a photo's centre cannot come closer to its edge than half the view).
@@ -119,7 +106,7 @@ def test_the_viewer_direction_comes_back_from_the_address(browser: Any, world: W
     assert 45 < bearing < 89, bearing  # the photos face east: looking left turns north
     shared = page.url
     page.goto(shared)
-    _loaded(page)
+    wait_app_loaded(page)
     _shown(page, here)
     page.wait_for_function("b => window.wayview.viewer.getBearing().then(v => "
                            "Math.abs(v - b) < 1)", arg=bearing, timeout=WAIT_MS)
@@ -131,13 +118,13 @@ def test_the_viewer_direction_comes_back_from_the_address(browser: Any, world: W
 
 
 def test_camera_and_map_feature_value_filters(browser: Any, world: World) -> None:
-    context, page, errors, offline = _page(browser, 1280, 800)
+    context, page, errors, offline = watched_page(browser, 1280, 800)
     lon, lat = world.positions[2]
     ids = ("() => window.wayview.map.loaded() ? [...new Set(window.wayview.map"
            ".queryRenderedFeatures({layers: ['images']}).map(f => String(f.properties.id)))]"
            ".sort() : null")
     page.goto(f"{world.base}/app?lat={lat}&lng={lon}&z=17.5")
-    _loaded(page)
+    wait_app_loaded(page)
     everything = sorted(world.image_ids + world.revisit_ids)
     page.wait_for_function(f"n => ({ids})()?.length === n", arg=len(everything),
                            timeout=WAIT_MS)
@@ -154,7 +141,7 @@ def test_camera_and_map_feature_value_filters(browser: Any, world: World) -> Non
     page.dispatch_event("#model", "change")
     page.wait_for_function(f"n => ({ids})()?.length === n", arg=len(world.revisit_ids),
                            timeout=WAIT_MS)
-    q = _query(page)
+    q = address_query(page)
     assert (q["make"], q["model"]) == (REVISIT_MAKE.lower(), REVISIT_MODEL)
     # Below zoom 14 the camera cannot be told: the page says so rather than show everything.
     page.evaluate("() => window.wayview.map.jumpTo({zoom: 12})")
@@ -176,10 +163,10 @@ def test_camera_and_map_feature_value_filters(browser: Any, world: World) -> Non
     option.click()
     page.wait_for_function(f"want => JSON.stringify(({features})()) === JSON.stringify(want)",
                            arg=[SIGN_VALUE], timeout=WAIT_MS)
-    assert _query(page)["values"] == SIGN_VALUE
+    assert address_query(page)["values"] == SIGN_VALUE
     screenshot(page, "app-value-filter")
     page.goto(page.url)
-    _loaded(page)
+    wait_app_loaded(page)
     assert page.locator(".value-chip").count() == 1
     page.wait_for_function(f"want => JSON.stringify(({features})()) === JSON.stringify(want)",
                            arg=[SIGN_VALUE], timeout=WAIT_MS)
@@ -201,9 +188,9 @@ def test_place_search_and_keyboard_shortcuts(browser: Any, world: World) -> None
             world.server.data_dir, world.server.data_dir.parent / "geocoded.log",
             cwd=world.server.data_dir.parent,
             env={"WAYVIEW_WEB__GEOCODER_URL": f"{geocoder}/search"}) as server:
-        context, page, errors, offline = _page(browser, 1280, 800)
+        context, page, errors, offline = watched_page(browser, 1280, 800)
         page.goto(f"{server.base_url}/app?lat=0&lng=0&z=2")
-        _loaded(page)
+        wait_app_loaded(page)
         # "/" goes to the place search; Enter searches; the first result is focused.
         page.keyboard.press("/")
         assert page.evaluate("() => document.activeElement.id") == "place"
@@ -241,9 +228,9 @@ def test_place_search_and_keyboard_shortcuts(browser: Any, world: World) -> None
         assert not offline.blocked, offline.blocked
         context.close()
     # Without a geocoder the form is not there and nothing is asked of anyone.
-    context, page, errors, offline = _page(browser, 1280, 800)
+    context, page, errors, offline = watched_page(browser, 1280, 800)
     page.goto(f"{world.base}/app")
-    _loaded(page)
+    wait_app_loaded(page)
     assert not page.locator("#place-search").is_visible()
     context.close()
 

@@ -10,7 +10,6 @@ import io
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from PIL import Image as PILImage
@@ -18,11 +17,13 @@ from tests.acceptance.live import live_server
 from tests.browser.harness import (
     WAIT_MS,
     World,
+    address_query,
     launch_chromium,
-    offline_context,
     screenshot,
     seed_world,
     third_party_site,
+    wait_app_loaded,
+    watched_page,
 )
 
 pytestmark = [pytest.mark.slow]
@@ -38,29 +39,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     yield from seed_world(tmp_path_factory.mktemp("permalinks"))
 
 
-def _page(browser: Any, width: int, height: int) -> tuple[Any, Any, list[str], Any]:
-    context, offline = offline_context(browser, viewport={"width": width, "height": height})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    return context, page, errors, offline
 
-
-def _query(page: Any) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
-
-
-def _loaded(page: Any) -> None:
-    page.wait_for_function("() => window.wayview && window.wayview.mapLoaded", timeout=WAIT_MS)
 
 
 def test_the_address_follows_the_view_and_brings_it_back(browser: Any, world: World) -> None:
-    context, page, errors, offline = _page(browser, 1280, 800)
+    context, page, errors, offline = watched_page(browser, 1280, 800)
     lon, lat = world.positions[2]
     page.goto(f"{world.base}/app?lat={lat}&lng={lon}&z=17.5&dateFrom=2022-06-01"
               "&dateTo=2022-06-02")
-    _loaded(page)
+    wait_app_loaded(page)
     center = page.evaluate("() => window.wayview.map.getCenter().toArray()")
     assert abs(center[0] - lon) < 1e-5 and abs(center[1] - lat) < 1e-5
     assert page.evaluate("() => window.wayview.map.getZoom()") == pytest.approx(17.5)
@@ -76,7 +63,7 @@ def test_the_address_follows_the_view_and_brings_it_back(browser: Any, world: Wo
     page.evaluate("() => window.wayview.map.jumpTo({center: [13.19200, 55.70480], zoom: 16})")
     page.wait_for_function("() => new URLSearchParams(location.search).get('lng') === '13.192000'",
                            timeout=WAIT_MS)
-    q = _query(page)
+    q = address_query(page)
     assert (q["lat"], q["z"], q["dateFrom"]) == ("55.704800", "16.00", "2022-06-01")
     # Opening an image adds pKey; reloading the address shows the same image and view.
     page.evaluate("([lon, lat]) => window.wayview.map.jumpTo({center: [lon, lat], zoom: 18})",
@@ -91,11 +78,11 @@ def test_the_address_follows_the_view_and_brings_it_back(browser: Any, world: Wo
     shared = page.url
     screenshot(page, "app-permalink-1280")
     page.goto(shared)
-    _loaded(page)
+    wait_app_loaded(page)
     page.wait_for_function("id => window.wayview.state.imageEvents.includes(id)", arg=target,
                            timeout=WAIT_MS)
     assert page.locator("#viewer-panel").is_visible()
-    assert _query(page)["pKey"] == target
+    assert address_query(page)["pKey"] == target
     # Closing the viewer drops pKey.
     page.click("#close-viewer")
     page.wait_for_function("() => !new URLSearchParams(location.search).has('pKey')",
@@ -108,10 +95,10 @@ def test_the_address_follows_the_view_and_brings_it_back(browser: Any, world: Wo
 
 
 def test_small_screens_fold_the_panel_and_stack_the_viewer(browser: Any, world: World) -> None:
-    context, page, errors, offline = _page(browser, 375, 812)
+    context, page, errors, offline = watched_page(browser, 375, 812)
     lon, lat = world.positions[1]
     page.goto(f"{world.base}/app?pKey={world.image_ids[1]}&lat={lat}&lng={lon}&z=18")
-    _loaded(page)
+    wait_app_loaded(page)
     page.wait_for_function("id => window.wayview.state.imageEvents.includes(id)",
                            arg=world.image_ids[1], timeout=WAIT_MS)
     toggle = page.locator("#toggle-controls")
@@ -130,9 +117,9 @@ def test_small_screens_fold_the_panel_and_stack_the_viewer(browser: Any, world: 
 
 def test_the_map_has_an_offline_base_map_with_its_attribution(browser: Any,
                                                               world: World) -> None:
-    context, page, errors, offline = _page(browser, 1280, 800)
+    context, page, errors, offline = watched_page(browser, 1280, 800)
     page.goto(f"{world.base}/app?lat=52&lng=10&z=3")
-    _loaded(page)
+    wait_app_loaded(page)
     page.wait_for_function("() => window.wayview.map.loaded() && window.wayview.map"
                            ".queryRenderedFeatures({layers: ['base-land']}).length > 0",
                            timeout=WAIT_MS)
@@ -173,10 +160,10 @@ def test_an_operator_s_base_map_style_from_another_origin(browser: Any, world: W
             world.server.data_dir, world.server.data_dir.parent / "styled.log",
             cwd=world.server.data_dir.parent,
             env={"WAYVIEW_WEB__BASEMAP_STYLE_URL": f"{site}/style.json"}) as server:
-        context, page, errors, offline = _page(browser, 1280, 800)
+        context, page, errors, offline = watched_page(browser, 1280, 800)
         lon, lat = world.positions[2]
         page.goto(f"{server.base_url}/app?lat={lat}&lng={lon}&z=17.5")
-        _loaded(page)
+        wait_app_loaded(page)
         page.wait_for_function("n => window.wayview.map.loaded() && new Set(window.wayview.map"
                                ".queryRenderedFeatures({layers: ['images']})"
                                ".map(f => f.properties.id)).size === n",
@@ -191,12 +178,12 @@ def test_an_operator_s_base_map_style_from_another_origin(browser: Any, world: W
 
 
 def test_who_and_what_filters_and_their_address(browser: Any, world: World) -> None:
-    context, page, errors, offline = _page(browser, 1280, 800)
+    context, page, errors, offline = watched_page(browser, 1280, 800)
     lon, lat = world.positions[2]
     count = ("() => window.wayview.map.loaded() ? new Set(window.wayview.map"
              ".queryRenderedFeatures({layers: ['images']}).map(f => f.properties.id)).size : -1")
     page.goto(f"{world.base}/app?lat={lat}&lng={lon}&z=17.5&creator=frida")
-    _loaded(page)
+    wait_app_loaded(page)
     everything = len(world.image_ids)
     page.wait_for_function(f"() => ({count})() === {everything}", timeout=WAIT_MS)
     assert page.input_value("#creator") == "frida"
@@ -204,15 +191,15 @@ def test_who_and_what_filters_and_their_address(browser: Any, world: World) -> N
     page.dispatch_event("#creator", "change")
     page.wait_for_function(f"() => ({count})() === 0", timeout=WAIT_MS)
     assert page.locator("#filter-note").inner_text() == "No images by nobody."
-    assert _query(page)["creator"] == "nobody"
+    assert address_query(page)["creator"] == "nobody"
     page.fill("#creator", "")
     page.dispatch_event("#creator", "change")
     page.wait_for_function(f"() => ({count})() === {everything}", timeout=WAIT_MS)
     page.check("#pano-only")  # the world's photos are not panoramas
     page.wait_for_function(f"() => ({count})() === 0", timeout=WAIT_MS)
-    assert _query(page)["pano"] == "1"
+    assert address_query(page)["pano"] == "1"
     page.goto(page.url)
-    _loaded(page)
+    wait_app_loaded(page)
     assert page.is_checked("#pano-only")
     page.wait_for_function(f"() => ({count})() === 0", timeout=WAIT_MS)
     screenshot(page, "app-filters")
