@@ -11,9 +11,12 @@ server stops), so any worker answering `/metrics` reports all of them (wayview.m
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
+import signal
+import sys
 import socket
 from typing import Any
 
@@ -67,6 +70,28 @@ def check_port(host: str, port: int) -> None:
         probe.close()
 
 
+#: The `serve` process's pid, for its worker processes (`die_with_server`).
+SERVER_PID_ENV = "WAYVIEW_SERVER_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_server() -> None:
+    """In a worker process of `serve`: be sent SIGTERM (a graceful stop) when the `serve`
+    process dies, even by SIGKILL, instead of serving on as an orphan beside a restarted
+    `serve`. Linux only (prctl PR_SET_PDEATHSIG); elsewhere granian's supervision is all."""
+    raw = os.environ.get(SERVER_PID_ENV)
+    if not raw or not raw.isdigit() or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(raw):  # `serve` died before the request above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_server(settings: Settings) -> None:
     """Serve until interrupted. Settings reach the worker processes as JSON in the environment.
 
@@ -79,6 +104,7 @@ def run_server(settings: Settings) -> None:
                 logging.getLogger("wayview").warning("%s (wayview check lists every finding)",
                                                      finding.line())
     os.environ["WAYVIEW_SERVER_SETTINGS"] = settings.model_dump_json()
+    os.environ[SERVER_PID_ENV] = str(os.getpid())
     metrics_dir = metrics.prepare_multiprocess() if settings.metrics.enabled else None
     try:
         _granian(settings).serve()

@@ -92,6 +92,25 @@ def test_a_killed_worker_is_respawned_and_the_server_keeps_answering(tmp_path):
         assert replacement and not set(replacement) & set(workers)
 
 
+def test_workers_end_with_a_killed_server_and_the_port_is_free_again(tmp_path):
+    """SIGKILL of `serve` (no chance to stop its workers) once left them serving as orphans
+    beside a restarted `serve` (issue #22 item 3)."""
+    with live_server(tmp_path / "data", tmp_path / "serve.log", cwd=REPO) as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        workers = children(server.process.pid)
+        assert workers, "granian started no worker process"
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{pid}").exists() and "Z" not in
+                  Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:1]
+                  for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived their server"
+            time.sleep(0.1)
+        with socket.socket() as probe:  # nothing listens there any more
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
 def test_port_zero_is_not_probed():
     from wayview.server import check_port
 

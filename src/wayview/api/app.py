@@ -514,6 +514,9 @@ def app_from_env() -> Any:
     """Factory for the ASGI server (`serve`): settings from `WAYVIEW_SERVER_SETTINGS` or env."""
     import os
 
+    from wayview.server import die_with_server
+
+    die_with_server()  # no orphan serving on when `serve` is killed
     raw = os.environ.get("WAYVIEW_SERVER_SETTINGS")
     settings = Settings.model_validate_json(raw) if raw else Settings()
     logs.configure(settings.log_level, settings.log_format)
