@@ -231,6 +231,10 @@ def configure(level: str, log_format: str = "plain") -> None:
         access_log.propagate = False
     for handler in batching:
         handler.setFormatter(formatter(log_format))
+    # The pool's per-connection warnings (a broken connection discarded, a reconnection that
+    # failed) repeat for every connection during a database outage; the store logs the
+    # outage itself, once at each end (`Outage`).
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def granian_log_config(log_format: str) -> dict[str, Any] | None:
@@ -301,6 +305,7 @@ class Outage:
             if self.down_since is not None:
                 return
             self.down_since = time.monotonic()
+            self._next_probe = self.down_since + self.probe_every_s
             self.failures = 1
         reason = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         self._log.error("%s unavailable (%s): %s", self.what,

@@ -63,7 +63,7 @@ from wayview.kv import open_tile_cache
 from wayview.model.entities import Principal
 from wayview.ratelimit import RateLimiter, open_limiter
 from wayview.settings import Settings
-from wayview.store import Store, open_store
+from wayview.store import Store, call_deadline_s, open_store
 from wayview.tiles.service import TileService
 
 log = logging.getLogger("wayview")
@@ -310,9 +310,11 @@ class WayviewApp:
             if self._trusted_proxies:  # the client and scheme the reverse proxy saw
                 scope = forwarded_scope(scope, self._trusted_proxies)
             outer = logs.log_context.set(None)  # _http sets the request's own
+            deadline = call_deadline_s.set(self.settings.database_request_timeout_s)
             try:
                 await self._http(scope, receive, send)
             finally:
+                call_deadline_s.reset(deadline)
                 logs.log_context.reset(outer)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from wayview.errors import InvalidInput
 from wayview.settings import Settings
-from wayview.store.base import NODE_KINDS, Store
+from wayview.store.base import NODE_KINDS, Store, call_deadline_s
 
-__all__ = ["NODE_KINDS", "POSTGRES_SCHEMES", "Store", "describe_store", "open_store",
-           "private_dir", "uses_postgres"]
+__all__ = ["NODE_KINDS", "POSTGRES_SCHEMES", "Store", "call_deadline_s", "describe_store",
+           "open_store", "private_dir", "uses_postgres"]
 
 #: `database_url` prefixes that select the PostgreSQL + PostGIS store.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -44,9 +44,11 @@ def open_store(settings: Settings) -> Store:
     InvalidInput.
     """
     if uses_postgres(settings):
+        from wayview.store.postgres.connection import Deadlines
         from wayview.store.postgres.store import PostgresStore
 
-        return PostgresStore(settings.database_url, pool_size=settings.database_pool_size)
+        return PostgresStore(settings.database_url, pool_size=settings.database_pool_size,
+                             deadlines=Deadlines.of(settings))
     if settings.database_url:
         scheme = settings.database_url.partition(":")[0]
         raise InvalidInput(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Sequence as Seq
+from contextvars import ContextVar
 from typing import Protocol
 
 from wayview.model.entities import (
@@ -38,6 +39,11 @@ from wayview.store.parts.uploads import UploadsStore
 #: `finish_upload`) are drawn from it too but are not Graph nodes: `GET /{id}` answers E7.
 NODE_KINDS = ("image", "map_feature", "detection", "organization", "user", "app",
               "upload_cluster")
+
+#: Seconds one database call of the current API request may wait for the database (checkout
+#: and answer together), set by the app for each request (`database_request_timeout_s`);
+#: None outside requests: jobs and commands wait as long as `statement_timeout` lets them.
+call_deadline_s: ContextVar[float | None] = ContextVar("wayview_call_deadline_s", default=None)
 
 
 class Store(AccountsStore, JobsStore, UploadsStore, GovernanceStore, EditsStore, ExportsStore,

@@ -1,21 +1,105 @@
-"""wayview.store.postgres.connection: a psycopg 3 async connection pool and error mapping."""
+"""wayview.store.postgres.connection: a psycopg 3 async connection pool, its deadlines and
+error mapping.
+
+Deadlines (issue #22: a request during an outage gets a fast 503, never a hang):
+
+- every pooled connection has a server-side `statement_timeout` and
+  `idle_in_transaction_session_timeout`, a libpq `connect_timeout` and TCP keepalives;
+- a database call inside an API request (`call_deadline_s` set) waits at most that long for
+  a pooled connection and its answer together: when the deadline passes, the connection's
+  socket is shut down (a server that stopped answering, SIGSTOP or a dead host, would
+  otherwise be waited for forever; asyncio cancellation would wait for psycopg's own cancel
+  round trip) and the call fails with StoreUnavailable;
+- a failure that means the server is gone starts an outage (`wayview.logs.Outage`: one log
+  line at its start and one at its end): while it lasts calls fail at once, and one call
+  per 0.2 s probes with a fresh connection; when a probe connects the pool is replaced by a
+  new one, whose connections come up at once (the old pool's reconnection backoff grows to
+  seconds).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Iterator, Mapping
 from collections.abc import Sequence as Seq
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from wayview.errors import Conflict, InvalidInput, StoreUnavailable
+from wayview.logs import Outage
+from wayview.store.base import call_deadline_s
+
+if TYPE_CHECKING:
+    from wayview.settings import Settings
+
+log = logging.getLogger("wayview.store")
 
 #: Seconds `open` waits for the first connection before giving up.
 CONNECT_TIMEOUT_S = 30.0
-#: Seconds a request waits for a free pooled connection before failing with E17.
-CHECKOUT_TIMEOUT_S = 30.0
+#: SQLSTATEs that mean the server went away (class 08: connection exception; 57P01–57P03:
+#: shut down, crashed, not accepting connections yet). A client-side failure (no SQLSTATE:
+#: a broken socket, a connect that failed) means the same.
+_GONE_STATES = ("57P01", "57P02", "57P03")
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How long the store waits for PostgreSQL (the `database_*_timeout_s` settings)."""
+
+    connect_s: int = 2
+    checkout_s: float = 2.0
+    statement_s: float = 30.0
+    idle_in_transaction_s: float = 60.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Deadlines:
+        """The deadlines `settings` ask for."""
+        return cls(connect_s=settings.database_connect_timeout_s,
+                   checkout_s=settings.database_checkout_timeout_s,
+                   statement_s=settings.database_statement_timeout_s,
+                   idle_in_transaction_s=settings.database_idle_in_transaction_timeout_s)
+
+    def connect_kwargs(self, url: str) -> dict[str, Any]:
+        """libpq parameters of every pooled connection (a URL's own `options` are kept).
+
+        >>> Deadlines().connect_kwargs("postgresql:///w?options=-c%20search_path%3Dx")["options"]
+        '-c search_path=x -c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000'
+        """
+        options = str(conninfo_to_dict(url).get("options") or "")
+        for name, seconds in (("statement_timeout", self.statement_s),
+                              ("idle_in_transaction_session_timeout",
+                               self.idle_in_transaction_s)):
+            options += f" -c {name}={int(seconds * 1000)}"
+        return {"autocommit": True, "connect_timeout": self.connect_s,
+                "options": options.strip(), "keepalives": 1, "keepalives_idle": 10,
+                "keepalives_interval": 5, "keepalives_count": 3}
+
+
+def _server_gone(exc: psycopg.OperationalError) -> bool:
+    """Whether `exc` means the server cannot be reached (not a slow or conflicting query)."""
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _GONE_STATES
+
+
+def _sever(conn: Conn) -> None:
+    """Shut down `conn`'s socket: the call waiting on it fails at once (the server is not
+    asked anything; the pool discards the broken connection)."""
+    with contextlib.suppress(OSError):
+        fd = conn.pgconn.socket
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
 
 Conn = psycopg.AsyncConnection[Any]
 #: Query parameters: positional (`%s`) or named (`%(name)s`).
@@ -23,13 +107,14 @@ Params = Seq[Any] | Mapping[str, Any]
 
 
 @contextmanager
-def translate_errors() -> Iterator[None]:
+def translate_errors(outage: Outage | None = None) -> Iterator[None]:
     """Turn psycopg exceptions into domain errors at the store boundary (STYLE rule 7).
 
     Integrity violations (unique, foreign key, check, not null) become Conflict; values
     PostgreSQL cannot hold (a NUL character in text, a number out of range) InvalidInput; a
     server that cannot be reached, a pool without a free connection, a deadlock or a
-    cancelled statement StoreUnavailable. Other errors (bugs in our SQL) pass through.
+    cancelled statement StoreUnavailable (a server that is gone also starts an `outage`).
+    Other errors (bugs in our SQL) pass through.
     """
     try:
         yield
@@ -38,7 +123,11 @@ def translate_errors() -> Iterator[None]:
     except psycopg.DataError as exc:
         raise InvalidInput(f"invalid value: {str(exc).strip()}") from exc
     except psycopg.OperationalError as exc:
-        raise StoreUnavailable(f"database error: {str(exc).strip()}") from exc
+        error = StoreUnavailable(f"database error: {str(exc).strip()}")
+        if outage is not None and _server_gone(exc):
+            outage.down(exc)
+            error.logged = True
+        raise error from exc
 
 
 #: The numpy dtype of the packed tile records (`images.tile_rec`, migration 0001):
@@ -71,19 +160,27 @@ class Database:
     Both map driver errors to domain errors. Nothing here blocks the event loop.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10,
+                 deadlines: Deadlines | None = None) -> None:
         self.url = url
-        self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            url, min_size=1, max_size=max(1, pool_size), open=False,
-            kwargs={"autocommit": True}, timeout=CHECKOUT_TIMEOUT_S,
-            name="wayview-postgres",
+        self.pool_size = max(1, pool_size)
+        self.deadlines = deadlines or Deadlines()
+        self._kwargs = self.deadlines.connect_kwargs(url)
+        self.outage = Outage(log, "database (PostgreSQL)")
+        self.pool = self._new_pool()
+        self._retired: set[asyncio.Task[None]] = set()
+
+    def _new_pool(self) -> AsyncConnectionPool[Conn]:
+        return AsyncConnectionPool(
+            self.url, min_size=1, max_size=self.pool_size, open=False, kwargs=self._kwargs,
+            timeout=self.deadlines.checkout_s, name="wayview-postgres",
         )
 
     async def open(self) -> None:
         """Connect once (a clear StoreUnavailable at once when the server cannot be used),
         then open the pool and wait for its first connection."""
         try:
-            probe = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            probe = await psycopg.AsyncConnection.connect(self.url, **self._kwargs)
             await probe.close()
             await self.pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except psycopg.OperationalError as exc:
@@ -92,23 +189,87 @@ class Database:
                 f"cannot connect to PostgreSQL at {redact(self.url)}: {str(exc).strip()}"
             ) from exc
 
+    async def _through_outage(self, deadline: float | None) -> None:
+        """During an outage: fail at once, or probe with a fresh connection and, when the
+        server answers, end the outage on a new pool."""
+        if not self.outage.is_down:
+            return
+        if not self.outage.attempt():
+            raise _known_outage()
+        limit = min(deadline or self.deadlines.checkout_s, float(self.deadlines.connect_s))
+        try:
+            async with asyncio.timeout(limit):
+                probe = await psycopg.AsyncConnection.connect(self.url, **self._kwargs)
+            await probe.execute("SELECT 1")
+            await probe.close()
+        except (psycopg.OperationalError, TimeoutError) as exc:
+            self.outage.down(exc)
+            raise _known_outage() from None
+        old, self.pool = self.pool, self._new_pool()
+        await self.pool.open(wait=False)
+        task = asyncio.get_running_loop().create_task(old.close(timeout=1.0))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+        self.outage.up()
+
+    @asynccontextmanager
+    async def _lend(self, *, transaction: bool) -> AsyncIterator[Conn]:
+        deadline = call_deadline_s.get()
+        await self._through_outage(deadline)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        watchdog: asyncio.TimerHandle | None = None
+        severed: list[bool] = []
+
+        def sever(conn: Conn) -> None:
+            severed.append(True)
+            _sever(conn)
+
+        with translate_errors(self.outage):
+            async with self.pool.connection(timeout=deadline) as conn:
+                if deadline is not None:
+                    remaining = max(0.0, deadline - (loop.time() - started))
+                    watchdog = loop.call_later(remaining, sever, conn)
+                try:
+                    if transaction:
+                        async with conn.transaction():
+                            yield conn
+                    else:
+                        yield conn
+                except psycopg.OperationalError as exc:
+                    if severed:
+                        raise psycopg.OperationalError(
+                            f"no answer within {deadline:g} s") from exc
+                    raise
+                finally:
+                    if watchdog is not None:
+                        watchdog.cancel()
+        self.outage.up()
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Conn]:
         """A pooled autocommit connection."""
-        with translate_errors():
-            async with self.pool.connection() as conn:
-                yield conn
+        async with self._lend(transaction=False) as conn:
+            yield conn
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
         """A pooled connection inside a transaction."""
-        with translate_errors():
-            async with self.pool.connection() as conn, conn.transaction():
-                yield conn
+        async with self._lend(transaction=True) as conn:
+            yield conn
 
     async def close(self) -> None:
         """Close every connection."""
         await self.pool.close()
+        for task in list(self._retired):
+            await task
+
+
+def _known_outage() -> StoreUnavailable:
+    """The error of a call refused during an outage already logged."""
+    error = StoreUnavailable("database unavailable")
+    error.logged = True
+    return error
 
 
 class Queries:

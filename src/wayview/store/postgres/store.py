@@ -54,7 +54,7 @@ from wayview.store.figures import FIGURE_COLUMNS, figure_values
 from wayview.store.migrate import Migration, load_migrations, report_outcome
 from wayview.store.postgres.accounts import AccountsMixin
 from wayview.store.postgres.blurs import BlursMixin
-from wayview.store.postgres.connection import Conn, Database
+from wayview.store.postgres.connection import Conn, Database, Deadlines
 from wayview.store.postgres.delete import delete_images as delete_image_rows
 from wayview.store.postgres.edits import EditsMixin
 from wayview.store.postgres.exports import ExportsMixin
@@ -196,8 +196,9 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
                      ExportsMixin, BlursMixin, ProfilesMixin, SingleLayerTileReads):
     """The Store protocol on PostgreSQL + PostGIS through a pool of async connections."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
-        self.db = Database(url, pool_size=pool_size)
+    def __init__(self, url: str, *, pool_size: int = 10,
+                 deadlines: Deadlines | None = None) -> None:
+        self.db = Database(url, pool_size=pool_size, deadlines=deadlines)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -210,6 +211,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
             built = 0
             while True:
                 async with self.db.transaction() as conn:
+                    await conn.execute("SET LOCAL statement_timeout = 0")
                     done = await rebuild_pending_computed(conn, _BUILD_BATCH)
                 if not done:
                     break
@@ -230,6 +232,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         migration recorded and applies none. DDL is transactional, so a failing migration
         leaves the schema as it was.
         """
+        await conn.execute("SET LOCAL statement_timeout = 0")  # a migration takes its time
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
