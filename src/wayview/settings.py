@@ -289,6 +289,16 @@ class JobsSettings(BaseModel):
         10.0, ge=0, description="Wait before the first retry; doubled at every further attempt.",
     )
     backoff_max_s: float = Field(3600.0, ge=0, description="Longest wait between two attempts.")
+    retry_window_s: float = Field(
+        21_600.0, ge=0, description="How long a job failing because a service is down (the "
+        "store, the blob store, Redis, a full disk, a network error) keeps being retried "
+        "before it is parked, counted from when it was queued: such failures do not count "
+        "against `max_attempts`, so an outage of a few hours needs no `wayview jobs retry`.",
+    )
+    transient_backoff_max_s: float = Field(
+        300.0, ge=0, description="Longest wait between two attempts of a job failing because a "
+        "service is down (the job resumes at most this long after the service is back).",
+    )
 
 
 class PipelineSettings(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 
 from wayview.blobs import LocalBlobs
@@ -21,6 +22,11 @@ async def _record(ctx: JobContext, payload: dict[str, object]) -> None:
 @job_handler("test.boom")
 async def _boom(ctx: JobContext, payload: dict[str, object]) -> None:
     raise RuntimeError(f"boom at attempt {ctx.job.attempts}")
+
+
+@job_handler("test.outage")
+async def _outage(ctx: JobContext, payload: dict[str, object]) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
 
 
 @job_handler("test.invalid")
@@ -56,6 +62,32 @@ async def test_failures_back_off_then_park_with_the_error(settings, store):
     [parked] = await store.list_jobs(states=("parked",))
     assert parked.id == job.id and parked.attempts == 3
     assert "RuntimeError: boom at attempt 3" in parked.last_error
+
+
+async def test_an_outage_is_retried_past_max_attempts_within_the_window(settings, store,
+                                                                       caplog):
+    """A full disk (or the store, the blob store, Redis down) is not the job's fault: it keeps
+    being retried, one line each time and no traceback, past max_attempts until
+    retry_window_s after it was queued; only then is it parked."""
+    job = await store.enqueue_job("test.outage", {})
+    runner = _runner(settings, store, jobs={"backoff_s": 0.0, "max_attempts": 2,
+                                            "retry_window_s": 0.4})
+    started = time.monotonic()
+    attempts = await runner.drain()
+    assert attempts > 2 and time.monotonic() - started >= 0.35
+    [parked] = await store.list_jobs(states=("parked",))
+    assert parked.id == job.id and parked.attempts == attempts
+    assert parked.last_error.startswith("transient: OSError: [Errno 28] No space left")
+    retries = [r for r in caplog.records if "a service is down" in r.getMessage()]
+    assert len(retries) == attempts - 1 and not any(r.exc_info for r in retries)
+
+
+async def test_an_outage_backs_off_at_most_transient_backoff_max_s(settings, store):
+    await store.enqueue_job("test.outage", {})
+    runner = _runner(settings, store, jobs={"backoff_s": 1000.0, "transient_backoff_max_s": 30.0})
+    assert await runner.drain() == 1
+    [queued] = await store.list_jobs(states=("queued",))
+    assert queued.run_after_ms <= time.time() * 1000 + 31_000
 
 
 async def test_backoff_delays_the_next_attempt(settings, store):

@@ -8,6 +8,10 @@ and once the lease expires any other runner takes the job over. Every claim coun
 What happens when a handler fails:
 
 - `InvalidInput` (the job can never succeed as it stands) or an unknown kind: parked at once.
+- a service down (`ServiceUnavailable`: the store, the blob store, Redis; a connection error
+  or timeout; a full disk): queued again after `backoff_s · 2^(attempts − 1)` capped at
+  `transient_backoff_max_s`, without counting against `max_attempts`, until
+  `retry_window_s` after the job was queued (default 6 h): an outage needs no operator.
 - anything else: queued again after `backoff_s · 2^(attempts − 1)` (capped at
   `backoff_max_s`), and parked after `max_attempts` attempts.
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -39,14 +44,15 @@ from collections.abc import Callable
 
 from wayview import logs, metrics
 from wayview.blobs.base import BlobStore
-from wayview.errors import InvalidInput
+from wayview.errors import InvalidInput, ServiceUnavailable
 from wayview.ingest.upload_sessions import UploadSessions
 from wayview.model.entities import Job
 from wayview.pipeline.jobs import JobContext, JobHandler, handler_for, load_handlers
 from wayview.settings import Settings
 from wayview.store.base import Store
 
-__all__ = ["MAINTENANCE_INTERVAL_S", "JobRunner", "backoff_s", "worker_name"]
+__all__ = ["MAINTENANCE_INTERVAL_S", "TRANSIENT_PREFIX", "JobRunner", "backoff_s", "is_transient",
+           "worker_name"]
 
 log = logging.getLogger("wayview.jobs")
 
@@ -59,13 +65,36 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+#: The stored error of an attempt that failed because a service was down.
+TRANSIENT_PREFIX = "transient: "
+_TRANSIENT_ERRNOS = frozenset({
+    errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ECONNREFUSED, errno.ECONNRESET,
+    errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH,
+    errno.ENETDOWN, errno.EAGAIN, errno.EPIPE,
+})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` says a service or the disk is unavailable for now (retry later) rather
+    than that the job is wrong.
+
+    >>> is_transient(OSError(errno.ENOSPC, "No space left on device"))
+    True
+    >>> is_transient(FileNotFoundError(errno.ENOENT, "gone")), is_transient(KeyError("x"))
+    (False, False)
+    """
+    if isinstance(exc, (ServiceUnavailable, ConnectionError, TimeoutError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
+
+
 def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
     """Wait before the next attempt after `attempts` failed ones.
 
     >>> [backoff_s(n, 10.0, 60.0) for n in (1, 2, 3, 4, 5)]
     [10.0, 20.0, 40.0, 60.0, 60.0]
     """
-    return min(max_s, base_s * 2.0 ** max(0, attempts - 1))
+    return min(max_s, base_s * 2.0 ** min(max(0, attempts - 1), 60))  # no float overflow
 
 
 class JobRunner:
@@ -180,7 +209,7 @@ class JobRunner:
                 self._ended(job, "parked", started, logging.ERROR,
                             "job %d parked: unknown kind %r", job.id, job.kind)
                 return
-            if job.attempts > jobs.max_attempts:
+            if job.attempts > jobs.max_attempts and not self._in_outage_window(job):
                 # Claimed after an expired lease once too often: the job kills its worker.
                 await self.store.fail_job(
                     job.id, self.name, job.last_error or
@@ -230,6 +259,9 @@ class JobRunner:
             return
         except Exception as exc:
             error = "".join(traceback.format_exception_only(exc)).strip()
+            if is_transient(exc):
+                await self._transient_failure(job, exc, error, started)
+                return
             if job.attempts >= jobs.max_attempts:
                 await self.store.fail_job(job.id, self.name, error, retry_in_s=None)
                 self._ended(job, "parked", started, logging.ERROR,
@@ -251,6 +283,33 @@ class JobRunner:
             self._ended(job, "lost", started, logging.WARNING,
                         "job %d (%s) finished after its lease was taken over", job.id,
                         job.kind)
+
+    def _in_outage_window(self, job: Job) -> bool:
+        """Whether `job` last failed because a service was down and is still within
+        `jobs.retry_window_s` of being queued."""
+        return ((job.last_error or "").startswith(TRANSIENT_PREFIX)
+                and time.time() * 1000 - job.created_at_ms < self.settings.jobs.retry_window_s
+                * 1000)
+
+    async def _transient_failure(self, job: Job, exc: BaseException, error: str,
+                                 started: float) -> None:
+        """A service was down: retry with backoff (capped at `transient_backoff_max_s`) until
+        `retry_window_s` after the job was queued, then park. One line, no traceback."""
+        jobs = self.settings.jobs
+        age_s = time.time() - job.created_at_ms / 1000
+        message = f"{TRANSIENT_PREFIX}{error}"
+        if age_s >= jobs.retry_window_s:
+            await self.store.fail_job(job.id, self.name, message, retry_in_s=None)
+            self._ended(job, "parked", started, logging.ERROR,
+                        "job %d (%s) parked: a service was still down %.0f s after it was "
+                        "queued: %s", job.id, job.kind, age_s, error)
+            return
+        wait = backoff_s(job.attempts, jobs.backoff_s,
+                         min(jobs.backoff_max_s, jobs.transient_backoff_max_s))
+        await self.store.fail_job(job.id, self.name, message, retry_in_s=wait)
+        self._ended(job, "retry", started, logging.WARNING,
+                    "job %d (%s) attempt %d: a service is down, retry in %.0f s: %s", job.id,
+                    job.kind, job.attempts, wait, error)
 
     async def _heartbeat(self, job: Job) -> None:
         lease = self.settings.jobs.lease_s
