@@ -33,6 +33,8 @@ class S3Server:
     bucket: str = BUCKET
     access_key_id: str = ACCESS_KEY
     secret_access_key: str = SECRET_KEY
+    #: The server's process (and process group) id, for tests that stop it (SIGSTOP).
+    pid: int = 0
 
 
 def _free_port() -> int:
@@ -78,7 +80,7 @@ def s3_server(root: Path) -> Iterator[S3Server]:
             if time.monotonic() > deadline:
                 raise RuntimeError("weed did not answer within 60 s")
             time.sleep(0.3)
-        yield S3Server(endpoint)
+        yield S3Server(endpoint, pid=proc.pid)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)

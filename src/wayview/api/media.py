@@ -15,9 +15,11 @@ from starlette.responses import FileResponse, Response
 from wayview.api.errors import AssetNotFound
 from wayview.blobs.base import (
     BlobStore,
+    blob_exists,
     cluster_blob_key,
     image_blob_key,
     is_public_variant,
+    read_bytes,
     tile_level,
 )
 from wayview.ids import parse_id
@@ -45,7 +47,7 @@ async def image_variant(ctx: Context, request: Request, match: re.Match[str]) ->
     media_type = "application/x-protobuf" if ext == "pbf" else "image/jpeg"
     key = image_blob_key(image_id, variant, version)
     z = tile_level(variant)
-    if z is not None and not await asyncio.to_thread(ctx.blobs.exists, key):
+    if z is not None and not await blob_exists(ctx.blobs, key):
         await _render_level(ctx, image_id, z, version)
     return await _blob(ctx, key, media_type)
 
@@ -116,7 +118,7 @@ async def _blob(ctx: Context, key: str, media_type: str) -> Response:
     path = ctx.blobs.local_path(key)
     if path is None:  # object storage: proxied through this server
         try:
-            data = await asyncio.to_thread(ctx.blobs.get_bytes, key)
+            data = await read_bytes(ctx.blobs, key)
         except FileNotFoundError:
             raise AssetNotFound() from None
         return Response(data, media_type=media_type, headers=headers)

@@ -21,5 +21,9 @@ def open_blobs(settings: Settings) -> BlobStore:
         return S3Blobs(settings.blobs_url, endpoint_url=s3.endpoint_url, region=s3.region,
                        access_key_id=s3.access_key_id, secret_access_key=s3.secret_access_key,
                        serve=s3.serve, public_base_url=s3.public_base_url,
-                       presign_ttl_s=s3.presign_ttl_s)
+                       presign_ttl_s=s3.presign_ttl_s, connect_timeout_s=s3.connect_timeout_s,
+                       timeout_s=s3.timeout_s, max_retries=s3.max_retries,
+                       retry_timeout_s=s3.retry_timeout_s,
+                       request_timeout_s=s3.request_timeout_s,
+                       max_concurrency=s3.max_concurrency)
     return LocalBlobs(settings.blobs_path)

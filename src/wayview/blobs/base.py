@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 #: Derivatives every processed image has (spec §6.1). Widths; "original" is full size.
 THUMB_WIDTHS = {"thumb_256": 256, "thumb_1024": 1024, "thumb_2048": 2048}
@@ -212,3 +213,32 @@ class BlobStore(Protocol):
     def url_for(self, key: str) -> str | None:
         """A URL clients fetch the object from directly (public bucket, presigned), or None
         when wayview serves it."""
+
+
+@runtime_checkable
+class AsyncReads(Protocol):
+    """Reads an API request awaits with a deadline (S3): BlobsUnavailable, a transient 503,
+    when the store does not answer in time, never a request queued behind a thread pool."""
+
+    async def get_bytes_async(self, key: str) -> bytes:
+        """The object's bytes; FileNotFoundError if absent."""
+        ...
+
+    async def exists_async(self, key: str) -> bool:
+        """Whether an object is stored under `key`."""
+        ...
+
+
+async def read_bytes(blobs: BlobStore, key: str) -> bytes:
+    """`blobs.get_bytes(key)` for an API request: awaited directly from a store with
+    `AsyncReads` (S3), else in a thread (local files)."""
+    if isinstance(blobs, AsyncReads):
+        return await blobs.get_bytes_async(key)
+    return await asyncio.to_thread(blobs.get_bytes, key)
+
+
+async def blob_exists(blobs: BlobStore, key: str) -> bool:
+    """`blobs.exists(key)` for an API request (as `read_bytes`)."""
+    if isinstance(blobs, AsyncReads):
+        return await blobs.exists_async(key)
+    return await asyncio.to_thread(blobs.exists, key)

@@ -4,19 +4,35 @@ Objects live under `s3://<bucket>/<prefix>/<key>` (obstore's S3 client: request 
 retries, multipart uploads built in). A PUT is atomic on S3: a reader sees the whole object or
 none. Assets reach clients either through wayview (`proxy`, the default: no bucket policy
 needed), as presigned GET URLs that expire, or from a public bucket/CDN URL.
+
+Deadlines (issue #22): every call has a connect timeout and a request timeout, and obstore's
+retries are bounded (`max_retries` within `retry_timeout_s`, backoff 0.1–1 s). The reads an
+API request awaits (`get_bytes_async`, `exists_async`) run on obstore's own async runtime,
+at most `max_concurrency` at once, and give up after `request_timeout_s` (waiting for a slot
+included) with BlobsUnavailable: a transient 503. A store that stops answering is one outage
+per process (`wayview.logs.Outage`: one line at each end); while it lasts reads fail at once
+and one per 0.2 s probes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import obstore
+from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import S3Store
 
 from wayview.blobs.base import BlobInfo, check_folder, check_key
+from wayview.errors import BlobsUnavailable
+from wayview.logs import Outage
+
+log = logging.getLogger("wayview.blobs")
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -37,7 +53,9 @@ class S3Blobs:
     def __init__(
         self, url: str, *, endpoint_url: str = "", region: str = "us-east-1",
         access_key_id: str = "", secret_access_key: str = "", serve: str = "proxy",
-        public_base_url: str = "", presign_ttl_s: int = 86_400,
+        public_base_url: str = "", presign_ttl_s: int = 86_400, connect_timeout_s: float = 1.0,
+        timeout_s: float = 10.0, max_retries: int = 2, retry_timeout_s: float = 3.0,
+        request_timeout_s: float = 1.5, max_concurrency: int = 32,
     ) -> None:
         bucket, prefix = parse_s3_url(url)
         config: dict[str, str | bool] = {"region": region}
@@ -47,7 +65,18 @@ class S3Blobs:
         if access_key_id:
             config["access_key_id"] = access_key_id
             config["secret_access_key"] = secret_access_key
-        self._store = S3Store(bucket, prefix=prefix or None, config=config)  # type: ignore[arg-type]
+        client: Any = {"connect_timeout": dt.timedelta(seconds=connect_timeout_s),
+                       "timeout": dt.timedelta(seconds=timeout_s)}
+        retry: Any = {"max_retries": max_retries,
+                      "retry_timeout": dt.timedelta(seconds=retry_timeout_s),
+                      "backoff": {"init_backoff": dt.timedelta(milliseconds=100),
+                                  "max_backoff": dt.timedelta(seconds=1), "base": 2}}
+        self._store = S3Store(bucket, prefix=prefix or None, config=config,  # type: ignore[arg-type]
+                              client_options=client, retry_config=retry)
+        self.request_timeout_s = request_timeout_s
+        self.max_concurrency = max_concurrency
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self.outage = Outage(log, "blob store (S3)")
         if serve not in ("proxy", "presigned", "public"):
             raise ValueError(f"unknown blob serving mode {serve!r}")
         if serve == "public" and not public_base_url:
@@ -67,6 +96,55 @@ class S3Blobs:
     def get_bytes(self, key: str) -> bytes:
         """The object's bytes; FileNotFoundError if absent."""
         return bytes(obstore.get(self._store, check_key(key)).bytes())
+
+    def _slot(self) -> asyncio.Semaphore:
+        """This event loop's `max_concurrency` slots for API reads."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self.max_concurrency))
+        return self._slots[1]
+
+    async def _read(self, key: str, *, head: bool) -> bytes | None:
+        """GET (or HEAD: None) one object within `request_timeout_s`; FileNotFoundError if
+        absent, BlobsUnavailable if the store does not answer in time."""
+        key = check_key(key)
+        if not self.outage.attempt():
+            raise _known_outage()
+        try:
+            async with asyncio.timeout(self.request_timeout_s), self._slot():
+                if head:
+                    await obstore.head_async(self._store, key)
+                    data = None
+                else:
+                    result = await obstore.get_async(self._store, key)
+                    data = bytes(await result.bytes_async())
+        except FileNotFoundError:
+            self.outage.up()
+            raise
+        except (ObstoreError, OSError, TimeoutError) as exc:
+            if type(exc).__name__ == "NotFoundError":
+                self.outage.up()
+                raise FileNotFoundError(key) from None
+            reason: BaseException | str = exc if not isinstance(exc, TimeoutError) else \
+                f"no answer within {self.request_timeout_s:g} s"
+            self.outage.down(reason)
+            raise _known_outage() from None
+        self.outage.up()
+        return data
+
+    async def get_bytes_async(self, key: str) -> bytes:
+        """The object's bytes for an API request (deadline and outage as the module says)."""
+        data = await self._read(key, head=False)
+        assert data is not None
+        return data
+
+    async def exists_async(self, key: str) -> bool:
+        """Whether the object exists, for an API request (a HEAD with a deadline)."""
+        try:
+            await self._read(key, head=True)
+        except FileNotFoundError:
+            return False
+        return True
 
     def exists(self, key: str) -> bool:
         """Whether the object exists (a HEAD request)."""
@@ -113,3 +191,10 @@ class S3Blobs:
         if self.serve == "presigned":
             return str(obstore.sign(self._store, "GET", key, self.presign_ttl))
         return None
+
+
+def _known_outage() -> BlobsUnavailable:
+    """The error of a read refused or failed during an outage already logged."""
+    error = BlobsUnavailable("blob store unavailable")
+    error.logged = True
+    return error

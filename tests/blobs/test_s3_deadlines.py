@@ -1,0 +1,71 @@
+"""S3 deadlines (issue #22 item 2): a read an API request awaits gives up within
+`request_timeout_s` when the S3 server stops answering, the outage is logged once at each
+end, reads during it fail at once, and the store recovers by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.s3_server import S3Server, s3_server
+from wayview.blobs.s3 import S3Blobs
+from wayview.errors import BlobsUnavailable
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+def _blobs(s3: S3Server) -> S3Blobs:
+    return S3Blobs(f"s3://{s3.bucket}/deadlines", endpoint_url=s3.endpoint_url,
+                   access_key_id=s3.access_key_id, secret_access_key=s3.secret_access_key,
+                   request_timeout_s=0.5)
+
+
+async def test_a_stopped_s3_server_is_a_fast_outage_and_recovery_is_automatic(
+        s3: S3Server, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="wayview.blobs")
+    blobs = _blobs(s3)
+    await asyncio.to_thread(blobs.put_bytes, "images/001/a.jpg", b"jpeg")
+    assert await blobs.get_bytes_async("images/001/a.jpg") == b"jpeg"
+    assert not await blobs.exists_async("images/001/none.jpg")
+    os.killpg(s3.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        results = await asyncio.gather(*(blobs.get_bytes_async("images/001/a.jpg")
+                                         for _ in range(50)), return_exceptions=True)
+        took = time.monotonic() - started
+        assert all(isinstance(r, BlobsUnavailable) for r in results) and took < 1.0
+        started = time.monotonic()
+        with pytest.raises(BlobsUnavailable):  # known down: at once
+            await blobs.exists_async("images/001/a.jpg")
+        assert time.monotonic() - started < 0.05
+    finally:
+        os.killpg(s3.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert await blobs.get_bytes_async("images/001/a.jpg") == b"jpeg"
+            break
+        except BlobsUnavailable:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    lines = [r for r in caplog.records if r.name == "wayview.blobs"]
+    assert [r.levelname for r in lines] == ["ERROR", "WARNING"], [r.getMessage() for r in lines]
+    assert all(r.exc_info is None for r in lines)
+
+
+async def test_a_missing_object_is_not_an_outage(s3: S3Server, tmp_path: Path) -> None:
+    blobs = _blobs(s3)
+    with pytest.raises(FileNotFoundError):
+        await blobs.get_bytes_async("images/001/nothing.jpg")
+    assert not blobs.outage.is_down
