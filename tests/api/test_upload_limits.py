@@ -177,6 +177,38 @@ async def test_a_chunked_body_that_crosses_the_disk_floor_stops_retriably(
     assert 0 < offset["offset"] < 20 * mib
 
 
+async def test_a_disk_that_fills_up_mid_body_is_a_retriable_507_not_a_500(
+        tmp_path, store, seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The floor is checked every few MB; a disk filled by another writer in between makes the
+    write itself fail (ENOSPC): retriable 507, what was written before kept (issue #22)."""
+    import errno
+    import os
+
+    import wayview.ingest.upload_sessions as sessions
+
+    mib = 1024 * 1024
+    real_write = os.write
+    budget = {"left": 3 * mib}
+
+    def filling_write(fd: int, data: bytes | memoryview) -> int:
+        if budget["left"] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = real_write(fd, bytes(data[: budget["left"]]))
+        budget["left"] -= n
+        return n
+
+    monkeypatch.setattr(sessions.os, "write", filling_write)
+    settings = make_settings(tmp_path, upload={"min_free_disk_bytes": 0})
+    async with app_client(settings, store) as client:
+        r = await client.post("/upload/filling", content=chunks(b"x" * (8 * mib), mib),
+                              headers=dict(auth(seeded.user_token), Offset="0"))
+        monkeypatch.setattr(sessions.os, "write", real_write)
+        offset = (await client.get("/upload/filling", headers=auth(seeded.user_token))).json()
+    assert r.status_code == 507, r.text
+    assert r.json()["debug_info"]["retriable"] is True
+    assert offset["offset"] == 3 * mib
+
+
 async def test_a_store_failure_after_the_body_was_read_is_a_retriable_503(
         tmp_path, store, seeded, monkeypatch: pytest.MonkeyPatch) -> None:
     from wayview.errors import StoreUnavailable

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -150,11 +151,20 @@ def _now_ms() -> int:
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
-    with memoryview(data) as view:
-        while view:
-            written = os.write(fd, view)
-            metrics.upload_bytes(written)
-            view = view[written:]
+    """Write every byte of `data`. A disk that fills up while the body arrives (the floor
+    check runs only every `RECHECK_BYTES`) is the retriable `StorageFull` (507), not an
+    internal error: what was written before stays, and the client resumes later."""
+    try:
+        with memoryview(data) as view:
+            while view:
+                written = os.write(fd, view)
+                metrics.upload_bytes(written)
+                view = view[written:]
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.warning("upload refused: the disk is full (%s)", exc.strerror)
+            raise StorageFull() from None
+        raise
 
 
 class UploadSessions:
@@ -307,8 +317,9 @@ class UploadSessions:
                     written += len(pending)
                     pending.clear()
         except BaseException:
-            if pending:  # the body broke off: keep what arrived
-                _write_all(fd, pending)
+            if pending:  # the body broke off: keep what arrived (if the disk takes it)
+                with contextlib.suppress(StorageFull):
+                    _write_all(fd, pending)
             raise
         if pending:
             _write_all(fd, pending)
