@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from wayview.errors import Conflict, InvalidInput, StoreUnavailable
 from wayview.logs import Outage
@@ -212,6 +212,17 @@ class Database:
         task.add_done_callback(self._retired.discard)
         self.outage.up()
 
+    async def _checkout(self, timeout: float | None) -> tuple[AsyncConnectionPool[Conn], Conn]:
+        """A connection and the pool it came from; a pool replaced (at the end of an outage)
+        while this call waited for it is left for the new one."""
+        while True:
+            pool = self.pool
+            try:
+                return pool, await pool.getconn(timeout=timeout)
+            except PoolClosed:
+                if self.pool is pool:
+                    raise
+
     @asynccontextmanager
     async def _lend(self, *, transaction: bool) -> AsyncIterator[Conn]:
         deadline = call_deadline_s.get()
@@ -226,24 +237,24 @@ class Database:
             _sever(conn)
 
         with translate_errors(self.outage):
-            async with self.pool.connection(timeout=deadline) as conn:
+            pool, conn = await self._checkout(deadline)
+            try:
                 if deadline is not None:
                     remaining = max(0.0, deadline - (loop.time() - started))
                     watchdog = loop.call_later(remaining, sever, conn)
-                try:
-                    if transaction:
-                        async with conn.transaction():
-                            yield conn
-                    else:
+                if transaction:
+                    async with conn.transaction():
                         yield conn
-                except psycopg.OperationalError as exc:
-                    if severed:
-                        raise psycopg.OperationalError(
-                            f"no answer within {deadline:g} s") from exc
-                    raise
-                finally:
-                    if watchdog is not None:
-                        watchdog.cancel()
+                else:
+                    yield conn
+            except psycopg.OperationalError as exc:
+                if severed:
+                    raise psycopg.OperationalError(f"no answer within {deadline:g} s") from exc
+                raise
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
+                await pool.putconn(conn)
         self.outage.up()
 
     @asynccontextmanager
