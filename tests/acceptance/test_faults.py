@@ -64,6 +64,8 @@ class Deployment:
     token: str
     paths: dict[str, str]
     pg_restart: Callable[[], None] = field(default=lambda: None)
+    #: A second `serve` on the same services with the default `rate_limit_fail_open`.
+    fail_open: LiveServer | None = None
 
 
 @dataclass(frozen=True)
@@ -161,19 +163,23 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                "WAYVIEW_RATE_LIMIT_FAIL_OPEN": "false",  # the limiter's outage is visible
                "WAYVIEW_JOBS__SERVE_WORKERS": "0", "WAYVIEW_AUTH__TOKEN_CACHE_S": "0"}
         server = stack.enter_context(live_server(data, root / "serve.log", cwd=root, env=env))
+        open_env = {**env, "WAYVIEW_RATE_LIMIT_FAIL_OPEN": "true"}
+        fail_open = stack.enter_context(live_server(data, root / "serve-open.log", cwd=root,
+                                                    env=open_env))
 
         def restart() -> None:
             restarted.append(True)
             _pg_start(pg_url)
 
-        yield Deployment(server, pg_url, redis_url, s3, token, paths, restart)
+        yield Deployment(server, pg_url, redis_url, s3, token, paths, restart, fail_open)
 
 
 class Load:
     """THREADS threads requesting the deployment's paths in turn until stopped."""
 
-    def __init__(self, deployment: Deployment) -> None:
+    def __init__(self, deployment: Deployment, server: LiveServer) -> None:
         self.deployment = deployment
+        self.server = server
         self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -194,7 +200,7 @@ class Load:
         d = self.deployment
         kinds = list(d.paths)
         headers = {"Authorization": f"OAuth {d.token}"}
-        with httpx.Client(base_url=d.server.base_url, timeout=MAX_S * 2,
+        with httpx.Client(base_url=self.server.base_url, timeout=MAX_S * 2,
                           trust_env=False) as client:
             i = n
             while not self._stop.is_set():
@@ -231,16 +237,18 @@ class Outcome:
         return durations[min(len(durations) - 1, int(q * len(durations)))]
 
     def report(self, name: str) -> str:
-        return (f"{name}: {self.requests} requests, {len(self.failed)} failed, failed p50 "
+        kinds = ",".join(sorted({s.kind for s in self.failed})) or "none"
+        return (f"{name}: {self.requests} requests, {len(self.failed)} failed ({kinds}), "
+                f"failed p50 "
                 f"{self.quantile(0.5):.2f} s p99 {self.quantile(0.99):.2f} s max "
                 f"{max((s.duration for s in self.failed), default=0):.2f} s, slowest "
                 f"{self.slowest_s:.2f} s, recovery {self.recovery_s:.2f} s")
 
 
-def _outage(deployment: Deployment, stop: Callable[[], None], resume: Callable[[], None]
-            ) -> Outcome:
+def _outage(deployment: Deployment, stop: Callable[[], None], resume: Callable[[], None],
+            server: LiveServer | None = None) -> Outcome:
     """Run the load through an outage; the samples from the fault to the end."""
-    with Load(deployment) as load:
+    with Load(deployment, server or deployment.server) as load:
         time.sleep(BEFORE_S)
         began = time.monotonic()
         stop()
@@ -332,3 +340,18 @@ def test_s3_stopped_sigstop(deployment: Deployment) -> None:
                       _killpg(deployment.s3.pid, signal.SIGCONT))
     _check("S3 SIGSTOP", outcome, mark.new(), "blob store (S3)")
     assert {s.kind for s in outcome.failed} == {"media"}
+
+
+def test_redis_stopped_with_the_limiter_failing_open(deployment: Deployment) -> None:
+    assert deployment.fail_open is not None
+    mark = LogMark(deployment.fail_open)
+    pid = int(redis.Redis.from_url(deployment.redis_url).info("server")["process_id"])
+    outcome = _outage(deployment, _killpg(os.getpgid(pid), signal.SIGSTOP),
+                      _killpg(os.getpgid(pid), signal.SIGCONT), deployment.fail_open)
+    print(outcome.report("Redis SIGSTOP (rate_limit_fail_open=true)"))  # noqa: T201
+    assert not outcome.failed  # allowed uncounted, tiles rendered locally
+    assert outcome.slowest_s <= 1.0 and outcome.recovery_s <= RECOVERY_S
+    log = mark.new()
+    assert log.count("rate limiter (Redis) unavailable") == 1, log[-3000:]
+    assert log.count("rate limiter (Redis) available again") == 1, log[-3000:]
+    assert "Traceback" not in log

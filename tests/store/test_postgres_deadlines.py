@@ -68,3 +68,28 @@ async def test_an_unreachable_server_fails_within_the_deadline(tmp_path) -> None
     db = Database(f"postgresql://x@/wayview?host={tmp_path}", pool_size=2)
     with pytest.raises(StoreUnavailable):
         await db.open()
+
+
+async def test_connections_closed_while_idle_are_replaced_without_an_error(
+        pg_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    from wayview.store.postgres import connection
+
+    monkeypatch.setattr(connection, "IDLE_CHECK_S", 0.1)
+    db = Database(pg_database_url, pool_size=3)
+    await db.open()
+    try:
+        async with db.connection() as a, db.connection() as b:
+            await a.execute("SELECT 1")
+            await b.execute("SELECT 1")
+        with psycopg.connect(pg_database_url, autocommit=True) as admin:  # a restart, as
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"  # seen
+                          " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        await asyncio.sleep(0.2)
+        for _ in range(3):
+            async with db.connection() as conn:
+                assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+        assert not db.outage.is_down
+    finally:
+        await db.close()

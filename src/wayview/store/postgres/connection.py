@@ -24,6 +24,8 @@ import contextlib
 import logging
 import os
 import socket
+import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from collections.abc import Sequence as Seq
 from contextlib import asynccontextmanager, contextmanager
@@ -49,6 +51,11 @@ CONNECT_TIMEOUT_S = 30.0
 #: shut down, crashed, not accepting connections yet). A client-side failure (no SQLSTATE:
 #: a broken socket, a connect that failed) means the same.
 _GONE_STATES = ("57P01", "57P02", "57P03")
+#: A pooled connection idle for longer is checked (an empty query) before it is lent: a
+#: server restarted meanwhile closed it, and the request would fail on it.
+IDLE_CHECK_S = 1.0
+#: Longest that check waits for the server.
+IDLE_CHECK_DEADLINE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +176,7 @@ class Database:
         self.outage = Outage(log, "database (PostgreSQL)")
         self.pool = self._new_pool()
         self._retired: set[asyncio.Task[None]] = set()
+        self._idle_since: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
 
     def _new_pool(self) -> AsyncConnectionPool[Conn]:
         return AsyncConnectionPool(
@@ -214,14 +222,37 @@ class Database:
 
     async def _checkout(self, timeout: float | None) -> tuple[AsyncConnectionPool[Conn], Conn]:
         """A connection and the pool it came from; a pool replaced (at the end of an outage)
-        while this call waited for it is left for the new one."""
+        while this call waited for it is left for the new one, and a connection idle for
+        more than IDLE_CHECK_S is checked first (a server restarted meanwhile closed it)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         while True:
             pool = self.pool
+            left = None if timeout is None else max(0.001, timeout - (loop.time() - started))
             try:
-                return pool, await pool.getconn(timeout=timeout)
+                conn = await pool.getconn(timeout=left)
             except PoolClosed:
                 if self.pool is pool:
                     raise
+                continue
+            if await self._alive(conn):
+                return pool, conn
+            await pool.putconn(conn)  # broken: the pool discards it and opens another
+
+    async def _alive(self, conn: Conn) -> bool:
+        """Whether a connection that sat idle still works (one empty query, at most
+        IDLE_CHECK_DEADLINE_S); recently used ones are trusted."""
+        idle_since = self._idle_since.pop(conn, None)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_CHECK_S:
+            return True
+        watchdog = asyncio.get_running_loop().call_later(IDLE_CHECK_DEADLINE_S, _sever, conn)
+        try:
+            await conn.execute("")
+        except psycopg.OperationalError:
+            return False
+        finally:
+            watchdog.cancel()
+        return True
 
     @asynccontextmanager
     async def _lend(self, *, transaction: bool) -> AsyncIterator[Conn]:
@@ -254,6 +285,7 @@ class Database:
             finally:
                 if watchdog is not None:
                     watchdog.cancel()
+                self._idle_since[conn] = time.monotonic()
                 await pool.putconn(conn)
         self.outage.up()
 
