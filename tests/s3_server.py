@@ -60,8 +60,14 @@ def s3_server(root: Path) -> Iterator[S3Server]:
     port = _free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log = (root / "weed.log").open("wb")
+    # Every port of its own: weed mini's defaults (master 9333, volume 9340, filer 8888,
+    # admin 23646 and their gRPC ports) made two S3 servers of one test run collide, and one
+    # of them never answered.
+    ports = [f"-{name}={_free_port()}" for name in (
+        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+        "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc", "debug.port")]
     cmd = [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-           f"-s3.port={port}", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
+           f"-s3.port={port}", *ports, "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
            "-s3.port.lance=0", f"-bucket={BUCKET}"]
     (root / "data").mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
