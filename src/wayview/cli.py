@@ -116,12 +116,51 @@ def serve(host: str | None, port: int | None, workers: int | None,
         raise click.ClickException(exc.message) from None
     logs.configure(settings.log_level, settings.log_format)  # logs the schema line below
     run_with_store(settings, lambda store: asyncio.sleep(0))  # create + migrate before forking
+    _check_shared_data_dir(settings, apart=True)
     try:
         click.echo(f"wayview {__version__} serving {settings.base_url} "
                    f"(data: {describe_store(settings)})", err=True)
         run_server(settings)
     except PortUnavailable as exc:
         raise click.ClickException(exc.message) from None
+
+
+def _check_shared_data_dir(settings: Settings, *, apart: bool = False) -> None:
+    """Refuse to start, in one line, on a data_dir the deployment's other hosts do not share
+    (staged uploads live there; wayview.ingest.shared_dir).
+
+    `apart`: in a forked child. `serve` forks its workers afterwards, and obstore's runtime
+    started in the parent does not survive a fork: the workers' S3 calls would never answer.
+    """
+    if apart:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_shared_data_dir_problem, args=(settings, send))
+        child.start()
+        send.close()
+        problem = receive.recv() if receive.poll(120) else "the data_dir check did not finish"
+        child.join(10)
+    else:
+        problem = _shared_data_dir_problem(settings)
+    if problem:
+        raise click.ClickException(problem)
+
+
+def _shared_data_dir_problem(settings: Settings, send: Any = None) -> str:
+    """The data_dir check's one-line error, or "" (sent through `send` when given)."""
+    from wayview.blobs import open_blobs
+    from wayview.ingest.shared_dir import check_shared_data_dir
+
+    try:
+        check_shared_data_dir(settings, open_blobs(settings))
+        problem = ""
+    except WayviewError as exc:
+        problem = exc.message
+    if send is not None:
+        send.send(problem)
+    return problem
 
 
 async def _get_once(settings: Settings, path: str) -> tuple[int, str]:
@@ -355,6 +394,7 @@ def worker(data_dir: Path | None, concurrency: int | None, drain: bool) -> None:
     lanes = concurrency if concurrency is not None else (os.cpu_count() or 1)
     if lanes < 1:
         raise click.UsageError("--concurrency must be at least 1")
+    _check_shared_data_dir(settings)
 
     async def run(store: Any) -> int:
         runner = JobRunner(settings, store, open_blobs(settings), concurrency=lanes)

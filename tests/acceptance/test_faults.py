@@ -21,6 +21,7 @@ import os
 import pwd
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import redis
-from tests.acceptance.live import LiveServer, live_server
+from tests.acceptance.live import LiveServer, clean_env, free_port, live_server
 from tests.pg_server import _SERVER_USER, _bindir, pg_server
 from tests.redis_server import redis_server
 from tests.s3_server import S3Server, s3_server
@@ -66,6 +67,8 @@ class Deployment:
     pg_restart: Callable[[], None] = field(default=lambda: None)
     #: A second `serve` on the same services with the default `rate_limit_fail_open`.
     fail_open: LiveServer | None = None
+    #: The WAYVIEW_* settings of the servers.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             restarted.append(True)
             _pg_start(pg_url)
 
-        yield Deployment(server, pg_url, redis_url, s3, token, paths, restart, fail_open)
+        yield Deployment(server, pg_url, redis_url, s3, token, paths, restart, fail_open, env)
 
 
 class Load:
@@ -355,3 +358,15 @@ def test_redis_stopped_with_the_limiter_failing_open(deployment: Deployment) -> 
     assert log.count("rate limiter (Redis) unavailable") == 1, log[-3000:]
     assert log.count("rate limiter (Redis) available again") == 1, log[-3000:]
     assert "Traceback" not in log
+
+
+def test_a_serve_on_a_data_dir_the_deployment_does_not_share_refuses_to_start(
+        deployment: Deployment, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "wayview", "serve", "--data-dir", str(tmp_path / "elsewhere"),
+         "--host", "127.0.0.1", "--port", str(free_port())],
+        env=clean_env(**deployment.env), capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "is not the folder the other processes of this deployment use" in done.stderr
+    assert "Traceback" not in done.stderr
