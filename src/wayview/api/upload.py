@@ -28,7 +28,7 @@ from wayview.errors import (
     MissingScope,
     OffsetInvalid,
     RateLimited,
-    StoreUnavailable,
+    ServiceUnavailable,
     Unauthenticated,
     UploadInterrupted,
     UploadTooLarge,
@@ -195,8 +195,9 @@ def error_response(exc: Exception) -> Response:
         return _upload_error(507, "InsufficientStorageError", exc.message, True,
                              {"Retry-After": str(STORAGE_FULL_RETRY_S)},
                              backoff=STORAGE_FULL_RETRY_S * 1000)
-    if isinstance(exc, StoreUnavailable):
-        return _upload_error(503, "InternalError", INTERNAL_MESSAGE, True, {"Retry-After": "5"})
+    if isinstance(exc, ServiceUnavailable):  # the store, the blob store, a fail-closed limiter
+        return _upload_error(503, "InternalError", INTERNAL_MESSAGE, True,
+                             {"Retry-After": str(exc.retry_after_s)})
     if isinstance(exc, UploadInterrupted):
         return _upload_error(400, "InvalidRequestError", exc.message, True)
     if isinstance(exc, WayviewError) and shape_of(exc).status < 500:
