@@ -266,18 +266,21 @@ class Outage:
     Call `down(exc)` on every failure and `up()` on every success; both are cheap when the
     state does not change (`up` is one attribute test on the hot path). During an outage
     `attempt()` lets one call through every `probe_every_s` and tells the others to fail at
-    once, so requests do not each wait out a timeout while the dependency is known down.
+    once, so requests do not each wait out a timeout while the dependency is known down. A
+    probe may take up to `probe_timeout_s`: the next one waits for it (or for its failure)
+    rather than piling up behind it.
     """
 
     def __init__(self, logger: logging.Logger, what: str, *,
                  effect: str = "answering 503 until it is back",
-                 probe_every_s: float = 0.2) -> None:
+                 probe_every_s: float = 0.2, probe_timeout_s: float = 0.0) -> None:
         self._log = logger
         self.what = what
         self.effect = effect
         self.down_since: float | None = None
         self.failures = 0
         self.probe_every_s = probe_every_s
+        self.probe_timeout_s = probe_timeout_s
         self._next_probe = 0.0
         self._lock = threading.Lock()
 
@@ -290,7 +293,7 @@ class Outage:
         with self._lock:
             if now < self._next_probe:
                 return False
-            self._next_probe = now + self.probe_every_s
+            self._next_probe = now + self.probe_every_s + self.probe_timeout_s
             return True
 
     @property
@@ -302,7 +305,8 @@ class Outage:
         """A call failed: log the start of an outage (once), count the failure."""
         with self._lock:
             self.failures += 1
-            if self.down_since is not None:
+            if self.down_since is not None:  # a probe failed: the next one in probe_every_s
+                self._next_probe = min(self._next_probe, time.monotonic() + self.probe_every_s)
                 return
             self.down_since = time.monotonic()
             self._next_probe = self.down_since + self.probe_every_s

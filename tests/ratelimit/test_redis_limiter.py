@@ -82,6 +82,7 @@ async def test_an_outage_is_one_line_when_it_starts_and_one_when_it_ends(
     with redis_server(tmp_path) as url:
         lim = RedisLimiter(url, timeout_s=0.3)
         lim.outage.probe_every_s = 0.0  # every call probes: the log must still say it once
+        lim.outage.probe_timeout_s = 0.0
         assert (await lim.hit("graph:1", 10, 60)).allowed
     started = time.monotonic()
     for _ in range(50):  # Redis gone: every hit is allowed, fast, and logged once

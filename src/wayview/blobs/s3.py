@@ -76,7 +76,7 @@ class S3Blobs:
         self.request_timeout_s = request_timeout_s
         self.max_concurrency = max_concurrency
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
-        self.outage = Outage(log, "blob store (S3)")
+        self.outage = Outage(log, "blob store (S3)", probe_timeout_s=request_timeout_s)
         if serve not in ("proxy", "presigned", "public"):
             raise ValueError(f"unknown blob serving mode {serve!r}")
         if serve == "public" and not public_base_url:

@@ -60,7 +60,8 @@ class RedisTileCache:
                  max_tile_bytes: int = 4 * 1024 * 1024, timeout_s: float = 0.5) -> None:
         self._redis: Any = aioredis.from_url(url, socket_timeout=timeout_s,
                                              socket_connect_timeout=timeout_s)
-        self.outage = Outage(log, "shared tile cache (Redis)", effect="rendering locally")
+        self.outage = Outage(log, "shared tile cache (Redis)", effect="rendering locally",
+                             probe_timeout_s=timeout_s)
         self._put_script = self._redis.register_script(_PUT)
         self._prefix = prefix
         self._ttl_s = ttl_s

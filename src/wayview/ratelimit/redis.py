@@ -51,7 +51,8 @@ class RedisLimiter:
         self._redis: Any = aioredis.from_url(url, socket_timeout=timeout_s,
                                              socket_connect_timeout=timeout_s)
         self.outage = Outage(log, "rate limiter (Redis)", effect=(
-            "allowing requests uncounted" if fail_open else "answering 503 until it is back"))
+            "allowing requests uncounted" if fail_open else "answering 503 until it is back"),
+            probe_timeout_s=timeout_s)
         self._hit = self._redis.register_script(_HIT)
         self._release = self._redis.register_script(_RELEASE)
         self._prefix = prefix

@@ -173,7 +173,8 @@ class Database:
         self.pool_size = max(1, pool_size)
         self.deadlines = deadlines or Deadlines()
         self._kwargs = self.deadlines.connect_kwargs(url)
-        self.outage = Outage(log, "database (PostgreSQL)")
+        self.outage = Outage(log, "database (PostgreSQL)",
+                             probe_timeout_s=float(self.deadlines.connect_s))
         self.pool = self._new_pool()
         self._retired: set[asyncio.Task[None]] = set()
         self._idle_since: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
