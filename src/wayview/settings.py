@@ -178,7 +178,7 @@ class S3Settings(BaseModel):
     )
     timeout_s: float = Field(
         10.0, gt=0, description="Longest one S3 request may take (a large upload part "
-        "included); a stalled endpoint fails a media request with 503 after this."
+        "included), for jobs and commands; API reads wait `request_timeout_s`."
     )
     request_timeout_s: float = Field(
         1.5, gt=0, description="Longest an API request waits for one S3 read (a media GET, a "
@@ -192,8 +192,8 @@ class S3Settings(BaseModel):
         3.0, gt=0, description="No S3 retry starts after this many seconds of one call."
     )
     max_concurrency: int = Field(
-        32, ge=1, description="S3 calls one process runs at once (its own thread pool); "
-        "more wait, and a media request that cannot start within `request_timeout_s` is a 503."
+        32, ge=1, description="S3 reads of API requests one process runs at once; more "
+        "wait, and a media request that cannot start within `request_timeout_s` is a 503."
     )
 
 
