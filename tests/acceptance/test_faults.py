@@ -304,6 +304,11 @@ class LogMark:
             return f.read().decode(errors="replace")
 
 
+def _redis_pid(url: str) -> int:
+    with redis.Redis.from_url(url) as client:
+        return int(client.info("server")["process_id"])
+
+
 def _killpg(pid: int, sig: signal.Signals) -> Callable[[], None]:
     return lambda: os.killpg(pid, sig)
 
@@ -329,7 +334,7 @@ def test_postgres_shut_down_and_restarted(deployment: Deployment) -> None:
 
 def test_redis_stopped_sigstop(deployment: Deployment) -> None:
     mark = LogMark(deployment.server)
-    pid = int(redis.Redis.from_url(deployment.redis_url).info("server")["process_id"])
+    pid = _redis_pid(deployment.redis_url)
     outcome = _outage(deployment, _killpg(os.getpgid(pid), signal.SIGSTOP),
                       _killpg(os.getpgid(pid), signal.SIGCONT))
     _check("Redis SIGSTOP (rate_limit_fail_open=false)", outcome, mark.new(),
@@ -348,7 +353,7 @@ def test_s3_stopped_sigstop(deployment: Deployment) -> None:
 def test_redis_stopped_with_the_limiter_failing_open(deployment: Deployment) -> None:
     assert deployment.fail_open is not None
     mark = LogMark(deployment.fail_open)
-    pid = int(redis.Redis.from_url(deployment.redis_url).info("server")["process_id"])
+    pid = _redis_pid(deployment.redis_url)
     outcome = _outage(deployment, _killpg(os.getpgid(pid), signal.SIGSTOP),
                       _killpg(os.getpgid(pid), signal.SIGCONT), deployment.fail_open)
     print(outcome.report("Redis SIGSTOP (rate_limit_fail_open=true)"))  # noqa: T201
