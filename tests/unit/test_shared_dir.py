@@ -95,3 +95,16 @@ def test_the_worker_command_fails_in_one_line(tmp_path: Path,
     r = CliRunner().invoke(cli, ["worker", "--drain", "--data-dir", str(tmp_path / "host-b")])
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert "is not the folder the other processes of this deployment use" in r.output
+
+
+def test_backups_leave_the_deployment_marker_out(tmp_path: Path) -> None:
+    """A restore starts a deployment of its own: the live one's data_dir id must not come
+    back with the blobs, or the restored data_dir (without the id) could not start."""
+    from wayview.backup.create import _Mirror
+
+    blobs = LocalBlobs(tmp_path / "blobs")
+    blobs.put_bytes(MARKER_KEY, b"0123")
+    blobs.put_bytes("images/001/1001/thumb_256.jpg", b"jpeg")
+    mirror = _Mirror(blobs, tmp_path / "backup")
+    mirror.sync()
+    assert set(mirror.have) == {"images/001/1001/thumb_256.jpg"}

@@ -58,6 +58,7 @@ from wayview.backup.manifest import (
 from wayview.blobs import IMAGE_VARIANTS, open_blobs
 from wayview.blobs.base import BlobInfo, BlobStore, check_key, image_blob_key
 from wayview.errors import InvalidInput, StoreUnavailable
+from wayview.ingest.shared_dir import MARKER_KEY as DATA_DIR_MARKER_KEY
 from wayview.settings import Settings
 from wayview.store.maintenance import SNAPSHOT_FILES, Snapshot, backend_of, current_media, snapshot
 
@@ -104,6 +105,8 @@ class _Mirror:
             except ValueError:
                 skipped += 1
                 continue
+            if info.key == DATA_DIR_MARKER_KEY:
+                continue  # the live deployment's identity: a restore starts its own
             listing[info.key] = info
         gone = [key for key in self.have if key not in listing and key not in keep]
         for key in gone:
