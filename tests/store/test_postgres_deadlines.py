@@ -93,3 +93,36 @@ async def test_connections_closed_while_idle_are_replaced_without_an_error(
         assert not db.outage.is_down
     finally:
         await db.close()
+
+
+async def test_an_idle_connection_whose_server_hangs_fails_within_the_check_deadline(
+        pg_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    from wayview.store.postgres import connection
+
+    monkeypatch.setattr(connection, "IDLE_CHECK_S", 0.1)
+    db = Database(pg_database_url, pool_size=1)
+    await db.open()
+    token = call_deadline_s.set(1.0)
+    try:
+        async with db.connection() as conn:
+            backend = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone())[0]
+        await asyncio.sleep(0.2)
+        os.kill(backend, signal.SIGSTOP)  # this connection's server stops answering
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                async with db.connection() as conn:
+                    await conn.execute("SELECT 1")
+            assert time.monotonic() - started < connection.IDLE_CHECK_DEADLINE_S + 0.3
+            assert db.outage.is_down
+        finally:
+            os.kill(backend, signal.SIGCONT)
+        await asyncio.sleep(db.outage.probe_every_s)
+        async with db.connection() as conn:  # a fresh pool
+            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+    finally:
+        call_deadline_s.reset(token)
+        await db.close()

@@ -214,6 +214,8 @@ class Database:
         except (psycopg.OperationalError, TimeoutError) as exc:
             self.outage.down(exc)
             raise _known_outage() from None
+        if not self.outage.is_down:
+            return  # another probe ended the outage meanwhile (and replaced the pool)
         old, self.pool = self.pool, self._new_pool()
         await self.pool.open(wait=False)
         task = asyncio.get_running_loop().create_task(old.close(timeout=1.0))
@@ -236,20 +238,35 @@ class Database:
                 if self.pool is pool:
                     raise
                 continue
-            if await self._alive(conn):
+            try:
+                alive = await self._alive(conn)
+            except BaseException:
+                await pool.putconn(conn)
+                raise
+            if alive:
                 return pool, conn
             await pool.putconn(conn)  # broken: the pool discards it and opens another
 
     async def _alive(self, conn: Conn) -> bool:
-        """Whether a connection that sat idle still works (one empty query, at most
-        IDLE_CHECK_DEADLINE_S); recently used ones are trusted."""
+        """Whether a connection that sat idle still works (one empty query); recently used
+        ones are trusted. A server that does not answer the check within
+        IDLE_CHECK_DEADLINE_S raises OperationalError (an outage, not a stale connection)."""
         idle_since = self._idle_since.pop(conn, None)
         if idle_since is None or time.monotonic() - idle_since < IDLE_CHECK_S:
             return True
-        watchdog = asyncio.get_running_loop().call_later(IDLE_CHECK_DEADLINE_S, _sever, conn)
+        severed: list[bool] = []
+
+        def sever() -> None:
+            severed.append(True)
+            _sever(conn)
+
+        watchdog = asyncio.get_running_loop().call_later(IDLE_CHECK_DEADLINE_S, sever)
         try:
             await conn.execute("")
-        except psycopg.OperationalError:
+        except psycopg.OperationalError as exc:
+            if severed:
+                raise psycopg.OperationalError(
+                    f"no answer within {IDLE_CHECK_DEADLINE_S:g} s") from exc
             return False
         finally:
             watchdog.cancel()
