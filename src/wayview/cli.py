@@ -132,6 +132,10 @@ def _check_shared_data_dir(settings: Settings, *, apart: bool = False) -> None:
     `apart`: in a forked child. `serve` forks its workers afterwards, and obstore's runtime
     started in the parent does not survive a fork: the workers' S3 calls would never answer.
     """
+    from wayview.store import uses_postgres
+
+    if not (uses_postgres(settings) and settings.blobs_url):
+        return  # SQLite or blobs in data_dir: one host, nothing to check
     if apart:
         import multiprocessing
 

@@ -92,6 +92,7 @@ def test_the_worker_command_fails_in_one_line(tmp_path: Path,
     check_shared_data_dir(make_settings(tmp_path / "host-a", database_url=PG_URL), blobs)
     monkeypatch.setattr("wayview.blobs.open_blobs", lambda settings: blobs)
     monkeypatch.setenv("WAYVIEW_DATABASE_URL", PG_URL)
+    monkeypatch.setenv("WAYVIEW_BLOBS_URL", "s3://bucket/prefix")
     r = CliRunner().invoke(cli, ["worker", "--drain", "--data-dir", str(tmp_path / "host-b")])
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert "is not the folder the other processes of this deployment use" in r.output
