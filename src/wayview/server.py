@@ -16,8 +16,8 @@ import errno
 import logging
 import os
 import signal
-import sys
 import socket
+import sys
 from typing import Any
 
 from wayview import hardening, logs, metrics
