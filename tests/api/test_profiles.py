@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tests.api.test_web import MANIFEST
+from tests.api.test_web import CONFIG_SCRIPT, MANIFEST
 from tests.api.webforms import sign_up
 
 from wayview.api import web
@@ -27,7 +27,6 @@ from wayview.model.entities import Image, ImageCorrection
 from wayview.testing import Seeded, add_sequence
 
 EARTH_M = 6_371_008.8
-_CONFIG = re.compile(r'<script type="application/json" id="wayview-config">(.*?)</script>', re.S)
 
 
 def _line_m(images: list[Image]) -> float:
@@ -170,7 +169,7 @@ async def test_a_users_page_shows_the_figures_the_map_and_the_latest_sequences(
     links = re.findall(r'href="/app\?pKey=(\d+)"', html)
     assert links == [str(s2[0].id), str(s1[0].id)]
     assert 'href="/app?creator=alice"' in html
-    config = json.loads(_CONFIG.search(html).group(1))
+    config = json.loads(CONFIG_SCRIPT.search(html).group(1))
     assert config["profile"]["kind"] == "user"
     assert config["profile"]["id"] == str(seeded.alice.id)
     assert config["profile"]["bbox"][0] == pytest.approx(min(im.lon for im in s1 + s2))
@@ -229,7 +228,7 @@ async def test_hostile_names_come_out_escaped(store, client, built):
     assert r.status_code == 200, r.text
     assert "<svg onload" not in r.text
     assert "&lt;svg onload=alert(&#34;u&#34;)&gt;&amp;" in r.text
-    config = _CONFIG.search(r.text)
+    config = CONFIG_SCRIPT.search(r.text)
     assert config is not None and "</script" not in config.group(1)
     r = await client.get(f"/app/org/{org.id}")
     assert r.status_code == 200
@@ -253,7 +252,7 @@ async def test_an_organizations_page_by_id_and_by_slug(client, seeded, built):
         assert f'href="/app?pKey={s2[0].id}"' in r.text
         assert f'href="/app?organization={seeded.org.id}"' in r.text
         assert '<a href="/app/user/alice">alice</a>' in r.text
-    config: dict[str, Any] = json.loads(_CONFIG.search(by_id.text).group(1))
+    config: dict[str, Any] = json.loads(CONFIG_SCRIPT.search(by_id.text).group(1))
     assert config["profile"] == {**config["profile"], "kind": "organization",
                                  "id": str(seeded.org.id)}
     # The members list is for members (GET /{id}/members): bob, not a contributor, is absent.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.api.test_web import CONFIG_SCRIPT, MANIFEST
 from tests.api.webforms import sign_up
 
 from wayview.api import upload_page, web
@@ -34,17 +34,6 @@ from wayview.pipeline.worker import JobRunner
 from wayview.settings import Settings
 from wayview.store import Store
 
-MANIFEST = {
-    "embed.js": "embed-AAAA1111.js", "embed.css": "embed-BBBB2222.css",
-    "app.js": "app-CCCC3333.js", "app.css": "app-DDDD4444.css",
-    "upload.js": "upload-EEEE5555.js", "upload.css": "upload-FFFF6666.css",
-    "profile.js": "profile-GGGG7777.js", "profile.css": "profile-HHHH8888.css",
-    "worker": "maplibre-gl-worker-0123456789.mjs", "sprites": "sprites-abcdef0123",
-    "sprite_names": "sprite-names-0123456789.json",
-    "basemap_land": "basemap-land-0123456789.json",
-    "basemap_borders": "basemap-borders-0123456789.json",
-}
-_CONFIG = re.compile(r'<script type="application/json" id="wayview-config">(.*?)</script>', re.S)
 START = datetime(2023, 5, 1, 10, 0, 0, tzinfo=UTC)
 
 
@@ -60,7 +49,7 @@ def static_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _config(html: str) -> dict[str, Any]:
-    found = _CONFIG.search(html)
+    found = CONFIG_SCRIPT.search(html)
     assert found is not None, html
     return dict(json.loads(found.group(1)))
 

@@ -37,7 +37,8 @@ def _csp(response: Any) -> dict[str, str]:
     return {p[0]: p[1] if len(p) > 1 else "" for p in pairs}
 
 
-_CONFIG = re.compile(r'<script type="application/json" id="wayview-config">(.*?)</script>', re.S)
+#: The page's configuration script (also read by the upload page's and profiles' tests).
+CONFIG_SCRIPT = re.compile(r'<script type="application/json" id="wayview-config">(.*?)</script>', re.S)
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def static_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _config(html: str) -> dict:
-    found = _CONFIG.search(html)
+    found = CONFIG_SCRIPT.search(html)
     assert found is not None, html
     return json.loads(found.group(1))
 
