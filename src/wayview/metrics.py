@@ -29,7 +29,6 @@ import contextlib
 import functools
 import glob
 import hmac
-import ipaddress
 import os
 import re
 import shutil
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from wayview import __version__
+from wayview.networks import Network, address_allowed, parse_networks
 
 if TYPE_CHECKING:
     from http.server import ThreadingHTTPServer
@@ -54,12 +54,9 @@ __all__ = [
     "JOB_BUCKETS_S",
     "QUEUE_CACHE_S",
     "JobQueueGauges",
-    "Network",
     "active",
     "activate",
-    "address_allowed",
     "job_run",
-    "parse_networks",
     "prepare_multiprocess",
     "rate_limit_refused",
     "refusal",
@@ -260,43 +257,6 @@ def timed_stage(name: str) -> Callable[[Callable[_P, Awaitable[_R]]], Callable[_
 
 
 # -- access control ---------------------------------------------------------------------------
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(text: str) -> tuple[Network, ...]:
-    """The networks of a comma-separated list of addresses or CIDRs (`metrics.allow_from`).
-
-    >>> parse_networks("127.0.0.1, 10.0.0.0/8,::1")
-    (IPv4Network('127.0.0.1/32'), IPv4Network('10.0.0.0/8'), IPv6Network('::1/128'))
-
-    Raises:
-        ValueError: an entry is not an address or network.
-    """
-    return tuple(ipaddress.ip_network(part.strip(), strict=False)
-                 for part in text.split(",") if part.strip())
-
-
-def address_allowed(address: str | None, networks: tuple[Network, ...]) -> bool:
-    """Whether `address` (the peer of the connection) lies in one of `networks`; an IPv4
-    address mapped into IPv6 (`::ffff:10.1.2.3`) counts as the IPv4 one.
-
-    >>> nets = parse_networks("10.0.0.0/8")
-    >>> address_allowed("10.1.2.3", nets), address_allowed("::ffff:10.1.2.3", nets)
-    (True, True)
-    >>> address_allowed("192.0.2.1", nets), address_allowed(None, nets)
-    (False, False)
-    """
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip.version == net.version and ip in net for net in networks)
-
 
 def refusal(settings: MetricsSettings, peer: str | None, authorization: str | None
             ) -> int | None:

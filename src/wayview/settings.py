@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wayview.networks import parse_networks
+
 
 def _check_networks(value: str) -> str:
     """`value` if every comma-separated entry is an address or CIDR (ValueError names the
     first that is not)."""
-    for part in value.split(","):
-        if part.strip():
-            ipaddress.ip_network(part.strip(), strict=False)
+    parse_networks(value)
     return value
 
 

@@ -42,7 +42,7 @@ from wayview.api import tiles as tile_routes
 from wayview.api import upload as upload_routes
 from wayview.api import web as web_routes
 from wayview.api.errors import envelope, shape_of, usage_header
-from wayview.api.proxy import forwarded_scope, parse_networks
+from wayview.api.proxy import forwarded_scope
 from wayview.api.routing import Route
 from wayview.auth.accounts import Accounts
 from wayview.auth.secret import server_secret
@@ -61,6 +61,7 @@ from wayview.graph.render import AssetUrl
 from wayview.graph.service import Graph
 from wayview.kv import open_tile_cache
 from wayview.model.entities import Principal
+from wayview.networks import parse_networks
 from wayview.ratelimit import RateLimiter, open_limiter
 from wayview.settings import Settings
 from wayview.store import Store, call_deadline_s, open_store

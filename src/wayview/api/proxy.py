@@ -12,23 +12,15 @@ ignored.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from wayview.networks import Address, Network, in_networks
+
+__all__ = ["forwarded_scope"]
 
 
-def parse_networks(text: str) -> tuple[Network, ...]:
-    """`"127.0.0.1/32, 10.0.0.0/8"` → networks; a bare address is a /32 or /128.
-
-    >>> [str(n) for n in parse_networks("127.0.0.1, ::1, 10.0.0.0/8")]
-    ['127.0.0.1/32', '::1/128', '10.0.0.0/8']
-    """
-    return tuple(ipaddress.ip_network(part.strip(), strict=False)
-                 for part in text.split(",") if part.strip())
-
-
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _address(text: str) -> Address | None:
     value = text.strip()
     if value.startswith("[") and "]" in value:  # [v6]:port
         value = value[1:value.index("]")]
@@ -38,10 +30,6 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(value)
     except ValueError:
         return None
-
-
-def _trusted(address: Any, networks: Iterable[Network]) -> bool:
-    return address is not None and any(address in network for network in networks)
 
 
 def _header(scope: MutableMapping[str, Any], name: bytes) -> str | None:
@@ -55,6 +43,7 @@ def forwarded_scope(scope: MutableMapping[str, Any], networks: tuple[Network, ..
                     ) -> MutableMapping[str, Any]:
     """`scope` with the client and scheme the trusted proxy saw (or `scope` itself).
 
+    >>> from wayview.networks import parse_networks
     >>> nets = parse_networks("127.0.0.1")
     >>> s = {"client": ("127.0.0.1", 5), "scheme": "http", "headers": [
     ...     (b"x-forwarded-for", b"198.51.100.7, 203.0.113.9"), (b"x-forwarded-proto", b"https")]}
@@ -65,7 +54,7 @@ def forwarded_scope(scope: MutableMapping[str, Any], networks: tuple[Network, ..
     ('192.0.2.1', 5)
     """
     client = scope.get("client")
-    if not networks or not client or not _trusted(_address(str(client[0])), networks):
+    if not networks or not client or not in_networks(_address(str(client[0])), networks):
         return scope
     changed = dict(scope)
     forwarded = _header(scope, b"x-forwarded-for")
@@ -74,7 +63,7 @@ def forwarded_scope(scope: MutableMapping[str, Any], networks: tuple[Network, ..
         for hop in reversed(hops):
             if hop is None:
                 break  # a malformed entry: trust nothing left of it
-            if not _trusted(hop, networks):
+            if not in_networks(hop, networks):
                 changed["client"] = (str(hop), 0)
                 break
     proto = (_header(scope, b"x-forwarded-proto") or "").split(",")[-1].strip().lower()
