@@ -14,6 +14,10 @@ Two passes over the files, so memory stays bounded however large the folder is:
 
 Pillow decodes and resizes with the GIL released, so the pool (one thread per CPU) runs the
 expensive part in parallel; at most two files per thread are in memory at once.
+
+Files need not be on disk: with `read`, the paths are only names and `read` gives each one's
+bytes (an upload's zip members are read from the zip this way, so a job needs no second copy
+of the upload on disk; `wayview.ingest.upload_job`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ log = logging.getLogger("wayview.ingest")
 
 __all__ = [
     "DEFAULT_CAMERA_PARAMETERS",
+    "FileReader",
     "ImportReport",
     "ImportedSequence",
     "SkippedFile",
@@ -78,6 +83,10 @@ _HASH_BATCH = 500
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _T = TypeVar("_T")
 _R = TypeVar("_R")
+
+#: Reads the bytes of one file an import names (called in the import's worker threads, twice
+#: per file: scan, then store); raises OSError when it cannot.
+FileReader = Callable[[Path], bytes]
 
 
 class ImportedSequence(NamedTuple):
@@ -176,6 +185,7 @@ async def import_paths(
     max_distance_gap_m: float | None = None,
     progress: Callable[[int], None] | None = None,
     journal_owner: str | None = None,
+    read: FileReader | None = None,
 ) -> ImportReport:
     """Import the JPEGs under `paths` for `username` and report what happened.
 
@@ -193,6 +203,8 @@ async def import_paths(
         journal_owner: the store's blob-journal owner of this run (a job's identity); a
             retry of the same job discards what an interrupted earlier run left behind
             (`wayview.pipeline.process.discard_journaled_blobs`). None: a fresh owner.
+        read: reads a file's bytes instead of the filesystem: `paths` are then the files
+            themselves, in order (nothing is walked or opened), and must be distinct.
 
     Returns:
         The report: images imported, sequences created, files skipped with reasons (a file
@@ -213,13 +225,13 @@ async def import_paths(
             )
     rules = settings.imports
     owner = journal_owner or f"import:{uuid.uuid4().hex}"
-    files, skipped = find_photo_files(paths)
+    files, skipped = (list(paths), []) if read is not None else find_photo_files(paths)
     report = _Report(skipped, progress)
     workers = os.cpu_count() or 1
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wayview-import") as pool:
         runner = _Runner(loop, pool, workers * _IN_FLIGHT_PER_WORKER)
-        photos = await _scan(store, files, runner, report, settings.pipeline)
+        photos = await _scan(store, files, runner, report, settings.pipeline, read)
         sequences = cut_sequences(
             photos,
             max_time_gap_s=max_time_gap_s if max_time_gap_s is not None else rules.max_time_gap_s,
@@ -231,7 +243,7 @@ async def import_paths(
         processor = ImageProcessor(settings.pipeline, blobs)
         for run in sequences:
             await _store_sequence(store, processor, runner, report, run, user.id,
-                                  organization_id, owner)
+                                  organization_id, owner, read)
     return ImportReport(report.imported, tuple(report.sequences), tuple(report.skipped))
 
 
@@ -277,16 +289,22 @@ class _Runner:
         return results
 
 
-def _scan_file(path: Path, limits: PipelineSettings) -> _Scanned:
+def _scan_file(path: Path, limits: PipelineSettings, read: FileReader | None = None
+               ) -> _Scanned:
     """Read one file's metadata (the bytes are dropped afterwards); a file whose frame header
     claims too many pixels, or more than its bytes can hold, is refused here, before anything
     decodes it (`wayview.pipeline.limits`)."""
     try:
-        with path.open("rb") as fh:
-            if fh.read(len(_JPEG_MAGIC)) != _JPEG_MAGIC:
+        if read is not None:
+            data = read(path)
+            if not data.startswith(_JPEG_MAGIC):
                 return _Scanned(path, None, "not a JPEG")
-            fh.seek(0)
-            data = fh.read()
+        else:
+            with path.open("rb") as fh:
+                if fh.read(len(_JPEG_MAGIC)) != _JPEG_MAGIC:
+                    return _Scanned(path, None, "not a JPEG")
+                fh.seek(0)
+                data = fh.read()
     except OSError as exc:
         return _Scanned(path, None, f"cannot read: {exc.strerror or exc}")
     try:
@@ -302,10 +320,10 @@ def _scan_file(path: Path, limits: PipelineSettings) -> _Scanned:
 
 async def _scan(
     store: Store, files: list[Path], runner: _Runner, report: _Report,
-    limits: PipelineSettings,
+    limits: PipelineSettings, read: FileReader | None = None,
 ) -> list[SourcePhoto]:
     """Pass 1: metadata of every file; skips unusable files and content seen before."""
-    scanned = await runner.map(functools.partial(_scan_file, limits=limits), files)
+    scanned = await runner.map(functools.partial(_scan_file, limits=limits, read=read), files)
     first_by_hash: dict[str, Path] = {}
     usable: list[tuple[Path, PhotoMetadata]] = []
     for item in scanned:
@@ -339,13 +357,14 @@ class _Job(NamedTuple):
     height: int
 
 
-def _write_variants(processor: ImageProcessor) -> Callable[[_Job], Derived | str]:
+def _write_variants(processor: ImageProcessor, read: FileReader | None = None
+                    ) -> Callable[[_Job], Derived | str]:
     """A worker: read the file again, run the per-image pipeline stages (blurring,
     derivatives, pyramid), store the blobs; what was written, or why the file was dropped."""
 
     def run(job: _Job) -> Derived | str:
         try:
-            data = job.path.read_bytes()
+            data = read(job.path) if read is not None else job.path.read_bytes()
         except OSError as exc:
             return f"cannot read: {exc.strerror or exc}"
         if hashlib.sha256(data).hexdigest() != job.sha256:
@@ -369,6 +388,7 @@ async def _store_sequence(
     creator_id: int,
     organization_id: int | None,
     owner: str,
+    read: FileReader | None = None,
 ) -> None:
     """Pass 2 for one sequence: every pipeline stage and its blobs, then the rows in one
     insert (the sequence becomes visible only then). The blob folders are journaled under
@@ -384,7 +404,7 @@ async def _store_sequence(
              p.metadata.height)
         for p, image_id in zip(photos, ids, strict=True)
     ]
-    write = _write_variants(processor)
+    write = _write_variants(processor, read)
     paths = {job.image_id: job.path for job in jobs}
     outcomes: dict[int, Derived | str] = {}
 

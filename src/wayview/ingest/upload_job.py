@@ -7,9 +7,11 @@ share one path (metadata, dedup by SHA-256, derivatives, pipeline).
 
 - `mly_bundle_manifest`: each handle's staged file, in manifest order (hard-linked when the
   filesystem allows, else copied); a handle listed again is staged once, the repeats dropped.
-- `zip`: each JPEG member, in entry order. Member names are never used as paths (the staged
-  files are numbered), so there is no zip-slip; the entry count is read from the end record
-  before the central directory is loaded, and members that are too large, inflate more than
+- `zip`: each JPEG member, in entry order, checked but not extracted: the importer reads the
+  accepted members from the zip itself (`ZipMembers`), so a job needs no second copy of the
+  upload on disk (issue #22). Member names are never used as paths (the members are numbered),
+  so there is no zip-slip; the entry count is read from the end record before the central
+  directory is loaded, and members that are too large, inflate more than
   `upload.max_zip_ratio` times (every member, however small: its bytes are counted as they
   are inflated), are encrypted or are not images are dropped with a reason.
 - `mly_camm_video`, `mly_blackvue_video`: frames every `upload.video_sample_distance_m`
@@ -19,8 +21,8 @@ What one upload stages is bounded by `upload.max_expanded_bytes`: every staged b
 (zip members as inflated, manifest images); the item that would pass the budget and all after
 it are dropped with that reason.
 
-mapillary_tools sends no panorama flag (spec §8.5): a staged JPEG with a 2:1 frame and no XMP
-gets a GPano packet, so the importer stores it as spherical.
+mapillary_tools sends no panorama flag (spec §8.5): a staged JPEG (or zip member, as it is
+read) with a 2:1 frame and no XMP gets a GPano packet, so the importer stores it as spherical.
 
 One sequence per upload: the importer's time and distance cuts are off; it still cuts at
 `upload.max_sequence_length` images and where the camera changes. Images are ordered by
@@ -31,6 +33,7 @@ images already stored (same SHA-256) skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -40,6 +43,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from wayview.blobs.base import BlobStore
@@ -61,7 +65,8 @@ from wayview.pipeline.process import discard_journaled_blobs
 from wayview.settings import Settings
 from wayview.store.base import Store
 
-__all__ = ["ingest_upload", "mark_equirectangular", "process_upload", "stage_zip"]
+__all__ = ["ZipMembers", "ingest_upload", "mark_equirectangular", "process_upload",
+           "stage_zip"]
 
 log = logging.getLogger("wayview.upload")
 
@@ -91,6 +96,10 @@ class _Staged:
     names: dict[str, str] = field(default_factory=dict)  # staged file name → upload name
     dropped: list[dict[str, str]] = field(default_factory=list)
     staged_bytes: int = 0
+    #: A zip's accepted members (staged name → member, inflated size), read from `archive`
+    #: rather than copied into the staging folder.
+    members: dict[str, tuple[zipfile.ZipInfo, int]] = field(default_factory=dict)
+    archive: Path | None = None
 
     def drop(self, item: str, reason: str) -> None:
         self.dropped.append({"item": item[:200], "reason": reason})
@@ -144,11 +153,17 @@ async def _process(settings: Settings, store: Store, blobs: BlobStore,
         try:
             staged = await _stage(settings, store, finish, folder)
             await asyncio.to_thread(_mark_panoramas, folder)
-            report = await import_paths(
-                store, blobs, _import_settings(settings), [folder], username=user.username,
-                organization_id=finish.organization_id, max_time_gap_s=math.inf,
-                max_distance_gap_m=math.inf, journal_owner=journal_owner(finish.cluster_id),
-            )
+            with contextlib.ExitStack() as stack:
+                paths, read = [folder], None
+                if staged.archive is not None:
+                    members = stack.enter_context(ZipMembers(staged.archive, staged.members))
+                    paths, read = [folder / name for name in staged.members], members.read
+                report = await import_paths(
+                    store, blobs, _import_settings(settings), paths, username=user.username,
+                    organization_id=finish.organization_id, max_time_gap_s=math.inf,
+                    max_distance_gap_m=math.inf,
+                    journal_owner=journal_owner(finish.cluster_id), read=read,
+                )
         except InvalidInput as exc:
             return {"state": "failed", "error": exc.message}
     return _result(report, staged)
@@ -192,7 +207,7 @@ async def _stage(settings: Settings, store: Store, finish: UploadFinish, folder:
         return await asyncio.to_thread(_stage_files, files, folder, limits.max_image_bytes,
                                        limits.max_expanded_bytes)
     if finish.file_type == "zip":
-        return await asyncio.to_thread(stage_zip, source, folder, max_images=limits.max_images,
+        return await asyncio.to_thread(stage_zip, source, max_images=limits.max_images,
                                        max_image_bytes=limits.max_image_bytes,
                                        max_expanded_bytes=limits.max_expanded_bytes,
                                        max_ratio=limits.max_zip_ratio)
@@ -262,9 +277,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def stage_zip(path: Path, folder: Path, *, max_images: int, max_image_bytes: int,
+def stage_zip(path: Path, *, max_images: int, max_image_bytes: int,
               max_expanded_bytes: int = 0, max_ratio: int = 100) -> _Staged:
-    """Copy the JPEG members of a zip into `folder` as `000000.jpg`, … in entry order.
+    """Check the JPEG members of a zip, in entry order, without extracting them: each one
+    accepted is inflated once (its bytes counted and dropped) and named `000000.jpg`, … for
+    the importer, which reads it from the zip (`ZipMembers`).
 
     Every member counts: one that inflates more than `max_ratio` times its compressed size is
     dropped (declared or as it is inflated), and once the inflated bytes would pass
@@ -279,7 +296,7 @@ def stage_zip(path: Path, folder: Path, *, max_images: int, max_image_bytes: int
         raise InvalidInput("not a zip file")
     if entries > 2 * max_images + 100:
         raise InvalidInput(f"zip has {entries} entries (at most {max_images} images allowed)")
-    staged = _Staged()
+    staged = _Staged(archive=path)
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -301,18 +318,73 @@ def stage_zip(path: Path, folder: Path, *, max_images: int, max_image_bytes: int
                 continue
             room = (max_expanded_bytes - staged.staged_bytes if max_expanded_bytes
                     else max_image_bytes)
-            target = folder / f"{len(staged.names):06d}.jpg"
-            size, reason = _extract(archive, info, target, max_image_bytes, room, max_ratio)
+            size, reason = _inflate(archive, info, max_image_bytes, room, max_ratio)
             if reason is not None:
-                target.unlink(missing_ok=True)
                 staged.drop(info.filename, reason)
                 if reason == _OVER_ROOM:
                     over_budget = True
                     staged.dropped[-1]["reason"] = _budget_reason(max_expanded_bytes)
                 continue
+            name = f"{len(staged.names):06d}.jpg"
             staged.staged_bytes += size
-            staged.names[target.name] = info.filename[:200]
+            staged.names[name] = info.filename[:200]
+            staged.members[name] = (info, size)
     return staged
+
+
+class ZipMembers:
+    """The accepted members of an upload's zip (`stage_zip`), read from the zip one at a time
+    as the importer asks for them: nothing of it is extracted to disk.
+
+    A member is read again the same way it was checked, and refused (OSError) if it no longer
+    inflates to the size counted then; a 2:1 member without XMP gets its GPano packet
+    (`mark_equirectangular`) on every read, so both of the importer's reads see one content.
+    Safe to call from the importer's threads: `zipfile` reads through one shared handle under
+    its lock.
+    """
+
+    def __init__(self, path: Path, members: dict[str, tuple[zipfile.ZipInfo, int]]) -> None:
+        self._members = members
+        self._file = path.open("rb")
+        try:
+            # A file object of ours: zipfile never closes it, so its (unlocked) count of open
+            # members does not matter when the threads close theirs.
+            self._archive = zipfile.ZipFile(self._file)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __enter__(self) -> ZipMembers:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the zip."""
+        self._archive.close()
+        self._file.close()
+
+    def read(self, path: Path) -> bytes:
+        """The bytes of the member staged as `path.name`.
+
+        Raises:
+            OSError: no such member, or it cannot be read as it was checked.
+        """
+        try:
+            info, size = self._members[path.name]
+        except KeyError:
+            raise FileNotFoundError(f"no zip member staged as {path.name}") from None
+        try:
+            with self._archive.open(info) as src:
+                data = src.read(size + 1)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError,
+                EOFError) as exc:
+            raise OSError(f"corrupt member: {exc}") from None
+        if len(data) != size:
+            raise OSError(f"corrupt member: {len(data)} bytes, {size} when checked")
+        return mark_equirectangular(data) or data
 
 
 def _member_problem(info: zipfile.ZipInfo, count: int, max_images: int, max_bytes: int,
@@ -333,15 +405,15 @@ def _member_problem(info: zipfile.ZipInfo, count: int, max_images: int, max_byte
 _OVER_ROOM = "over the staging budget"
 
 
-def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, max_bytes: int,
-             room: int, max_ratio: int) -> tuple[int, str | None]:
-    """Copy one member, counting what it really inflates to (its header may lie): at most
-    `max_bytes`, `room` (what is left of the budget) and `max_ratio` times its compressed
-    size; (bytes written, None) or (_, why it failed)."""
+def _inflate(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int, room: int,
+             max_ratio: int) -> tuple[int, str | None]:
+    """Inflate one member (its bytes are dropped), counting what it really inflates to (its
+    header may lie): at most `max_bytes`, `room` (what is left of the budget) and
+    `max_ratio` times its compressed size; (its size, None) or (_, why it failed)."""
     total = 0
     ratio_cap = max_ratio * max(info.compress_size, 1)
     try:
-        with archive.open(info) as src, target.open("wb") as out:
+        with archive.open(info) as src:
             while chunk := src.read(_COPY_CHUNK):
                 total += len(chunk)
                 if total > max_bytes:
@@ -350,7 +422,6 @@ def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, max_
                     return total, "compression ratio too high"
                 if total > room:
                     return total, _OVER_ROOM
-                out.write(chunk)
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, EOFError,
             OSError) as exc:
         return total, f"corrupt member: {exc}"
