@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from wayview.networks import parse_networks
+
+#: `database_url` prefixes of PostgreSQL (as `wayview.store.POSTGRES_SCHEMES`).
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+#: A comma that starts another URL (a libpq multi-host URL has commas of its own).
+_NEXT_URL = re.compile(r",\s*(?=postgres(?:ql)?://)")
+
+
+def _url_list(value: Any) -> Any:
+    """A JSON list, or URLs separated by commas, as a list of URLs.
+
+    >>> _url_list("postgresql://r1/w, postgresql://a,b:5433/w")
+    ['postgresql://r1/w', 'postgresql://a,b:5433/w']
+    >>> _url_list('["postgresql://r1/w"]'), _url_list("")
+    (['postgresql://r1/w'], [])
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in _NEXT_URL.split(text) if part.strip()]
+    return value
 
 
 def _check_networks(value: str) -> str:
@@ -596,6 +619,16 @@ class Settings(BaseSettings):
         "PostgreSQL's answer before its connection is dropped and the request answered with a "
         "transient 503 (a server that stopped answering; raise it for slow queries)."
     )
+    database_replica_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="PostgreSQL streaming replicas (hot standbys) of "
+        "`database_url`, as a JSON list or separated by commas: Graph reads and searches of "
+        "API requests go to a healthy one in turn; writes, jobs, uploads, OAuth, accounts and "
+        "tile epochs stay on the primary (docs/deployment.md). A replica that is down or lags "
+        "is skipped, never failing a request.")
+    database_replica_max_lag_s: float = Field(
+        5.0, ge=0, description="A replica more than this many seconds behind the primary is "
+        "skipped until it catches up (its reads go to the primary); within it, a replica's "
+        "answers may be this old.")
     redis_url: str = Field(
         "", description="`redis://host:port/db` (or `unix:///path`) to share rate-limit counters "
         "and rendered vector tiles across processes and hosts; empty = each process counts "
@@ -639,6 +672,23 @@ class Settings(BaseSettings):
     @classmethod
     def _proxy_networks(cls, value: str) -> str:
         return _check_networks(value)
+
+    @field_validator("database_replica_urls", mode="before")
+    @classmethod
+    def _replica_list(cls, value: Any) -> Any:
+        return _url_list(value)
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _replicas_of_postgres(cls, urls: list[str], info: ValidationInfo) -> list[str]:
+        # Messages name schemes only: a URL may hold a password.
+        if urls and not str(info.data.get("database_url", "")).startswith(_POSTGRES_SCHEMES):
+            raise ValueError("replicas need a PostgreSQL database_url (postgresql://…)")
+        for url in urls:
+            if not url.startswith(_POSTGRES_SCHEMES):
+                raise ValueError(f"{url.partition(':')[0]!r} is not a PostgreSQL URL "
+                                 "(postgresql://…)")
+        return urls
 
     @property
     def base_url(self) -> str:

@@ -32,7 +32,11 @@ def describe_store(settings: Settings) -> str:
     if uses_postgres(settings):
         from wayview.store.postgres.connection import redact
 
-        return f"PostgreSQL {redact(settings.database_url)}, files in {settings.data_dir}"
+        replicas = len(settings.database_replica_urls)
+        with_replicas = f" (+ {replicas} read replica{'s' if replicas > 1 else ''})" \
+            if replicas else ""
+        return (f"PostgreSQL {redact(settings.database_url)}{with_replicas}, files in "
+                f"{settings.data_dir}")
     return f"SQLite in {settings.data_dir.resolve()}"
 
 
@@ -48,7 +52,9 @@ def open_store(settings: Settings) -> Store:
         from wayview.store.postgres.store import PostgresStore
 
         return PostgresStore(settings.database_url, pool_size=settings.database_pool_size,
-                             deadlines=Deadlines.of(settings))
+                             deadlines=Deadlines.of(settings),
+                             replica_urls=settings.database_replica_urls,
+                             replica_max_lag_s=settings.database_replica_max_lag_s)
     if settings.database_url:
         scheme = settings.database_url.partition(":")[0]
         raise InvalidInput(

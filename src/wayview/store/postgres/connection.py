@@ -42,6 +42,7 @@ from wayview.store.base import call_deadline_s
 
 if TYPE_CHECKING:
     from wayview.settings import Settings
+    from wayview.store.postgres.replicas import Replicas
 
 log = logging.getLogger("wayview.store")
 
@@ -168,12 +169,13 @@ class Database:
     """
 
     def __init__(self, url: str, *, pool_size: int = 10,
-                 deadlines: Deadlines | None = None) -> None:
+                 deadlines: Deadlines | None = None, what: str = "database (PostgreSQL)",
+                 effect: str = "answering 503 until it is back") -> None:
         self.url = url
         self.pool_size = max(1, pool_size)
         self.deadlines = deadlines or Deadlines()
         self._kwargs = self.deadlines.connect_kwargs(url)
-        self.outage = Outage(log, "database (PostgreSQL)",
+        self.outage = Outage(log, what, effect=effect,
                              probe_timeout_s=float(self.deadlines.connect_s))
         self.pool = self._new_pool()
         self._retired: set[asyncio.Task[None]] = set()
@@ -337,6 +339,8 @@ class Queries:
     """Base of the store's parts: `self.db` and one-statement helpers."""
 
     db: Database
+    #: The read path: a replica when one is usable inside an API request, else `db`.
+    reads: Replicas
 
     async def _all(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         """Every row of one statement."""
@@ -355,3 +359,20 @@ class Queries:
         async with self.db.connection() as conn:
             cur = await conn.execute(sql, params)
             return cur.rowcount
+
+    async def _all_read(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        """Every row of one statement, on a replica when one is usable (`Replicas.read`):
+        only for reads that may be up to `database_replica_max_lag_s` old."""
+        async def fetch(conn: Conn) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+        return await self.reads.read(fetch)
+
+    async def _one_read(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        """The first row of one statement, or None, on a replica when one is usable."""
+        async def fetch(conn: Conn) -> tuple[Any, ...] | None:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchone()
+
+        return await self.reads.read(fetch)

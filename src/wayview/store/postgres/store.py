@@ -61,6 +61,7 @@ from wayview.store.postgres.exports import ExportsMixin
 from wayview.store.postgres.governance import GovernanceMixin
 from wayview.store.postgres.jobs import JobsMixin
 from wayview.store.postgres.profiles import ProfilesMixin
+from wayview.store.postgres.replicas import Replicas
 from wayview.store.postgres.tiles import (
     SQL_BUMP_EPOCH,
     SQL_REBUILD_PACKS,
@@ -196,9 +197,11 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
                      ExportsMixin, BlursMixin, ProfilesMixin, SingleLayerTileReads):
     """The Store protocol on PostgreSQL + PostGIS through a pool of async connections."""
 
-    def __init__(self, url: str, *, pool_size: int = 10,
-                 deadlines: Deadlines | None = None) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, deadlines: Deadlines | None = None,
+                 replica_urls: Seq[str] = (), replica_max_lag_s: float = 5.0) -> None:
         self.db = Database(url, pool_size=pool_size, deadlines=deadlines)
+        self.reads = Replicas(self.db, replica_urls, max_lag_s=replica_max_lag_s,
+                              pool_size=pool_size, deadlines=deadlines)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -220,7 +223,9 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
                 built += done
             if built:
                 log.info("built the mly1_computed_public tile index of %d sequences", built)
+            await self.reads.open()
         except BaseException:
+            await self.reads.close()
             await self.db.close()
             raise
 
@@ -268,18 +273,22 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         return int(row[0] or 0) if row else 0
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Close the pools (the replicas' too)."""
+        await self.reads.close()
         await self.db.close()
 
     # -- helpers ---------------------------------------------------------------------------
     async def _by_ids(
-        self, select_where: str, ids: Seq[int], make: Callable[[tuple[Any, ...]], T]
+        self, select_where: str, ids: Seq[int], make: Callable[[tuple[Any, ...]], T], *,
+        replica: bool = False,
     ) -> dict[int, T]:
-        """Rows of `SELECT … WHERE <id> = ANY(%s)` for `ids`, made into entities by id."""
+        """Rows of `SELECT … WHERE <id> = ANY(%s)` for `ids`, made into entities by id (with
+        `replica`, on the read path: `Replicas.read`)."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
-        rows = await self._all(f"{select_where} = ANY(%s)", (wanted,))
+        query = self._all_read if replica else self._all
+        rows = await query(f"{select_where} = ANY(%s)", (wanted,))
         return {r[0]: make(r) for r in rows}
 
     # -- nodes -----------------------------------------------------------------------------
@@ -320,38 +329,44 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
             raise Conflict(f"id {node_id} is already used by a {row[0]}")
 
     async def node_kinds(self, ids: Seq[int]) -> dict[int, str]:
-        """Kinds of known ids."""
-        return await self._by_ids("SELECT id, kind FROM nodes WHERE id", ids, lambda r: str(r[1]))
+        """Kinds of known ids (read path: a replica when one is usable)."""
+        return await self._by_ids("SELECT id, kind FROM nodes WHERE id", ids, lambda r: str(r[1]),
+                                  replica=True)
 
     async def get_node(self, node_id: int) -> tuple[str, object] | None:
         """Kind and entity of one node. Images, by far the most asked for, come with their
-        kind in one statement; other kinds take a second one."""
-        async with self.db.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT n.kind, {IMAGE_COLUMNS} FROM nodes n"
-                " LEFT JOIN images i ON i.id = n.id AND n.kind = 'image'"
-                " LEFT JOIN users u ON u.id = i.creator_id WHERE n.id = %s", (node_id,))
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            kind = str(row[0])
-            if kind == "image":
-                return ("image", _image_from_row(row[1:])) if row[1] is not None else None
-            queries: dict[str, tuple[str, Callable[[tuple[Any, ...]], object]]] = {
-                "map_feature": (f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id = %s",
-                                _feature_from_row),
-                "detection": (f"SELECT {DETECTION_COLUMNS} FROM detections d WHERE d.id = %s",
-                              _detection_from_row),
-                "organization": ("SELECT id, slug, name, description FROM organizations"
-                                 " WHERE id = %s", _organization_from_row),
-                "user": ("SELECT id, username, email, created_at_ms, role FROM users WHERE id = %s",
-                         _user_from_row),
-            }
-            if kind not in queries:
-                return None
-            query, make = queries[kind]
-            cur = await conn.execute(query, (node_id,))
-            entity = await cur.fetchone()
+        kind in one statement; other kinds take a second one, on the same connection (read
+        path: a replica when one is usable)."""
+        return await self.reads.read(lambda conn: self._node(conn, node_id))
+
+    @staticmethod
+    async def _node(conn: Conn, node_id: int) -> tuple[str, object] | None:
+        """`get_node` on `conn`."""
+        cur = await conn.execute(
+            f"SELECT n.kind, {IMAGE_COLUMNS} FROM nodes n"
+            " LEFT JOIN images i ON i.id = n.id AND n.kind = 'image'"
+            " LEFT JOIN users u ON u.id = i.creator_id WHERE n.id = %s", (node_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        kind = str(row[0])
+        if kind == "image":
+            return ("image", _image_from_row(row[1:])) if row[1] is not None else None
+        queries: dict[str, tuple[str, Callable[[tuple[Any, ...]], object]]] = {
+            "map_feature": (f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id = %s",
+                            _feature_from_row),
+            "detection": (f"SELECT {DETECTION_COLUMNS} FROM detections d WHERE d.id = %s",
+                          _detection_from_row),
+            "organization": ("SELECT id, slug, name, description FROM organizations"
+                             " WHERE id = %s", _organization_from_row),
+            "user": ("SELECT id, username, email, created_at_ms, role FROM users WHERE id = %s",
+                     _user_from_row),
+        }
+        if kind not in queries:
+            return None
+        query, make = queries[kind]
+        cur = await conn.execute(query, (node_id,))
+        entity = await cur.fetchone()
         return (kind, make(entity)) if entity is not None else None
 
     # -- users, organizations --------------------------------------------------------------
@@ -507,16 +522,17 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         return {str(r[0]): int(r[1]) for r in rows}
 
     async def get_images(self, ids: Seq[int]) -> dict[int, Image]:
-        """Images by id with the creator's username."""
+        """Images by id with the creator's username (read path)."""
         if len(ids) == 1:
-            row = await self._one(
+            row = await self._one_read(
                 f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.id = %s", (ids[0],))
             return {ids[0]: _image_from_row(row)} if row else {}
         return await self._by_ids(
-            f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.id", ids, _image_from_row)
+            f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.id", ids, _image_from_row,
+            replica=True)
 
     async def search_images(self, q: ImageSearch) -> Page[Image]:
-        """Filtered images; see the protocol for order and limit rules."""
+        """Filtered images; see the protocol for order and limit rules (read path)."""
         if q.image_ids is not None:
             return await self._images_by_ids(q)
         where: list[str] = []
@@ -563,7 +579,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         if q.limit is not None:
             sql += " LIMIT %s"
             params.append(q.limit + 1)
-        items = [_image_from_row(r) for r in await self._all(sql, params)]
+        items = [_image_from_row(r) for r in await self._all_read(sql, params)]
         next_after = None
         if q.limit is not None and len(items) > q.limit:
             items = items[: q.limit]
@@ -729,18 +745,19 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
                 " created_at_ms) VALUES (%s, %s, %s, %s, %s, %s)", rows)
 
     async def get_map_features(self, ids: Seq[int]) -> dict[int, MapFeature]:
-        """Map features by id."""
+        """Map features by id (read path)."""
         return await self._by_ids(
-            f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id", ids, _feature_from_row)
+            f"SELECT {_FEATURE_COLUMNS} FROM map_features f WHERE f.id", ids, _feature_from_row,
+            replica=True)
 
     async def get_detections(self, ids: Seq[int]) -> dict[int, Detection]:
-        """Detections by id."""
+        """Detections by id (read path)."""
         return await self._by_ids(
             f"SELECT {DETECTION_COLUMNS} FROM detections d WHERE d.id", ids,
-            _detection_from_row)
+            _detection_from_row, replica=True)
 
     async def search_map_features(self, q: MapFeatureSearch) -> Page[MapFeature]:
-        """Map features in a bbox, by id."""
+        """Map features in a bbox, by id (read path)."""
         params: list[Any] = []
         where = [_bbox_clause("f", q.bbox, params)]
         if q.object_values:
@@ -766,14 +783,14 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
             + " ORDER BY f.id LIMIT %s"
         )
         params.append(q.limit + 1)
-        items = [_feature_from_row(r) for r in await self._all(sql, params)]
+        items = [_feature_from_row(r) for r in await self._all_read(sql, params)]
         if len(items) > q.limit:
             items = items[: q.limit]
             return Page(items=items, next_after=(items[-1].id,))
         return Page(items=items)
 
     async def search_detections(self, q: DetectionSearch) -> Page[Detection]:
-        """Detections whose image is in a bbox, by id."""
+        """Detections whose image is in a bbox, by id (read path)."""
         params: list[Any] = []
         where = [_bbox_clause("i", q.bbox, params)]
         if q.values:
@@ -792,18 +809,18 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
             " WHERE " + " AND ".join(where) + " ORDER BY d.id LIMIT %s"
         )
         params.append(q.limit + 1)
-        items = [_detection_from_row(r) for r in await self._all(sql, params)]
+        items = [_detection_from_row(r) for r in await self._all_read(sql, params)]
         if len(items) > q.limit:
             items = items[: q.limit]
             return Page(items=items, next_after=(items[-1].id,))
         return Page(items=items)
 
     async def detections_for_images(self, image_ids: Seq[int]) -> dict[int, list[Detection]]:
-        """Detections per image, by id."""
+        """Detections per image, by id (read path)."""
         if not image_ids:
             return {}
         out: dict[int, list[Detection]] = {i: [] for i in image_ids}
-        rows = await self._all(
+        rows = await self._all_read(
             f"SELECT {DETECTION_COLUMNS} FROM detections d WHERE d.image_id = ANY(%s)"
             " ORDER BY d.id", (list(out),))
         for r in rows:
@@ -811,11 +828,11 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         return out
 
     async def detections_for_features(self, feature_ids: Seq[int]) -> dict[int, list[Detection]]:
-        """Detections per map feature, newest image first."""
+        """Detections per map feature, newest image first (read path)."""
         if not feature_ids:
             return {}
         out: dict[int, list[Detection]] = {f: [] for f in feature_ids}
-        rows = await self._all(
+        rows = await self._all_read(
             f"SELECT {DETECTION_COLUMNS} FROM detections d JOIN images i ON i.id = d.image_id"
             " WHERE d.map_feature_id = ANY(%s) ORDER BY i.captured_at_ms DESC, d.id",
             (list(out),))
@@ -824,11 +841,11 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         return out
 
     async def image_ids_for_features(self, feature_ids: Seq[int]) -> dict[int, list[int]]:
-        """Images that saw each feature, by capture time."""
+        """Images that saw each feature, by capture time (read path)."""
         if not feature_ids:
             return {}
         out: dict[int, list[int]] = {f: [] for f in feature_ids}
-        rows = await self._all(
+        rows = await self._all_read(
             "SELECT DISTINCT d.map_feature_id, i.id, i.captured_at_ms FROM detections d"
             " JOIN images i ON i.id = d.image_id WHERE d.map_feature_id = ANY(%s)"
             " ORDER BY i.captured_at_ms, i.id", (list(out),))
