@@ -110,7 +110,8 @@ class _Metrics:
         self.tile_cache = Counter(
             "wayview_tile_cache_lookups",
             "Vector tile requests by where the tile came from: hit (this process's memory), "
-            "shared_hit (Redis), miss (rendered), empty (nothing ever written there), "
+            "shared_hit (Redis), stored (a z6-13 tile kept rendered in the store), miss "
+            "(rendered), empty (nothing ever written there), "
             "uncached (tiles.cache_max_bytes = 0).", ("result",), registry=r)
         self.tile_render = Histogram(
             "wayview_tile_render_duration_seconds", "Time to build a vector tile (cache misses).",
@@ -192,7 +193,8 @@ def request_done(route: str, method: str, status: int, seconds: float) -> None:
 
 
 def tile_lookup(result: str) -> None:
-    """Count where a tile came from: hit, shared_hit, miss, empty or uncached."""
+    """Count where a tile came from: hit, shared_hit, stored (a z6–13 body kept in the store),
+    miss, empty or uncached."""
     m = _m
     if m is not None:
         m.child(m.tile_cache, result).inc()

@@ -170,6 +170,17 @@ class TilesSettings(BaseModel):
         256 * 1024 * 1024, ge=0,
         description="Memory for rendered tiles per server process (0 = no cache).",
     )
+    max_line_tile_bytes: int = Field(
+        500_000, ge=0, description="Byte budget of a z6–13 image tile: its `sequence` lines "
+        "are thinned by pixel coverage (cells of one 512-pixel pixel, the newest capture "
+        "first) and the cells are made coarser until the tile fits (0 = no budget; "
+        "docs/performance.md).",
+    )
+    prerender_interval_s: float = Field(
+        5.0, ge=0, description="How often the job runner renders the z6–13 image tiles that "
+        "writes made stale, into the store, so requests read them instead of rendering "
+        "(0 = never: the first request after a write renders and stores the tile).",
+    )
 
 
 class S3Settings(BaseModel):

@@ -268,7 +268,8 @@ class WayviewApp:
         self.graph = Graph(self.store, settings, asset_url=direct_asset_url(self.blobs))
         self.tiles = TileService(self.store, cache_max_bytes=settings.tiles.cache_max_bytes,
                                  shared=open_tile_cache(settings.redis_url,
-                                                       settings.redis_timeout_s))
+                                                       settings.redis_timeout_s),
+                                 line_tile_max_bytes=settings.tiles.max_line_tile_bytes)
         self.auth = Authenticator(self.store, cache_s=settings.auth.token_cache_s)
         self.limiter: RateLimiter = limiter if limiter is not None else open_limiter(
             settings.redis_url, fail_open=settings.rate_limit_fail_open,

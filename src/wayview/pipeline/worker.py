@@ -24,9 +24,11 @@ Parked jobs keep their error and wait for an operator: `wayview jobs list --stat
 `wayview jobs retry`. Handlers are idempotent, so a retried or taken-over job does not
 duplicate anything.
 
-`run_forever` also does the upload housekeeping when it starts and every
-`MAINTENANCE_INTERVAL_S`: expired upload sessions and the staging folders of killed attempts
-(`UploadSessions.cleanup_expired`), so disk held by them comes back without a cron job.
+`run_forever` also renders the z6–13 image tiles writes made stale into the store every
+`tiles.prerender_interval_s` (wayview.tiles.prerender), and does the upload housekeeping
+when it starts and every `MAINTENANCE_INTERVAL_S`: expired upload sessions and the staging
+folders of killed attempts (`UploadSessions.cleanup_expired`), so disk held by them comes back
+without a cron job.
 """
 
 from __future__ import annotations
@@ -150,13 +152,15 @@ class JobRunner:
 
         log.info("job runner %s started (%d at once; computed positions: %s)", self.name,
                  self.concurrency, positioner_in_use(self.settings.pipeline))
-        maintenance = asyncio.create_task(self._maintain())
+        background = [asyncio.create_task(self._maintain()),
+                      asyncio.create_task(self._prerender())]
         try:
             await asyncio.gather(*(self._lane() for _ in range(self.concurrency)))
         finally:
-            maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintenance
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         log.info("job runner %s stopped", self.name)
 
     async def maintain_once(self) -> int:
@@ -174,6 +178,26 @@ class JobRunner:
                 log.exception("job runner %s: upload housekeeping failed", self.name)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), MAINTENANCE_INTERVAL_S)
+
+    async def _prerender(self) -> None:
+        """Render the z6–13 image tiles that writes made stale (wayview.tiles.prerender)."""
+        from wayview.tiles.prerender import Prerenderer
+
+        tiles = self.settings.tiles
+        if tiles.prerender_interval_s <= 0:
+            return
+        prerenderer = Prerenderer(self.store, line_tile_max_bytes=tiles.max_line_tile_bytes)
+        while not self._stop.is_set():
+            try:
+                done = await prerenderer.run_once()
+            except Exception as exc:  # e.g. the store is unavailable: try the next interval
+                log.warning("job runner %s: tile prerendering failed: %s", self.name, exc,
+                            exc_info=not is_transient(exc))
+                done = None
+            if done is not None and done.more:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), tiles.prerender_interval_s)
 
     def stop(self) -> None:
         """Ask the lanes to stop after their current job."""

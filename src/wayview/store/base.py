@@ -33,6 +33,7 @@ from wayview.store.parts.exports import ExportsStore
 from wayview.store.parts.governance import GovernanceStore
 from wayview.store.parts.jobs import JobsStore
 from wayview.store.parts.profiles import ProfilesStore
+from wayview.store.parts.rendered import RenderedTilesStore
 from wayview.store.parts.uploads import UploadsStore
 
 #: Node kinds sharing the one id space (spec §1.3). `upload_cluster` ids (the `cluster_id` of a
@@ -47,7 +48,7 @@ call_deadline_s: ContextVar[float | None] = ContextVar("wayview_call_deadline_s"
 
 
 class Store(AccountsStore, JobsStore, UploadsStore, GovernanceStore, EditsStore, ExportsStore,
-            BlursStore, ProfilesStore, Protocol):
+            BlursStore, ProfilesStore, RenderedTilesStore, Protocol):
     """Persistence for every entity. Methods return model objects, never rows.
 
     All methods are coroutines; implementations never block the event loop.

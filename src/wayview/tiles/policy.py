@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from wayview.tiles.index import IMAGE_ZOOM, OVERVIEW_MAX_ZOOM, SEQUENCE_ZOOMS
 
 TILE_VERSION = "2"
+#: Zooms whose `sequence` layer is thinned by pixel coverage (wayview.tiles.generalise) and
+#: kept rendered in the store (wayview.store.parts.rendered); z14 carries every line.
+GENERALISED_ZOOMS = range(OVERVIEW_MAX_ZOOM + 1, IMAGE_ZOOM)
 
 
 @dataclass(frozen=True, slots=True)

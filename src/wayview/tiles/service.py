@@ -24,10 +24,11 @@ from wayview.errors import TileNotFound
 from wayview.kv.tilecache import SharedTileCache
 from wayview.model.entities import TileFeatureColumns, TileImageColumns, TileLine
 from wayview.store.base import Store
+from wayview.tiles.generalise import BASE_CELL, by_coverage
 from wayview.tiles.index import IMAGE_ZOOM, decode_lines, tile_pixels
 from wayview.tiles.mvt import Column, LineLayer, LineParts, PointLayer, encode_tile
-from wayview.tiles.policy import TILE_VERSION, TILESETS, image_layers
-from wayview.tiles.tilemath import is_valid_tile, project
+from wayview.tiles.policy import GENERALISED_ZOOMS, TILE_VERSION, TILESETS, image_layers
+from wayview.tiles.tilemath import EXTENT, is_valid_tile, project
 
 #: URL segments of a tile: ASCII digits, at most 2 for z (0–14) and 5 for x, y (< 2^14).
 _ZOOM = re.compile(r"[0-9]{1,2}")
@@ -106,11 +107,12 @@ def _image_points(name: str, cols: TileImageColumns, z: int, x: int, y: int,
 
 
 def _sequence_lines(lines: list[TileLine]) -> LineLayer:
-    return LineLayer(
-        "sequence",
-        LineParts(*decode_lines([line.coords for line in lines])),
-        None,
-        {
+    return LineLayer("sequence", LineParts(*decode_lines([line.coords for line in lines])), None,
+                     _line_properties(lines))
+
+
+def _line_properties(lines: list[TileLine]) -> dict[str, Column]:
+    return {
             "id": Column([line.sequence_id for line in lines]),
             "image_id": Column(np.array([line.image_id for line in lines], dtype=np.int64)),
             "captured_at": Column(np.array([line.captured_at_ms for line in lines],
@@ -118,8 +120,29 @@ def _sequence_lines(lines: list[TileLine]) -> LineLayer:
             "is_pano": Column(np.array([line.is_pano for line in lines], dtype=bool)),
             "organization_id": _optional_ints(tuple(line.organization_id for line in lines)),
             "creator_id": Column(np.array([line.creator_id for line in lines], dtype=np.int64)),
-        },
-    )
+        }
+
+
+def generalised_tile(lines: list[TileLine], max_bytes: int) -> bytes:
+    """The `sequence` layer of a z6–13 tile thinned by pixel coverage
+    (`wayview.tiles.generalise`), the newest capture first: cells of 8 extent units (one
+    pixel of a 512-pixel tile), doubled until the tile fits `max_bytes` (0 = no budget).
+
+    Every property of a kept sequence stays; a sequence all of whose cells newer ones cover
+    is left out of the tile.
+    """
+    vertices, sizes, parts = decode_lines([line.coords for line in lines])
+    newest_first = -np.array([line.captured_at_ms for line in lines], dtype=np.int64)
+    cell = BASE_CELL
+    while True:
+        thin = by_coverage(vertices, sizes, parts, newest_first, cell)
+        kept = [lines[i] for i in thin.kept_lines.tolist()]
+        layer = LineLayer("sequence", LineParts(thin.vertices, thin.part_sizes, thin.line_parts),
+                          None, _line_properties(kept))
+        body = encode_tile([layer]) if kept else b""
+        if not max_bytes or len(body) <= max_bytes or cell >= EXTENT:
+            return body
+        cell *= 2
 
 
 def _feature_points(name: str, cols: TileFeatureColumns, z: int, x: int, y: int) -> PointLayer:
@@ -137,9 +160,11 @@ class TileService:
     """Renders tiles for the API; one instance per process."""
 
     def __init__(self, store: Store, *, cache_max_bytes: int = 256 * 1024 * 1024,
-                 shared: SharedTileCache | None = None) -> None:
+                 shared: SharedTileCache | None = None,
+                 line_tile_max_bytes: int = 500_000) -> None:
         self.store = store
         self.cache_max_bytes = cache_max_bytes
+        self.line_tile_max_bytes = line_tile_max_bytes
         self.shared = shared  # rendered tiles shared by the deployment's processes (Redis)
         self._cache: OrderedDict[tuple[str, int, int, int], RenderedTile] = OrderedDict()
         self._cached_bytes = 0
@@ -150,6 +175,8 @@ class TileService:
         spec = TILESETS[tileset]
         if spec.group == "features" and z != IMAGE_ZOOM:
             return RenderedTile(b"", '"empty"', 0)
+        if z in GENERALISED_ZOOMS and spec.group != "features":
+            return await self._stored(tileset, spec.group, z, x, y)
         if self.cache_max_bytes <= 0:  # no cache to validate: skip the epoch read
             metrics.tile_lookup("uncached")
             return self._rendered(await self._render(tileset, z, x, y), 0)
@@ -177,6 +204,38 @@ class TileService:
         self._remember(key, tile)
         if self.shared is not None:
             await self.shared.put(shared_key, epoch, tile.body, tile.etag)
+        return tile
+
+    async def _stored(self, tileset: str, group: str, z: int, x: int, y: int) -> RenderedTile:
+        """A z6–13 image tile: from this process's cache while its epoch holds, else the body
+        kept in the store at the current epoch (rendered in the background by
+        wayview.tiles.prerender, or by an earlier request), else rendered here and stored."""
+        key = (group, z, x, y)
+        cached = self._cache.get(key)
+        if cached is not None:
+            if cached.epoch == await self.store.tile_epoch(group, z, x, y):
+                self._cache.move_to_end(key)
+                metrics.tile_lookup("hit")
+                return cached
+        epoch, etag, body = await self.store.rendered_tile(group, z, x, y)
+        if epoch == 0:
+            metrics.tile_lookup("empty")
+            return RenderedTile(b"", '"empty"', 0)
+        if body is not None and etag is not None:
+            metrics.tile_lookup("stored")
+            tile = RenderedTile(body, etag, epoch) if body else RenderedTile(b"", etag, epoch)
+        else:
+            metrics.tile_lookup("miss")
+            tile = await self.render_stored(tileset, group, z, x, y, epoch)
+        self._remember(key, tile)
+        return tile
+
+    async def render_stored(self, tileset: str, group: str, z: int, x: int, y: int,
+                            epoch: int) -> RenderedTile:
+        """Render a z6–13 image tile read after `epoch` was current and store it under that
+        epoch (kept only while it is still the tile's epoch)."""
+        tile = self._rendered(await self._render(tileset, z, x, y), epoch)
+        await self.store.put_rendered_tile(group, z, x, y, epoch, tile.etag, tile.body)
         return tile
 
     @staticmethod
@@ -212,6 +271,8 @@ class TileService:
                 layers.append(_image_points("overview", content.overview, z, x, y,
                                             detailed=False))
             elif name == "sequence" and content.lines:
+                if z in GENERALISED_ZOOMS:
+                    return generalised_tile(content.lines, self.line_tile_max_bytes)
                 layers.append(_sequence_lines(content.lines))
             elif name == "image" and content.images is not None and len(content.images):
                 layers.append(_image_points("image", content.images, z, x, y, detailed=True))

@@ -32,6 +32,7 @@ from wayview.store.sqlite.export import SqliteExport
 TABLES = (
     "nodes", "users", "organizations", "organization_members", "apps", "tokens", "oauth_codes",
     "web_sessions", "sequences", "images", "map_features", "detections", "tile_epochs",
+    "rendered_tiles",
     "tile_overview", "tile_sequence_lines", "tile_overview_computed",
     "tile_sequence_lines_computed", "jobs", "upload_sessions", "upload_finishes",
     "blob_journal", "audit_log", "reports", "exports", "hidden_images", "image_blurs",

@@ -61,6 +61,7 @@ from wayview.store.postgres.exports import ExportsMixin
 from wayview.store.postgres.governance import GovernanceMixin
 from wayview.store.postgres.jobs import JobsMixin
 from wayview.store.postgres.profiles import ProfilesMixin
+from wayview.store.postgres.rendered import RenderedTilesMixin
 from wayview.store.postgres.replicas import Replicas
 from wayview.store.postgres.tiles import (
     SQL_BUMP_EPOCH,
@@ -194,7 +195,8 @@ def _bbox_clause(alias: str, bbox: tuple[float, float, float, float], params: li
 
 
 class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, EditsMixin,
-                     ExportsMixin, BlursMixin, ProfilesMixin, SingleLayerTileReads):
+                     ExportsMixin, BlursMixin, ProfilesMixin, RenderedTilesMixin,
+                     SingleLayerTileReads):
     """The Store protocol on PostgreSQL + PostGIS through a pool of async connections."""
 
     def __init__(self, url: str, *, pool_size: int = 10, deadlines: Deadlines | None = None,

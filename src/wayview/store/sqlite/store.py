@@ -55,6 +55,7 @@ from wayview.store.sqlite.exports import ExportsMixin
 from wayview.store.sqlite.governance import GovernanceMixin
 from wayview.store.sqlite.jobs import JobsMixin
 from wayview.store.sqlite.profiles import ProfilesMixin
+from wayview.store.sqlite.rendered import RenderedTilesMixin
 from wayview.store.sqlite.tiles import (
     SQL_BUMP_EPOCH,
     bump_epochs,
@@ -182,7 +183,8 @@ def _values_clause(column: str, values: tuple[str, ...], params: list[Any]) -> s
 
 
 class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, EditsMixin,
-                   ExportsMixin, BlursMixin, ProfilesMixin, SingleLayerTileReads):
+                   ExportsMixin, BlursMixin, ProfilesMixin, RenderedTilesMixin,
+                   SingleLayerTileReads):
     """The Store protocol on one SQLite file (WAL, one writer thread, reader threads)."""
 
     def __init__(self, path: Path, *, readers: int = 4, inline_point_reads: bool = True) -> None:
