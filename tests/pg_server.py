@@ -11,11 +11,13 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -98,17 +100,7 @@ def pg_server() -> Iterator[str]:
         _unavailable("PostgreSQL server binaries (initdb, postgres) not found")
     if not _has_postgis(bindir):
         _unavailable(f"PostGIS is not installed for the PostgreSQL server in {bindir}")
-    prefix: list[str] = []
-    owner: pwd.struct_passwd | None = None
-    if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam(_SERVER_USER)
-        except KeyError:
-            _unavailable(f"running as root and there is no {_SERVER_USER!r} user to run the server")
-        if shutil.which("setpriv") is None:
-            _unavailable("running as root and setpriv (util-linux) is missing")
-        prefix = ["setpriv", f"--reuid={owner.pw_uid}", f"--regid={owner.pw_gid}",
-                  "--init-groups", "--"]
+    prefix, owner = _server_prefix()
     # A short path of our own (not pytest's tmp_path): unix socket paths are limited to 107
     # bytes, and pytest's root-owned 0700 folders are closed to the server user.
     root = Path(tempfile.mkdtemp(prefix="wayview-pg-", dir=_scratch_dir()))
@@ -158,4 +150,149 @@ def pg_server() -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- a primary and a streaming replica on loopback (issue 21) -------------------------------
+
+#: The role the replica streams WAL as (pg_hba lets it in from loopback only).
+REPLICATION_USER = "replicator"
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _server_prefix() -> tuple[list[str], pwd.struct_passwd | None]:
+    """The command prefix that runs the server tools as `_SERVER_USER` when we are root
+    (initdb refuses root), and that user; skips (or fails on CI) when that is impossible."""
+    if os.geteuid() != 0:
+        return [], None
+    try:
+        owner = pwd.getpwnam(_SERVER_USER)
+    except KeyError:
+        _unavailable(f"running as root and there is no {_SERVER_USER!r} user to run the server")
+    if shutil.which("setpriv") is None:
+        _unavailable("running as root and setpriv (util-linux) is missing")
+    return ["setpriv", f"--reuid={owner.pw_uid}", f"--regid={owner.pw_gid}", "--init-groups",
+            "--"], owner
+
+
+def tcp_url(port: int, dbname: str = DATABASE) -> str:
+    """The URL of database `dbname` on the loopback server at `port`."""
+    return f"postgresql://{_SERVER_USER}@127.0.0.1:{port}/{quote(dbname)}"
+
+
+@dataclass
+class StreamingPair:
+    """A primary and its hot standby (streaming replication), both on 127.0.0.1."""
+
+    primary_url: str
+    replica_url: str
+    replica_port: int
+    _pg_ctl: list[str]
+    _replica_data: Path
+    _replica_log: Path
+    _replica_options: str
+
+    def url(self, dbname: str, *, replica: bool = False) -> str:
+        """The primary's (or the replica's) URL of database `dbname`."""
+        return with_database(self.replica_url if replica else self.primary_url, dbname)
+
+    def stop_replica(self) -> None:
+        """`pg_ctl stop -m immediate`: the replica vanishes at once (its clients see a
+        dropped connection, new ones are refused)."""
+        subprocess.run([*self._pg_ctl, "-D", str(self._replica_data), "-m", "immediate",
+                        "stop"], capture_output=True, check=True, timeout=30)
+
+    def start_replica(self) -> None:
+        """Start the replica again and wait until it accepts connections (hot standby)."""
+        _pg_ctl_start(self._pg_ctl, self._replica_data, self._replica_log,
+                      self._replica_options)
+
+    def wait_replayed(self, timeout_s: float = 30.0) -> None:
+        """Wait until the replica has replayed everything the primary has written."""
+        with psycopg.connect(self.primary_url, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        deadline = time.monotonic() + timeout_s
+        with psycopg.connect(self.replica_url, autocommit=True) as conn:
+            while True:
+                done = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
+                                    (row[0],)).fetchone()
+                if done and done[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the replica did not catch up with the primary")
+                time.sleep(0.01)
+
+
+def _pg_ctl_start(pg_ctl: list[str], data: Path, log: Path, options: str) -> None:
+    started = subprocess.run(
+        [*pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"],
+        capture_output=True, text=True, check=False, timeout=90)
+    if started.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"pg_ctl start failed: {started.stdout}{started.stderr}{tail}")
+
+
+@contextmanager
+def pg_streaming_pair() -> Iterator[StreamingPair]:
+    """Start a primary (`wal_level=replica`, a `replicator` role with a pg_hba line) with
+    PostGIS in `template1` and a database `wayview`, clone it with `pg_basebackup -R` and
+    start the clone as a hot standby on another port; yield both; stop and delete them."""
+    bindir = _bindir()
+    if bindir is None:
+        _unavailable("PostgreSQL server binaries (initdb, postgres) not found")
+    if not _has_postgis(bindir):
+        _unavailable(f"PostGIS is not installed for the PostgreSQL server in {bindir}")
+    if not (bindir / "pg_basebackup").exists():
+        _unavailable(f"pg_basebackup is not installed in {bindir}")
+    prefix, owner = _server_prefix()
+    root = Path(tempfile.mkdtemp(prefix="wayview-pgr-", dir=_scratch_dir()))
+    primary, replica = root / "primary", root / "replica"
+    pg_ctl = [*prefix, str(bindir / "pg_ctl")]
+    running: list[Path] = []
+    try:
+        if owner is not None:
+            os.chown(root, owner.pw_uid, owner.pw_gid)
+        initdb = subprocess.run(
+            [*prefix, str(bindir / "initdb"), "-D", str(primary), "-U", _SERVER_USER,
+             "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+            capture_output=True, text=True, check=False, cwd=root)
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb failed: {initdb.stdout}{initdb.stderr}")
+        with open(primary / "pg_hba.conf", "a", encoding="utf-8") as hba:
+            hba.write(f"host replication {REPLICATION_USER} 127.0.0.1/32 trust\n")
+        common = (f"-c listen_addresses=127.0.0.1 -k {root} -c fsync=off "
+                  "-c synchronous_commit=off -c max_connections=100 -c shared_buffers=32MB")
+        primary_port, replica_port = _free_port(), _free_port()
+        _pg_ctl_start(pg_ctl, primary, root / "primary.log",
+                      f"{common} -c port={primary_port} -c wal_level=replica "
+                      "-c max_wal_senders=4")
+        running.append(primary)
+        with psycopg.connect(tcp_url(primary_port, "template1"), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION postgis")
+            conn.execute(f"CREATE ROLE {REPLICATION_USER} WITH REPLICATION LOGIN")
+            conn.execute(f'CREATE DATABASE "{DATABASE}"')
+        backup = subprocess.run(
+            [*prefix, str(bindir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary_port),
+             "-U", REPLICATION_USER, "-D", str(replica), "-R", "-X", "stream", "-c", "fast",
+             "--no-sync"], capture_output=True, text=True, check=False, cwd=root, timeout=120)
+        if backup.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed: {backup.stdout}{backup.stderr}")
+        replica_options = f"{common} -c port={replica_port} -c hot_standby=on"
+        pair = StreamingPair(tcp_url(primary_port), tcp_url(replica_port), replica_port, pg_ctl,
+                             replica, root / "replica.log", replica_options)
+        pair.start_replica()
+        running.append(replica)
+        pair.wait_replayed()
+        yield pair
+    finally:
+        for data in reversed(running):
+            subprocess.run([*pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+                           capture_output=True, check=False, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
