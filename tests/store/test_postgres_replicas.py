@@ -268,3 +268,37 @@ def test_settings_replica_urls_refused(tmp_path: Path, database_url: str, replic
     errors = raised.value.errors()  # type: ignore[attr-defined]
     assert errors[0]["loc"] == ("database_replica_urls",)
     assert "s3cret" not in errors[0]["msg"]
+
+
+async def test_postgres_replica_serves_tile_rows_never_older_than_the_epoch(world: World
+                                                                           ) -> None:
+    import mapbox_vector_tile
+
+    im = world.seeded.images[0]
+    x, y = lnglat_to_tile(im.lon, im.lat, 14)
+    path = f"/maps/vtp/mly1_public/2/14/{x}/{y}"
+
+    async def image_ids() -> set[int]:
+        r = await world.get(path)
+        assert r.status_code == 200
+        layer = mapbox_vector_tile.decode(r.content)["image"]
+        return {f["properties"]["id"] for f in layer["features"]}
+
+    before = world.served()
+    assert im.id in await image_ids()
+    assert world.served() == before + 1  # the z14 rows came from the replica
+    with replay_paused(world.pair, world.dbname):
+        new = await add_sequence(world.store, world.seeded.bob,
+                                 [(im.lon + 0.00002, im.lat), (im.lon + 0.00004, im.lat)],
+                                 start_ms=1_700_000_000_000)
+        # The epoch (primary) moved on; the paused replica is behind it: rows from the primary,
+        # the new images are in the tile at once.
+        assert {i.id for i in new} <= await image_ids()
+    await asyncio.to_thread(world.pair.wait_replayed)
+    served = world.served()
+    await add_sequence(world.store, world.seeded.bob, [(im.lon, im.lat + 0.00002),
+                                                      (im.lon, im.lat + 0.00004)],
+                       start_ms=1_700_000_100_000)
+    await asyncio.to_thread(world.pair.wait_replayed)
+    assert {i.id for i in new} <= await image_ids()
+    assert world.served() == served + 1  # caught up: the replica again

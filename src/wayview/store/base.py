@@ -202,7 +202,7 @@ class Store(AccountsStore, JobsStore, UploadsStore, GovernanceStore, EditsStore,
         """The pre-clipped sequence lines of a z6–14 tile. Called by the `sequence` layer."""
 
     async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
-                           computed: bool = False) -> TileContent:
+                           computed: bool = False, epoch: int | None = None) -> TileContent:
         """The rows of each layer named in `layers` ("image", "overview", "sequence"), read in
         one snapshot and one call (one thread hop / one round trip). Called for every tile
         render; the three methods above are its single-layer forms (original positions).
@@ -210,6 +210,10 @@ class Store(AccountsStore, JobsStore, UploadsStore, GovernanceStore, EditsStore,
         With `computed`, images and lines are at the computed positions and angles, falling
         back to the original ones (`mly1_computed_public`, spec §4.2): a point lies in the tile
         holding its computed position only.
+
+        `epoch` is the tile's epoch the caller read (and will cache the tile under): a
+        backend reading from a replica (PostgreSQL, `database_replica_urls`) uses the
+        replica only when it has reached that epoch, else the primary.
         """
 
     async def tile_map_features(

@@ -143,7 +143,7 @@ class SingleLayerTileReads:
     one-layer forms of the backend's `tile_content`."""
 
     async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
-                           computed: bool = False) -> TileContent:
+                           computed: bool = False, epoch: int | None = None) -> TileContent:
         raise NotImplementedError
 
     async def tile_images(self, z: int, x: int, y: int) -> TileImageColumns:

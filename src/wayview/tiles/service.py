@@ -179,7 +179,7 @@ class TileService:
             return await self._stored(tileset, spec.group, z, x, y)
         if self.cache_max_bytes <= 0:  # no cache to validate: skip the epoch read
             metrics.tile_lookup("uncached")
-            return self._rendered(await self._render(tileset, z, x, y), 0)
+            return self._rendered(await self._render(tileset, z, x, y, 0), 0)
         epoch = await self.store.tile_epoch(spec.group, z, x, y)
         if epoch == 0:  # nothing was ever written there
             metrics.tile_lookup("empty")
@@ -200,7 +200,7 @@ class TileService:
                 metrics.tile_lookup("shared_hit")
                 return tile
         metrics.tile_lookup("miss")
-        tile = self._rendered(await self._render(tileset, z, x, y), epoch)
+        tile = self._rendered(await self._render(tileset, z, x, y, epoch), epoch)
         self._remember(key, tile)
         if self.shared is not None:
             await self.shared.put(shared_key, epoch, tile.body, tile.etag)
@@ -234,7 +234,7 @@ class TileService:
                             epoch: int) -> RenderedTile:
         """Render a z6–13 image tile read after `epoch` was current and store it under that
         epoch (kept only while it is still the tile's epoch)."""
-        tile = self._rendered(await self._render(tileset, z, x, y), epoch)
+        tile = self._rendered(await self._render(tileset, z, x, y, epoch), epoch)
         await self.store.put_rendered_tile(group, z, x, y, epoch, tile.etag, tile.body)
         return tile
 
@@ -247,15 +247,16 @@ class TileService:
         digest = hashlib.sha1(body, usedforsecurity=False).hexdigest()[:24]
         return RenderedTile(body, f'"{digest}"', epoch)
 
-    async def _render(self, tileset: str, z: int, x: int, y: int) -> bytes:
+    async def _render(self, tileset: str, z: int, x: int, y: int, epoch: int) -> bytes:
         self.renders += 1
         started = time.perf_counter()
         try:
-            return await self._build(tileset, z, x, y)
+            return await self._build(tileset, z, x, y, epoch)
         finally:
             metrics.tile_rendered(time.perf_counter() - started)
 
-    async def _build(self, tileset: str, z: int, x: int, y: int) -> bytes:
+    async def _build(self, tileset: str, z: int, x: int, y: int, epoch: int) -> bytes:
+        """The tile's body from its rows (read at least at `epoch` when it is not 0)."""
         spec = TILESETS[tileset]
         if spec.group == "features":
             assert spec.object_type is not None and spec.layer is not None
@@ -264,7 +265,8 @@ class TileService:
                 return b""
             return encode_tile([_feature_points(spec.layer, features, z, x, y)])
         names = image_layers(z)
-        content = await self.store.tile_content(z, x, y, names, computed=spec.computed)
+        content = await self.store.tile_content(z, x, y, names, computed=spec.computed,
+                                                epoch=epoch or None)
         layers: list[PointLayer | LineLayer] = []
         for name in names:
             if name == "overview" and content.overview is not None and len(content.overview):

@@ -864,16 +864,29 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         return int(row[0]) if row else 0
 
     async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
-                           computed: bool = False) -> TileContent:
+                           computed: bool = False, epoch: int | None = None) -> TileContent:
         """The rows of each layer asked for: one statement per layer, sent together in one
         pipeline (one round trip), results in binary (bytea as bytes, not hex text).
 
-        Each statement reads its own snapshot; a write landing between them bumps the tile's
-        epoch, so a tile drawn from both is never cached past that write.
+        Inside API requests they are read on a replica when one is usable
+        (`database_replica_urls`): in one snapshot with the tile's epoch there, used only
+        when the replica has reached `epoch` (the epoch the caller read on the primary and
+        caches the tile under), else read again on the primary. Each statement on the
+        primary reads its own snapshot; a write landing between them bumps the tile's epoch,
+        so a tile drawn from both is never cached past that write.
         """
         statements = tile_statements(z, x, y, layers, computed=computed)
-        rows: dict[str, list[tuple[Any, ...]]] = {}
-        async with self.db.connection() as conn:
+
+        async def run(conn: Conn, *, at_least: int | None = None
+                      ) -> dict[str, list[tuple[Any, ...]]] | None:
+            rows: dict[str, list[tuple[Any, ...]]] = {}
+            if at_least is not None:
+                cur = await conn.execute(
+                    "SELECT epoch FROM tile_epochs WHERE grp = %s AND z = %s AND tile = %s",
+                    ("computed" if computed else "images", z, morton(x, y)))
+                found = await cur.fetchone()
+                if (int(found[0]) if found else 0) < at_least:
+                    return None  # the replica has not replayed the write yet
             if len(statements) == 1:
                 name, sql, params = statements[0]
                 cur = await conn.execute(sql, params, binary=True)
@@ -884,7 +897,17 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
                                for name, sql, params in statements]
                 for name, cur in cursors:
                     rows[name] = await cur.fetchall()
-        return tile_content_from_rows(rows)
+            return rows
+
+        if self.reads.replicas:
+            found = await self.reads.read(lambda conn: run(conn, at_least=epoch),
+                                          snapshot=True)
+            if found is not None:
+                return tile_content_from_rows(found)
+        async with self.db.connection() as conn:
+            primary = await run(conn)
+        assert primary is not None
+        return tile_content_from_rows(primary)
 
     async def tile_map_features(
         self, object_type: str, z: int, x: int, y: int

@@ -875,8 +875,9 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edits
         return int(row[0]) if row else 0
 
     async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
-                           computed: bool = False) -> TileContent:
-        """The rows of every layer asked for, read on one reader thread in one snapshot."""
+                           computed: bool = False, epoch: int | None = None) -> TileContent:
+        """The rows of every layer asked for, read on one reader thread in one snapshot
+        (one file: always at least at `epoch`)."""
 
         def run(conn: sqlite3.Connection) -> TileContent:
             conn.execute("BEGIN")
