@@ -7,7 +7,7 @@ import errno
 import time
 
 from wayview.blobs import LocalBlobs
-from wayview.errors import InvalidInput
+from wayview.errors import InvalidInput, StoreUnavailable
 from wayview.pipeline.jobs import JobContext, job_handler
 from wayview.pipeline.worker import JobRunner
 
@@ -147,3 +147,33 @@ async def test_stopping_mid_job_hands_it_back(settings, store):
     await asyncio.gather(task, return_exceptions=True)
     [queued] = await store.list_jobs(states=("queued",))
     assert queued.id == job.id and "interrupted" in queued.last_error
+
+
+async def test_a_store_outage_is_not_logged_per_poll(settings, store, caplog, monkeypatch):
+    """While the store is down every lane's claim fails at each poll: the store logs the
+    outage once; the runner adds no error line and no traceback, and runs the job once the
+    store is back (issue #22)."""
+    RAN.clear()
+    job = await store.enqueue_job("test.record", {"n": 1})
+    claim = store.claim_job
+    failures = []
+
+    async def down_for_a_while(*args, **kwargs):
+        if len(failures) < 10:
+            failures.append(1)
+            raise StoreUnavailable("database unavailable")
+        return await claim(*args, **kwargs)
+
+    monkeypatch.setattr(store, "claim_job", down_for_a_while)
+    runner = _runner(settings, store, concurrency=2, jobs={"poll_s": 0.01})
+    task = asyncio.create_task(runner.run_forever())
+    for _ in range(200):
+        if RAN:
+            break
+        await asyncio.sleep(0.02)
+    runner.stop()
+    await task
+    assert len(failures) == 10 and RAN == [("test.record", 1)]
+    assert [j.id for j in await store.list_jobs(states=("done",))] == [job.id]
+    jobs_log = [r for r in caplog.records if r.name == "wayview.jobs"]
+    assert not [r for r in jobs_log if r.levelno >= 30 or r.exc_info], jobs_log

@@ -212,8 +212,14 @@ class JobRunner:
         while not self._stop.is_set():
             try:
                 job = await self.run_one()
-            except Exception:  # the store is unavailable: log, wait, try again
-                log.exception("job runner %s: claiming failed", self.name)
+            except Exception as exc:  # the store is unavailable: log, wait, try again
+                # A service that is down was logged once by whoever saw it (the store's
+                # outage line): not one traceback per lane and poll while it lasts. A job
+                # whose end could not be recorded goes back to the queue with its lease.
+                transient = is_transient(exc)
+                log.log(logging.DEBUG if transient else logging.ERROR,
+                        "job runner %s: claiming or recording a job failed: %s", self.name,
+                        exc, exc_info=not transient)
                 job = None
             if job is None and not self._stop.is_set():
                 self._wake.clear()
