@@ -69,3 +69,27 @@ async def test_a_missing_object_is_not_an_outage(s3: S3Server, tmp_path: Path) -
     with pytest.raises(FileNotFoundError):
         await blobs.get_bytes_async("images/001/nothing.jpg")
     assert not blobs.outage.is_down
+
+
+def test_a_job_writing_to_a_dead_s3_gets_a_transient_error(s3: S3Server, caplog) -> None:
+    """Writes, deletes and listings (the jobs' calls) during an outage raise BlobsUnavailable
+    once obstore's retries are spent, so the job is retried after the outage instead of
+    counting a failure against max_attempts (issue #22); a 4xx stays what it is."""
+    from tests.acceptance.live import free_port
+
+    dead = S3Blobs(f"s3://{s3.bucket}/dead", endpoint_url=f"http://127.0.0.1:{free_port()}",
+                   access_key_id=s3.access_key_id, secret_access_key=s3.secret_access_key)
+    key = "images/001/1/thumb_256.jpg"
+    for call in (lambda: dead.put_bytes(key, b"x"), lambda: dead.get_bytes(key),
+                 lambda: dead.delete(key), lambda: dead.delete_folder("images/001/1/"),
+                 lambda: list(dead.list_keys("images/")), lambda: dead.exists(key)):
+        with pytest.raises(BlobsUnavailable):
+            call()
+    assert [r.getMessage()[:28] for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "blob store (S3) unavailable "]
+    assert not any(r.exc_info for r in caplog.records)
+    bad = S3Blobs(f"s3://{s3.bucket}/x", endpoint_url=s3.endpoint_url,
+                  access_key_id=s3.access_key_id, secret_access_key="wrong")
+    with pytest.raises(Exception) as info:
+        bad.put_bytes(key, b"x")
+    assert not isinstance(info.value, BlobsUnavailable | FileNotFoundError)

@@ -11,12 +11,15 @@ API request awaits (`get_bytes_async`, `exists_async`) run on obstore's own asyn
 at most `max_concurrency` at once, and give up after `request_timeout_s` (waiting for a slot
 included) with BlobsUnavailable: a transient 503. A store that stops answering is one outage
 per process (`wayview.logs.Outage`: one line at each end); while it lasts reads fail at once
-and one per 0.2 s probes.
+and one per 0.2 s probes. The other calls (the jobs' writes, deletes, listings) raise
+BlobsUnavailable too once obstore's retries are spent on a network failure, so a job is
+retried after the outage instead of failing as if the job were wrong (and parking).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Iterator
@@ -26,6 +29,7 @@ from urllib.parse import urlsplit
 
 import obstore
 from obstore.exceptions import BaseError as ObstoreError
+from obstore.exceptions import GenericError
 from obstore.store import S3Store
 
 from wayview.blobs.base import BlobInfo, check_folder, check_key
@@ -85,17 +89,35 @@ class S3Blobs:
         self.public_base_url = public_base_url.rstrip("/")
         self.presign_ttl = dt.timedelta(seconds=presign_ttl_s)
 
+    @contextlib.contextmanager
+    def _unavailable_as_transient(self) -> Iterator[None]:
+        """A failure that outlived obstore's bounded retries (connection refused, timeouts,
+        5xx: a GenericError) is BlobsUnavailable and part of the process's one-line outage;
+        the store's definite answers (not found, 4xx such as denied) pass unchanged."""
+        try:
+            yield
+        except GenericError as exc:
+            reason = str(exc).split("\n", 1)[0][:300]
+            if "Client error" in reason:  # a 4xx answer (e.g. bad credentials): not an outage
+                raise
+            self.outage.down(reason)
+            raise _known_outage() from None
+        self.outage.up()
+
     def put_bytes(self, key: str, data: bytes) -> None:
         """Upload `data` (one PUT: atomic)."""
-        obstore.put(self._store, check_key(key), data)
+        with self._unavailable_as_transient():
+            obstore.put(self._store, check_key(key), data)
 
     def put_file(self, key: str, path: Path) -> None:
         """Upload a file (multipart for large ones; the object appears when complete)."""
-        obstore.put(self._store, check_key(key), Path(path))
+        with self._unavailable_as_transient():
+            obstore.put(self._store, check_key(key), Path(path))
 
     def get_bytes(self, key: str) -> bytes:
         """The object's bytes; FileNotFoundError if absent."""
-        return bytes(obstore.get(self._store, check_key(key)).bytes())
+        with self._unavailable_as_transient():
+            return bytes(obstore.get(self._store, check_key(key)).bytes())
 
     def _slot(self) -> asyncio.Semaphore:
         """This event loop's `max_concurrency` slots for API reads."""
@@ -149,7 +171,8 @@ class S3Blobs:
     def exists(self, key: str) -> bool:
         """Whether the object exists (a HEAD request)."""
         try:
-            obstore.head(self._store, check_key(key))
+            with self._unavailable_as_transient():
+                obstore.head(self._store, check_key(key))
         except FileNotFoundError:
             return False
         return True
@@ -157,26 +180,31 @@ class S3Blobs:
     def delete(self, key: str) -> None:
         """Remove the object (no error when absent)."""
         try:
-            obstore.delete(self._store, check_key(key))
+            with self._unavailable_as_transient():
+                obstore.delete(self._store, check_key(key))
         except FileNotFoundError:
             pass
 
     def delete_folder(self, prefix: str) -> int:
         """Delete every object under `prefix` (listed, then deleted in batches); how many."""
         count = 0
-        for batch in obstore.list(self._store, prefix=check_folder(prefix), chunk_size=1000):
-            paths = [meta["path"] for meta in batch]
-            if paths:
-                obstore.delete(self._store, paths)
-                count += len(paths)
+        with self._unavailable_as_transient():
+            for batch in obstore.list(self._store, prefix=check_folder(prefix),
+                                      chunk_size=1000):
+                paths = [meta["path"] for meta in batch]
+                if paths:
+                    obstore.delete(self._store, paths)
+                    count += len(paths)
         return count
 
     def list_keys(self, prefix: str = "") -> Iterator[BlobInfo]:
         """Every object under `prefix` (LIST requests of 1000 keys)."""
-        for batch in obstore.list(self._store, prefix=prefix or None, chunk_size=1000):
-            for meta in batch:
-                tag = meta.get("e_tag") or f"{meta['size']}:{meta['last_modified'].isoformat()}"
-                yield BlobInfo(meta["path"], int(meta["size"]), str(tag))
+        with self._unavailable_as_transient():
+            for batch in obstore.list(self._store, prefix=prefix or None, chunk_size=1000):
+                for meta in batch:
+                    tag = (meta.get("e_tag")
+                           or f"{meta['size']}:{meta['last_modified'].isoformat()}")
+                    yield BlobInfo(meta["path"], int(meta["size"]), str(tag))
 
     def local_path(self, key: str) -> Path | None:
         """Remote objects have no local file."""
