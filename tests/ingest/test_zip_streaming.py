@@ -5,6 +5,7 @@ at a time, and a job that fails half-way and is retried stores every image exact
 from __future__ import annotations
 
 import contextlib
+import errno
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from tests.api.test_upload_ingest import finish, photo, run_job, upload, zip_of
 from wayview.blobs import LocalBlobs
 from wayview.ingest import upload_job
 from wayview.ingest.upload_job import ZipMembers
+from wayview.pipeline.worker import is_transient
 from wayview.settings import Settings
 from wayview.store import Store
 from wayview.testing import Seeded, app_client
@@ -159,3 +161,28 @@ def test_a_member_that_no_longer_reads_as_checked_is_refused(tmp_path: Path) -> 
             reader.read(tmp_path / "000001.jpg")
         with pytest.raises(FileNotFoundError):
             reader.read(tmp_path / "000002.jpg")
+
+
+async def test_a_full_disk_while_storing_fails_the_job_to_be_retried_not_the_images(
+        client, store: Store, settings: Settings, seeded: Seeded,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC from the blob store is not the image's fault: the attempt fails (the worker
+    retries it, `is_transient`) instead of finishing with the images dropped as "cannot
+    store"; the retry stores every image once."""
+    photos = _photos()[:4]
+    handle = await upload(client, seeded.user_token, "mly_tools_enospc.zip",
+                          zip_of([(f"{k}.jpg", p) for k, p in enumerate(photos)]))
+    cluster = await finish(client, seeded.user_token, handle, "zip")
+    put = LocalBlobs.put_bytes
+
+    def full(self: LocalBlobs, key: str, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LocalBlobs, "put_bytes", full)
+    with pytest.raises(OSError) as info:
+        await run_job(settings, store, cluster)
+    assert is_transient(info.value)
+    assert (await store.get_upload_finish(cluster)).result is None  # type: ignore[union-attr]
+    monkeypatch.setattr(LocalBlobs, "put_bytes", put)
+    result = await run_job(settings, store, cluster)
+    assert result["imported"] == len(photos) and result["dropped"] == [], result

@@ -23,6 +23,7 @@ of the upload on disk; `wayview.ingest.upload_job`).
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import hashlib
 import logging
@@ -81,6 +82,9 @@ _MAP_CHUNK = 256
 #: Hashes per `find_images_by_sha256` call.
 _HASH_BATCH = 500
 _JPEG_MAGIC = b"\xff\xd8\xff"
+#: Errors of a full disk while storing blobs: the whole run fails (a job retries it once there
+#: is room) rather than dropping the images one by one (issue #22).
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -374,6 +378,8 @@ def _write_variants(processor: ImageProcessor, read: FileReader | None = None
         except InvalidInput as exc:
             return exc.message
         except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise  # not the file's fault: the run fails and its job is retried later
             return f"cannot store: {exc.strerror or exc}"
 
     return run
