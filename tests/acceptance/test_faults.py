@@ -1,14 +1,22 @@
 """Acceptance: the scale-out deployment under faults (issue #22). A live `wayview serve` on a
 real PostgreSQL + PostGIS, Redis and S3 server (SeaweedFS) answers a steady load of Graph
 reads, searches, vector tiles and media while each service in turn stops answering
-(SIGSTOP of all its processes, and a `pg_ctl stop -m fast` / start of PostgreSQL) and comes
-back. For each outage:
+(SIGSTOP of all its processes, a `pg_ctl stop -m fast` / start of PostgreSQL, and SIGKILL of
+each service, started again on the same port and data) and comes back. For each outage:
 
 - every request that fails is a 503 in the Graph envelope (`is_transient`, `Retry-After`),
   never a 500;
 - p99 of the failed requests' durations ≤ 2 s and no request takes more than 5 s;
 - requests succeed again within 2 s of the service's return, without restarting wayview;
 - the server logs the outage in one line when it starts and one when it ends, no traceback.
+
+A second `serve` on the same services (`rate_limit_fail_open`, no disk floor) takes the same
+load during the SIGKILLs: both log each outage once and recover. A `wayview worker` processes
+mapillary_tools-style zip uploads sent (and retried, as mapillary_tools does) throughout the
+PostgreSQL and S3 SIGKILLs: afterwards every image is stored exactly once, no job is parked and
+no blob is orphaned. `data_dir` is a small tmpfs (when the tests may mount one): filled up, it
+answers uploads with the retriable 507, keeps what was uploaded, and the same uploads resume
+and complete once space is freed.
 
 The numbers of each run are printed (`-s`) and are the ones docs/deployment.md quotes.
 """
@@ -17,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,18 +37,24 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import psycopg
 import pytest
 import redis
 from tests.acceptance.live import LiveServer, clean_env, free_port, live_server
+from tests.api.test_upload_ingest import photo, zip_of
 from tests.pg_server import _SERVER_USER, _bindir, pg_server
 from tests.redis_server import redis_server
 from tests.s3_server import S3Server, s3_server
 
 from wayview.blobs.base import image_blob_key
 from wayview.blobs.s3 import S3Blobs
+from wayview.ingest.upload_job import journal_owner
+from wayview.settings import Settings
+from wayview.store import Store
 from wayview.testing import make_settings, open_test_store, seed
 
 pytestmark = [pytest.mark.slow]
@@ -54,6 +70,11 @@ PAUSE_S = 0.06
 P99_FAILED_S = 2.0
 MAX_S = 5.0
 RECOVERY_S = 2.0
+#: The tmpfs `data_dir` (when mounting is allowed), and the main server's upload disk floor.
+DATA_TMPFS_BYTES = 128 * 1024 * 1024
+DISK_FLOOR = 1024 * 1024
+#: Longest wait for the worker to process what was uploaded.
+PROCESSED_WAIT_S = 60.0
 
 
 @dataclass
@@ -69,6 +90,28 @@ class Deployment:
     fail_open: LiveServer | None = None
     #: The WAYVIEW_* settings of the servers.
     env: dict[str, str] = field(default_factory=dict)
+    #: An uploader's token, the blob store's URL, the worker's log, whether data_dir is a
+    #: tmpfs of DATA_TMPFS_BYTES.
+    user_token: str = ""
+    blobs_url: str = ""
+    worker_log: Path | None = None
+    data_on_tmpfs: bool = False
+    #: Ids of the images the deployment was seeded with.
+    seeded_ids: set[int] = field(default_factory=set)
+    #: Services started again after a SIGKILL (stopped with the deployment).
+    respawned: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: The S3 server's current process (group) id: a SIGKILLed one is replaced.
+    s3_pid: int = 0
+    #: SHA-256 of every image uploaded by the tests so far (each must be stored once).
+    uploaded: list[str] = field(default_factory=list)
+
+    def settings(self) -> Settings:
+        """Settings for a store (and S3 blobs) of the deployment, from the test process."""
+        return make_settings(self.server.data_dir.parent, database_url=self.pg_url,
+                             blobs_url=self.blobs_url,
+                             s3={"endpoint_url": self.s3.endpoint_url,
+                                 "access_key_id": self.s3.access_key_id,
+                                 "secret_access_key": self.s3.secret_access_key})
 
 
 @dataclass(frozen=True)
@@ -127,11 +170,49 @@ def _signal_all(pids: Callable[[], list[int]], sig: signal.Signals) -> Callable[
     return send
 
 
+def _mount_tmpfs(folder: Path, size: int) -> bool:
+    """Mount a tmpfs of `size` bytes on `folder`; False when not allowed (not root)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                               str(folder)], capture_output=True, check=False, timeout=30)
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
+def _start_worker(data: Path, log: Path, cwd: Path, env: dict[str, str]
+                  ) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "wayview", "worker", "--data-dir", str(data),
+             "--concurrency", "2"], cwd=cwd, env=clean_env(**env), stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group, SIGKILL if it does not end within 10 s."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("faults")
     data = root / "data"
     with contextlib.ExitStack() as stack:
+        data_on_tmpfs = _mount_tmpfs(data, DATA_TMPFS_BYTES)
+        if data_on_tmpfs:  # unmounted last, once every process using it has stopped
+            stack.callback(lambda: subprocess.run(["umount", "-l", str(data)], check=False,
+                                                  capture_output=True, timeout=30))
         pg_url = stack.enter_context(pg_server())
         restarted: list[bool] = []
         # A cluster restarted by pg_ctl is not the process pg_server stops: stop it first.
@@ -142,10 +223,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         blobs_url = f"s3://{s3.bucket}/faults"
         settings = make_settings(root, database_url=pg_url)
         paths: dict[str, str] = {}
+        seeded: dict[str, Any] = {}
 
         async def seed_store() -> str:
             async with open_test_store(settings) as store:
                 world = await seed(store)
+            seeded["user_token"] = world.user_token
+            seeded["ids"] = {im.id for im in world.images}
             image = world.images[0]
             blobs = S3Blobs(blobs_url, endpoint_url=s3.endpoint_url,
                             access_key_id=s3.access_key_id,
@@ -159,22 +243,46 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             return world.client_token
 
         token = asyncio.run(seed_store())
+        # The test servers run with synchronous_commit=off (speed); a SIGKILLed server would
+        # lose the last commits, such as an upload already answered 200. Production's default
+        # (on) keeps them: so do the connections of this deployment.
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("ALTER DATABASE wayview SET synchronous_commit = on")
         env = {"WAYVIEW_DATABASE_URL": pg_url, "WAYVIEW_REDIS_URL": redis_url,
                "WAYVIEW_BLOBS_URL": blobs_url, "WAYVIEW_S3__ENDPOINT_URL": s3.endpoint_url,
                "WAYVIEW_S3__ACCESS_KEY_ID": s3.access_key_id,
                "WAYVIEW_S3__SECRET_ACCESS_KEY": s3.secret_access_key,
                "WAYVIEW_RATE_LIMIT_FAIL_OPEN": "false",  # the limiter's outage is visible
-               "WAYVIEW_JOBS__SERVE_WORKERS": "0", "WAYVIEW_AUTH__TOKEN_CACHE_S": "0"}
+               "WAYVIEW_JOBS__SERVE_WORKERS": "0", "WAYVIEW_AUTH__TOKEN_CACHE_S": "0",
+               "WAYVIEW_UPLOAD__MIN_FREE_DISK_BYTES": str(DISK_FLOOR),
+               "WAYVIEW_PIPELINE__BLURRER": "none"}
         server = stack.enter_context(live_server(data, root / "serve.log", cwd=root, env=env))
-        open_env = {**env, "WAYVIEW_RATE_LIMIT_FAIL_OPEN": "true"}
+        # The second serve has no disk floor: a full disk reaches it as ENOSPC mid-body.
+        open_env = {**env, "WAYVIEW_RATE_LIMIT_FAIL_OPEN": "true",
+                    "WAYVIEW_UPLOAD__MIN_FREE_DISK_BYTES": "0"}
         fail_open = stack.enter_context(live_server(data, root / "serve-open.log", cwd=root,
                                                     env=open_env))
+        # A job failing during an outage comes back within 1 s of the service's return. The
+        # lease stays well above s3.timeout_s (10 s: a PUT to an S3 server that is starting
+        # up may wait that long), or a slow attempt would lose its job to another lane.
+        worker_env = {**env, "WAYVIEW_JOBS__POLL_S": "0.2", "WAYVIEW_JOBS__BACKOFF_S": "0.2",
+                      "WAYVIEW_JOBS__TRANSIENT_BACKOFF_MAX_S": "1", "WAYVIEW_JOBS__LEASE_S": "30"}
+        worker = _start_worker(data, root / "worker.log", root, worker_env)
+        stack.callback(_stop_process, worker)
+        _wait_for(lambda: worker.poll() is not None
+                  or "wayview worker" in (root / "worker.log").read_text(), "the worker", 60)
+        assert worker.poll() is None, (root / "worker.log").read_text()[-3000:]
 
         def restart() -> None:
             restarted.append(True)
             _pg_start(pg_url)
 
-        yield Deployment(server, pg_url, redis_url, s3, token, paths, restart, fail_open, env)
+        d = Deployment(server, pg_url, redis_url, s3, token, paths, restart, fail_open, env,
+                       user_token=seeded["user_token"], blobs_url=blobs_url,
+                       worker_log=root / "worker.log", data_on_tmpfs=data_on_tmpfs,
+                       seeded_ids=seeded["ids"], s3_pid=s3.pid)
+        stack.callback(lambda: [_stop_process(p) for p in d.respawned])
+        yield d
 
 
 class Load:
@@ -251,7 +359,18 @@ class Outcome:
 def _outage(deployment: Deployment, stop: Callable[[], None], resume: Callable[[], None],
             server: LiveServer | None = None) -> Outcome:
     """Run the load through an outage; the samples from the fault to the end."""
-    with Load(deployment, server or deployment.server) as load:
+    return _outages(deployment, stop, resume, [server or deployment.server])[0]
+
+
+def _outages(deployment: Deployment, stop: Callable[[], None], resume: Callable[[], None],
+             servers: list[LiveServer], *background: Any) -> list[Outcome]:
+    """Run the load on each of `servers` (and the `background` context managers, such as an
+    `Uploader`) through an outage; each server's outcome. `resume` returns once the service
+    answers again: the recovery is counted from then."""
+    with contextlib.ExitStack() as stack:
+        loads = [stack.enter_context(Load(deployment, server)) for server in servers]
+        for extra in background:
+            stack.enter_context(extra)
         time.sleep(BEFORE_S)
         began = time.monotonic()
         stop()
@@ -259,10 +378,16 @@ def _outage(deployment: Deployment, stop: Callable[[], None], resume: Callable[[
         resume()
         back = time.monotonic()
         time.sleep(AFTER_S)
-    before = [s for s in load.samples if s.started + s.duration < began]
+    return [_outcome(deployment, load.samples, began, back) for load in loads]
+
+
+def _outcome(deployment: Deployment, samples: list[Sample], began: float, back: float
+             ) -> Outcome:
+    load_samples = samples
+    before = [s for s in load_samples if s.started + s.duration < began]
     assert before and all(s.status == 200 for s in before), \
         [(s.kind, s.status) for s in before if s.status != 200]
-    during = [s for s in load.samples if s.started + s.duration >= began]
+    during = [s for s in load_samples if s.started + s.duration >= began]
     failed = [s for s in during if s.status != 200]
     # Recovery: from the service's return to the answer of the first request of each kind
     # that succeeded with no failure after it.
@@ -375,3 +500,455 @@ def test_a_serve_on_a_data_dir_the_deployment_does_not_share_refuses_to_start(
     assert done.returncode == 1, done.stderr
     assert "is not the folder the other processes of this deployment use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- Services killed outright, uploads and the worker through the outage ---------------------
+
+#: Photo numbers of the uploads (distinct content, so every image is stored once).
+_PHOTO_NUMBERS = itertools.count(10_000)
+#: Images per zip of the `Uploader`, and their size.
+ZIP_PHOTOS = 3
+PHOTO_SIZE = (640, 480)
+#: What mapillary_tools waits before retrying a retriable error (shortened: its own backoff is
+#: seconds), and the longest one upload (with its retries) may take.
+UPLOAD_RETRY_S = 0.25
+#: The uploader's pause between two zips (a few a second: the worker keeps up).
+UPLOAD_PAUSE_S = 0.3
+UPLOAD_DEADLINE_S = 60.0
+
+
+def _photos(count: int) -> list[bytes]:
+    return [photo(next(_PHOTO_NUMBERS), width=PHOTO_SIZE[0], height=PHOTO_SIZE[1])
+            for _ in range(count)]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP call of an upload client."""
+
+    what: str
+    status: int  # 0: no answer
+    duration: float
+    retriable: bool
+    retry_after: str | None
+
+
+def _retriable(response: httpx.Response) -> bool:
+    """Whether an error answer says to try again (upload envelope or Graph envelope)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    if "debug_info" in body:
+        return bool(body["debug_info"].get("retriable"))
+    return bool(body.get("error", {}).get("is_transient"))
+
+
+class UploadClient:
+    """The upload-service protocol as mapillary_tools drives it: read the session's offset,
+    send the rest from there, retry what the server says is retriable, then finish."""
+
+    def __init__(self, server: LiveServer, token: str) -> None:
+        self.http = httpx.Client(base_url=server.base_url, timeout=MAX_S * 2, trust_env=False)
+        self.auth = {"Authorization": f"OAuth {token}"}
+        self.calls: list[Call] = []
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, what: str, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
+        started = time.monotonic()
+        response: httpx.Response | None = None
+        try:
+            response = self.http.request(method, url, headers={
+                **self.auth, **kwargs.pop("headers", {})}, **kwargs)
+        except httpx.HTTPError:
+            pass
+        status = response.status_code if response is not None else 0
+        retriable = response is not None and status != 200 and _retriable(response)
+        self.calls.append(Call(what, status, time.monotonic() - started, retriable,
+                               response.headers.get("retry-after") if response else None))
+        return response
+
+    def offset(self, key: str) -> int | None:
+        r = self.call("offset", "GET", f"/upload/{key}")
+        return int(r.json()["offset"]) if r is not None and r.status_code == 200 else None
+
+    def send(self, key: str, body: bytes, offset: int) -> httpx.Response | None:
+        return self.call("upload", "POST", f"/upload/{key}", content=body[offset:],
+                         headers={"Offset": str(offset)})
+
+    def upload(self, key: str, body: bytes) -> int:
+        """Upload `body` as `key` and finish it, retrying until done; its cluster id."""
+        deadline = time.monotonic() + UPLOAD_DEADLINE_S
+        handle: str | None = None
+        while handle is None:
+            assert time.monotonic() < deadline, f"upload {key} not done: {self.calls[-5:]}"
+            offset = self.offset(key)
+            if offset is not None:
+                r = self.send(key, body, offset)
+                if r is not None and r.status_code == 200:
+                    handle = str(r.json()["h"])
+                    break
+            time.sleep(UPLOAD_RETRY_S)
+        while True:
+            assert time.monotonic() < deadline, f"finish {key} not done: {self.calls[-5:]}"
+            r = self.call("finish", "POST", "/finish_upload",
+                          json={"file_handle": handle, "file_type": "zip"})
+            if r is not None and r.status_code == 200:
+                return int(r.json()["cluster_id"])
+            time.sleep(UPLOAD_RETRY_S)
+
+    def failures(self) -> list[Call]:
+        return [c for c in self.calls if c.status != 200]
+
+
+class Uploader:
+    """One upload client sending zips of ZIP_PHOTOS new photos, one after the other, until
+    stopped (the upload under way is completed)."""
+
+    def __init__(self, deployment: Deployment, server: LiveServer) -> None:
+        self.deployment = deployment
+        self.client = UploadClient(server, deployment.user_token)
+        self.clusters: list[int] = []
+        self.photos: list[bytes] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Uploader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=UPLOAD_DEADLINE_S + 10)
+        self.client.close()
+        assert not self._thread.is_alive(), "the uploader did not finish"
+        assert not self.errors, self.errors
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                photos = _photos(ZIP_PHOTOS)
+                body = zip_of([(f"{k}.jpg", p) for k, p in enumerate(photos)])
+                key = f"mly_tools_{os.urandom(8).hex()}.zip"
+                self.clusters.append(self.client.upload(key, body))
+                self.photos.extend(photos)
+                _uploaded(self.deployment, photos)
+                self._stop.wait(UPLOAD_PAUSE_S)
+        except BaseException as exc:  # reported by __exit__
+            self.errors.append(exc)
+
+    def report(self, name: str) -> str:
+        failed = self.client.failures()
+        kinds = ",".join(sorted({f"{c.what} {c.status}" for c in failed})) or "none"
+        return (f"{name} uploads: {len(self.clusters)} zips ({len(self.photos)} images), "
+                f"{len(self.client.calls)} calls, {len(failed)} failed ({kinds}), slowest "
+                f"{max((c.duration for c in self.client.calls), default=0):.2f} s")
+
+
+def _check_upload_calls(name: str, client: UploadClient, *, allowed: tuple[int, ...] = (503,)
+                        ) -> None:
+    """Every failed upload call is a retriable error with Retry-After, none took over MAX_S."""
+    failed = client.failures()
+    assert {c.status for c in failed} <= set(allowed), f"{name}: {failed[:5]}"
+    assert all(c.retriable and c.retry_after for c in failed), f"{name}: {failed[:5]}"
+    assert max(c.duration for c in client.calls) <= MAX_S, name
+
+
+def _run_store(deployment: Deployment, fn: Callable[[Store], Any]) -> Any:
+    async def run() -> Any:
+        async with open_test_store(deployment.settings()) as store:
+            return await fn(store)
+
+    return asyncio.run(run())
+
+
+def _uploaded(deployment: Deployment, photos: list[bytes]) -> None:
+    """Count `photos` as uploaded (the worker must store each once), as soon as they are."""
+    import hashlib
+
+    deployment.uploaded.extend(hashlib.sha256(p).hexdigest() for p in photos)
+
+
+def _processed(deployment: Deployment, clusters: list[int], photos: list[bytes]) -> str:
+    """Wait until the worker has processed `clusters`; check that each of `photos` is stored
+    exactly once, no job is parked, no blob journal is left and no image blob is orphaned."""
+    async def check(store: Store) -> tuple[list[dict[str, Any]], int, dict[str, int], Any]:
+        deadline = time.monotonic() + PROCESSED_WAIT_S
+        while True:
+            finishes = [await store.get_upload_finish(c) for c in clusters]
+            results = [f.result if f is not None else None for f in finishes]
+            if all(r is not None and r.get("state") == "done" for r in results):
+                break
+            if time.monotonic() > deadline:
+                jobs = await store.list_jobs(limit=20)
+                raise AssertionError(f"uploads not processed in {PROCESSED_WAIT_S:.0f} s: "
+                                     f"{results}\n{jobs}")
+            await asyncio.sleep(0.2)
+        parked = await store.list_jobs(states=("parked",))
+        assert not parked, parked
+        journals = [await store.journaled_blobs(journal_owner(c)) for c in clusters]
+        assert not any(journals), journals
+        found = await store.find_images_by_sha256(deployment.uploaded)
+        return [r for r in results if r is not None], await store.count_images(), found, None
+
+    results, count, found, _ = _run_store(deployment, check)
+    assert sum(int(r["imported"]) for r in results) == len(photos), results
+    assert all(r["dropped"] == [] for r in results), results
+    assert set(found) == set(deployment.uploaded), "uploaded images missing"
+    if count != len(deployment.seeded_ids) + len(deployment.uploaded):
+        with psycopg.connect(deployment.pg_url) as conn:
+            dupes = conn.execute(
+                "SELECT content_sha256, count(*), array_agg(DISTINCT sequence_id) FROM images "
+                "GROUP BY content_sha256 HAVING count(*) > 1 LIMIT 5").fetchall()
+            by_creator = conn.execute(
+                "SELECT creator_id, count(*) FROM images GROUP BY creator_id").fetchall()
+        raise AssertionError(f"{count} images, {len(deployment.uploaded)} uploaded: "
+                             f"duplicates {dupes}, by creator {by_creator}")
+    blobs = S3Blobs(deployment.blobs_url, endpoint_url=deployment.s3.endpoint_url,
+                    access_key_id=deployment.s3.access_key_id,
+                    secret_access_key=deployment.s3.secret_access_key)
+    # Keys are images/<shard>/<id>/… and private/<shard>/<id>/….
+    with_blobs = {int(info.key.split("/")[2])
+                  for top in ("images/", "private/") for info in blobs.list_keys(top)}
+    stored = set(found.values())
+    orphans = with_blobs - stored - deployment.seeded_ids
+    assert not orphans, f"blobs of images that are not stored: {sorted(orphans)[:5]}"
+    assert stored <= with_blobs, "stored images without blobs"
+    return f"{len(clusters)} uploads processed, {len(photos)} images stored once, no orphan"
+
+
+def _process_spec(pid: int) -> tuple[list[str], str, dict[str, str]]:
+    """How a process was started (command line, folder, environment), to start it again."""
+    proc = Path(f"/proc/{pid}")
+    cmd = [a.decode() for a in (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+    env = dict(item.split("=", 1) for item in
+               (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+               if "=" in item)
+    return cmd, os.readlink(proc / "cwd"), env
+
+
+def _gone(pids: list[int], timeout: float = 5.0) -> bool:
+    """Wait until `pids` have ended (our own children reaped); False if one is left (a
+    zombie nobody reaps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        left = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        if not left or time.monotonic() > deadline:
+            return not left
+        time.sleep(0.02)
+
+
+def _respawn(deployment: Deployment, spec: tuple[list[str], str, dict[str, str]],
+             log: Path) -> subprocess.Popen[bytes]:
+    cmd, cwd, env = spec
+    with log.open("ab") as out:
+        process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    deployment.respawned.append(process)
+    return process
+
+
+def _wait_for(ready: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"{what} not back within {timeout:.0f} s"
+        time.sleep(0.02)
+
+
+def _killed(name: str, outcomes: list[Outcome], marks: list[LogMark], component: str
+            ) -> None:
+    """Both servers: the `_check` targets, each logging the outage once."""
+    for n, (outcome, mark) in enumerate(zip(outcomes, marks, strict=True)):
+        _check(f"{name} (serve {n + 1})", outcome, mark.new(), component)
+
+
+def _worker_log_clean(deployment: Deployment, offset: int) -> None:
+    assert deployment.worker_log is not None
+    with deployment.worker_log.open("rb") as f:
+        f.seek(offset)
+        log = f.read().decode(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+
+
+def _worker_log_size(deployment: Deployment) -> int:
+    assert deployment.worker_log is not None
+    return deployment.worker_log.stat().st_size
+
+
+def test_postgres_killed_and_restarted_with_uploads_and_the_worker(
+        deployment: Deployment) -> None:
+    d = deployment
+    servers = [d.server, d.fail_open]
+    assert d.fail_open is not None
+    marks = [LogMark(s) for s in servers if s is not None]
+    worker_log = _worker_log_size(d)
+    uploader = Uploader(d, d.server)
+
+    def kill() -> None:
+        pids = _pg_pids(d.pg_url)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if not _gone(pids):  # a zombie nobody reaps still "holds" the lock file
+            (_pg_data(d.pg_url) / "postmaster.pid").unlink(missing_ok=True)
+
+    outcomes = _outages(d, kill, d.pg_restart, [d.server, d.fail_open], uploader)
+    _killed("PostgreSQL SIGKILL", outcomes, marks, "database (PostgreSQL)")
+    print(uploader.report("PostgreSQL SIGKILL"))  # noqa: T201
+    _check_upload_calls("PostgreSQL SIGKILL", uploader.client)
+    assert uploader.client.failures(), "no upload call met the outage"
+    print(_processed(d, uploader.clusters, uploader.photos))  # noqa: T201
+    _worker_log_clean(d, worker_log)
+
+
+def test_redis_killed_and_restarted(deployment: Deployment) -> None:
+    d = deployment
+    assert d.fail_open is not None
+    marks = [LogMark(d.server), LogMark(d.fail_open)]
+    pid = _redis_pid(d.redis_url)
+    socket_path = Path(urlsplit(d.redis_url).path)
+    # Redis rewrites its command line (process title): start it as tests/redis_server.py does.
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    spec = ([binary, "--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", str(socket_path.parent)],
+            str(socket_path.parent), dict(os.environ))
+
+    def kill() -> None:
+        os.kill(pid, signal.SIGKILL)
+        assert _gone([pid])
+
+    def restart() -> None:
+        socket_path.unlink(missing_ok=True)
+        _respawn(d, spec, socket_path.parent / "redis-respawned.log")
+
+        def answers() -> bool:
+            try:
+                with redis.Redis.from_url(d.redis_url, socket_timeout=0.5) as client:
+                    return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        _wait_for(answers, "Redis")
+
+    closed, open_ = _outages(d, kill, restart, [d.server, d.fail_open])
+    _check("Redis SIGKILL (rate_limit_fail_open=false)", closed, marks[0].new(),
+           "rate limiter (Redis)")
+    assert {s.kind for s in closed.failed} <= {"graph", "search", "tile"}
+    print(open_.report("Redis SIGKILL (rate_limit_fail_open=true)"))  # noqa: T201
+    assert not open_.failed and open_.slowest_s <= 1.0 and open_.recovery_s <= RECOVERY_S
+    log = marks[1].new()
+    assert log.count("rate limiter (Redis) unavailable") == 1, log[-3000:]
+    assert log.count("rate limiter (Redis) available again") == 1, log[-3000:]
+    assert "Traceback" not in log
+
+
+def test_s3_killed_and_restarted_with_uploads_and_the_worker(deployment: Deployment) -> None:
+    d = deployment
+    assert d.fail_open is not None
+    marks = [LogMark(d.server), LogMark(d.fail_open)]
+    worker_log = _worker_log_size(d)
+    pid = d.s3_pid
+    spec = _process_spec(pid)
+    uploader = Uploader(d, d.server)
+
+    def kill() -> None:
+        os.killpg(pid, signal.SIGKILL)
+        assert _gone([pid])
+
+    def restart() -> None:
+        process = _respawn(d, spec, Path(spec[1]) / "weed-respawned.log")
+        d.s3_pid = process.pid
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{d.s3.endpoint_url}/{d.s3.bucket}", timeout=0.5,
+                                 trust_env=False).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        _wait_for(answers, "S3")
+
+    outcomes = _outages(d, kill, restart, [d.server, d.fail_open], uploader)
+    _killed("S3 SIGKILL", outcomes, marks, "blob store (S3)")
+    assert all({s.kind for s in o.failed} == {"media"} for o in outcomes)
+    print(uploader.report("S3 SIGKILL"))  # noqa: T201
+    _check_upload_calls("S3 SIGKILL", uploader.client)
+    print(_processed(d, uploader.clusters, uploader.photos))  # noqa: T201
+    _worker_log_clean(d, worker_log)
+
+
+def _fill(path: Path, leave: int) -> None:
+    """Grow `path` until its filesystem has about `leave` bytes free."""
+    with path.open("ab") as f:
+        more = shutil.disk_usage(path.parent).free - leave
+        if more > 0:
+            os.posix_fallocate(f.fileno(), f.seek(0, 2), more)
+
+
+def test_a_full_data_dir_refuses_uploads_retriably_and_they_resume(
+        deployment: Deployment) -> None:
+    d = deployment
+    if not d.data_on_tmpfs:
+        pytest.skip("data_dir is not a small tmpfs here (mount -t tmpfs needs root)")
+    assert d.fail_open is not None
+    marks = [LogMark(d.server), LogMark(d.fail_open)]
+    worker_log = _worker_log_size(d)
+    data = d.server.data_dir
+    main, other = UploadClient(d.server, d.user_token), UploadClient(d.fail_open, d.user_token)
+    try:
+        # Already stored: a processed upload, and a complete upload not yet finished.
+        kept_photos = _photos(ZIP_PHOTOS)
+        kept = main.upload("mly_tools_kept.zip",
+                           zip_of([(f"{k}.jpg", p) for k, p in enumerate(kept_photos)]))
+        _uploaded(d, kept_photos)
+        _processed(d, [kept], kept_photos)
+        waiting_photos = _photos(ZIP_PHOTOS)
+        waiting = zip_of([(f"{k}.jpg", p) for k, p in enumerate(waiting_photos)])
+        assert main.send("mly_tools_waiting.zip", waiting, 0) is not None
+        photos_a, photos_b = _photos(6), _photos(6)
+        body_a = zip_of([(f"{k}.jpg", p) for k, p in enumerate(photos_a)])
+        body_b = zip_of([(f"{k}.jpg", p) for k, p in enumerate(photos_b)])
+        half = len(body_a) // 2
+        r = main.send("mly_tools_a.zip", body_a[:half], 0)
+        assert r is not None and r.status_code == 200, r
+        images_before = _run_store(d, lambda s: s.count_images())
+
+        filler = data / "filler"
+        _fill(filler, DISK_FLOOR // 2)  # below the main server's floor: refused up front
+        r = main.send("mly_tools_a.zip", body_a, half)
+        assert r is not None and r.status_code == 507, r
+        _fill(filler, 64 * 1024)  # the second has no floor: the disk fills mid-body
+        r = other.send("mly_tools_b.zip", body_b, 0)
+        assert r is not None and r.status_code == 507, r
+        print(f"full disk: {shutil.disk_usage(data).free} bytes free, uploads answered "  # noqa: T201
+              f"{sorted({c.status for c in main.failures() + other.failures()})}")
+        _check_upload_calls("full disk", main, allowed=(507,))
+        _check_upload_calls("full disk", other, allowed=(507,))
+        # Nothing already stored is lost.
+        assert main.offset("mly_tools_a.zip") == half
+        kept_b = other.offset("mly_tools_b.zip")
+        assert kept_b is not None and kept_b < len(body_b)
+        assert main.offset("mly_tools_waiting.zip") == len(waiting)
+        assert _run_store(d, lambda s: s.count_images()) == images_before
+
+        filler.unlink()
+        _uploaded(d, photos_a + photos_b + waiting_photos)
+        clusters = [main.upload("mly_tools_a.zip", body_a),
+                    other.upload("mly_tools_b.zip", body_b),
+                    main.upload("mly_tools_waiting.zip", waiting)]
+        print(f"after freeing space: {_processed(d, clusters, photos_a + photos_b + waiting_photos)}")  # noqa: T201,E501
+    finally:
+        (data / "filler").unlink(missing_ok=True)
+        main.close()
+        other.close()
+    for mark in marks:
+        log = mark.new()
+        assert "Traceback" not in log and " 500 " not in log, log[-3000:]
+    _worker_log_clean(d, worker_log)
