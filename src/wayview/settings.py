@@ -312,7 +312,11 @@ class JobsSettings(BaseModel):
     )
     lease_s: float = Field(
         120.0, ge=5, description="A running job whose worker has not renewed it for this long "
-        "is taken over by another worker (the first one is presumed dead).",
+        "is taken over by another worker (the first one is presumed dead). Its worker renews "
+        "it every third of this and stops the job itself (to run it again later) when it "
+        "could not for this minus a guard. Keep it at least 3 × the longest single blocking "
+        "call of a job: `s3.timeout_s` with S3, `database_statement_timeout_s` with PostgreSQL "
+        "(a worker logs a warning at start-up otherwise).",
     )
     poll_s: float = Field(1.0, gt=0, description="How often an idle worker looks for jobs.")
     max_attempts: int = Field(

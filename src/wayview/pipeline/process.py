@@ -344,37 +344,46 @@ async def reconstruct_sequence(settings: PipelineSettings, store: Store, blobs: 
     by_id = {shot.image_id: shot for shot in solved.shots}
     merge_cc = await _merge_component(settings, store, ordered) if settings.meshes else None
     out: list[Image] = []
+    puts: list[tuple[str, bytes]] = []
+    for im in ordered:
+        shot = by_id[im.id]
+        assets = im.assets
+        if settings.meshes and im.camera_type != "spherical":
+            params = im.camera_parameters or shot.camera_parameters or (0.85, 0.0, 0.0)
+            vertices, faces = image_plane_mesh(im.width, im.height, params,
+                                               depth=_MESH_DEPTH_M)
+            puts.append((image_blob_key(im.id, "mesh"), encode_mesh(vertices, faces)))
+            assets |= ASSET_MESH
+        if settings.meshes:
+            assets |= ASSET_CLUSTER
+        out.append(replace(
+            im, computed_lon=shot.lon, computed_lat=shot.lat,
+            computed_altitude_m=shot.altitude_m,
+            computed_compass_angle_deg=shot.compass_angle_deg % 360.0,
+            computed_rotation=shot.rotation, atomic_scale=shot.atomic_scale,
+            camera_parameters=im.camera_parameters or shot.camera_parameters,
+            merge_cc=merge_cc, assets=assets,
+        ))
+    if settings.meshes:
+        puts.append((cluster_blob_key(ordered[0].sequence_id),
+                     encode_cluster([solved.to_opensfm()])))
+    # In a thread: a stalled S3 blocks each put up to s3.timeout_s, and on the event loop
+    # that stopped the job's lease renewals (issue #22: the job ran twice at once).
+    written = await asyncio.to_thread(_put_all, blobs, puts)
+    return out, written
+
+
+def _put_all(blobs: BlobStore, puts: Sequence[tuple[str, bytes]]) -> list[str]:
+    """Store blobs in order; the keys written (all, or none: a failure deletes them again)."""
     written: list[str] = []
     try:
-        for im in ordered:
-            shot = by_id[im.id]
-            assets = im.assets
-            if settings.meshes and im.camera_type != "spherical":
-                params = im.camera_parameters or shot.camera_parameters or (0.85, 0.0, 0.0)
-                vertices, faces = image_plane_mesh(im.width, im.height, params,
-                                                   depth=_MESH_DEPTH_M)
-                key = image_blob_key(im.id, "mesh")
-                blobs.put_bytes(key, encode_mesh(vertices, faces))
-                written.append(key)
-                assets |= ASSET_MESH
-            if settings.meshes:
-                assets |= ASSET_CLUSTER
-            out.append(replace(
-                im, computed_lon=shot.lon, computed_lat=shot.lat,
-                computed_altitude_m=shot.altitude_m,
-                computed_compass_angle_deg=shot.compass_angle_deg % 360.0,
-                computed_rotation=shot.rotation, atomic_scale=shot.atomic_scale,
-                camera_parameters=im.camera_parameters or shot.camera_parameters,
-                merge_cc=merge_cc, assets=assets,
-            ))
-        if settings.meshes:
-            key = cluster_blob_key(ordered[0].sequence_id)
-            blobs.put_bytes(key, encode_cluster([solved.to_opensfm()]))
+        for key, data in puts:
+            blobs.put_bytes(key, data)
             written.append(key)
     except BaseException:
         delete_blobs(blobs, written)
         raise
-    return out, written
+    return written
 
 
 async def _merge_component(settings: PipelineSettings, store: Store,

@@ -174,7 +174,9 @@ async def solve_sequence(settings: PipelineSettings, store: Store, blobs: BlobSt
         log.info("sfm: sequence %s has no images (deleted?): nothing to do", sequence_id)
         return None
     started = time.process_time()
-    own, missing = _load(blobs, images)
+    # Blob reads and writes run in threads: a stalled S3 must not block the event loop (and
+    # with it the job's lease renewals, issue #22).
+    own, missing = await asyncio.to_thread(_load, blobs, images)
     neighbours = await _neighbours(settings, store, blobs, images)
     fallbacks: dict[str, str] = {str(i): reason for i, reason in missing.items()}
     result: SfmResult | None = None
@@ -222,7 +224,7 @@ async def solve_sequence(settings: PipelineSettings, store: Store, blobs: BlobSt
                   "seed": w.seed, "cpu_s": round(w.cpu_s, 2), "error": w.error}
                  for w in (result.windows if result else [])],
     )
-    blobs.put_bytes(sfm_report_key(sequence_id), report.to_json())
+    await asyncio.to_thread(blobs.put_bytes, sfm_report_key(sequence_id), report.to_json())
     if work_root is not None:  # this attempt's checkpoints, and those of older settings
         for stale in work_root.glob(f"{sequence_id}-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -275,9 +277,18 @@ async def _neighbours(settings: PipelineSettings, store: Store, blobs: BlobStore
         if distance <= radius:
             scored.append((distance, other.id, other, (lat, lon, alt)))
     scored.sort(key=lambda entry: (entry[0], entry[1]))
+    candidates = [(other, at) for _, _, other, at in scored]
+    return await asyncio.to_thread(_load_neighbours, blobs, candidates,
+                                   settings.sfm_max_neighbours)
+
+
+def _load_neighbours(blobs: BlobStore,
+                     candidates: Sequence[tuple[Image, tuple[float, float, float | None]]],
+                     limit: int) -> list[SfmImage]:
+    """The first `limit` candidates that have a 2048-px derivative, with its bytes."""
     out: list[SfmImage] = []
-    for _, _, other, at in scored:
-        if len(out) >= settings.sfm_max_neighbours:
+    for other, at in candidates:
+        if len(out) >= limit:
             break
         try:
             data = blobs.get_bytes(image_blob_key(other.id, "thumb_2048", other.media_version))

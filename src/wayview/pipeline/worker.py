@@ -5,6 +5,24 @@ A `JobRunner` claims due jobs from the store and runs the handler registered for
 renewed every third of `jobs.lease_s`; a worker that dies (SIGKILL, power loss) stops renewing,
 and once the lease expires any other runner takes the job over. Every claim counts an attempt.
 
+A lease is never outlived (issue #22: a job ran on two lanes at once and left an orphan blob):
+
+- a renewal that fails (the store hiccups, does not answer within `RENEW_TIMEOUT_S`) is
+  retried after a short backoff, not a whole third of the lease later;
+- the renewal, the job's end and its hand-back are fenced by the claim (worker name *and*
+  attempt number, `JobsStore.renew_job_lease`): another lane of the same runner that took the
+  job over after an expiry is told apart, and a job is never finished by two attempts;
+- the handler runs in a task of its own, stopped (cancelled, outcome `lost`) as soon as a
+  renewal finds the job taken over, or once `lease_s` minus a guard has passed since the last
+  confirmed renewal (a timer: it fires first thing after an event loop that was blocked for
+  too long). The guard is the longest single blocking call of a job (`longest_call_s`,
+  capped at a third of the lease) so that a call a thread still runs ends before the lease
+  does; `jobs.lease_s` should be at least 3 × that call (a warning at start-up otherwise).
+
+The job's end (done, retry, parked) is written with a short backoff while the store does not
+answer, until the lease would have expired: a job whose end met a PostgreSQL outage is queued
+again as soon as the store is back, not a whole lease later.
+
 What happens when a handler fails:
 
 - `InvalidInput` (the job can never succeed as it stands) or an unknown kind: parked at once.
@@ -42,24 +60,32 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from wayview import logs, metrics
 from wayview.blobs.base import BlobStore
 from wayview.errors import InvalidInput, ServiceUnavailable
 from wayview.ingest.upload_sessions import UploadSessions
 from wayview.model.entities import Job
-from wayview.pipeline.jobs import JobContext, JobHandler, handler_for, load_handlers
+from wayview.pipeline.jobs import JobContext, handler_for, load_handlers
 from wayview.settings import Settings
-from wayview.store.base import Store
+from wayview.store.base import Store, call_deadline_s
 
-__all__ = ["MAINTENANCE_INTERVAL_S", "TRANSIENT_PREFIX", "JobRunner", "backoff_s", "is_transient",
+__all__ = ["MAINTENANCE_INTERVAL_S", "RENEW_TIMEOUT_S", "RETRY_MAX_S", "RETRY_S",
+           "TRANSIENT_PREFIX", "JobRunner", "backoff_s", "is_transient", "longest_call_s",
            "worker_name"]
 
 log = logging.getLogger("wayview.jobs")
 
 #: Seconds between two runs of the upload housekeeping in `run_forever`.
 MAINTENANCE_INTERVAL_S = 3600.0
+#: Longest wait for one lease renewal (at most a sixth of the lease): a store that does not
+#: answer is asked again rather than waited for.
+RENEW_TIMEOUT_S = 5.0
+#: Wait after a failed lease renewal or job-end write, doubled at each further failure up to
+#: RETRY_MAX_S (the store's outage probes run every 0.2 s).
+RETRY_S = 0.2
+RETRY_MAX_S = 2.0
 
 
 def worker_name() -> str:
@@ -88,6 +114,21 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (ServiceUnavailable, ConnectionError, TimeoutError)):
         return True
     return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
+
+
+def longest_call_s(settings: Settings) -> float:
+    """The longest a single blocking call of a job may take: `s3.timeout_s` with an S3 blob
+    store, `database_statement_timeout_s` with PostgreSQL (0, no timeout, is not counted).
+
+    >>> longest_call_s(Settings(_env_file=None, blobs_url="s3://b", database_url="postgresql://"))
+    30.0
+    """
+    calls = [0.0]
+    if settings.blobs_url.startswith("s3://"):
+        calls.append(settings.s3.timeout_s)
+    if settings.database_url and settings.database_statement_timeout_s > 0:
+        calls.append(settings.database_statement_timeout_s)
+    return max(calls)
 
 
 def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
@@ -126,10 +167,11 @@ class JobRunner:
     async def run_one(self) -> Job | None:
         """Claim one due job and run it to its end; the job, or None when none was due."""
         jobs = self.settings.jobs
+        claimed_at = asyncio.get_running_loop().time()  # the store's lease starts later
         job = await self.store.claim_job(self.name, lease_s=jobs.lease_s, kinds=self.kinds)
         if job is None:
             return None
-        await self._run(job)
+        await self._run(job, claimed_at)
         return job
 
     async def drain(self, *, on_job: Callable[[Job], None] | None = None) -> int:
@@ -152,6 +194,12 @@ class JobRunner:
 
         log.info("job runner %s started (%d at once; computed positions: %s)", self.name,
                  self.concurrency, positioner_in_use(self.settings.pipeline))
+        longest, lease = longest_call_s(self.settings), self.settings.jobs.lease_s
+        if lease < 3 * longest:
+            log.warning("jobs.lease_s = %g s is less than 3 × the longest blocking call of a "
+                        "job (%g s: s3.timeout_s, database_statement_timeout_s): attempts "
+                        "stopped when a renewal is late, and jobs parked; raise it", lease,
+                        longest)
         background = [asyncio.create_task(self._maintain()),
                       asyncio.create_task(self._prerender())]
         try:
@@ -226,34 +274,42 @@ class JobRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.jobs.poll_s)
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, claimed_at: float) -> None:
         jobs = self.settings.jobs
         context = logs.log_context.set({"job_id": job.id, "kind": job.kind})
         started = time.monotonic()
+        until = claimed_at + jobs.lease_s
         try:
             handler = handler_for(job.kind)
             if handler is None:
-                await self.store.fail_job(job.id, self.name,
-                                          f"no handler for job kind {job.kind!r}",
-                                          retry_in_s=None)
-                self._ended(job, "parked", started, logging.ERROR,
-                            "job %d parked: unknown kind %r", job.id, job.kind)
+                await self._end(job, until, started, self._fail(
+                    job, f"no handler for job kind {job.kind!r}", None), "parked",
+                    logging.ERROR, "job %d parked: unknown kind %r", job.id, job.kind)
                 return
             if job.attempts > jobs.max_attempts and not self._in_outage_window(job):
                 # Claimed after an expired lease once too often: the job kills its worker.
-                await self.store.fail_job(
-                    job.id, self.name, job.last_error or
-                    f"its worker stopped without finishing it {job.attempts - 1} times",
-                    retry_in_s=None)
-                self._ended(job, "parked", started, logging.ERROR,
-                            "job %d (%s) parked after %d attempts", job.id, job.kind,
-                            job.attempts - 1)
+                await self._end(job, until, started, self._fail(
+                    job, job.last_error or
+                    f"its worker stopped without finishing it {job.attempts - 1} times", None),
+                    "parked", logging.ERROR, "job %d (%s) parked after %d attempts", job.id,
+                    job.kind, job.attempts - 1)
                 return
-            heartbeat = asyncio.create_task(self._heartbeat(job))
+            ctx = JobContext(self.settings, self.store, self.blobs, job)
+
+            async def handle() -> None:
+                await handler(ctx, job.payload)
+
+            work = asyncio.create_task(handle())
+            guard = min(max(longest_call_s(self.settings), jobs.lease_s / 10), jobs.lease_s / 3)
+            lease = _Lease(work, claimed_at, lease_s=jobs.lease_s, keep_s=jobs.lease_s - guard)
+            heartbeat = asyncio.create_task(self._heartbeat(job, lease))
             try:
-                await self._attempt(job, handler, heartbeat, started)
+                await self._attempt(job, lease, heartbeat, started)
             finally:
                 heartbeat.cancel()
+                lease.close()
+                if not work.done():  # _attempt raised: the handler must not run on
+                    work.cancel()
         finally:
             logs.log_context.reset(context)
 
@@ -267,52 +323,116 @@ class JobRunner:
             "duration_ms": round(seconds * 1000, 1), "attempt": job.attempts,
             "worker": self.name}})
 
-    async def _attempt(self, job: Job, handler: JobHandler, heartbeat: asyncio.Task[None],
+    async def _attempt(self, job: Job, lease: _Lease, heartbeat: asyncio.Task[None],
                        started: float) -> None:
-        """Run the handler once and record the outcome (done, retry later, or parked)."""
+        """Wait for the handler and record the outcome (done, retry later, or parked)."""
         jobs = self.settings.jobs
         try:
-            await handler(JobContext(self.settings, self.store, self.blobs, job), job.payload)
+            await lease.work
         except asyncio.CancelledError:
-            # Shutting down: hand the job back now rather than when its lease expires.
             heartbeat.cancel()
+            task = asyncio.current_task()
+            if lease.lost is not None and not (task is not None and task.cancelling()):
+                await self._lost(job, lease, started)
+                return
+            # Shutting down: hand the job back now rather than when its lease expires.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self.store.fail_job(
-                    job.id, self.name, "interrupted: the worker shut down", retry_in_s=0.0))
+                await asyncio.shield(self._fail(
+                    job, "interrupted: the worker shut down", 0.0)())
             self._ended(job, "interrupted", started, logging.INFO,
                         "job %d (%s) handed back: the worker shuts down", job.id, job.kind)
             raise
         except InvalidInput as exc:
-            await self.store.fail_job(job.id, self.name, exc.message, retry_in_s=None)
-            self._ended(job, "parked", started, logging.ERROR, "job %d (%s) parked: %s",
-                        job.id, job.kind, exc.message)
+            heartbeat.cancel()
+            await self._end(job, lease.expires_at, started, self._fail(job, exc.message, None),
+                            "parked", logging.ERROR, "job %d (%s) parked: %s", job.id,
+                            job.kind, exc.message)
             return
         except Exception as exc:
+            heartbeat.cancel()
+            if lease.lost is not None:  # the handler turned the cancellation into an error
+                await self._lost(job, lease, started)
+                return
             error = "".join(traceback.format_exception_only(exc)).strip()
             if is_transient(exc):
-                await self._transient_failure(job, exc, error, started)
+                await self._transient_failure(job, exc, error, started, lease.expires_at)
                 return
             if job.attempts >= jobs.max_attempts:
-                await self.store.fail_job(job.id, self.name, error, retry_in_s=None)
-                self._ended(job, "parked", started, logging.ERROR,
-                            "job %d (%s) parked after %d attempts: %s", job.id, job.kind,
-                            job.attempts, error, exc=exc)
+                await self._end(job, lease.expires_at, started, self._fail(job, error, None),
+                                "parked", logging.ERROR,
+                                "job %d (%s) parked after %d attempts: %s", job.id, job.kind,
+                                job.attempts, error, exc=exc)
             else:
                 wait = backoff_s(job.attempts, jobs.backoff_s, jobs.backoff_max_s)
-                await self.store.fail_job(job.id, self.name, error, retry_in_s=wait)
-                self._ended(job, "retry", started, logging.WARNING,
-                            "job %d (%s) attempt %d failed, retry in %.0f s: %s", job.id,
-                            job.kind, job.attempts, wait, error, exc=exc)
+                await self._end(job, lease.expires_at, started, self._fail(job, error, wait),
+                                "retry", logging.WARNING,
+                                "job %d (%s) attempt %d failed, retry in %.0f s: %s", job.id,
+                                job.kind, job.attempts, wait, error, exc=exc)
             return
         heartbeat.cancel()
-        if await self.store.complete_job(job.id, self.name):
-            self._ended(job, "done", started, logging.INFO,
-                        "job %d (%s) done by %s in %.1f s (attempt %d)", job.id, job.kind,
-                        self.name, time.monotonic() - started, job.attempts)
+        # Fenced by the claim: a job taken over meanwhile is not finished a second time.
+        await self._end(job, lease.expires_at, started, lambda: self.store.complete_job(
+            job.id, self.name, attempt=job.attempts), "done", logging.INFO,
+            "job %d (%s) done by %s in %.1f s (attempt %d)", job.id, job.kind, self.name,
+            time.monotonic() - started, job.attempts)
+
+    async def _lost(self, job: Job, lease: _Lease, started: float) -> None:
+        """The handler was stopped because the lease is gone (or may be): one line; a job
+        nobody took over yet is handed back at once (fenced by the claim)."""
+        if lease.taken_over:
+            self._ended(job, "lost", started, logging.WARNING,
+                        "job %d (%s) stopped: %s", job.id, job.kind, lease.lost)
+            return
+        await self._record(job, lease.expires_at, self._fail(
+            job, f"{TRANSIENT_PREFIX}{lease.lost}", 0.0))
+        self._ended(job, "lost", started, logging.WARNING, "job %d (%s) stopped: %s",
+                    job.id, job.kind, lease.lost)
+
+    def _fail(self, job: Job, error: str, retry_in_s: float | None
+              ) -> Callable[[], Awaitable[bool]]:
+        """The write that records a failed attempt of `job` (fenced by its claim)."""
+        return lambda: self.store.fail_job(job.id, self.name, error, retry_in_s=retry_in_s,
+                                           attempt=job.attempts)
+
+    async def _record(self, job: Job, until: float, write: Callable[[], Awaitable[bool]]
+                      ) -> bool | None:
+        """Run `write` (a job's end: complete_job, fail_job); while the store does not answer,
+        again after a short backoff, until `until` (loop time: the lease would have expired,
+        so the job is claimable again anyway). Whether the job was still this attempt's;
+        None when the store did not answer in time."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            try:
+                return await write()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                failures += 1
+                wait = backoff_s(failures, RETRY_S, RETRY_MAX_S)
+                if loop.time() + wait >= until:
+                    log.debug("job %d: recording its end failed until its lease expired: %s",
+                              job.id, exc)
+                    return None
+                log.debug("job %d: recording its end failed, again in %.1f s: %s", job.id,
+                          wait, exc)
+                await asyncio.sleep(wait)
+
+    async def _end(self, job: Job, until: float, started: float,
+                   write: Callable[[], Awaitable[bool]], outcome: str, level: int,
+                   message: str, *args: object, exc: BaseException | None = None) -> None:
+        """Record a job's end (`_record`) and log it, or log why it could not be."""
+        recorded = await self._record(job, until, write)
+        if recorded:
+            self._ended(job, outcome, started, level, message, *args, exc=exc)
+        elif recorded is None:
+            self._ended(job, "lost", started, logging.WARNING,
+                        "job %d (%s) ended (%s) but the store did not answer before its lease "
+                        "expired: it will run again", job.id, job.kind, outcome)
         else:
             self._ended(job, "lost", started, logging.WARNING,
-                        "job %d (%s) finished after its lease was taken over", job.id,
-                        job.kind)
+                        "job %d (%s) ended (%s) after its lease was taken over", job.id,
+                        job.kind, outcome)
 
     def _in_outage_window(self, job: Job) -> bool:
         """Whether `job` last failed because a service was down and is still within
@@ -322,32 +442,96 @@ class JobRunner:
                 * 1000)
 
     async def _transient_failure(self, job: Job, exc: BaseException, error: str,
-                                 started: float) -> None:
+                                 started: float, until: float) -> None:
         """A service was down: retry with backoff (capped at `transient_backoff_max_s`) until
         `retry_window_s` after the job was queued, then park. One line, no traceback."""
         jobs = self.settings.jobs
         age_s = time.time() - job.created_at_ms / 1000
         message = f"{TRANSIENT_PREFIX}{error}"
         if age_s >= jobs.retry_window_s:
-            await self.store.fail_job(job.id, self.name, message, retry_in_s=None)
-            self._ended(job, "parked", started, logging.ERROR,
-                        "job %d (%s) parked: a service was still down %.0f s after it was "
-                        "queued: %s", job.id, job.kind, age_s, error)
+            await self._end(job, until, started, self._fail(job, message, None), "parked",
+                            logging.ERROR, "job %d (%s) parked: a service was still down "
+                            "%.0f s after it was queued: %s", job.id, job.kind, age_s, error)
             return
         wait = backoff_s(job.attempts, jobs.backoff_s,
                          min(jobs.backoff_max_s, jobs.transient_backoff_max_s))
-        await self.store.fail_job(job.id, self.name, message, retry_in_s=wait)
-        self._ended(job, "retry", started, logging.WARNING,
-                    "job %d (%s) attempt %d: a service is down, retry in %.0f s: %s", job.id,
-                    job.kind, job.attempts, wait, error)
+        await self._end(job, until, started, self._fail(job, message, wait), "retry",
+                        logging.WARNING, "job %d (%s) attempt %d: a service is down, retry in "
+                        "%.0f s: %s", job.id, job.kind, job.attempts, wait, error)
 
-    async def _heartbeat(self, job: Job) -> None:
-        lease = self.settings.jobs.lease_s
+    async def _heartbeat(self, job: Job, lease: _Lease) -> None:
+        """Renew the lease every third of `jobs.lease_s` while the handler runs. A failed or
+        unanswered renewal is retried after a short backoff (a store hiccup must not cost the
+        lease); one that finds the job taken over stops the handler. Transient failures are
+        not logged here: the store logs its outage once."""
+        lease_s = self.settings.jobs.lease_s
+        period = lease_s / 3
+        timeout = min(period / 2, RENEW_TIMEOUT_S)
+        call_deadline_s.set(timeout)  # this task's own context: PostgreSQL drops a stalled call
+        loop = asyncio.get_running_loop()
+        next_at = lease.renewed_at + period
+        failures = 0
         while True:
-            await asyncio.sleep(lease / 3)
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            asked = loop.time()
             try:
-                if not await self.store.renew_job_lease(job.id, self.name, lease_s=lease):
-                    log.warning("job %d: lease lost to another worker", job.id)
-                    return
-            except Exception:
-                log.exception("job %d: renewing the lease failed", job.id)
+                async with asyncio.timeout(2 * timeout):  # SQLite's writer may be busy
+                    held = await self.store.renew_job_lease(job.id, self.name, lease_s=lease_s,
+                                                            attempt=job.attempts)
+            except Exception as exc:
+                failures += 1
+                if failures == 1 and not is_transient(exc):
+                    log.warning("job %d: renewing its lease failed (retrying): %s", job.id,
+                                exc, exc_info=exc)
+                next_at = loop.time() + backoff_s(failures, RETRY_S, min(RETRY_MAX_S, period))
+                continue
+            if not held:
+                lease.lose("another worker took it over after its lease expired",
+                           taken_over=True)
+                return
+            lease.renewed(asked)
+            failures = 0
+            next_at = asked + period
+
+
+class _Lease:
+    """What a running attempt knows of its lease, and the timer that stops its handler
+    (`work`) once `keep_s` have passed since the last confirmed renewal (or the claim).
+
+    Times are the event loop's (monotonic). A renewal asked at `t` is confirmed to last
+    until at least `t + lease_s` by the store's clock."""
+
+    def __init__(self, work: asyncio.Task[None], claimed_at: float, *, lease_s: float,
+                 keep_s: float) -> None:
+        self.work = work
+        self.lease_s = lease_s
+        self.keep_s = keep_s
+        #: Why the attempt must stop (None: it holds its lease).
+        self.lost: str | None = None
+        self.taken_over = False
+        self.renewed_at = claimed_at
+        self.expires_at = claimed_at + lease_s
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_at(claimed_at + keep_s, self._expire)
+
+    def renewed(self, asked_at: float) -> None:
+        """A renewal asked at `asked_at` succeeded: move the deadline."""
+        self._timer.cancel()
+        self.renewed_at = asked_at
+        self.expires_at = asked_at + self.lease_s
+        self._timer = self._loop.call_at(asked_at + self.keep_s, self._expire)
+
+    def lose(self, reason: str, *, taken_over: bool = False) -> None:
+        """Stop the handler: the lease is gone (`taken_over`) or may expire before it ends."""
+        if self.lost is None:
+            self.lost = reason
+            self.taken_over = taken_over
+            self.work.cancel()
+
+    def close(self) -> None:
+        """The attempt ended: no more timer."""
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        self.lose(f"its lease was not renewed for {self.keep_s:.1f} s (the store did not "
+                  "answer, or the process was blocked)")

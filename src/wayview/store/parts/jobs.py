@@ -30,16 +30,24 @@ class JobsStore(Protocol):
         `worker`: state `running`, attempts + 1, leased for `lease_s`. None when nothing is
         due. Two workers never get the same job."""
 
-    async def renew_job_lease(self, job_id: int, worker: str, *, lease_s: float) -> bool:
-        """Extend the lease of a job this worker holds; False when it no longer holds it."""
+    async def renew_job_lease(self, job_id: int, worker: str, *, lease_s: float,
+                              attempt: int | None = None) -> bool:
+        """Extend the lease of a job this worker holds; False when it no longer holds it.
 
-    async def complete_job(self, job_id: int, worker: str) -> bool:
-        """Mark a job this worker holds as done; False when the lease was lost meanwhile."""
+        `attempt` (the job's `attempts` when it was claimed) fences the claim: every claim
+        counts an attempt, so a later claim of the same job, even under the same worker
+        name (another lane of one runner), makes the older claim's calls return False."""
 
-    async def fail_job(self, job_id: int, worker: str, error: str, *, retry_in_s: float | None
-                       ) -> bool:
+    async def complete_job(self, job_id: int, worker: str, *, attempt: int | None = None
+                           ) -> bool:
+        """Mark a job this worker holds as done; False when the lease was lost meanwhile
+        (`attempt`: as in `renew_job_lease`)."""
+
+    async def fail_job(self, job_id: int, worker: str, error: str, *, retry_in_s: float | None,
+                       attempt: int | None = None) -> bool:
         """Record a failed attempt: queued again after `retry_in_s`, or parked when None.
-        False when this worker no longer holds the job."""
+        False when this worker no longer holds the job (`attempt`: as in
+        `renew_job_lease`)."""
 
     async def get_job(self, job_id: int) -> Job | None:
         """One job by id (None: unknown). Called by the upload page's status URL."""

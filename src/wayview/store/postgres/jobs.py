@@ -24,6 +24,9 @@ _JOB_COLUMNS = (
 _RETURNING_J = ", ".join("j." + c.strip() for c in _JOB_COLUMNS.split(","))
 #: Longest error text kept per job.
 _MAX_ERROR_CHARS = 4000
+#: The claim fence of renew, complete and fail (JobsStore.renew_job_lease): the job's
+#: attempt count, when the caller gives it (the parameter twice: NULL = any).
+_ATTEMPT_SQL = " AND (%s::integer IS NULL OR attempts = %s::integer)"
 
 #: Unfinished jobs per kind; the `jobs_state (state, id)` index skips done jobs.
 _QUEUE_STATS = (
@@ -93,42 +96,46 @@ class JobsMixin(Queries):
         )
         return _job_from_row(row) if row else None
 
-    async def renew_job_lease(self, job_id: int, worker: str, *, lease_s: float) -> bool:
-        """Extend the lease of a job `worker` holds."""
+    async def renew_job_lease(self, job_id: int, worker: str, *, lease_s: float,
+                              attempt: int | None = None) -> bool:
+        """Extend the lease of a job `worker` holds (claim `attempt`, when given)."""
         now = _now_ms()
         changed = await self._run(
             "UPDATE jobs SET lease_until_ms = %s, updated_at_ms = %s WHERE id = %s"
-            " AND state = 'running' AND worker = %s",
-            (now + int(lease_s * 1000), now, job_id, worker),
+            " AND state = 'running' AND worker = %s" + _ATTEMPT_SQL,
+            (now + int(lease_s * 1000), now, job_id, worker, attempt, attempt),
         )
         return changed == 1
 
-    async def complete_job(self, job_id: int, worker: str) -> bool:
+    async def complete_job(self, job_id: int, worker: str, *, attempt: int | None = None
+                           ) -> bool:
         """Mark a job `worker` holds as done."""
         changed = await self._run(
             "UPDATE jobs SET state = 'done', lease_until_ms = NULL, last_error = NULL,"
-            " updated_at_ms = %s WHERE id = %s AND state = 'running' AND worker = %s",
-            (_now_ms(), job_id, worker),
+            " updated_at_ms = %s WHERE id = %s AND state = 'running' AND worker = %s"
+            + _ATTEMPT_SQL,
+            (_now_ms(), job_id, worker, attempt, attempt),
         )
         return changed == 1
 
-    async def fail_job(self, job_id: int, worker: str, error: str, *, retry_in_s: float | None
-                       ) -> bool:
+    async def fail_job(self, job_id: int, worker: str, error: str, *, retry_in_s: float | None,
+                       attempt: int | None = None) -> bool:
         """Queue a failed job again after `retry_in_s`, or park it (None)."""
         text = error[:_MAX_ERROR_CHARS]
         now = _now_ms()
         if retry_in_s is None:
             changed = await self._run(
                 "UPDATE jobs SET state = 'parked', lease_until_ms = NULL, last_error = %s,"
-                " updated_at_ms = %s WHERE id = %s AND state = 'running' AND worker = %s",
-                (text, now, job_id, worker),
+                " updated_at_ms = %s WHERE id = %s AND state = 'running' AND worker = %s"
+                + _ATTEMPT_SQL,
+                (text, now, job_id, worker, attempt, attempt),
             )
         else:
             changed = await self._run(
                 "UPDATE jobs SET state = 'queued', lease_until_ms = NULL, last_error = %s,"
                 " run_after_ms = %s, updated_at_ms = %s WHERE id = %s AND state = 'running'"
-                " AND worker = %s",
-                (text, now + int(retry_in_s * 1000), now, job_id, worker),
+                " AND worker = %s" + _ATTEMPT_SQL,
+                (text, now + int(retry_in_s * 1000), now, job_id, worker, attempt, attempt),
             )
         return changed == 1
 

@@ -21,6 +21,9 @@ _JOB_COLUMNS = (
 )
 #: Longest error text kept per job.
 _MAX_ERROR_CHARS = 4000
+#: The claim fence of renew, complete and fail (JobsStore.renew_job_lease): the job's
+#: attempt count, when the caller gives it (the parameter twice: NULL = any).
+_ATTEMPT_SQL = " AND (? IS NULL OR attempts = ?)"
 
 #: Unfinished jobs per kind; the `jobs_ready (state, run_after_ms)` index skips done jobs.
 _QUEUE_STATS = (
@@ -103,35 +106,38 @@ class JobsMixin:
 
         return await self.db.write(run)
 
-    async def renew_job_lease(self, job_id: int, worker: str, *, lease_s: float) -> bool:
-        """Extend the lease of a job `worker` holds."""
+    async def renew_job_lease(self, job_id: int, worker: str, *, lease_s: float,
+                              attempt: int | None = None) -> bool:
+        """Extend the lease of a job `worker` holds (claim `attempt`, when given)."""
 
         def run(conn: sqlite3.Connection) -> bool:
             now = _now_ms()
             cur = conn.execute(
                 "UPDATE jobs SET lease_until_ms = ?, updated_at_ms = ? WHERE id = ?"
-                " AND state = 'running' AND worker = ?",
-                (now + int(lease_s * 1000), now, job_id, worker),
+                " AND state = 'running' AND worker = ?" + _ATTEMPT_SQL,
+                (now + int(lease_s * 1000), now, job_id, worker, attempt, attempt),
             )
             return cur.rowcount == 1
 
         return await self.db.write(run)
 
-    async def complete_job(self, job_id: int, worker: str) -> bool:
+    async def complete_job(self, job_id: int, worker: str, *, attempt: int | None = None
+                           ) -> bool:
         """Mark a job `worker` holds as done."""
 
         def run(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 "UPDATE jobs SET state = 'done', lease_until_ms = NULL, last_error = NULL,"
-                " updated_at_ms = ? WHERE id = ? AND state = 'running' AND worker = ?",
-                (_now_ms(), job_id, worker),
+                " updated_at_ms = ? WHERE id = ? AND state = 'running' AND worker = ?"
+                + _ATTEMPT_SQL,
+                (_now_ms(), job_id, worker, attempt, attempt),
             )
             return cur.rowcount == 1
 
         return await self.db.write(run)
 
-    async def fail_job(self, job_id: int, worker: str, error: str, *, retry_in_s: float | None
-                       ) -> bool:
+    async def fail_job(self, job_id: int, worker: str, error: str, *, retry_in_s: float | None,
+                       attempt: int | None = None) -> bool:
         """Queue a failed job again after `retry_in_s`, or park it (None)."""
         text = error[:_MAX_ERROR_CHARS]
 
@@ -140,15 +146,16 @@ class JobsMixin:
             if retry_in_s is None:
                 cur = conn.execute(
                     "UPDATE jobs SET state = 'parked', lease_until_ms = NULL, last_error = ?,"
-                    " updated_at_ms = ? WHERE id = ? AND state = 'running' AND worker = ?",
-                    (text, now, job_id, worker),
+                    " updated_at_ms = ? WHERE id = ? AND state = 'running' AND worker = ?"
+                    + _ATTEMPT_SQL,
+                    (text, now, job_id, worker, attempt, attempt),
                 )
             else:
                 cur = conn.execute(
                     "UPDATE jobs SET state = 'queued', lease_until_ms = NULL, last_error = ?,"
                     " run_after_ms = ?, updated_at_ms = ? WHERE id = ? AND state = 'running'"
-                    " AND worker = ?",
-                    (text, now + int(retry_in_s * 1000), now, job_id, worker),
+                    " AND worker = ?" + _ATTEMPT_SQL,
+                    (text, now + int(retry_in_s * 1000), now, job_id, worker, attempt, attempt),
                 )
             return cur.rowcount == 1
 
