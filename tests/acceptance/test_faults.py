@@ -266,7 +266,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         # lease stays well above s3.timeout_s (10 s: a PUT to an S3 server that is starting
         # up may wait that long), or a slow attempt would lose its job to another lane.
         worker_env = {**env, "WAYVIEW_JOBS__POLL_S": "0.2", "WAYVIEW_JOBS__BACKOFF_S": "0.2",
-                      "WAYVIEW_JOBS__TRANSIENT_BACKOFF_MAX_S": "1", "WAYVIEW_JOBS__LEASE_S": "30"}
+                      "WAYVIEW_JOBS__TRANSIENT_BACKOFF_MAX_S": "1", "WAYVIEW_JOBS__LEASE_S": "30",
+                      # the lease rule: at least 3 × the longest blocking call (S3's 10 s)
+                      "WAYVIEW_DATABASE_STATEMENT_TIMEOUT_S": "10"}
         worker = _start_worker(data, root / "worker.log", root, worker_env)
         stack.callback(_stop_process, worker)
         _wait_for(lambda: worker.poll() is not None
