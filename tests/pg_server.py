@@ -90,6 +90,16 @@ def with_database(url: str, dbname: str) -> str:
     return urlunsplit(parts._replace(path="/" + quote(dbname)))
 
 
+def _initdb(prefix: list[str], bindir: Path, data: Path, root: Path) -> None:
+    """A new cluster in `data` (trust auth, UTF-8, C locale, no fsync)."""
+    initdb = subprocess.run(
+        [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", _SERVER_USER,
+         "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+        capture_output=True, text=True, check=False, cwd=root)
+    if initdb.returncode != 0:
+        raise RuntimeError(f"initdb failed: {initdb.stdout}{initdb.stderr}")
+
+
 @contextmanager
 def pg_server() -> Iterator[str]:
     """Start a fresh cluster (initdb), install PostGIS in `template1`, create the database
@@ -110,12 +120,7 @@ def pg_server() -> Iterator[str]:
         if owner is not None:
             os.chown(root, owner.pw_uid, owner.pw_gid)
         log = root / "server.log"
-        initdb = subprocess.run(
-            [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", _SERVER_USER,
-             "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"],
-            capture_output=True, text=True, check=False, cwd=root)
-        if initdb.returncode != 0:
-            raise RuntimeError(f"initdb failed: {initdb.stdout}{initdb.stderr}")
+        _initdb(prefix, bindir, data, root)
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [*prefix, str(bindir / "postgres"), "-D", str(data), "-k", str(root),
@@ -259,12 +264,7 @@ def pg_streaming_pair() -> Iterator[StreamingPair]:
     try:
         if owner is not None:
             os.chown(root, owner.pw_uid, owner.pw_gid)
-        initdb = subprocess.run(
-            [*prefix, str(bindir / "initdb"), "-D", str(primary), "-U", _SERVER_USER,
-             "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions"],
-            capture_output=True, text=True, check=False, cwd=root)
-        if initdb.returncode != 0:
-            raise RuntimeError(f"initdb failed: {initdb.stdout}{initdb.stderr}")
+        _initdb(prefix, bindir, primary, root)
         with open(primary / "pg_hba.conf", "a", encoding="utf-8") as hba:
             hba.write(f"host replication {REPLICATION_USER} 127.0.0.1/32 trust\n")
         common = (f"-c listen_addresses=127.0.0.1 -k {root} -c fsync=off "

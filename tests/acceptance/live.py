@@ -124,7 +124,7 @@ def live_server(data_dir: Path, log_path: Path, *, cwd: Path,
         _wait_healthy(server)
         yield server
     finally:
-        _stop(process)
+        stop_process_group(process)
 
 
 def _wait_healthy(server: LiveServer) -> None:
@@ -148,8 +148,9 @@ def _wait_healthy(server: LiveServer) -> None:
                          f"(last: {last!r}):\n{server.log_tail()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the server's own process group (granian and its workers), then SIGKILL."""
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to a process's own group (a server: granian and its workers), then SIGKILL if
+    it does not end within 10 s."""
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):

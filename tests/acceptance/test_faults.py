@@ -44,7 +44,13 @@ import httpx
 import psycopg
 import pytest
 import redis
-from tests.acceptance.live import LiveServer, clean_env, free_port, live_server
+from tests.acceptance.live import (
+    LiveServer,
+    clean_env,
+    free_port,
+    live_server,
+    stop_process_group,
+)
 from tests.api.test_upload_ingest import photo, zip_of
 from tests.pg_server import _SERVER_USER, _bindir, pg_server
 from tests.redis_server import redis_server
@@ -190,20 +196,6 @@ def _start_worker(data: Path, log: Path, cwd: Path, env: dict[str, str]
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process group, SIGKILL if it does not end within 10 s."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("faults")
@@ -270,7 +262,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                       # the lease rule: at least 3 × the longest blocking call (S3's 10 s)
                       "WAYVIEW_DATABASE_STATEMENT_TIMEOUT_S": "10"}
         worker = _start_worker(data, root / "worker.log", root, worker_env)
-        stack.callback(_stop_process, worker)
+        stack.callback(stop_process_group, worker)
         _wait_for(lambda: worker.poll() is not None
                   or "wayview worker" in (root / "worker.log").read_text(), "the worker", 60)
         assert worker.poll() is None, (root / "worker.log").read_text()[-3000:]
@@ -283,7 +275,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                        user_token=seeded["user_token"], blobs_url=blobs_url,
                        worker_log=root / "worker.log", data_on_tmpfs=data_on_tmpfs,
                        seeded_ids=seeded["ids"], s3_pid=s3.pid)
-        stack.callback(lambda: [_stop_process(p) for p in d.respawned])
+        stack.callback(lambda: [stop_process_group(p) for p in d.respawned])
         yield d
 
 

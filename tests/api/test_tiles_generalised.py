@@ -156,3 +156,14 @@ async def test_the_job_runner_renders_stale_tiles_in_the_background(store, seede
     finally:
         runner.stop()
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_tile_is_served_when_it_cannot_be_kept(store, seeded, monkeypatch, caplog):
+    async def full(*args: object) -> bool:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "put_rendered_tile", full)
+    x, y = lnglat_to_tile(13.4050, 52.5200, 10)
+    tile = await TileService(store, cache_max_bytes=0).tile("mly1_public", 10, x, y)
+    assert decode(tile.body)["sequence"]["features"]
+    assert "could not keep the rendered tile" in caplog.text

@@ -11,6 +11,7 @@ map-feature tilesets one entry each under their own name.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 import zlib
@@ -29,6 +30,8 @@ from wayview.tiles.index import IMAGE_ZOOM, decode_lines, tile_pixels
 from wayview.tiles.mvt import Column, LineLayer, LineParts, PointLayer, encode_tile
 from wayview.tiles.policy import GENERALISED_ZOOMS, TILE_VERSION, TILESETS, image_layers
 from wayview.tiles.tilemath import EXTENT, is_valid_tile, project
+
+log = logging.getLogger("wayview.tiles")
 
 #: URL segments of a tile: ASCII digits, at most 2 for z (0–14) and 5 for x, y (< 2^14).
 _ZOOM = re.compile(r"[0-9]{1,2}")
@@ -235,7 +238,11 @@ class TileService:
         """Render a z6–13 image tile read after `epoch` was current and store it under that
         epoch (kept only while it is still the tile's epoch)."""
         tile = self._rendered(await self._render(tileset, z, x, y, epoch), epoch)
-        await self.store.put_rendered_tile(group, z, x, y, epoch, tile.etag, tile.body)
+        try:
+            await self.store.put_rendered_tile(group, z, x, y, epoch, tile.etag, tile.body)
+        except Exception as exc:  # noqa: BLE001 - the tile is served; the next render retries
+            log.warning("could not keep the rendered tile %s/%d/%d/%d in the store: %s",
+                        group, z, x, y, exc)
         return tile
 
     @staticmethod
