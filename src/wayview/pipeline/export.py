@@ -38,7 +38,7 @@ import os
 import shutil
 import time
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -423,6 +423,43 @@ def _copy_original(blobs: BlobStore, zf: zipfile.ZipFile, image: Image, name: st
     return "missing"
 
 
+@dataclass
+class _Spooled:
+    """The metadata files of an export being written, spooled beside the zip."""
+
+    images: _JsonArray
+    images_geo: _JsonArray
+    detections: _JsonArray
+
+    @classmethod
+    def open(cls, spool: Path) -> _Spooled:
+        return cls(_JsonArray(spool / "images.json"),
+                   _JsonArray(spool / "images.geojson", _GEOJSON_HEAD, _GEOJSON_TAIL),
+                   _JsonArray(spool / "detections.json"))
+
+    def close(self) -> None:
+        _close_all(self.images, self.images_geo, self.detections)
+
+
+def _write_image(blobs: BlobStore, zf: zipfile.ZipFile, spooled: _Spooled, image: Image,
+                 obj: Json, detections: list[Json]) -> str:
+    """Write one image into the export: its original (`_copy_original`, whose outcome it
+    returns) and its metadata. One thread hop per image: the blob reads and the disk writes
+    stay off the event loop (issue #22: a stalled store or disk froze the worker's lease
+    renewals) without a hop per small write."""
+    name = f"originals/{image.sequence_id}/{image.id}.jpg"
+    kind = _copy_original(blobs, zf, image, name)
+    spooled.images.add(obj)
+    props = {k: v for k, v in obj.items() if k != "geometry"}
+    props["file"] = name if kind != "missing" else None
+    props["original"] = kind
+    spooled.images_geo.add({"type": "Feature", "id": obj["id"],
+                            "geometry": obj.get("geometry"), "properties": props})
+    for detection in detections:
+        spooled.detections.add(detection)
+    return kind
+
+
 async def write_export(settings: Settings, store: Store, blobs: BlobStore, user: User,
                        out: Path, *, progress: Progress | None = None) -> ExportReport:
     """Write the zip of every image, sequence and detection of `user` to `out` (layout in
@@ -449,40 +486,31 @@ async def _write(settings: Settings, store: Store, blobs: BlobStore, user: User,
     renderer = Renderer(store, settings.base_url, max_objects=2**62)
     image_tree = parse_fields(IMAGE_FIELDS)
     detection_tree = parse_fields(DETECTION_FIELDS)
-    images_json = _JsonArray(spool / "images.json")
-    images_geo = _JsonArray(spool / "images.geojson", _GEOJSON_HEAD, _GEOJSON_TAIL)
-    detections_json = _JsonArray(spool / "detections.json")
+    spooled = await asyncio.to_thread(_Spooled.open, spool)
     zf = zipfile.ZipFile(out, "w", allowZip64=True)
     try:
         async for items in _pages(store, user.username):
             rendered = await renderer.render("Image", items, image_tree)
             by_image = await store.detections_for_images([im.id for im in items])
             for image, obj in zip(items, rendered, strict=True):
-                name = f"originals/{image.sequence_id}/{image.id}.jpg"
-                kind = await asyncio.to_thread(_copy_original, blobs, zf, image, name)
+                detections = by_image.get(image.id, [])
+                detection_objs = [
+                    {**det_obj, "image": {"id": str(det.image_id)}}
+                    for det, det_obj in zip(detections, await renderer.render(
+                        "Detection", detections, detection_tree), strict=True)]
+                kind = await asyncio.to_thread(_write_image, blobs, zf, spooled, image, obj,
+                                               detection_objs)
                 if kind == "unblurred_upload":
                     report.unblurred_uploads += 1
                 elif kind == "served_original":
                     report.served_originals += 1
                 else:
                     report.missing_originals.append(image.id)
-                images_json.add(obj)
-                props = {k: v for k, v in obj.items() if k != "geometry"}
-                props["file"] = name if kind != "missing" else None
-                props["original"] = kind
-                images_geo.add({"type": "Feature", "id": obj["id"],
-                                "geometry": obj.get("geometry"), "properties": props})
-                detections = by_image.get(image.id, [])
-                for det, det_obj in zip(detections, await renderer.render(
-                        "Detection", detections, detection_tree), strict=True):
-                    detections_json.add({**det_obj, "image": {"id": str(det.image_id)}})
                 report.detections += len(detections)
                 report.images += 1
                 if progress is not None:
                     await progress(report.images, max(total, report.images))
-        images_json.close()
-        images_geo.close()
-        detections_json.close()
+        await asyncio.to_thread(spooled.close)
         report.sequences = await _write_sequences(store, user, sorted(sequence_ids), spool)
         exported_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         manifest = {"format": FORMAT_VERSION, "generator": "wayview",
@@ -494,9 +522,9 @@ async def _write(settings: Settings, store: Store, blobs: BlobStore, user: User,
                                 username=user.username)
         await asyncio.to_thread(_finish_zip, zf, spool, readme, manifest)
     finally:
-        zf.close()
-        for spooled in (images_json, images_geo, detections_json):
-            spooled.fh.close()
+        zf.close()  # a no-op once `_finish_zip` closed it
+        for array in (spooled.images, spooled.images_geo, spooled.detections):
+            array.fh.close()
     report.size_bytes = out.stat().st_size
     return report
 
@@ -508,13 +536,15 @@ def _finish_zip(zf: zipfile.ZipFile, spool: Path, readme: str, manifest: Json) -
     for name in ("images.json", "images.geojson", "sequences.json", "sequences.geojson",
                  "detections.json"):
         zf.write(spool / name, f"metadata/{name}", compress_type=zipfile.ZIP_DEFLATED)
+    zf.close()  # here, in the thread: it writes the central directory (~100 B an entry)
 
 
 async def _write_sequences(store: Store, user: User, sequence_ids: list[str], spool: Path
                            ) -> int:
     """metadata/sequences.json and .geojson, one sequence read at a time; how many."""
-    plain = _JsonArray(spool / "sequences.json")
-    geo = _JsonArray(spool / "sequences.geojson", _GEOJSON_HEAD, _GEOJSON_TAIL)
+    plain, geo = await asyncio.to_thread(lambda: (
+        _JsonArray(spool / "sequences.json"),
+        _JsonArray(spool / "sequences.geojson", _GEOJSON_HEAD, _GEOJSON_TAIL)))
     count = 0
     try:
         for sequence_id in sequence_ids:
@@ -534,17 +564,26 @@ async def _write_sequences(store: Store, user: User, sequence_ids: list[str], sp
             }
             if first.organization_id is not None:
                 obj["organization"] = {"id": str(first.organization_id)}
-            plain.add(obj)
             coords = [[im.lon, im.lat] for im in images]
             geometry = ({"type": "LineString", "coordinates": coords} if len(coords) > 1
                         else {"type": "Point", "coordinates": coords[0]})
-            geo.add({"type": "Feature", "id": sequence_id, "geometry": geometry,
-                     "properties": {k: v for k, v in obj.items() if k != "image_ids"}})
+            feature = {"type": "Feature", "id": sequence_id, "geometry": geometry,
+                       "properties": {k: v for k, v in obj.items() if k != "image_ids"}}
+            await asyncio.to_thread(_add_all, ((plain, obj), (geo, feature)))
             count += 1
     finally:
-        plain.close()
-        geo.close()
+        await asyncio.to_thread(_close_all, plain, geo)
     return count
+
+
+def _add_all(items: Iterable[tuple[_JsonArray, Json]]) -> None:
+    for array, obj in items:
+        array.add(obj)
+
+
+def _close_all(*arrays: _JsonArray) -> None:
+    for array in arrays:
+        array.close()
 
 
 async def export_to_file(settings: Settings, store: Store, blobs: BlobStore, user: User,
