@@ -8,9 +8,10 @@ expiry) from the first POST on.
 A POST takes an exclusive `flock` on the file (so concurrent POSTs to one session, in this
 process or another, run one after the other; one that waits longer than
 `upload.session_lock_wait_s` gets 412 and re-reads the offset), checks `Offset` against the
-size, appends the body as it arrives (small writes, never the whole body in memory), then
-`fsync`s before acknowledging. When the body breaks off, what arrived stays in the file: the
-next `GET` reports it and the client resumes from there.
+size, appends the body as it arrives (writes of `WRITE_BYTES`, never the whole body in memory,
+each in a thread: a stalled disk or NFS mount would freeze every request of the process on the
+event loop, issue #22), then `fsync`s before acknowledging. When the body breaks off, what
+arrived stays in the file: the next `GET` reports it and the client resumes from there.
 
 Disk limits, checked before a byte of the POST is written (and again while a body of unknown
 length streams in):
@@ -35,8 +36,9 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from wayview import metrics
 from wayview.errors import OffsetInvalid, StoreUnavailable, UploadTooLarge
@@ -150,20 +152,39 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    """Write every byte of `data`. A disk that fills up while the body arrives (the floor
-    check runs only every `RECHECK_BYTES`) is the retriable `StorageFull` (507), not an
-    internal error: what was written before stays, and the client resumes later."""
+def _drain(fd: int, data: bytearray) -> None:
+    """Write every byte of `data`, removing from it what was written: what it holds after an
+    error (or once a cancelled caller goes on) never reached the file, so nothing is written
+    twice. A disk that fills up while the body arrives (the floor check runs only every
+    `RECHECK_BYTES`) is the retriable `StorageFull` (507), not an internal error: what was
+    written before stays, and the client resumes later."""
     try:
-        with memoryview(data) as view:
-            while view:
+        while data:
+            with memoryview(data) as view:
                 written = os.write(fd, view)
-                metrics.upload_bytes(written)
-                view = view[written:]
+            metrics.upload_bytes(written)
+            del data[:written]
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             log.warning("upload refused: the disk is full (%s)", exc.strerror)
             raise StorageFull() from None
+        raise
+
+
+async def _on_fd(fn: Callable[..., Any], *args: Any) -> None:
+    """`fn(*args)`, a write, truncate or fsync on an open fd, in a thread (off the event
+    loop). A cancelled caller still waits for the call to end before it goes on: it closes
+    the fd next, and a write into a closed fd whose number was reused would land in another
+    file."""
+    call = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        await asyncio.shield(call)
+    except asyncio.CancelledError:
+        while not call.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({call})
+        if not call.cancelled():
+            call.exception()  # retrieved: the cancellation is what the caller sees
         raise
 
 
@@ -221,7 +242,7 @@ class UploadSessions:
             os.lseek(fd, 0, os.SEEK_END)
             size = held + await self._receive(fd, held, body, limit, quota_room=quota_room)
             # One thread hop: the data, and for a new file its directory entry.
-            await asyncio.to_thread(_make_durable, fd, path.parent if held == 0 else None)
+            await _on_fd(_make_durable, fd, path.parent if held == 0 else None)
             await self.store.save_upload_session(
                 user_id, session_key, handle=session.handle, size=size,
                 expires_at_ms=_now_ms() + self._ttl_ms)
@@ -297,12 +318,11 @@ class UploadSessions:
         try:
             async for chunk in body:
                 if limit and held + written + len(pending) + len(chunk) > limit:
-                    os.ftruncate(fd, held)
                     pending.clear()
+                    await _on_fd(os.ftruncate, fd, held)
                     raise UploadTooLarge(limit)
                 if quota_room is not None and written + len(pending) + len(chunk) > quota_room:
-                    _write_all(fd, pending)  # up to the quota: kept
-                    pending.clear()
+                    await _on_fd(_drain, fd, pending)  # up to the quota: kept
                     raise QuotaExceeded(self.settings.upload.user_quota_bytes)
                 pending += chunk
                 if len(pending) >= WRITE_BYTES:
@@ -313,17 +333,16 @@ class UploadSessions:
                             pending.clear()  # refused: these bytes are not written
                             raise
                         checked = written + len(pending)
-                    _write_all(fd, pending)
                     written += len(pending)
-                    pending.clear()
+                    await _on_fd(_drain, fd, pending)
         except BaseException:
             if pending:  # the body broke off: keep what arrived (if the disk takes it)
                 with contextlib.suppress(StorageFull):
-                    _write_all(fd, pending)
+                    await _on_fd(_drain, fd, pending)
             raise
         if pending:
-            _write_all(fd, pending)
             written += len(pending)
+            await _on_fd(_drain, fd, pending)
         return written
 
     async def cleanup_expired(self, *, now_ms: int | None = None) -> int:
