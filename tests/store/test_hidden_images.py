@@ -99,3 +99,21 @@ async def test_later_rebuilds_keep_hidden_images_out(store: Store) -> None:
     assert deleted.emptied_sequence_ids == (new_id,)
     assert await store.hidden_among([ids[2]]) == set() and await store.list_hidden() == []
     assert await _shown(store) == set(ids[:2])
+
+
+async def test_image_reads_carry_the_hidden_flag(store: Store) -> None:
+    # The Graph API's visibility check reads the flag with the image instead of asking again.
+    user = await store.create_user("flagged")
+    images = await add_sequence(store, user, [(13.0 + k * 1e-4, 52.0) for k in range(3)],
+                                start_ms=1_600_000_000_000)
+    ids = [im.id for im in images]
+    await store.set_hidden([ids[1]], True)
+    found = await store.get_images(ids)
+    assert [found[i].hidden for i in ids] == [False, True, False]
+    node = await store.get_node(ids[1])
+    assert node is not None and node[1].hidden is True  # type: ignore[attr-defined]
+    page = await store.search_images(ImageSearch(bbox=(12.9, 51.9, 13.1, 52.1)))
+    assert {im.id: im.hidden for im in page.items} == {ids[0]: False, ids[1]: True,
+                                                       ids[2]: False}
+    await store.set_hidden([ids[1]], False)
+    assert (await store.get_images([ids[1]]))[ids[1]].hidden is False

@@ -285,8 +285,11 @@ class Renderer:
             ids_by_feature = await self.store.image_ids_for_features([f.id for f in items])
             wanted = sorted({i for ids in ids_by_feature.values() for i in ids})
             images = await self.store.get_images(wanted)
-            # Hidden images (issue #17) are never nested under a map feature.
-            for image_id in await self.store.hidden_among(wanted):
+            # Hidden images (issue #17) are never nested under a map feature (the store reads
+            # the flag with each image).
+            unknown = [i for i, im in images.items() if im.hidden is None]
+            for image_id in [i for i, im in images.items() if im.hidden] + (
+                    sorted(await self.store.hidden_among(unknown)) if unknown else []):
                 images.pop(image_id, None)
             groups = [[images[i] for i in ids_by_feature.get(f.id, []) if i in images]
                       for f in items]

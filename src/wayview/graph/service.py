@@ -51,7 +51,11 @@ class Visibility:
 
     async def images(self, images: Sequence[Image]) -> list[Image]:
         """The images the viewer may see, in order."""
-        hidden = await self.store.hidden_among([im.id for im in images]) if images else set()
+        # The store reads the flag with the image; only images from elsewhere need a query.
+        unknown = [im.id for im in images if im.hidden is None]
+        hidden = {im.id for im in images if im.hidden}
+        if unknown:
+            hidden |= await self.store.hidden_among(unknown)
         if not hidden:
             return list(images)
         return [im for im in images if im.id not in hidden or await self._may_see(im)]

@@ -95,6 +95,10 @@ class Image:
     #: Which rendering of the pixels is served (0: ingest's; N: the N-th re-blur, issue #17).
     #: Part of every media URL and blob key of the image's thumbnails, original and tiles.
     media_version: int = 0
+    #: Whether the image is hidden (issue #17), read in the same statement as the image by the
+    #: store; None where it is not known (an Image not read from the store). Not part of
+    #: equality: the same image, hidden or not.
+    hidden: bool | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

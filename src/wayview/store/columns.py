@@ -27,7 +27,9 @@ IMAGE_COLUMNS = (
     " i.exif_orientation, i.make, i.model, i.is_pano, i.organization_id, i.quality_score,"
     " i.computed_lon, i.computed_lat, i.computed_altitude_m, i.computed_compass_deg,"
     " i.content_sha256, i.created_at_ms, u.username, i.computed_rotation, i.atomic_scale,"
-    " i.merge_cc, i.assets, i.media_version"
+    " i.merge_cc, i.assets, i.media_version,"
+    # Hidden (issue #17): one primary-key probe, so a Graph answer needs no second query.
+    " EXISTS (SELECT 1 FROM hidden_images h WHERE h.image_id = i.id)"
 )
 #: The images columns the computed tile index is drawn from, in the order of
 #: `wayview.tiles.index.computed_position`'s arguments, after the id.

@@ -122,7 +122,7 @@ def _image_from_row(r: tuple[Any, ...]) -> Image:
         computed_lat=r[19], computed_altitude_m=r[20], computed_compass_angle_deg=r[21],
         content_sha256=r[22], created_at_ms=r[23], creator_username=r[24],
         computed_rotation=_triple(r[25]), atomic_scale=r[26], merge_cc=r[27], assets=r[28],
-        media_version=r[29],
+        media_version=r[29], hidden=bool(r[30]),
     )
 
 

@@ -123,7 +123,7 @@ def _image_from_row(r: tuple[Any, ...]) -> Image:
         created_at_ms=r[23], creator_username=r[24],
         computed_rotation=tuple(json.loads(r[25])) if r[25] else None,
         atomic_scale=r[26], merge_cc=r[27], assets=r[28],
-        media_version=r[29],
+        media_version=r[29], hidden=bool(r[30]),
     )
 
 
