@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.acceptance.live import REPO, _stop, clean_env, free_port
+from tests.acceptance.live import REPO, clean_env, free_port, stop_process_group
 
 pytestmark = [pytest.mark.slow]
 
@@ -74,7 +74,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         _wait(f"http://127.0.0.1:{port}", process, root / "demo.log", timeout_s=300)
         yield root
     finally:
-        _stop(process)
+        stop_process_group(process)
         log.close()
 
 

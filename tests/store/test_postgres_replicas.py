@@ -109,6 +109,16 @@ def replay_paused(pair: StreamingPair, dbname: str) -> Iterator[None]:
     """The replica stops replaying WAL (it still receives it) until the block ends."""
     with psycopg.connect(pair.url(dbname, replica=True), autocommit=True) as conn:
         conn.execute("SELECT pg_wal_replay_pause()")
+        # The pause is only requested: replay stops at its next record. Give it one (a write
+        # on the primary) and wait until it has stopped, so the test's own write that follows
+        # cannot be replayed before the pause takes hold.
+        with psycopg.connect(pair.url(dbname), autocommit=True) as primary:
+            primary.execute("CREATE TABLE IF NOT EXISTS replay_tick (n integer)")
+            primary.execute("INSERT INTO replay_tick VALUES (1)")
+        deadline = time.monotonic() + 10
+        while conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0] != "paused":
+            assert time.monotonic() < deadline, "replay did not pause"
+            time.sleep(0.01)
         try:
             yield
         finally:
