@@ -167,3 +167,24 @@ async def test_a_tile_is_served_when_it_cannot_be_kept(store, seeded, monkeypatc
     tile = await TileService(store, cache_max_bytes=0).tile("mly1_public", 10, x, y)
     assert decode(tile.body)["sequence"]["features"]
     assert "could not keep the rendered tile" in caplog.text
+
+
+async def test_a_store_that_refuses_renderings_is_logged_once_and_not_retried_per_tile(
+        store, seeded, monkeypatch, caplog):
+    calls = []
+
+    async def full(*args: object) -> bool:
+        calls.append(args)
+        raise OSError(28, "No space left on device")
+
+    await drive_the_same_street(store, seeded, 1)
+    monkeypatch.setattr(store, "put_rendered_tile", full)
+    service = TileService(store, cache_max_bytes=0)
+    for z in (6, 8, 10, 12):
+        x, y = lnglat_to_tile(LON, LAT, z)
+        assert decode((await service.tile("mly1_public", z, x, y)).body)["sequence"]
+    assert len(calls) == 1  # the next attempt waits for the probe interval
+    assert caplog.text.count("could not keep the rendered tile") == 1
+    # The background pass stops at the first refusal instead of rendering every stale tile.
+    done = await Prerenderer(store).run_once()
+    assert done.rendered == 1 and not done.more

@@ -58,8 +58,10 @@ class Prerenderer:
             # The epoch is read before the rows: a write landing in between makes the
             # stored body stale at once (the store keeps it only under the epoch read).
             epoch = await self.store.tile_epoch(group, z, x, y)
-            await self.tiles.render_stored(_TILESET[group], group, z, x, y, epoch)
+            _, kept = await self.tiles.render_stored(_TILESET[group], group, z, x, y, epoch)
             done.rendered += 1
+            if not kept:  # the store refuses writes (disk full, outage): next interval
+                break
         else:
             done.more = len(stale) >= self.batch
         done.seconds = time.perf_counter() - started

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from wayview import metrics
+from wayview import logs, metrics
 from wayview.errors import TileNotFound
 from wayview.kv.tilecache import SharedTileCache
 from wayview.model.entities import TileFeatureColumns, TileImageColumns, TileLine
@@ -116,14 +116,14 @@ def _sequence_lines(lines: list[TileLine]) -> LineLayer:
 
 def _line_properties(lines: list[TileLine]) -> dict[str, Column]:
     return {
-            "id": Column([line.sequence_id for line in lines]),
-            "image_id": Column(np.array([line.image_id for line in lines], dtype=np.int64)),
-            "captured_at": Column(np.array([line.captured_at_ms for line in lines],
-                                           dtype=np.int64)),
-            "is_pano": Column(np.array([line.is_pano for line in lines], dtype=bool)),
-            "organization_id": _optional_ints(tuple(line.organization_id for line in lines)),
-            "creator_id": Column(np.array([line.creator_id for line in lines], dtype=np.int64)),
-        }
+        "id": Column([line.sequence_id for line in lines]),
+        "image_id": Column(np.array([line.image_id for line in lines], dtype=np.int64)),
+        "captured_at": Column(np.array([line.captured_at_ms for line in lines],
+                                       dtype=np.int64)),
+        "is_pano": Column(np.array([line.is_pano for line in lines], dtype=bool)),
+        "organization_id": _optional_ints(tuple(line.organization_id for line in lines)),
+        "creator_id": Column(np.array([line.creator_id for line in lines], dtype=np.int64)),
+    }
 
 
 def generalised_tile(lines: list[TileLine], max_bytes: int) -> bytes:
@@ -172,6 +172,10 @@ class TileService:
         self._cache: OrderedDict[tuple[str, int, int, int], RenderedTile] = OrderedDict()
         self._cached_bytes = 0
         self.renders = 0  # tiles built (not served from cache), for tests and metrics
+        # Keeping z6–13 renderings in the store (disk full, store down): one line per outage.
+        self._keeping = logs.Outage(
+            log, "storing rendered z6–13 tiles (could not keep the rendered tile in the store)",
+            effect="they are rendered per request until it works again", probe_every_s=5.0)
 
     async def tile(self, tileset: str, z: int, x: int, y: int) -> RenderedTile:
         """The current tile (validated coordinates, see `parse_tile_request`)."""
@@ -226,24 +230,29 @@ class TileService:
             return RenderedTile(b"", '"empty"', 0)
         if body is not None and etag is not None:
             metrics.tile_lookup("stored")
-            tile = RenderedTile(body, etag, epoch) if body else RenderedTile(b"", etag, epoch)
+            tile = RenderedTile(body, etag, epoch)
         else:
             metrics.tile_lookup("miss")
-            tile = await self.render_stored(tileset, group, z, x, y, epoch)
+            tile, _ = await self.render_stored(tileset, group, z, x, y, epoch)
         self._remember(key, tile)
         return tile
 
     async def render_stored(self, tileset: str, group: str, z: int, x: int, y: int,
-                            epoch: int) -> RenderedTile:
+                            epoch: int) -> tuple[RenderedTile, bool]:
         """Render a z6–13 image tile read after `epoch` was current and store it under that
-        epoch (kept only while it is still the tile's epoch)."""
+        epoch (kept only while it is still the tile's epoch); the tile, and whether the store
+        took the write (False while it cannot: the tile is served all the same, and the
+        failure is logged once per outage, not per tile)."""
         tile = self._rendered(await self._render(tileset, z, x, y, epoch), epoch)
+        if not self._keeping.attempt():
+            return tile, False
         try:
             await self.store.put_rendered_tile(group, z, x, y, epoch, tile.etag, tile.body)
-        except Exception as exc:  # noqa: BLE001 - the tile is served; the next render retries
-            log.warning("could not keep the rendered tile %s/%d/%d/%d in the store: %s",
-                        group, z, x, y, exc)
-        return tile
+        except Exception as exc:  # noqa: BLE001 - the tile is served; a later render retries
+            self._keeping.down(exc)
+            return tile, False
+        self._keeping.up()
+        return tile, True
 
     @staticmethod
     def _rendered(body: bytes, epoch: int) -> RenderedTile:
@@ -288,7 +297,7 @@ class TileService:
         return encode_tile(layers) if layers else b""
 
     def _remember(self, key: tuple[str, int, int, int], tile: RenderedTile) -> None:
-        if tile.size > self.cache_max_bytes:
+        if self.cache_max_bytes <= 0 or tile.size > self.cache_max_bytes:
             return
         old = self._cache.pop(key, None)
         if old is not None:
