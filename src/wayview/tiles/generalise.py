@@ -78,33 +78,14 @@ def by_coverage(vertices: np.ndarray, part_sizes: np.ndarray, line_parts: np.nda
     lines = len(line_parts)
     verts = np.asarray(vertices, dtype=np.int64).reshape(-1, 2)
     sizes = np.asarray(part_sizes, dtype=np.int64)
-    if lines == 0 or len(verts) == 0:
-        return Thinned(verts[:0], sizes[:0], np.zeros(0, dtype=np.int64),
-                       np.zeros(0, dtype=np.int64))
-    part_start = np.cumsum(sizes) - sizes
-    line_of_part = np.repeat(np.arange(lines, dtype=np.int64), line_parts)
-    # Segments: vertex k → k + 1 of every part with at least two vertices.
-    seg_count = np.maximum(sizes - 1, 0)
-    total = int(seg_count.sum())
-    if total == 0:
-        return Thinned(verts[:0], sizes[:0], np.zeros(0, dtype=np.int64),
-                       np.zeros(0, dtype=np.int64))
-    seg_part = np.repeat(np.arange(len(sizes), dtype=np.int64), seg_count)
-    seg_first = np.cumsum(seg_count) - seg_count
-    seg_start = part_start[seg_part] + (np.arange(total, dtype=np.int64) - seg_first[seg_part])
-    seg_line = line_of_part[seg_part]
-    a = verts[seg_start].astype(np.float64)
-    d = verts[seg_start + 1].astype(np.float64) - a
-    # Samples per segment: both ends plus one every cell / _SAMPLES_PER_CELL units.
-    length = np.hypot(d[:, 0], d[:, 1])
-    steps = np.ceil(length * (_SAMPLES_PER_CELL / cell)).astype(np.int64)
-    steps = np.maximum(steps, 1)
-    seg_of_sample = np.repeat(np.arange(total, dtype=np.int64), steps + 1)
-    sample_first = np.cumsum(steps + 1) - (steps + 1)
-    t = (np.arange(len(seg_of_sample), dtype=np.float64) - sample_first[seg_of_sample]) / steps[
-        seg_of_sample]
-    px = a[seg_of_sample, 0] + t * d[seg_of_sample, 0] + LINE_BUFFER_PX
-    py = a[seg_of_sample, 1] + t * d[seg_of_sample, 1] + LINE_BUFFER_PX
+    seg_start, seg_part = _segments(sizes)
+    total = len(seg_start)
+    if lines == 0 or total == 0:
+        return _nothing(verts)
+    seg_line = np.repeat(np.arange(lines, dtype=np.int64), line_parts)[seg_part]
+    seg_of_sample, px, py = _samples(verts, seg_start, _SAMPLES_PER_CELL / cell)
+    px += LINE_BUFFER_PX
+    py += LINE_BUFFER_PX
     line_rank = np.empty(lines, dtype=np.int64)
     line_rank[np.argsort(np.asarray(priority), kind="stable")] = np.arange(lines)
     sample_rank = line_rank[seg_line[seg_of_sample]]
@@ -132,6 +113,40 @@ def by_coverage(vertices: np.ndarray, part_sizes: np.ndarray, line_parts: np.nda
     return _runs(verts, seg_start, seg_part, seg_line, keep, lines)
 
 
+def _nothing(verts: np.ndarray) -> Thinned:
+    """No line kept."""
+    none = np.zeros(0, dtype=np.int64)
+    return Thinned(verts[:0], none, none, none)
+
+
+def _segments(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every segment (vertex k → k + 1) of parts of `sizes` vertices, laid out one after the
+    other: each segment's first vertex and its part, in order."""
+    part_start = np.cumsum(sizes) - sizes
+    seg_count = np.maximum(sizes - 1, 0)
+    seg_part = np.repeat(np.arange(len(sizes), dtype=np.int64), seg_count)
+    seg_first = np.cumsum(seg_count) - seg_count
+    seg_start: np.ndarray = part_start[seg_part] + (
+        np.arange(len(seg_part), dtype=np.int64) - seg_first[seg_part])
+    return seg_start, seg_part
+
+
+def _samples(verts: np.ndarray, seg_start: np.ndarray, per_unit: float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points along every segment: both ends and at least `per_unit` per unit of length;
+    the segment of each point and its x, y."""
+    a = verts[seg_start].astype(np.float64)
+    d = verts[seg_start + 1].astype(np.float64) - a
+    steps = np.maximum(np.ceil(np.hypot(d[:, 0], d[:, 1]) * per_unit), 1).astype(np.int64)
+    seg_of_sample = np.repeat(np.arange(len(seg_start), dtype=np.int64), steps + 1)
+    first = np.cumsum(steps + 1) - (steps + 1)
+    t = (np.arange(len(seg_of_sample), dtype=np.float64) - first[seg_of_sample]) / steps[
+        seg_of_sample]
+    px = a[seg_of_sample, 0] + t * d[seg_of_sample, 0]
+    py = a[seg_of_sample, 1] + t * d[seg_of_sample, 1]
+    return seg_of_sample, px, py
+
+
 def _cells(px: np.ndarray, py: np.ndarray, cell: int, dx: float, dy: float,
            width: int) -> np.ndarray:
     """Cell index of each sample in the grid shifted by (dx, dy) cells."""
@@ -146,8 +161,7 @@ def _runs(verts: np.ndarray, seg_start: np.ndarray, seg_part: np.ndarray, seg_li
     """The kept segments as parts: a run of kept segments of one part is one output part."""
     kept = np.flatnonzero(keep)
     if len(kept) == 0:
-        return Thinned(verts[:0], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64),
-                       np.zeros(0, dtype=np.int64))
+        return _nothing(verts)
     # A kept segment continues the run of the one before when that one is kept and in the
     # same part (segments of a part are consecutive indices).
     continues = np.zeros(len(kept), dtype=bool)
@@ -181,21 +195,14 @@ def drawn_pixels(vertices: np.ndarray, part_sizes: np.ndarray, pixel: int = BASE
     side = (EXTENT + 2 * LINE_BUFFER_PX) // pixel
     raster = np.zeros((side, side), dtype=bool)
     verts = np.asarray(vertices, dtype=np.float64).reshape(-1, 2)
-    start = 0
-    for n in np.asarray(part_sizes).tolist():
-        part = verts[start:start + n]
-        start += n
-        if n < 2:
-            continue
-        a, d = part[:-1], part[1:] - part[:-1]
-        steps = np.maximum(np.ceil(np.hypot(d[:, 0], d[:, 1]) * 4 / pixel), 1).astype(np.int64)
-        seg = np.repeat(np.arange(len(a)), steps + 1)
-        first = np.cumsum(steps + 1) - (steps + 1)
-        t = (np.arange(len(seg)) - first[seg]) / steps[seg]
-        px = np.floor((a[seg, 0] + t * d[seg, 0] + LINE_BUFFER_PX) / pixel).astype(np.int64)
-        py = np.floor((a[seg, 1] + t * d[seg, 1] + LINE_BUFFER_PX) / pixel).astype(np.int64)
-        inside = (px >= 0) & (px < side) & (py >= 0) & (py < side)
-        raster[px[inside], py[inside]] = True
+    seg_start, _ = _segments(np.asarray(part_sizes, dtype=np.int64))
+    if len(seg_start) == 0:
+        return raster
+    _, x, y = _samples(verts, seg_start, 4 / pixel)
+    px = np.floor((x + LINE_BUFFER_PX) / pixel).astype(np.int64)
+    py = np.floor((y + LINE_BUFFER_PX) / pixel).astype(np.int64)
+    inside = (px >= 0) & (px < side) & (py >= 0) & (py < side)
+    raster[px[inside], py[inside]] = True
     return raster
 
 

@@ -46,6 +46,7 @@ from wayview.store.columns import (
     IMAGE_COLUMNS,
     IMAGE_FROM,
     ORIGINAL_INDEX,
+    TILE_INDEXES,
     SingleLayerTileReads,
     computed_updates,
     map_feature_rows,
@@ -86,6 +87,9 @@ from wayview.tiles.index import (
 T = TypeVar("T")
 
 log = logging.getLogger("wayview.store")
+
+#: A tile's write epoch (group, zoom, Morton code).
+SQL_TILE_EPOCH = "SELECT epoch FROM tile_epochs WHERE grp = %s AND z = %s AND tile = %s"
 
 #: Sequences whose computed tile index one transaction builds when the store opens.
 _BUILD_BATCH = 100
@@ -858,9 +862,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
     # -- vector tiles ----------------------------------------------------------------------
     async def tile_epoch(self, group: str, z: int, x: int, y: int) -> int:
         """The write epoch of a tile (0 = never written). Called for every tile request."""
-        row = await self._one(
-            "SELECT epoch FROM tile_epochs WHERE grp = %s AND z = %s AND tile = %s",
-            (group, z, morton(x, y)))
+        row = await self._one(SQL_TILE_EPOCH, (group, z, morton(x, y)))
         return int(row[0]) if row else 0
 
     async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
@@ -882,8 +884,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
             rows: dict[str, list[tuple[Any, ...]]] = {}
             if at_least is not None:
                 cur = await conn.execute(
-                    "SELECT epoch FROM tile_epochs WHERE grp = %s AND z = %s AND tile = %s",
-                    ("computed" if computed else "images", z, morton(x, y)))
+                    SQL_TILE_EPOCH, (TILE_INDEXES[computed].group, z, morton(x, y)))
                 found = await cur.fetchone()
                 if (int(found[0]) if found else 0) < at_least:
                     return None  # the replica has not replayed the write yet
