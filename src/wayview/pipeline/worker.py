@@ -239,8 +239,11 @@ class JobRunner:
             try:
                 done = await prerenderer.run_once()
             except Exception as exc:  # e.g. the store is unavailable: try the next interval
-                log.warning("job runner %s: tile prerendering failed: %s", self.name, exc,
-                            exc_info=not is_transient(exc))
+                # As for claims: a service that is down was logged once by whoever saw it.
+                transient = is_transient(exc)
+                log.log(logging.DEBUG if transient else logging.WARNING,
+                        "job runner %s: tile prerendering failed: %s", self.name, exc,
+                        exc_info=not transient)
                 done = None
             if done is not None and done.more:
                 continue
