@@ -23,6 +23,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class WayviewError(Exception):
     """Base of every error raised on purpose."""
@@ -252,3 +254,24 @@ class PermissionDenied(WayviewError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"Permission denied: {what}")
+
+
+_TRANSIENT_ERRNOS = frozenset({
+    errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ECONNREFUSED, errno.ECONNRESET,
+    errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH,
+    errno.ENETDOWN, errno.EAGAIN, errno.EPIPE,
+})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` says a service or the disk is unavailable for now (retry later) rather
+    than that the request or job is wrong (E17; a job retries it later).
+
+    >>> is_transient(OSError(errno.ENOSPC, "No space left on device"))
+    True
+    >>> is_transient(FileNotFoundError(errno.ENOENT, "gone")), is_transient(KeyError("x"))
+    (False, False)
+    """
+    if isinstance(exc, (ServiceUnavailable, ConnectionError, TimeoutError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS

@@ -336,6 +336,12 @@ class JobsSettings(BaseModel):
         300.0, ge=0, description="Longest wait between two attempts of a job failing because a "
         "service is down (the job resumes at most this long after the service is back).",
     )
+    retired_blob_sweep_s: float = Field(
+        900.0, ge=0, description="Blobs deleted because the attempt that wrote them failed or "
+        "was interrupted are deleted once more this long afterwards, by a job runner: a write "
+        "the blob store accepted but did not answer (a timeout, a restart of S3) may still "
+        "land in between. Longer than any write can hang; 0 = never.",
+    )
 
 
 class PipelineSettings(BaseModel):

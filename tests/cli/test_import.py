@@ -309,7 +309,7 @@ class RecordingStore:
 
 
 async def _import_with(
-    tmp_path: Path, photos: Path, fail_with: Exception | None
+    tmp_path: Path, photos: Path, fail_with: Exception | None, journal_owner: str | None = None
 ) -> tuple[Any, RecordingStore, LocalBlobs, list[int]]:
     settings = _settings(tmp_path / "api-data")
     store = open_store(settings)
@@ -326,6 +326,7 @@ async def _import_with(
             [photos],
             username="alice",
             progress=ticks.append,
+            journal_owner=journal_owner,
         )
         return report, recording, blobs, ticks
     finally:
@@ -348,6 +349,60 @@ async def test_import_paths_failed_insert_removes_the_blobs(tmp_path: Path, phot
     assert {s.reason for s in report.skipped} == {"not stored: boom"}
     ids = [image_id for batch in recording.inserted for image_id in batch]
     assert not any(blobs.exists(image_blob_key(i, v)) for i in ids for v in IMAGE_VARIANTS)
+
+
+async def _journal_after(tmp_path: Path) -> dict[str, list[str]]:
+    """Every blob-journal owner left after an import (retired ones included) and its keys."""
+    store = open_store(_settings(tmp_path / "api-data"))
+    await store.open()
+    try:
+        import time
+
+        owners = await store.retired_blob_owners(int(time.time() * 1000) + 60_000)
+        return {owner: await store.journaled_blobs(owner) for owner in owners}
+    finally:
+        await store.close()
+
+
+async def test_import_paths_failed_insert_retires_the_journal_for_a_second_delete(
+    tmp_path: Path, photos: Path
+) -> None:
+    """A write the blob store did not answer may land after the delete: every folder of the
+    failed sequences stays journaled (retired) until `sweep_retired_blobs` deletes it again."""
+    _, recording, _, _ = await _import_with(tmp_path, photos, Conflict("boom"))
+    ids = [image_id for batch in recording.inserted for image_id in batch]
+    retired = await _journal_after(tmp_path)
+    assert [owner.split(":")[:2] for owner in retired] == [["late", "import"]]
+    [keys] = retired.values()
+    assert {k for k in keys if k.startswith("images/")} == {
+        image_blob_key(i, "thumb_256").rsplit("/", 1)[0] + "/" for i in ids}
+
+
+async def test_import_paths_store_outage_at_insert_keeps_blobs_and_journal(
+    tmp_path: Path, photos: Path
+) -> None:
+    """The insert may have committed although the connection failed: nothing is deleted, the
+    journal stays for the next attempt to decide from what is stored."""
+    from wayview.errors import StoreUnavailable
+    from wayview.pipeline.process import discard_journaled_blobs
+
+    with pytest.raises(StoreUnavailable):
+        await _import_with(tmp_path, photos, StoreUnavailable("database unavailable"),
+                           journal_owner="upload:5")
+    settings = _settings(tmp_path / "api-data")
+    blobs = LocalBlobs(settings.blobs_path)
+    image_files = lambda: [p for p in settings.blobs_path.glob("images/*/*/*")]  # noqa: E731
+    assert image_files(), "blobs were deleted although the insert may have committed"
+    assert await _journal_after(tmp_path) == {}  # nothing retired either
+    store = open_store(settings)
+    await store.open()
+    try:
+        assert await store.journaled_blobs("upload:5")
+        assert await discard_journaled_blobs(store, blobs, "upload:5") > 0  # the next attempt
+        assert await store.journaled_blobs("upload:5") == []
+    finally:
+        await store.close()
+    assert not image_files()
 
 
 async def test_import_paths_unexpected_insert_error_propagates_after_cleanup(

@@ -40,7 +40,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 
 from wayview.blobs.base import BlobStore, image_blob_folders
-from wayview.errors import InvalidInput, WayviewError
+from wayview.errors import InvalidInput, WayviewError, is_transient
 from wayview.ids import new_sequence_key
 from wayview.ingest.exif import PhotoMetadata, read_photo_metadata
 from wayview.ingest.sequencing import SourcePhoto, cut_sequences
@@ -438,12 +438,16 @@ async def _store_sequence(
                                                        images)
             written.extend(extra)
             await store.insert_sequence(sequence, images)
-    # Only a definite failure removes the blobs: on cancellation the insert may still commit
-    # (the journal lets the next attempt decide).
+    # Only a definite failure removes the blobs: on cancellation, or when the store or the
+    # connection failed, the insert may have committed all the same (the journal lets the next
+    # attempt decide from what is stored).
     except Exception as exc:
+        if is_transient(exc):
+            raise
         await runner.map(blobs.delete, written)
         await _discard_folders(runner, blobs, failed)
-        await store.forget_blobs(owner, journal)
+        # Deleted once more later: a write the blob store did not answer may still land.
+        await store.retire_blobs(owner, journal)
         if not isinstance(exc, WayviewError):
             raise
         for image in images:
@@ -453,8 +457,10 @@ async def _store_sequence(
         await absorb_merge_components(processor.settings, store, images)
         await _store_perception(store, processor.settings, images, outcomes)
         await enqueue_sfm(processor.settings, store, sequence.id)
-    # A file that failed half-way may have left some of its blobs.
+    # A file that failed half-way may have left some of its blobs (and one that timed out
+    # may still land: the folders are deleted once more later).
     await _discard_folders(runner, blobs, failed)
+    await store.retire_blobs(owner, [f for i in failed for f in image_blob_folders(i)])
     await store.forget_blobs(owner, journal)
     if images:
         report.imported += len(images)

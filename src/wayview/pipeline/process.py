@@ -27,7 +27,9 @@ The importer inserts the sequence only after every stage, in one transaction, so
 never half visible; the blobs of a sequence that fails are deleted again. Before it writes a
 sequence's blobs it journals their folders in the store (`sequence_blob_journal`), so the next
 attempt of a job whose process was killed mid-way deletes what the dead attempt wrote
-(`discard_journaled_blobs`) instead of leaving unreachable blobs behind.
+(`discard_journaled_blobs`) instead of leaving unreachable blobs behind. A write the blob
+store accepted without answering may land after such a delete: deleted folders stay journaled
+as retired, and the job runners delete them once more later (`sweep_retired_blobs`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import asyncio
 import logging
 import math
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -72,6 +75,7 @@ __all__ = [
     "ImageProcessor",
     "absorb_merge_components",
     "discard_journaled_blobs",
+    "sweep_retired_blobs",
     "padded_bbox",
     "ensure_pyramid_level",
     "reconstruct_sequence",
@@ -225,35 +229,70 @@ _JOURNAL_CLUSTER = re.compile(r"clusters/[A-Za-z0-9_-]{2}/([A-Za-z0-9_-]{1,64})\
 async def discard_journaled_blobs(store: Store, blobs: BlobStore, owner: str) -> int:
     """Delete the blobs `owner` journaled that no stored row references (what an attempt
     killed before its insert left behind), then forget the journal; how many journal entries
-    were discarded. Blobs of images or sequences that were stored are kept."""
+    were discarded. Blobs of images or sequences that were stored are kept. The discarded
+    entries are retired (`JobsStore.retire_blobs`) rather than forgotten: a write of the dead
+    attempt may still land, and `sweep_retired_blobs` deletes it later."""
     keys = await store.journaled_blobs(owner)
     if not keys:
         return 0
+    discarded = [key for key, _ in await _delete_unreferenced(store, blobs, owner, keys)]
+    await store.retire_blobs(owner, discarded)
+    await store.forget_blobs(owner, keys)
+    if discarded:
+        log.info("discarded %d blob folder(s) left by an interrupted attempt of %s",
+                 len(discarded), owner)
+    return len(discarded)
+
+
+async def sweep_retired_blobs(store: Store, blobs: BlobStore, older_than_s: float, *,
+                              now_ms: int | None = None) -> int:
+    """Delete once more the blobs of journal entries retired more than `older_than_s` ago
+    that no stored row references, and forget them; how many blobs were found again (writes
+    the blob store accepted without answering, landed after the first delete). Called by the
+    job runners (`jobs.retired_blob_sweep_s`)."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    found = 0
+    for owner in await store.retired_blob_owners(now - int(older_than_s * 1000)):
+        keys = await store.journaled_blobs(owner)
+        found += sum(n for _, n in await _delete_unreferenced(store, blobs, owner, keys))
+        await store.forget_blobs(owner, keys)
+    if found:
+        log.warning("deleted %d blob(s) that were written after the attempt that wrote them "
+                    "had failed", found)
+    return found
+
+
+async def _delete_unreferenced(store: Store, blobs: BlobStore, owner: str, keys: list[str]
+                               ) -> list[tuple[str, int]]:
+    """Delete the journaled blobs (folders or keys) that no stored row references; each entry
+    deleted with the number of blobs it removed (unknown entries are logged and kept)."""
     ids = {int(m.group(1)) for k in keys if (m := _JOURNAL_IMAGE.fullmatch(k))}
     stored = await store.get_images(sorted(ids)) if ids else {}
     stored_sequences = {im.sequence_id for im in stored.values()}
-    discarded = 0
+    deleted: list[tuple[str, int]] = []
     for key in keys:
         image = _JOURNAL_IMAGE.fullmatch(key)
         cluster = _JOURNAL_CLUSTER.fullmatch(key)
         if image is not None:
             if int(image.group(1)) in stored:
                 continue
-            await asyncio.to_thread(blobs.delete_folder, key)
+            deleted.append((key, await asyncio.to_thread(blobs.delete_folder, key)))
         elif cluster is not None:
             if cluster.group(1) in stored_sequences or await _sequence_exists(
                     store, cluster.group(1)):
                 continue
-            await asyncio.to_thread(blobs.delete, key)
+            deleted.append((key, await asyncio.to_thread(_delete_one, blobs, key)))
         else:
             log.warning("ignoring unknown blob journal entry %r of %s", key, owner)
-            continue
-        discarded += 1
-    await store.forget_blobs(owner, keys)
-    if discarded:
-        log.info("discarded %d blob folder(s) left by an interrupted attempt of %s",
-                 discarded, owner)
-    return discarded
+    return deleted
+
+
+def _delete_one(blobs: BlobStore, key: str) -> int:
+    """Delete one blob; 1 if it was there, else 0."""
+    if not blobs.exists(key):
+        return 0
+    blobs.delete(key)
+    return 1
 
 
 async def _sequence_exists(store: Store, sequence_id: str) -> bool:

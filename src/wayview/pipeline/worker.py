@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import socket
@@ -64,7 +63,7 @@ from collections.abc import Awaitable, Callable
 
 from wayview import logs, metrics
 from wayview.blobs.base import BlobStore
-from wayview.errors import InvalidInput, ServiceUnavailable
+from wayview.errors import InvalidInput, is_transient
 from wayview.ingest.upload_sessions import UploadSessions
 from wayview.model.entities import Job
 from wayview.pipeline.jobs import JobContext, handler_for, load_handlers
@@ -95,27 +94,6 @@ def worker_name() -> str:
 
 #: The stored error of an attempt that failed because a service was down.
 TRANSIENT_PREFIX = "transient: "
-_TRANSIENT_ERRNOS = frozenset({
-    errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ECONNREFUSED, errno.ECONNRESET,
-    errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH,
-    errno.ENETDOWN, errno.EAGAIN, errno.EPIPE,
-})
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether `exc` says a service or the disk is unavailable for now (retry later) rather
-    than that the job is wrong.
-
-    >>> is_transient(OSError(errno.ENOSPC, "No space left on device"))
-    True
-    >>> is_transient(FileNotFoundError(errno.ENOENT, "gone")), is_transient(KeyError("x"))
-    (False, False)
-    """
-    if isinstance(exc, (ServiceUnavailable, ConnectionError, TimeoutError)):
-        return True
-    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
-
-
 def longest_call_s(settings: Settings) -> float:
     """The longest a single blocking call of a job may take: `s3.timeout_s` with an S3 blob
     store, `database_statement_timeout_s` with PostgreSQL (0, no timeout, is not counted).
@@ -201,7 +179,8 @@ class JobRunner:
                         "stopped when a renewal is late, and jobs parked; raise it", lease,
                         longest)
         background = [asyncio.create_task(self._maintain()),
-                      asyncio.create_task(self._prerender())]
+                      asyncio.create_task(self._prerender()),
+                      asyncio.create_task(self._sweep_retired())]
         try:
             await asyncio.gather(*(self._lane() for _ in range(self.concurrency)))
         finally:
@@ -226,6 +205,24 @@ class JobRunner:
                 log.exception("job runner %s: upload housekeeping failed", self.name)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), MAINTENANCE_INTERVAL_S)
+
+    async def _sweep_retired(self) -> None:
+        """Delete once more the blobs failed attempts deleted (`sweep_retired_blobs`)."""
+        from wayview.pipeline.process import sweep_retired_blobs
+
+        after_s = self.settings.jobs.retired_blob_sweep_s
+        if after_s <= 0:
+            return
+        while not self._stop.is_set():
+            try:
+                await sweep_retired_blobs(self.store, self.blobs, after_s)
+            except Exception as exc:  # a service is down (logged by whoever saw it): later
+                transient = is_transient(exc)
+                log.log(logging.DEBUG if transient else logging.WARNING,
+                        "job runner %s: sweeping retired blobs failed: %s", self.name, exc,
+                        exc_info=not transient)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), min(300.0, max(0.5, after_s / 2)))
 
     async def _prerender(self) -> None:
         """Render the z6–13 image tiles that writes made stale (wayview.tiles.prerender)."""

@@ -6,6 +6,20 @@ from typing import Protocol
 
 from wayview.model.entities import Job, JobKindStats
 
+#: Journal entries of blobs deleted because the attempt that wrote them failed: their owner is
+#: this prefix + the attempt's owner (`JobsStore.retire_blobs`).
+RETIRED_OWNER_PREFIX = "late:"
+
+
+def retired_owner_range() -> tuple[str, str]:
+    """The owners made by `JobsStore.retire_blobs`: `lower <= owner < upper` (a range the
+    journal's primary key serves).
+
+    >>> retired_owner_range()
+    ('late:', 'late;')
+    """
+    return RETIRED_OWNER_PREFIX, RETIRED_OWNER_PREFIX[:-1] + chr(ord(RETIRED_OWNER_PREFIX[-1]) + 1)
+
 
 class JobsStore(Protocol):
     """A durable job queue: jobs survive restarts; each job is taken by exactly one worker.
@@ -83,3 +97,14 @@ class JobsStore(Protocol):
     async def forget_blobs(self, owner: str, keys: list[str] | None = None) -> None:
         """Drop journal entries of `owner` (all of them when `keys` is None): the blobs are
         now referenced by stored rows, or deleted."""
+
+    async def retire_blobs(self, owner: str, keys: list[str]) -> None:
+        """Move entries of `owner` to the owner `RETIRED_OWNER_PREFIX + owner`, stamped now
+        (a key already there gets the new time), in one transaction: the blobs were deleted
+        because the attempt that wrote them failed, but a write the blob store accepted
+        without answering (a timeout, a restart) may still land, so they are deleted once
+        more later (`retired_blob_owners`)."""
+
+    async def retired_blob_owners(self, before_ms: int, limit: int = 100) -> list[str]:
+        """Owners made by `retire_blobs` whose newest entry is older than `before_ms`, oldest
+        first."""

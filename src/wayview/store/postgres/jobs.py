@@ -14,6 +14,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from wayview.model.entities import JOB_STATES, Job, JobKindStats
+from wayview.store.parts.jobs import RETIRED_OWNER_PREFIX, retired_owner_range
 from wayview.store.postgres.connection import Queries
 
 _JOB_COLUMNS = (
@@ -205,3 +206,24 @@ class JobsMixin(Queries):
         elif keys:
             await self._run("DELETE FROM blob_journal WHERE owner = %s AND key = ANY(%s)",
                             (owner, list(keys)))
+
+    async def retire_blobs(self, owner: str, keys: list[str]) -> None:
+        """Move entries of `owner` to its retired owner, stamped now (see JobsStore)."""
+        if not keys:
+            return
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO blob_journal (owner, key, created_at_ms)"
+                " SELECT %s, unnest(%s::text[]), %s ON CONFLICT (owner, key)"
+                " DO UPDATE SET created_at_ms = excluded.created_at_ms",
+                (RETIRED_OWNER_PREFIX + owner, list(keys), _now_ms()))
+            await conn.execute("DELETE FROM blob_journal WHERE owner = %s AND key = ANY(%s)",
+                               (owner, list(keys)))
+
+    async def retired_blob_owners(self, before_ms: int, limit: int = 100) -> list[str]:
+        """Retired owners whose newest entry is older than `before_ms` (see JobsStore)."""
+        rows = await self._all(
+            "SELECT owner FROM blob_journal WHERE owner >= %s AND owner < %s GROUP BY owner"
+            " HAVING max(created_at_ms) < %s ORDER BY min(created_at_ms), owner LIMIT %s",
+            (*retired_owner_range(), before_ms, limit))
+        return [str(r[0]) for r in rows]

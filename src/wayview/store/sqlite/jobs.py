@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from wayview.model.entities import JOB_STATES, Job, JobKindStats
+from wayview.store.parts.jobs import RETIRED_OWNER_PREFIX, retired_owner_range
 from wayview.store.sqlite.connection import Database
 
 _JOB_COLUMNS = (
@@ -254,3 +255,30 @@ class JobsMixin:
                                  [(owner, key) for key in keys])
 
         await self.db.write(run)
+
+    async def retire_blobs(self, owner: str, keys: list[str]) -> None:
+        """Move entries of `owner` to its retired owner, stamped now (see JobsStore)."""
+        now, late = _now_ms(), RETIRED_OWNER_PREFIX + owner
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO blob_journal (owner, key, created_at_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (owner, key) DO UPDATE SET created_at_ms = excluded.created_at_ms",
+                [(late, key, now) for key in keys])
+            conn.executemany("DELETE FROM blob_journal WHERE owner = ? AND key = ?",
+                             [(owner, key) for key in keys])
+
+        if keys:
+            await self.db.write(run)
+
+    async def retired_blob_owners(self, before_ms: int, limit: int = 100) -> list[str]:
+        """Retired owners whose newest entry is older than `before_ms` (see JobsStore)."""
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT owner FROM blob_journal WHERE owner >= ? AND owner < ? GROUP BY owner"
+                " HAVING max(created_at_ms) < ? ORDER BY min(created_at_ms), owner LIMIT ?",
+                (*retired_owner_range(), before_ms, limit)).fetchall()
+            return [r[0] for r in rows]
+
+        return await self.db.read(run)
