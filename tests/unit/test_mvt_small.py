@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wayview.tiles import mvt
-from wayview.tiles.mvt import MAX_FEATURE_ID, Column, PointLayer, encode_tile
+from wayview.tiles.mvt import MAX_FEATURE_ID, Column, LineLayer, LineParts, PointLayer, encode_tile
 from wayview.tiles.varints import varint
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -253,3 +253,80 @@ def test_both_paths_raise_the_same_errors(layers, error):
 def test_masked_out_unsupported_column_is_skipped_on_both_paths():
     props = {"a": Column(np.ones(3), np.zeros(3, dtype=bool)), "b": Column(np.arange(3))}
     both(pts(props))
+
+
+# --- small line layers ---------------------------------------------------------------------------
+
+
+def encode_lines(layers: list[LineLayer], *, small: bool) -> bytes:
+    """`encode_tile` with line layers on one path only (`_small_lines` or `_tags`)."""
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(mvt, "_SMALL_LINES", 10**9 if small else 0))
+        unused = "_tags" if small else "_small_lines"
+        stack.enter_context(mock.patch.object(mvt, unused, side_effect=AssertionError(unused)))
+        return encode_tile(layers)
+
+
+@st.composite
+def line_layers(draw: st.DrawFn, max_n: int = 10) -> LineLayer:
+    """Lines with repeated vertices, parts of fewer than two vertices and features that lose
+    every part (so `kept` is a subset), as lists of parts or as `LineParts`."""
+    n = draw(st.integers(1, max_n))
+    coord = st.integers(-3, 3) | st.integers(-70, 4200) | st.integers(-(2**29), 2**29)
+    features = [
+        [np.array(draw(st.lists(st.tuples(coord, coord), max_size=6)), dtype=np.int64).reshape(-1, 2)
+         for _ in range(draw(st.integers(1, 3)))]
+        for _ in range(n)
+    ]
+    lines: list[list[np.ndarray]] | LineParts = features
+    if draw(st.booleans()):
+        parts = [p for f in features for p in f]
+        lines = LineParts(np.concatenate(parts).reshape(-1, 2), np.array([len(p) for p in parts]),
+                          np.array([len(f) for f in features]))
+    ids = draw(st.none() | st.lists(st.integers(0, MAX_FEATURE_ID - 1) | st.integers(0, 300),
+                                    min_size=n, max_size=n).map(lambda v: np.array(v, np.uint64)))
+    pool = draw(st.lists(INT64, min_size=1, max_size=4))
+    names = draw(st.lists(st.text(alphabet="abcxyz", min_size=1, max_size=4), max_size=7,
+                          unique=True))
+    return LineLayer("l", lines, ids, {key: draw(columns(n, pool, ids)) for key in names})
+
+
+@settings(max_examples=250, deadline=None)
+@given(line_layers())
+def test_small_line_path_writes_the_vectorised_bytes(layer):
+    try:
+        fast = encode_lines([layer], small=True)
+    except (ValueError, TypeError) as exc:
+        with pytest.raises(type(exc), match=None):
+            encode_lines([layer], small=False)
+        return
+    assert fast == encode_lines([layer], small=False)
+
+
+def test_small_line_path_decodes_to_the_input_and_takes_the_threshold():
+    rng = np.random.default_rng(5)
+    for n in (1, 4, mvt._SMALL_LINES, mvt._SMALL_LINES + 1):
+        lines = [[rng.integers(0, 4096, (int(rng.integers(2, 40)), 2))] for _ in range(n)]
+        keys = tuple(f"seq{i:019d}" for i in range(n))
+        orgs = np.where(rng.random(n) < 0.5, 0, rng.integers(10**14, 10**15, n))
+        props = {"id": Column(np.arange(n), categories=keys),
+                 "image_id": Column(rng.integers(10**14, 10**15, n)),
+                 "is_pano": Column(rng.random(n) < 0.3),
+                 "organization_id": Column(orgs, orgs != 0)}
+        layer = LineLayer("sequence", lines, None, props)
+        with mock.patch.object(mvt, "_small_lines", wraps=mvt._small_lines) as small:
+            data = encode_tile([layer])
+        assert small.called == (n <= mvt._SMALL_LINES)
+        assert data == encode_lines([layer], small=n > mvt._SMALL_LINES)
+        decoded = mapbox_vector_tile.decode(data, default_options={"y_coord_down": True})
+        features = decoded["sequence"]["features"]
+        assert [f["properties"]["id"] for f in features] == list(keys)
+        assert [f["geometry"]["coordinates"] for f in features[:3]] == [
+            [list(map(int, v)) for v in _dedupe(line[0])] for line in lines[:3]]
+        assert [f["properties"].get("organization_id") for f in features] == [
+            int(o) if o else None for o in orgs]
+
+
+def _dedupe(vertices: np.ndarray) -> list[np.ndarray]:
+    """Vertices without consecutive repeats (as the encoder drops them)."""
+    return [v for i, v in enumerate(vertices) if i == 0 or (v != vertices[i - 1]).any()]
