@@ -105,6 +105,82 @@ async def test_packed_tile_records_follow_the_image_columns(tmp_path):
     await store.close()
 
 
+async def test_z14_packs_follow_moves_hiding_deletes_and_are_backfilled(tmp_path):
+    """A z14 tile of `mly1_public` is read from its pack (migration 0019): the pack must hold
+    exactly what the range scan over the images finds, after an image moves to another
+    tile, is hidden (qk = -1), shown again and deleted, whatever statement made the change;
+    an older store gets its packs from the migration."""
+    import numpy as np
+
+    from wayview.store.deletion import PACK_SHIFT
+    from wayview.store.sqlite.tiles import SQL_BUILD_ALL_PACKS
+    from wayview.tiles.index import IMAGE_ZOOM, unmorton_array
+
+    path = tmp_path / "w.db"
+    store = SqliteStore(path)
+    await store.open()
+    world = await seed(store)
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path)
+        conn.create_function("wv_tile_rec", 8, tile_rec, deterministic=True)
+        return conn
+
+    def scanned() -> dict[int, bytes]:
+        with connect() as conn:
+            tiles = [t for (t,) in conn.execute(
+                "SELECT DISTINCT qk >> ? FROM images WHERE qk >= 0", (PACK_SHIFT,))]
+            return {t: conn.execute(
+                "SELECT CAST(group_concat(tile_rec, '') AS BLOB) FROM (SELECT tile_rec"
+                " FROM images WHERE qk BETWEEN ? AND ? ORDER BY qk)",
+                (t << PACK_SHIFT, ((t + 1) << PACK_SHIFT) - 1)).fetchone()[0] for t in tiles}
+
+    def packed() -> dict[int, bytes]:
+        with connect() as conn:
+            return dict(conn.execute("SELECT tile, recs FROM tile_image_packs"))
+
+    async def served(tile: int) -> set[int]:
+        xs, ys = unmorton_array(np.array([tile]))
+        x, y = int(xs[0]), int(ys[0])
+        return {int(i) for i in (await store.tile_images(IMAGE_ZOOM, x, y)).ids}
+
+    assert packed() == scanned() and packed()
+    home = int(world.images[0].id)
+    with connect() as conn:  # moved into another z14 tile, outside any wayview code path
+        (qk,) = conn.execute("SELECT qk FROM images WHERE id = ?", (home,)).fetchone()
+        source = qk >> PACK_SHIFT
+        target = source + 1  # the neighbouring z14 tile in Morton order
+        conn.execute("UPDATE images SET qk = ? WHERE id = ?", ((target << PACK_SHIFT) + 5, home))
+    assert packed() == scanned()
+    assert home in await served(target) and home not in await served(source)
+    with connect() as conn:  # hidden: in no pack
+        conn.execute("UPDATE images SET qk = -1 WHERE id = ?", (home,))
+    assert packed() == scanned() and home not in await served(target)
+    assert target not in packed()
+    with connect() as conn:  # shown again
+        conn.execute("UPDATE images SET qk = ? WHERE id = ?", ((target << PACK_SHIFT) + 5, home))
+    assert packed() == scanned() and home in await served(target)
+    with connect() as conn:  # the tile's only image deleted: its pack goes
+        conn.execute("DELETE FROM images WHERE id = ?", (home,))
+    assert packed() == scanned() and target not in packed() and await served(target) == set()
+    assert await served(source)
+    await store.close()
+
+    with connect() as conn:  # a store from before 0019
+        conn.execute("DROP TABLE tile_image_packs")
+        for name in ("images_pack_record", "images_pack_leave", "images_pack_delete"):
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 19")
+    store = SqliteStore(path)
+    await store.open()
+    assert packed() == scanned() and packed()
+    await store.close()
+    with connect() as conn:  # bench/bulkload.py's way: every pack at once, the same
+        conn.execute("DELETE FROM tile_image_packs")
+        conn.execute(SQL_BUILD_ALL_PACKS)
+    assert packed() == scanned() and packed()
+
+
 def _tile_bounds(z: int, x: int, y: int) -> tuple[int, int]:
     from wayview.tiles.index import tile_range
 

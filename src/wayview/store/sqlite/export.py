@@ -12,7 +12,9 @@ from wayview.errors import InvalidInput
 
 #: Tables that are not data (SQLite's own bookkeeping, R*Tree shadows that the target's own
 #: indexes replace, the schema history).
-_NOT_DATA = ("schema_migrations", "sqlite_sequence", "sqlite_stat1", "sqlite_stat4")
+#: Not copied: bookkeeping, and indexes the target builds itself (its own z14 packs).
+_NOT_DATA = ("schema_migrations", "sqlite_sequence", "sqlite_stat1", "sqlite_stat4",
+             "tile_image_packs")
 _NOT_DATA_SUFFIXES = ("_rtree", "_rtree_node", "_rtree_parent", "_rtree_rowid")
 _BATCH = 5_000
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")

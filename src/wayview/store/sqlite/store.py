@@ -59,6 +59,7 @@ from wayview.store.sqlite.rendered import RenderedTilesMixin
 from wayview.store.sqlite.tiles import (
     SQL_BUMP_EPOCH,
     bump_epochs,
+    pack_tiles,
     rebuild_computed,
     rebuild_pending_computed,
     tile_images,
@@ -447,6 +448,7 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edits
                  tile_rec(row[0], extra[4], row[4], extra[5], row[20], row[3], row[2], rowid))
                 for row, extra in zip(rows, extras, strict=True)])
             conn.executemany(SQL_INSERT_RTREE.format(table="images_rtree"), boxes)
+            pack_tiles(conn, (int(qk) for qk in tiles.qk))  # after the images: they are in
             write_lines_and_overview(conn, ORIGINAL_INDEX, sequence.id, tiles)
             bump_epochs(conn, ORIGINAL_INDEX.group, tiles.touched)
             write_lines_and_overview(conn, COMPUTED_INDEX, sequence.id, computed)

@@ -24,7 +24,9 @@ from wayview.store.columns import (
     tile_line_from_row,
     unique_codes,
 )
+from wayview.store.deletion import PACK_SHIFT
 from wayview.tiles.index import (
+    IMAGE_ZOOM,
     OVERVIEW_PER_CELL,
     SequenceTileRows,
     code_tiles,
@@ -52,6 +54,23 @@ _IMAGES_SQL = {
         f"SELECT {COMPUTED_INDEX.rec} AS tile_rec FROM images"
         f" WHERE {COMPUTED_INDEX.qk} BETWEEN ? AND ? ORDER BY {COMPUTED_INDEX.qk}, id"),
 }
+#: A z14 tile's `image` records from its pack (migration 0019: `_IMAGES_SQL[False]` kept).
+_PACK_SQL = "SELECT recs FROM tile_image_packs WHERE tile = ?"
+#: Rebuild the pack of one z14 tile from its images' records (no image left: no pack), as the
+#: triggers of migration 0019 do.
+_SQL_DROP_PACK = "DELETE FROM tile_image_packs WHERE tile = ?"
+_SQL_PACK = (
+    "INSERT INTO tile_image_packs (tile, recs) SELECT ?, r FROM (SELECT"
+    " CAST(group_concat(tile_rec, '') AS BLOB) AS r FROM (SELECT tile_rec FROM images"
+    " WHERE qk BETWEEN ? AND ? ORDER BY qk)) WHERE r IS NOT NULL"
+)
+#: Every pack from scratch (the last statement of migration 0019; bench/bulkload.py).
+SQL_BUILD_ALL_PACKS = (
+    "INSERT INTO tile_image_packs (tile, recs) SELECT t.tile, (SELECT CAST(group_concat("
+    "tile_rec, '') AS BLOB) FROM (SELECT tile_rec FROM images WHERE qk BETWEEN t.tile << 24"
+    " AND (t.tile << 24) + 16777215 ORDER BY qk)) FROM (SELECT DISTINCT qk >> 24 AS tile"
+    " FROM images WHERE qk >= 0) AS t"
+)
 _OVERVIEW_SQL = {
     computed: _TILE_RECS.format(
         f"SELECT i.{ix.rec} AS tile_rec FROM {ix.overview} o JOIN images i ON i.id = o.image_id"
@@ -78,8 +97,21 @@ def _placeholders(n: int) -> str:
 
 def tile_images(conn: sqlite3.Connection, z: int, x: int, y: int, *,
                 computed: bool = False) -> TileImageColumns:
-    """Every image inside a tile (the z14 `image` layer)."""
+    """Every image inside a tile (the z14 `image` layer): one pack read for a z14 tile of
+    `mly1_public`, else a range scan."""
+    if z == IMAGE_ZOOM and not computed:
+        return _image_columns(conn, _PACK_SQL, (morton(x, y),))
     return _image_columns(conn, _IMAGES_SQL[computed], tile_range(z, x, y))
+
+
+def pack_tiles(conn: sqlite3.Connection, qks: Iterable[int]) -> None:
+    """Rebuild the z14 packs of the images with these codes (hidden ones, < 0, have none):
+    `insert_sequence` calls it once per tile it wrote to; any later change is packed by
+    the triggers of migration 0019."""
+    for tile in sorted({qk >> PACK_SHIFT for qk in qks if qk >= 0}):
+        low = tile << PACK_SHIFT
+        conn.execute(_SQL_DROP_PACK, (tile,))
+        conn.execute(_SQL_PACK, (tile, low, low + (1 << PACK_SHIFT) - 1))
 
 
 def tile_overview(conn: sqlite3.Connection, z: int, x: int, y: int, *,
@@ -100,7 +132,8 @@ def _image_columns(
     conn: sqlite3.Connection, sql: str, params: tuple[int, ...]
 ) -> TileImageColumns:
     """Run a `_TILE_RECS` query straight into integer arrays (no per-row objects)."""
-    (blob,) = conn.execute(sql, params).fetchone()
+    row = conn.execute(sql, params).fetchone()
+    blob = row[0] if row is not None else None  # a z14 tile without a pack: no image
     table = np.frombuffer(blob or b"", dtype="<i8").reshape(-1, 8).astype(np.int64)
     rowids, index = unique_codes(table[:, 7])
     keys: dict[int, str] = {}
