@@ -670,9 +670,10 @@ class Settings(BaseSettings):
     s3: S3Settings = S3Settings()
     store_inline_point_reads: bool = Field(
         True,
-        description="Run single-row primary-key reads (node, token, tile epoch) directly on the "
-        "server's event loop instead of a reader thread: ~200 µs less CPU per request. Turn off "
-        "if the database lives on slow or network storage.",
+        description="Run primary-key reads (node, token, tile epoch, a z14 tile's packed "
+        "images and lines) directly on the server's event loop instead of a reader thread "
+        "(SQLite): ~200 µs less CPU per request. Turn off if the database lives on slow or "
+        "network storage.",
     )
     asset_max_age_s: int = Field(
         31_536_000, ge=0, description="`Cache-Control: max-age` of thumbnails and originals."

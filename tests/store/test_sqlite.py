@@ -49,7 +49,17 @@ async def test_sqlite_point_reads_inline_or_threaded_agree(tmp_path):
         kind, entity = await store.get_node(image.id)
         assert kind == "image" and entity.id == image.id and entity.creator_username == "alice"
         assert await store.get_node(1933525276802129) is None
-        results.append((kind, entity.captured_at_ms))
+        # A z14 tile of mly1_public is read inline too (its pack, its lines, their keys).
+        from wayview.tiles.index import IMAGE_ZOOM
+        from wayview.tiles.tilemath import lnglat_to_tile
+
+        x, y = lnglat_to_tile(image.lon, image.lat, IMAGE_ZOOM)
+        tile = await store.tile_content(IMAGE_ZOOM, x, y, ("image", "sequence"))
+        assert tile.images is not None and tile.lines
+        keys = [tile.images.sequence_keys[int(c)] for c in tile.images.sequence_index]
+        assert (image.id, image.sequence_id) in set(zip(tile.images.ids.tolist(), keys,
+                                                        strict=True))
+        results.append((kind, entity.captured_at_ms, len(tile.images), len(tile.lines)))
         await store.close()
     assert results[0] == results[1]
 

@@ -72,10 +72,11 @@ class Database:
     rolled back when it raises).
 
     `db.read_point(fn)` is the one exception to "the event loop never touches sqlite3": it runs
-    `fn` at once on a read-only connection of the calling thread. It is for single-row
-    primary-key lookups only (a node, a token, a tile epoch): in WAL mode a reader never waits
-    for a writer, the lookup touches a few cached pages (~20 µs), and the thread round trip it
-    avoids costs ~200 µs of CPU (bench/graph.py). With `inline_point_reads=False` it falls back
+    `fn` at once on a read-only connection of the calling thread. It is for primary-key lookups
+    only (a node, a token, a tile epoch, a z14 tile's pack and lines): in WAL mode a reader
+    never waits for a writer, the lookup touches a few cached pages (~20 µs; a z14 tile's pack
+    is as large as the tile, whose encoding runs on the loop anyway), and the thread round trip
+    it avoids costs ~200 µs of CPU (bench/graph.py). With `inline_point_reads=False` it falls back
     to the reader threads.
     """
 

@@ -879,7 +879,13 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edits
     async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
                            computed: bool = False, epoch: int | None = None) -> TileContent:
         """The rows of every layer asked for, read on one reader thread in one snapshot
-        (one file: always at least at `epoch`)."""
+        (one file: always at least at `epoch`).
+
+        A z14 tile of `mly1_public` is primary-key reads only (its pack, its lines, their
+        sequences' keys), bounded by the tile's content like its encoding, which runs on the
+        event loop anyway: it is read there too (`Database.read_point`, unless
+        `store_inline_point_reads` is off), sparing a reader-thread round trip (~200 µs of
+        CPU, 13 % of a cold z14 tile at 100 k images)."""
 
         def run(conn: sqlite3.Connection) -> TileContent:
             conn.execute("BEGIN")
@@ -895,6 +901,8 @@ class SqliteStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edits
             finally:
                 conn.execute("COMMIT")
 
+        if z == IMAGE_ZOOM and not computed and "overview" not in layers:
+            return await self.db.read_point(run)
         return await self.db.read(run)
 
     async def tile_map_features(
