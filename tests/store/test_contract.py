@@ -254,3 +254,29 @@ async def test_store_replace_detections_reports_the_features_that_lost_evidence(
     assert await store.replace_detections([], []) == []
     await store.set_quality_scores([(d0.image_id, 0.42), (123, 0.5)])
     assert (await store.get_images([d0.image_id]))[d0.image_id].quality_score == 0.42
+
+
+async def test_store_z14_tile_read_whole_equals_its_layers_read_alone(store):
+    """A z14 tile's two layers read together (one statement on PostgreSQL, the pack and the
+    lines inline on SQLite) are what each layer read alone gives, organisation-less lines and
+    an empty neighbour tile included."""
+    world = await seed(store)
+    user = await store.create_user("solo")
+    await add_sequence(store, user, [(world.images[0].lon + 0.0001 * i, world.images[0].lat)
+                                     for i in range(3)], start_ms=1_700_000_000_000)
+    im = world.images[0]
+    x, y = lnglat_to_tile(im.lon, im.lat, 14)
+    for tx, ty in ((x, y), (x + 3, y + 3)):
+        whole = await store.tile_content(14, tx, ty, ("image", "sequence"))
+        images = await store.tile_images(14, tx, ty)
+        lines = await store.tile_sequence_lines(14, tx, ty)
+        assert whole.images is not None and whole.lines is not None
+        assert whole.images.ids.tolist() == images.ids.tolist()
+        assert whole.images.sequence_keys == images.sequence_keys
+        assert whole.images.creator_ids.tolist() == images.creator_ids.tolist()
+        assert whole.lines == lines
+        if (tx, ty) == (x, y):
+            assert len(images) >= 4 and len(lines) >= 2
+            assert any(line.organization_id is None for line in lines)
+        else:
+            assert len(images) == 0 and lines == []
