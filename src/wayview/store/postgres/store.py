@@ -67,7 +67,6 @@ from wayview.store.postgres.replicas import Replicas
 from wayview.store.postgres.tiles import (
     SQL_BUMP_EPOCH,
     SQL_REBUILD_PACKS,
-    SQL_TILE_Z14,
     bump_epochs,
     insert_lines,
     insert_overview,
@@ -75,7 +74,6 @@ from wayview.store.postgres.tiles import (
     rebuild_pending_computed,
     tile_content_from_rows,
     tile_statements,
-    z14_rows,
 )
 from wayview.store.postgres.uploads import UploadsMixin
 from wayview.tiles.index import (
@@ -880,7 +878,6 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         so a tile drawn from both is never cached past that write.
         """
         statements = tile_statements(z, x, y, layers, computed=computed)
-        both_z14 = z == IMAGE_ZOOM and not computed and set(layers) == {"image", "sequence"}
 
         async def run(conn: Conn, *, at_least: int | None = None
                       ) -> dict[str, list[tuple[Any, ...]]] | None:
@@ -891,11 +888,6 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
                 found = await cur.fetchone()
                 if (int(found[0]) if found else 0) < at_least:
                     return None  # the replica has not replayed the write yet
-            if both_z14:  # the commonest tile: one statement, no pipeline
-                cur = await conn.execute(SQL_TILE_Z14, (morton(x, y),), binary=True)
-                found_row = await cur.fetchone()
-                assert found_row is not None  # one row, whatever the tile holds
-                return z14_rows(found_row)
             if len(statements) == 1:
                 name, sql, params = statements[0]
                 cur = await conn.execute(sql, params, binary=True)

@@ -80,31 +80,6 @@ _COMPUTED_TILE_LINES = (f"{COMPUTED_INDEX.lines_sql} WHERE l.z = %s AND l.tile =
                         " ORDER BY l.sequence_id")
 
 
-#: Both layers of a z14 tile of `mly1_public` in one statement and one row: the pack with its
-#: sequences' keys (as `_TILE_IMAGES_PACKED`) and the lines as parallel arrays (as `_TILE_LINES`,
-#: by sequence id). One round trip without a pipeline: about 0.15 ms less client CPU per tile.
-SQL_TILE_Z14 = (
-    "SELECT p.recs, k.nos, k.keys, q.ids, q.coords, q.image_ids, q.captured, q.panos, q.orgs,"
-    " q.creators FROM (SELECT %s::bigint AS tile) t"
-    " LEFT JOIN tile_image_packs p ON p.tile = t.tile"
-    " LEFT JOIN LATERAL (SELECT array_agg(seq_no ORDER BY seq_no) AS nos,"
-    "  array_agg(id ORDER BY seq_no) AS keys FROM sequences WHERE seq_no = ANY(p.nos)) k ON true"
-    " LEFT JOIN LATERAL (SELECT"
-    + ",".join(f" array_agg({c} ORDER BY sequence_id) AS {a}" for c, a in (
-        ("sequence_id", "ids"), ("coords", "coords"), ("first_image_id", "image_ids"),
-        ("first_captured_at_ms", "captured"), ("is_pano", "panos"),
-        ("organization_id", "orgs"), ("creator_id", "creators")))
-    + f" FROM ({TILE_LINES_SQL} WHERE l.z = {IMAGE_ZOOM} AND l.tile = t.tile) ln) q ON true"
-)
-
-
-def z14_rows(row: tuple[Any, ...]) -> dict[str, list[tuple[Any, ...]]]:
-    """`SQL_TILE_Z14`'s row as the rows `tile_statements` would give per layer."""
-    recs, nos, keys, *lines = row
-    return {"image": [(recs, nos, keys)],
-            "sequence": list(zip(*lines, strict=True)) if lines[0] else []}
-
-
 def image_columns(rows: list[tuple[Any, ...]]) -> TileImageColumns:
     """A `_TILE_COLUMNS` row straight into integer arrays (no per-image objects)."""
     blob, nos, keys = rows[0] if rows else (None, None, None)
