@@ -44,7 +44,12 @@ async def test_a_stopped_s3_server_is_a_fast_outage_and_recovery_is_automatic(
         results = await asyncio.gather(*(blobs.get_bytes_async("images/001/a.jpg")
                                          for _ in range(50)), return_exceptions=True)
         took = time.monotonic() - started
-        assert all(isinstance(r, BlobsUnavailable) for r in results) and took < 1.0
+        # SIGSTOP reaches SeaweedFS's processes asynchronously: on a loaded machine a GET sent
+        # at once can still be answered (the object, unchanged). Anything else is a failure.
+        stray = [r for r in results if not isinstance(r, BlobsUnavailable) and r != b"jpeg"]
+        assert not stray, stray
+        assert any(isinstance(r, BlobsUnavailable) for r in results) and took < 1.0, (
+            took, results[:3])
         started = time.monotonic()
         with pytest.raises(BlobsUnavailable):  # known down: at once
             await blobs.exists_async("images/001/a.jpg")
