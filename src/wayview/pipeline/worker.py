@@ -216,11 +216,8 @@ class JobRunner:
         while not self._stop.is_set():
             try:
                 await sweep_retired_blobs(self.store, self.blobs, after_s)
-            except Exception as exc:  # a service is down (logged by whoever saw it): later
-                transient = is_transient(exc)
-                log.log(logging.DEBUG if transient else logging.WARNING,
-                        "job runner %s: sweeping retired blobs failed: %s", self.name, exc,
-                        exc_info=not transient)
+            except Exception as exc:  # e.g. a service is down: try the next interval
+                self._background_failed("sweeping retired blobs", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), min(300.0, max(0.5, after_s / 2)))
 
@@ -236,16 +233,19 @@ class JobRunner:
             try:
                 done = await prerenderer.run_once()
             except Exception as exc:  # e.g. the store is unavailable: try the next interval
-                # As for claims: a service that is down was logged once by whoever saw it.
-                transient = is_transient(exc)
-                log.log(logging.DEBUG if transient else logging.WARNING,
-                        "job runner %s: tile prerendering failed: %s", self.name, exc,
-                        exc_info=not transient)
+                self._background_failed("tile prerendering", exc)
                 done = None
             if done is not None and done.more:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), tiles.prerender_interval_s)
+
+    def _background_failed(self, what: str, exc: Exception) -> None:
+        """One failed pass of a background task: a service that is down was logged once by
+        whoever saw it (as for claims), so at debug level; anything else is a warning."""
+        transient = is_transient(exc)
+        log.log(logging.DEBUG if transient else logging.WARNING,
+                "job runner %s: %s failed: %s", self.name, what, exc, exc_info=not transient)
 
     def stop(self) -> None:
         """Ask the lanes to stop after their current job."""
