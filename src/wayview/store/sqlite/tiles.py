@@ -57,13 +57,10 @@ _IMAGES_SQL = {
 #: A z14 tile's `image` records from its pack (migration 0019: `_IMAGES_SQL[False]` kept).
 _PACK_SQL = "SELECT recs FROM tile_image_packs WHERE tile = ?"
 #: Rebuild the pack of one z14 tile from its images' records (no image left: no pack), as the
-#: triggers of migration 0019 do.
+#: triggers of migration 0019 do: the very read a pack replaces, kept.
 _SQL_DROP_PACK = "DELETE FROM tile_image_packs WHERE tile = ?"
-_SQL_PACK = (
-    "INSERT INTO tile_image_packs (tile, recs) SELECT ?, r FROM (SELECT"
-    " CAST(group_concat(tile_rec, '') AS BLOB) AS r FROM (SELECT tile_rec FROM images"
-    " WHERE qk BETWEEN ? AND ? ORDER BY qk)) WHERE r IS NOT NULL"
-)
+_SQL_PACK = (f"INSERT INTO tile_image_packs (tile, recs) SELECT ?, r FROM"
+             f" (SELECT ({_IMAGES_SQL[False]}) AS r) WHERE r IS NOT NULL")
 #: Every pack from scratch (the last statement of migration 0019; bench/bulkload.py).
 SQL_BUILD_ALL_PACKS = (
     "INSERT INTO tile_image_packs (tile, recs) SELECT t.tile, (SELECT CAST(group_concat("
