@@ -193,6 +193,62 @@ async def test_postgres_packed_tile_records_follow_the_image_columns(pg_database
     await store.close()
 
 
+async def test_postgres_tile_packs_carry_the_keys_of_their_sequences(pg_database_url):
+    """A z14 pack holds its sequences' keys (migration 0015), aligned with their numbers:
+    what a tile reads must equal the range read (which looks the keys up), after an image
+    moves to another sequence outside any wayview code path, after a delete, after
+    `migrate-store`'s build of every pack, and in a database from before 0015."""
+    from wayview.store.postgres.tiles import SQL_BUILD_ALL_PACKS, TILE_IMAGES_RANGE, image_columns
+    from wayview.tiles.index import IMAGE_ZOOM, tile_range
+    from wayview.tiles.tilemath import lnglat_to_tile
+
+    store = await _opened(pg_database_url)
+    world = await seed(store)
+    tiles = sorted({lnglat_to_tile(i.lon, i.lat, IMAGE_ZOOM) for i in world.images})
+
+    async def check() -> None:
+        for x, y in tiles:
+            both = await store.tile_content(IMAGE_ZOOM, x, y, ("sequence", "image"))
+            packed = both.images
+            async with store.db.connection() as conn:
+                cur = await conn.execute(TILE_IMAGES_RANGE, tile_range(IMAGE_ZOOM, x, y),
+                                         binary=True)
+                ranged = image_columns(await cur.fetchall())
+            assert packed is not None and packed.ids.tolist() == ranged.ids.tolist()
+            assert packed.sequence_keys == ranged.sequence_keys
+            assert packed.sequence_index.tolist() == ranged.sequence_index.tolist()
+            alone = await store.tile_sequence_lines(IMAGE_ZOOM, x, y)
+            assert both.lines == alone
+
+    await check()
+    im, other = world.images[0], next(i for i in world.images
+                                      if i.sequence_id != world.images[0].sequence_id)
+    with psycopg.connect(pg_database_url, autocommit=True) as conn:
+        conn.execute("UPDATE images SET sequence_id = %s, sequence_no = (SELECT seq_no FROM"
+                     " sequences WHERE id = %s) WHERE id = %s",
+                     (other.sequence_id, other.sequence_id, im.id))
+    await check()
+    x, y = lnglat_to_tile(im.lon, im.lat, IMAGE_ZOOM)
+    assert other.sequence_id in (await store.tile_images(IMAGE_ZOOM, x, y)).sequence_keys
+    with psycopg.connect(pg_database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM images WHERE sequence_id = %s", (world.images[1].sequence_id,))
+    await check()
+    with psycopg.connect(pg_database_url, autocommit=True) as conn:  # migrate-store's way
+        conn.execute("DELETE FROM tile_image_packs")
+        conn.execute(SQL_BUILD_ALL_PACKS)
+    await check()
+    await store.close()
+    with psycopg.connect(pg_database_url, autocommit=True) as conn:  # a database before 0015
+        conn.execute("ALTER TABLE tile_image_packs DROP COLUMN keys")
+        conn.execute("DROP FUNCTION wv_refresh_tile_packs(bigint[])")
+        conn.execute("CREATE FUNCTION wv_refresh_tile_packs(keys bigint[]) RETURNS void"
+                     " LANGUAGE sql AS ''")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 15")
+    store = await _opened(pg_database_url)
+    await check()
+    await store.close()
+
+
 def test_open_store_picks_the_backend_from_database_url(tmp_path):
     for url in ("postgresql://u@db.example/w", "postgres://u@db.example/w"):
         assert isinstance(open_store(make_settings(tmp_path, database_url=url)), PostgresStore)

@@ -49,17 +49,31 @@ _TILE_COLUMNS = (
 #: Images of a tile at any zoom, from the covering index (z14 tiles read their pack instead).
 TILE_IMAGES_RANGE = _TILE_COLUMNS.format(
     recs="SELECT tile_rec, sequence_no FROM images WHERE qk BETWEEN %s AND %s ORDER BY qk, id")
-#: The images of one z14 tile: its pack (migration 0005) and its sequences' keys.
-_TILE_IMAGES_PACKED = (
-    "SELECT p.recs, s.nos, s.keys FROM tile_image_packs p, LATERAL"
-    " (SELECT array_agg(seq_no ORDER BY seq_no) AS nos, array_agg(id ORDER BY seq_no) AS keys"
-    "  FROM sequences WHERE seq_no = ANY(p.nos)) s WHERE p.tile = %s"
+#: The images of one z14 tile: its pack (migration 0005) with its sequences' keys (0015).
+_TILE_IMAGES_PACKED = "SELECT recs, nos, keys FROM tile_image_packs WHERE tile = %s"
+#: Both layers of a z14 tile of `mly1_public` in one statement (one round trip, no pipeline):
+#: its pack as the row of part 0 (`recs`, `nos`, `keys` in the columns of `image_columns`),
+#: then its lines as rows of part 1 (the columns of `TILE_LINES_SQL`, `coords` in `blob`), in
+#: the order of `_TILE_LINES`.
+_TILE_Z14 = (
+    "SELECT 0 AS part, recs AS blob, nos, keys, NULL::text AS sequence_id,"
+    " NULL::bigint AS first_image_id, NULL::bigint AS first_captured_at_ms,"
+    " NULL::boolean AS is_pano, NULL::bigint AS organization_id, NULL::bigint AS creator_id"
+    " FROM tile_image_packs WHERE tile = %s"
+    " UNION ALL"
+    " SELECT 1, l.coords, NULL, NULL, l.sequence_id, s.first_image_id, s.first_captured_at_ms,"
+    " s.is_pano, s.organization_id, s.creator_id FROM tile_sequence_lines l"
+    " JOIN sequences s ON s.id = l.sequence_id WHERE l.z = %s AND l.tile = %s"
+    " ORDER BY part, sequence_id"
 )
 #: Every pack from scratch (`wayview migrate-store`, after copying the images).
 SQL_BUILD_ALL_PACKS = (
-    "INSERT INTO tile_image_packs (tile, recs, nos)"
-    " SELECT qk >> 24, string_agg(tile_rec, ''::bytea ORDER BY qk, id),"
-    " array_agg(DISTINCT sequence_no) FROM images GROUP BY qk >> 24"
+    "INSERT INTO tile_image_packs (tile, recs, nos, keys)"
+    " SELECT p.tile, p.recs, s.nos, s.keys FROM"
+    " (SELECT qk >> 24 AS tile, string_agg(tile_rec, ''::bytea ORDER BY qk, id) AS recs,"
+    " array_agg(DISTINCT sequence_no) AS nos FROM images GROUP BY qk >> 24) p, LATERAL"
+    " (SELECT array_agg(q.seq_no ORDER BY q.seq_no) AS nos, array_agg(q.id ORDER BY q.seq_no)"
+    " AS keys FROM sequences q WHERE q.seq_no = ANY(p.nos)) s"
 )
 assert 2 * (QK_ZOOM - IMAGE_ZOOM) == 24, "pack keys are z26 codes >> 24"
 #: Rebuild the packs of the z14 tiles in `%s` (an array of tile keys) from their images.
@@ -89,10 +103,16 @@ def image_columns(rows: list[tuple[Any, ...]]) -> TileImageColumns:
     return tile_image_columns(table, index, tuple(str(by_no[int(r)]) for r in rowids))
 
 
+_Z14 = "image+sequence"  # the name of `_TILE_Z14`'s rows in `tile_statements`
+
+
 def tile_statements(z: int, x: int, y: int, layers: Seq[str], *, computed: bool = False
                     ) -> list[tuple[str, str, tuple[int, ...]]]:
     """(layer, statement, parameters) reading each layer of a tile asked for."""
     statements: list[tuple[str, str, tuple[int, ...]]] = []
+    if z == IMAGE_ZOOM and not computed and set(layers) == {"image", "sequence"}:
+        tile = morton(x, y)
+        return [(_Z14, _TILE_Z14, (tile, z, tile))]
     if "overview" in layers:
         low, high = tile_range(z, x, y, z + 5)
         statements.append(("overview", _COMPUTED_TILE_OVERVIEW if computed else _TILE_OVERVIEW,
@@ -112,6 +132,10 @@ def tile_statements(z: int, x: int, y: int, layers: Seq[str], *, computed: bool 
 
 def tile_content_from_rows(rows: dict[str, list[tuple[Any, ...]]]) -> TileContent:
     """A TileContent from the rows of `tile_statements`, by layer."""
+    if _Z14 in rows:
+        both = rows[_Z14]
+        rows = {"image": [r[1:4] for r in both if r[0] == 0],
+                "sequence": [(r[4], r[1], *r[5:]) for r in both if r[0] == 1]}
     return TileContent(
         images=image_columns(rows["image"]) if "image" in rows else None,
         overview=image_columns(rows["overview"]) if "overview" in rows else None,
