@@ -106,24 +106,30 @@ def varint_cols(v: UInt, present: Bools | None = None) -> Cols:
         valid1 = np.ones((rows, n), dtype=bool) if mask is None else mask
         lens1 = np.full(n, rows, np.int64) if mask is None else mask.sum(axis=0, dtype=np.int64)
         return Cols(v2.astype(np.uint8), valid1, lens1)
+    # Every byte at once: v >> 7k for each byte k, its low 8 bits, and the continuation bit
+    # where v >> 7(k + 1) is not 0 (a few numpy calls whatever the width, not five per byte).
+    shifted = v2[:, None, :] >> _shifts(v2.dtype, width)
     valid = np.empty((rows, width, n), dtype=bool)
     valid[:, 0, :] = True
-    data = np.empty((rows, width, n), dtype=np.uint8)
-    shifted = v2.copy()
-    top_bit = np.empty((rows, n), dtype=np.uint8)
-    for k in range(width):
-        byte = data[:, k, :]
-        np.copyto(byte, shifted, casting="unsafe")  # keeps the low 8 bits
-        if k + 1 < width:
-            more = valid[:, k + 1, :]
-            np.greater_equal(shifted, 0x80, out=more)
-            np.left_shift(more.view(np.uint8), np.uint8(7), out=top_bit)
-            byte |= top_bit
-            shifted >>= v2.dtype.type(7)
+    np.greater_equal(shifted[:, :-1, :], 0x80, out=valid[:, 1:, :])
+    data = shifted.astype(np.uint8)  # keeps the low 8 bits
+    data[:, :-1, :] |= np.left_shift(valid[:, 1:, :].view(np.uint8), np.uint8(7))
     if mask is not None:
         valid &= mask[:, None, :]
     valid2 = valid.reshape(rows * width, n)
     return Cols(data.reshape(rows * width, n), valid2, count(valid2))
+
+
+_SHIFT_CACHE: dict[tuple[np.dtype[np.generic], int], npt.NDArray[np.unsignedinteger]] = {}
+
+
+def _shifts(dtype: np.dtype[np.generic], width: int) -> npt.NDArray[np.unsignedinteger]:
+    """``7k`` for each byte ``k`` of a varint, shaped ``(1, width, 1)`` to broadcast."""
+    key = (dtype, width)
+    found = _SHIFT_CACHE.get(key)
+    if found is None:
+        found = _SHIFT_CACHE[key] = (np.arange(width, dtype=dtype) * 7).reshape(1, width, 1)
+    return found
 
 
 def count(valid: Bools) -> I64:
