@@ -249,6 +249,80 @@ async def test_postgres_tile_packs_carry_the_keys_of_their_sequences(pg_database
     await store.close()
 
 
+async def test_postgres_concurrent_z14_tiles_share_one_statement_and_match_lone_reads(
+        pg_database_url):
+    """Concurrent requests for z14 tiles (the same tile several times, and a tile with
+    nothing in it) are read in one statement, and each gets exactly what its layers read
+    alone give; a request cancelled while it waits leaves the others their tiles."""
+    from wayview.tiles.index import IMAGE_ZOOM
+    from wayview.tiles.tilemath import lnglat_to_tile
+
+    store = await _opened(pg_database_url)
+    world = await seed(store)
+    far = await add_sequence(store, await store.create_user("far"),  # across four z14 tiles
+                             [(13.40 + 0.01 * i, 52.52) for i in range(8)],
+                             start_ms=1_600_000_000_000)
+    tiles = sorted({lnglat_to_tile(i.lon, i.lat, IMAGE_ZOOM) for i in [*world.images, *far]})
+    tiles.append((0, 0))
+    assert len(tiles) >= 4
+    alone = {}
+    for x, y in tiles:
+        images = await store.tile_images(IMAGE_ZOOM, x, y)
+        alone[(x, y)] = (images.ids.tolist(), images.codes.tolist(), images.sequence_keys,
+                         images.sequence_index.tolist(),
+                         await store.tile_sequence_lines(IMAGE_ZOOM, x, y))
+    assert any(v[0] for v in alone.values()) and any(v[4] for v in alone.values())
+    asks = [t for t in tiles for _ in range(3)]
+    before = store.z14_reads.statements
+    got = await asyncio.gather(*(store.tile_content(IMAGE_ZOOM, x, y, ("sequence", "image"))
+                                 for x, y in asks))
+    assert store.z14_reads.statements == before + 1
+    for (x, y), content in zip(asks, got, strict=True):
+        images = content.images
+        assert images is not None
+        assert (images.ids.tolist(), images.codes.tolist(), images.sequence_keys,
+                images.sequence_index.tolist(), content.lines) == alone[(x, y)]
+
+    kept, dropped = tiles[0], tiles[1]
+    tasks = [asyncio.create_task(store.tile_content(IMAGE_ZOOM, *t, ("sequence", "image")))
+             for t in (kept, dropped, kept)]
+    await asyncio.sleep(0)  # every request is waiting for the statement
+    tasks[1].cancel()
+    first, cancelled, third = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(cancelled, asyncio.CancelledError)
+    for content in (first, third):
+        assert not isinstance(content, BaseException) and content.images is not None
+        assert content.images.ids.tolist() == alone[kept][0] and content.lines == alone[kept][4]
+    await store.close()
+
+
+async def test_postgres_a_failed_shared_z14_statement_fails_each_request_and_the_next_works(
+        pg_database_url):
+    """When the shared statement fails (the store is unreachable), every request waiting on
+    it gets the error, none is left hanging, and the next requests are read again."""
+    from wayview.tiles.index import IMAGE_ZOOM
+    from wayview.tiles.tilemath import lnglat_to_tile
+
+    store = await _opened(pg_database_url)
+    world = await seed(store)
+    x, y = lnglat_to_tile(world.images[0].lon, world.images[0].lat, IMAGE_ZOOM)
+    working = store.z14_reads.db
+
+    class Unreachable:
+        def connection(self) -> object:
+            raise StoreUnavailable("database unavailable")
+
+    store.z14_reads.db = Unreachable()  # type: ignore[assignment]
+    results = await asyncio.wait_for(asyncio.gather(
+        *(store.tile_content(IMAGE_ZOOM, x + dx, y, ("sequence", "image")) for dx in range(4)),
+        return_exceptions=True), timeout=10)
+    assert all(isinstance(r, StoreUnavailable) for r in results)
+    store.z14_reads.db = working
+    content = await store.tile_content(IMAGE_ZOOM, x, y, ("sequence", "image"))
+    assert content.images is not None and world.images[0].id in content.images.ids.tolist()
+    await store.close()
+
+
 def test_open_store_picks_the_backend_from_database_url(tmp_path):
     for url in ("postgresql://u@db.example/w", "postgres://u@db.example/w"):
         assert isinstance(open_store(make_settings(tmp_path, database_url=url)), PostgresStore)

@@ -67,9 +67,11 @@ from wayview.store.postgres.replicas import Replicas
 from wayview.store.postgres.tiles import (
     SQL_BUMP_EPOCH,
     SQL_REBUILD_PACKS,
+    Z14Reads,
     bump_epochs,
     insert_lines,
     insert_overview,
+    is_z14_pair,
     rebuild_computed,
     rebuild_pending_computed,
     tile_content_from_rows,
@@ -206,6 +208,7 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
     def __init__(self, url: str, *, pool_size: int = 10, deadlines: Deadlines | None = None,
                  replica_urls: Seq[str] = (), replica_max_lag_s: float = 5.0) -> None:
         self.db = Database(url, pool_size=pool_size, deadlines=deadlines)
+        self.z14_reads = Z14Reads(self.db)
         self.reads = Replicas(self.db, replica_urls, max_lag_s=replica_max_lag_s,
                               pool_size=pool_size, deadlines=deadlines)
 
@@ -868,7 +871,9 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
     async def tile_content(self, z: int, x: int, y: int, layers: Seq[str], *,
                            computed: bool = False, epoch: int | None = None) -> TileContent:
         """The rows of each layer asked for: one statement per layer, sent together in one
-        pipeline (one round trip), results in binary (bytea as bytes, not hex text).
+        pipeline (one round trip), results in binary (bytea as bytes, not hex text). Both
+        layers of a z14 tile of `mly1_public` are one statement, shared with the concurrent
+        requests for z14 tiles (`Z14Reads`) when no replica is configured.
 
         Inside API requests they are read on a replica when one is usable
         (`database_replica_urls`): in one snapshot with the tile's epoch there, used only
@@ -877,6 +882,8 @@ class PostgresStore(AccountsMixin, JobsMixin, UploadsMixin, GovernanceMixin, Edi
         primary reads its own snapshot; a write landing between them bumps the tile's epoch,
         so a tile drawn from both is never cached past that write.
         """
+        if not self.reads.replicas and is_z14_pair(z, layers, computed=computed):
+            return await self.z14_reads.read(morton(x, y))  # shared with concurrent requests
         statements = tile_statements(z, x, y, layers, computed=computed)
 
         async def run(conn: Conn, *, at_least: int | None = None

@@ -5,6 +5,8 @@ tile, and writing a sequence's overview cells and lines, epoch bumps, and rebuil
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import Iterable
 from collections.abc import Sequence as Seq
 from typing import Any
@@ -21,7 +23,7 @@ from wayview.store.columns import (
     tile_line_from_row,
     unique_codes,
 )
-from wayview.store.postgres.connection import TILE_REC_DTYPE, Conn
+from wayview.store.postgres.connection import TILE_REC_DTYPE, Conn, Database
 from wayview.tiles.index import (
     IMAGE_ZOOM,
     OVERVIEW_PER_CELL,
@@ -51,20 +53,22 @@ TILE_IMAGES_RANGE = _TILE_COLUMNS.format(
     recs="SELECT tile_rec, sequence_no FROM images WHERE qk BETWEEN %s AND %s ORDER BY qk, id")
 #: The images of one z14 tile: its pack (migration 0005) with its sequences' keys (0015).
 _TILE_IMAGES_PACKED = "SELECT recs, nos, keys FROM tile_image_packs WHERE tile = %s"
-#: Both layers of a z14 tile of `mly1_public` in one statement (one round trip, no pipeline):
-#: its pack as the row of part 0 (`recs`, `nos`, `keys` in the columns of `image_columns`),
-#: then its lines as rows of part 1 (the columns of `TILE_LINES_SQL`, `coords` in `blob`), in
-#: the order of `_TILE_LINES`.
-_TILE_Z14 = (
-    "SELECT 0 AS part, recs AS blob, nos, keys, NULL::text AS sequence_id,"
+#: Both layers of some z14 tiles of `mly1_public` in one statement (one round trip, no
+#: pipeline), `%s` twice the same array of their Morton codes: each tile's pack as a row of
+#: part 0 (`recs`, `nos`, `keys` in the columns of `image_columns`), then each tile's lines as
+#: rows of part 1 (the columns of `TILE_LINES_SQL`, `coords` in `blob`), by tile in the order
+#: of `_TILE_LINES`. Concurrent requests share one (`Z14Reads`).
+SQL_Z14_TILES = (
+    "SELECT 0 AS part, tile, recs AS blob, nos, keys, NULL::text AS sequence_id,"
     " NULL::bigint AS first_image_id, NULL::bigint AS first_captured_at_ms,"
     " NULL::boolean AS is_pano, NULL::bigint AS organization_id, NULL::bigint AS creator_id"
-    " FROM tile_image_packs WHERE tile = %s"
+    " FROM tile_image_packs WHERE tile = ANY(%s::bigint[])"
     " UNION ALL"
-    " SELECT 1, l.coords, NULL, NULL, l.sequence_id, s.first_image_id, s.first_captured_at_ms,"
-    " s.is_pano, s.organization_id, s.creator_id FROM tile_sequence_lines l"
-    " JOIN sequences s ON s.id = l.sequence_id WHERE l.z = %s AND l.tile = %s"
-    " ORDER BY part, sequence_id"
+    " SELECT 1, l.tile, l.coords, NULL, NULL, l.sequence_id, s.first_image_id,"
+    " s.first_captured_at_ms, s.is_pano, s.organization_id, s.creator_id"
+    " FROM tile_sequence_lines l JOIN sequences s ON s.id = l.sequence_id"
+    f" WHERE l.z = {IMAGE_ZOOM} AND l.tile = ANY(%s::bigint[])"
+    " ORDER BY part, tile, sequence_id"
 )
 #: Every pack from scratch (`wayview migrate-store`, after copying the images).
 SQL_BUILD_ALL_PACKS = (
@@ -103,16 +107,29 @@ def image_columns(rows: list[tuple[Any, ...]]) -> TileImageColumns:
     return tile_image_columns(table, index, tuple(str(by_no[int(r)]) for r in rowids))
 
 
-_Z14 = "image+sequence"  # the name of `_TILE_Z14`'s rows in `tile_statements`
+_Z14 = "image+sequence"  # the name of `SQL_Z14_TILES`'s rows in `tile_statements`
+
+
+def is_z14_pair(z: int, layers: Seq[str], *, computed: bool) -> bool:
+    """Whether a tile read is both layers of a z14 tile of `mly1_public` (`SQL_Z14_TILES`)."""
+    return z == IMAGE_ZOOM and not computed and set(layers) == {"image", "sequence"}
+
+
+def z14_content(rows: Seq[tuple[Any, ...]]) -> TileContent:
+    """A z14 tile from its rows of `SQL_Z14_TILES` (in their order)."""
+    images = [r[2:5] for r in rows if r[0] == 0]
+    return TileContent(
+        images=image_columns(images), overview=None,
+        lines=[tile_line_from_row((r[5], r[2], *r[6:])) for r in rows if r[0] == 1])
 
 
 def tile_statements(z: int, x: int, y: int, layers: Seq[str], *, computed: bool = False
-                    ) -> list[tuple[str, str, tuple[int, ...]]]:
+                    ) -> list[tuple[str, str, tuple[Any, ...]]]:
     """(layer, statement, parameters) reading each layer of a tile asked for."""
-    statements: list[tuple[str, str, tuple[int, ...]]] = []
-    if z == IMAGE_ZOOM and not computed and set(layers) == {"image", "sequence"}:
-        tile = morton(x, y)
-        return [(_Z14, _TILE_Z14, (tile, z, tile))]
+    statements: list[tuple[str, str, tuple[Any, ...]]] = []
+    if is_z14_pair(z, layers, computed=computed):
+        tiles = [morton(x, y)]
+        return [(_Z14, SQL_Z14_TILES, (tiles, tiles))]
     if "overview" in layers:
         low, high = tile_range(z, x, y, z + 5)
         statements.append(("overview", _COMPUTED_TILE_OVERVIEW if computed else _TILE_OVERVIEW,
@@ -133,14 +150,98 @@ def tile_statements(z: int, x: int, y: int, layers: Seq[str], *, computed: bool 
 def tile_content_from_rows(rows: dict[str, list[tuple[Any, ...]]]) -> TileContent:
     """A TileContent from the rows of `tile_statements`, by layer."""
     if _Z14 in rows:
-        both = rows[_Z14]
-        rows = {"image": [r[1:4] for r in both if r[0] == 0],
-                "sequence": [(r[4], r[1], *r[5:]) for r in both if r[0] == 1]}
+        return z14_content(rows[_Z14])
     return TileContent(
         images=image_columns(rows["image"]) if "image" in rows else None,
         overview=image_columns(rows["overview"]) if "overview" in rows else None,
         lines=[tile_line_from_row(r) for r in rows["sequence"]] if "sequence" in rows else None,
     )
+
+
+class Z14Reads:
+    """Cold z14 tiles of `mly1_public` read together, one statement (`SQL_Z14_TILES`) at a
+    time per process: a request arriving while none runs is read right after the event loop's
+    current round of callbacks, with every request of that round; requests arriving while one
+    runs are read together as soon as it ends (at most `max_tiles` tiles per statement).
+
+    A tile read costs the client a round trip (a query sent, a wake-up, a result parsed) and
+    the server a statement, whatever the tile's size; under load a shared statement divides
+    that by the number of tiles in it (about 12 for 64 connections on 2 workers at 100 k
+    images), so the batches grow with the load and a request alone waits for nothing. An
+    error reaches every request of the statement (a store outage fails them all at once, as
+    their own statements would have); a request cancelled meanwhile is skipped. Statements
+    keep the deadline of API requests (`database_request_timeout_s`): one that stalls fails
+    within it, and the requests queued behind it are read by the next.
+    """
+
+    def __init__(self, db: Database, *, max_tiles: int = 64, in_flight: int = 1) -> None:
+        self.db = db
+        self.max_tiles = max_tiles
+        self.in_flight = in_flight
+        self._waiting: dict[int, list[asyncio.Future[TileContent]]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self.statements = 0  # statements run, for tests
+
+    async def read(self, tile: int) -> TileContent:
+        """Both layers of the z14 tile with Morton code `tile`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[TileContent] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._start)
+        self._waiting.setdefault(tile, []).append(future)
+        return await future
+
+    def _start(self) -> None:
+        """Read the tiles asked for so far (the call_soon of an already read batch: nothing)."""
+        if not self._waiting or len(self._running) >= self.in_flight:
+            return
+        waiting = dict(itertools.islice(self._waiting.items(), self.max_tiles))
+        for tile in waiting:
+            del self._waiting[tile]
+        task = asyncio.get_running_loop().create_task(self._run(waiting))
+        self._running.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._start()
+
+    async def _run(self, waiting: dict[int, list[asyncio.Future[TileContent]]]) -> None:
+        tiles = sorted(t for t, futures in waiting.items() if not all(f.done() for f in futures))
+        if not tiles:
+            return  # every request of the batch was cancelled
+        try:
+            async with self.db.connection() as conn:
+                cur = await conn.execute(SQL_Z14_TILES, (tiles, tiles), binary=True)
+                rows = await cur.fetchall()
+            self.statements += 1
+        except BaseException as exc:
+            for futures in waiting.values():
+                for future in futures:
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        by_tile: dict[int, list[tuple[Any, ...]]] = {tile: [] for tile in tiles}
+        for row in rows:
+            by_tile[row[1]].append(row)
+        for tile in tiles:
+            futures = waiting[tile]
+            try:
+                content = z14_content(by_tile[tile])
+            except Exception as exc:  # noqa: BLE001 - reaches the requests of this tile
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for future in futures:
+                if not future.done():
+                    future.set_result(content)
 
 
 SQL_BUMP_EPOCH = (
