@@ -529,6 +529,12 @@ def _string_values(strings: list[str]) -> bytes:
 
 def _int_values(values: I64) -> bytes:
     """Value-table entries for integers: ``uint_value`` if ≥ 0 else ``sint_value``."""
+    if values.size == 0 or int(values.min()) >= 0:  # no sint_value: one header per length
+        body = varint_cols(values.view(np.uint64))
+        sizes = (body.lens + 1).astype(np.uint8)[None, :]  # Value length: at most 11
+        size = Cols(sizes, np.ones(sizes.shape, dtype=bool), np.ones(values.size, np.int64))
+        return flat(join([Const(bytes((_LAYER_VALUES,))), size, Const(bytes((_VALUE_UINT,))),
+                          body], values.size)).tobytes()
     negative = values < 0
     payload = np.where(negative, zigzag64(values), values.view(np.uint64))
     body = varint_cols(payload)
@@ -901,7 +907,10 @@ def _line_geometry(lines: list[list[np.ndarray]] | LineParts) -> _LineGeometry:
     m = xy.shape[1]
     if m == 0:
         return _LineGeometry(varint_cols(np.empty((3, 0), np.uint32)), empty, empty)
-    first_part = np.flatnonzero(np.diff(part_feature, prepend=-1))  # first part of each feature
+    first = np.empty(part_feature.size, dtype=bool)  # the first part of each feature
+    first[0] = True
+    np.not_equal(part_feature[1:], part_feature[:-1], out=first[1:])
+    first_part = np.flatnonzero(first)
     feature_start = starts[first_part]
     # Per vertex: [command], dx, dy. Deltas are from the previous vertex of the same feature (a
     # feature starts at (0, 0)); a part's first vertex carries MoveTo(1), its second
@@ -918,6 +927,5 @@ def _line_geometry(lines: list[list[np.ndarray]] | LineParts) -> _LineGeometry:
     present[0, starts] = True
     present[0, starts + 1] = True
     vertices = varint_cols(tokens, present)
-    csum = np.cumsum(vertices.lens)
-    lens = np.diff(csum[np.append(feature_start[1:], m) - 1], prepend=0)
+    lens = np.add.reduceat(vertices.lens, feature_start)  # a feature's vertices are contiguous
     return _LineGeometry(vertices, lens, part_feature[first_part].astype(np.int64))
