@@ -178,8 +178,10 @@ def decode_lines(blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.nda
     """
     flat = np.frombuffer(b"".join(blobs), dtype="<i4").reshape(-1, 2)
     rows = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // _PAIR.size
-    line_of_row = np.repeat(np.arange(len(blobs), dtype=np.int64), rows)
     sep = flat[:, 0] == PART_SEPARATOR
+    if not sep.any():  # one part per line (most z14 tiles): its rows
+        return flat.copy(), rows, np.ones(len(blobs), dtype=np.int64)
+    line_of_row = np.repeat(np.arange(len(blobs), dtype=np.int64), rows)
     # Row r of line j is in part j + (separators before r): each line starts a new part.
     seps_before = np.cumsum(sep) - sep
     part_of_row = line_of_row + seps_before

@@ -434,6 +434,8 @@ def _int_table(v: I64) -> tuple[I64, npt.NDArray[np.intp]]:
     if v.size == 0:
         return v, np.empty(0, dtype=np.intp)
     lo, hi = int(v.min()), int(v.max())
+    if lo == hi:  # one value (an organization, a creator): nothing to sort
+        return v[:1].copy(), np.zeros(v.size, dtype=np.intp)
     if hi - lo <= v.size + _LUT_SLACK:
         offset = v - np.int64(lo)
         seen = np.zeros(hi - lo + 1, dtype=bool)
