@@ -174,7 +174,7 @@ class Z14Reads:
     within it, and the requests queued behind it are read by the next.
     """
 
-    def __init__(self, db: Database, *, max_tiles: int = 64, in_flight: int = 1) -> None:
+    def __init__(self, db: Database, *, max_tiles: int = 32, in_flight: int = 1) -> None:
         self.db = db
         self.max_tiles = max_tiles
         self.in_flight = in_flight
