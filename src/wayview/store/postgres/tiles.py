@@ -186,6 +186,8 @@ class Z14Reads:
         """Both layers of the z14 tile with Morton code `tile`."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[TileContent] = loop.create_future()
+        if self._waiting and next(iter(self._waiting.values()))[0].get_loop() is not loop:
+            self._waiting = {}  # left by an event loop that closed: nobody waits for them
         if not self._waiting:
             loop.call_soon(self._start)
         self._waiting.setdefault(tile, []).append(future)
@@ -193,12 +195,15 @@ class Z14Reads:
 
     def _start(self) -> None:
         """Read the tiles asked for so far (the call_soon of an already read batch: nothing)."""
+        loop = asyncio.get_running_loop()
+        if any(task.get_loop() is not loop for task in self._running):  # an event loop closed
+            self._running = {task for task in self._running if task.get_loop() is loop}
         if not self._waiting or len(self._running) >= self.in_flight:
             return
         waiting = dict(itertools.islice(self._waiting.items(), self.max_tiles))
         for tile in waiting:
             del self._waiting[tile]
-        task = asyncio.get_running_loop().create_task(self._run(waiting))
+        task = loop.create_task(self._run(waiting))
         self._running.add(task)
         task.add_done_callback(self._done)
 
