@@ -312,6 +312,10 @@ def tile_children_with_data(db: Path, parents: list[tuple[int, int]], z: int
     return out
 
 
+#: Rounds of 10 × BBOX_PATHS candidate boxes `robust_bboxes` draws at most.
+BBOX_ROUNDS = 10
+
+
 def robust_bboxes(pts: tg.Points, rng: np.random.Generator) -> list[str]:
     """`BBOX_PATHS` bboxes (bench/targets.py) holding exactly `BBOX_ROWS` images, kept only when
     the count stays the same with the box grown or shrunk by BBOX_MARGIN_DEG: GeoVisio filters
@@ -319,22 +323,25 @@ def robust_bboxes(pts: tg.Points, rng: np.random.Generator) -> list[str]:
     centimetres outside the box."""
     order = np.argsort(pts.lon)
     lon, lat = pts.lon[order], pts.lat[order]
-    out = []
-    for t in tg.bbox_targets(pts, rng, 10 * BBOX_PATHS, BBOX_ROWS):
-        text = re.search(r"bbox=([^&]+)", t.path).group(1)  # type: ignore[union-attr]
-        w, s, e, n = map(float, text.split(","))
-        counts = set()
-        for d in (-BBOX_MARGIN_DEG, BBOX_MARGIN_DEG):
-            a = int(np.searchsorted(lon, w - d, side="left"))
-            b = int(np.searchsorted(lon, e + d, side="right"))
-            la = lat[a:b]
-            counts.add(int(np.count_nonzero((la >= s - d) & (la <= n + d))))
-        if counts == {BBOX_ROWS}:
-            out.append(text)
-            if len(out) == BBOX_PATHS:
-                return out
+    out: list[str] = []
+    # At 5 M images a box of 10 images is a few metres wide and most candidates change count
+    # within the margin: draw more rounds of candidates before giving up.
+    for _ in range(BBOX_ROUNDS):
+        for t in tg.bbox_targets(pts, rng, 10 * BBOX_PATHS, BBOX_ROWS):
+            text = re.search(r"bbox=([^&]+)", t.path).group(1)  # type: ignore[union-attr]
+            w, s, e, n = map(float, text.split(","))
+            counts = set()
+            for d in (-BBOX_MARGIN_DEG, BBOX_MARGIN_DEG):
+                a = int(np.searchsorted(lon, w - d, side="left"))
+                b = int(np.searchsorted(lon, e + d, side="right"))
+                la = lat[a:b]
+                counts.add(int(np.count_nonzero((la >= s - d) & (la <= n + d))))
+            if counts == {BBOX_ROWS} and text not in out:
+                out.append(text)
+                if len(out) == BBOX_PATHS:
+                    return out
     raise RuntimeError(f"only {len(out)} bboxes of {BBOX_ROWS} images with a "
-                       f"{BBOX_MARGIN_DEG}° margin")
+                       f"{BBOX_MARGIN_DEG}° margin in {BBOX_ROUNDS} rounds of candidates")
 
 
 def build_rows(db: Path, token: str, seed: int) -> tuple[list[Row], dict[str, int]]:
