@@ -531,20 +531,17 @@ def _string_values(strings: list[str]) -> bytes:
 
 def _int_values(values: I64) -> bytes:
     """Value-table entries for integers: ``uint_value`` if ≥ 0 else ``sint_value``."""
-    if values.size == 0 or int(values.min()) >= 0:  # no sint_value: one header per length
-        body = varint_cols(values.view(np.uint64))
-        sizes = (body.lens + 1).astype(np.uint8)[None, :]  # Value length: at most 11
-        size = Cols(sizes, np.ones(sizes.shape, dtype=bool), np.ones(values.size, np.int64))
-        return flat(join([Const(bytes((_LAYER_VALUES,))), size, Const(bytes((_VALUE_UINT,))),
-                          body], values.size)).tobytes()
     negative = values < 0
-    payload = np.where(negative, zigzag64(values), values.view(np.uint64))
-    body = varint_cols(payload)
-    head = np.empty((3, values.size), dtype=np.uint64)  # Layer.values key, length, Value key
+    signed = bool(negative.any())  # most tables: no zigzag, one Value key for all
+    unsigned = values.view(np.uint64)
+    body = varint_cols(np.where(negative, zigzag64(values), unsigned) if signed else unsigned)
+    # Layer.values key, Value length (at most 11), Value key: one-byte varints each.
+    head = np.empty((3, values.size), dtype=np.uint8)
     head[0] = _LAYER_VALUES
     head[1] = body.lens + 1
-    head[2] = np.where(negative, _VALUE_SINT, _VALUE_UINT)
-    return flat(join([varint_cols(head), body], values.size)).tobytes()
+    head[2] = np.where(negative, _VALUE_SINT, _VALUE_UINT) if signed else _VALUE_UINT
+    framing = Cols(head, np.ones(head.shape, dtype=bool), np.full(values.size, 3, np.int64))
+    return flat(join([framing, body], values.size)).tobytes()
 
 
 # --- layers --------------------------------------------------------------------------------------
