@@ -174,12 +174,11 @@ class Z14Reads:
     within it, and the requests queued behind it are read by the next.
     """
 
-    def __init__(self, db: Database, *, max_tiles: int = 32, in_flight: int = 1) -> None:
+    def __init__(self, db: Database, *, max_tiles: int = 32) -> None:
         self.db = db
         self.max_tiles = max_tiles
-        self.in_flight = in_flight
         self._waiting: dict[int, list[asyncio.Future[TileContent]]] = {}
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: asyncio.Task[None] | None = None  # the statement in flight
         self.statements = 0  # statements run, for tests
 
     async def read(self, tile: int) -> TileContent:
@@ -193,23 +192,20 @@ class Z14Reads:
         self._waiting.setdefault(tile, []).append(future)
         return await future
 
-    def _start(self) -> None:
-        """Read the tiles asked for so far (the call_soon of an already read batch: nothing)."""
+    def _start(self, _finished: object = None) -> None:
+        """Read the tiles asked for so far, unless a statement is in flight (it calls this
+        again when it ends); a statement of an event loop that closed is not waited for."""
         loop = asyncio.get_running_loop()
-        if any(task.get_loop() is not loop for task in self._running):  # an event loop closed
-            self._running = {task for task in self._running if task.get_loop() is loop}
-        if not self._waiting or len(self._running) >= self.in_flight:
+        running = self._running
+        if running is not None and not running.done() and running.get_loop() is loop:
+            return
+        if not self._waiting:
             return
         waiting = dict(itertools.islice(self._waiting.items(), self.max_tiles))
         for tile in waiting:
             del self._waiting[tile]
-        task = loop.create_task(self._run(waiting))
-        self._running.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._start()
+        self._running = loop.create_task(self._run(waiting))
+        self._running.add_done_callback(self._start)
 
     async def _run(self, waiting: dict[int, list[asyncio.Future[TileContent]]]) -> None:
         tiles = sorted(t for t, futures in waiting.items() if not all(f.done() for f in futures))
@@ -222,13 +218,7 @@ class Z14Reads:
             self.statements += 1
         except BaseException as exc:
             for futures in waiting.values():
-                for future in futures:
-                    if future.done():
-                        continue
-                    if isinstance(exc, asyncio.CancelledError):
-                        future.cancel()
-                    else:
-                        future.set_exception(exc)
+                _settle(futures, error=exc)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -236,17 +226,27 @@ class Z14Reads:
         for row in rows:
             by_tile[row[1]].append(row)
         for tile in tiles:
-            futures = waiting[tile]
             try:
                 content = z14_content(by_tile[tile])
             except Exception as exc:  # noqa: BLE001 - reaches the requests of this tile
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for future in futures:
-                if not future.done():
-                    future.set_result(content)
+                _settle(waiting[tile], error=exc)
+            else:
+                _settle(waiting[tile], content=content)
+
+
+def _settle(futures: list[asyncio.Future[TileContent]], *, content: TileContent | None = None,
+            error: BaseException | None = None) -> None:
+    """Give the requests still waiting their tile, or the error (cancelled: cancelled)."""
+    for future in futures:
+        if future.done():
+            continue  # its request was cancelled meanwhile
+        if error is None:
+            assert content is not None
+            future.set_result(content)
+        elif isinstance(error, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(error)
 
 
 SQL_BUMP_EPOCH = (
